@@ -1,0 +1,24 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   - create .venv, install, run the main job on the bundled models and data (no network)
+#   make test   - create .venv, install with test extras, run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/patchscope zoo
+	$(BIN)/patchscope evaluate --models $$($(BIN)/python -c "from patchscope.models import list_models; print(','.join(list_models()))") --data demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,15 @@
+"""Attacks: patches, replayable EOT (sample, then apply) and the universal patch attack.
+
+>>> from patchscope.attacks import AttackConfig, PatchAttack, ViewRanges, sample_view, render
+"""
+
+from patchscope.attacks.eot import NO_CHANGE, PLACEMENTS, ViewParams, ViewRanges, camera_matrix, fixed_view, paste, render, render_clean, sample_view, view
+from patchscope.attacks.losses import attack_loss, non_printability, printable_colours, total_variation
+from patchscope.attacks.patch import SHAPES, Patch, patch_side, shape_mask
+from patchscope.attacks.universal import AttackConfig, AttackInterrupted, PatchAttack, SignSGD
+
+__all__ = [
+    "NO_CHANGE", "PLACEMENTS", "SHAPES", "AttackConfig", "AttackInterrupted", "Patch", "PatchAttack", "SignSGD", "ViewParams", "ViewRanges",
+    "attack_loss", "camera_matrix", "fixed_view", "non_printability", "paste", "patch_side", "printable_colours", "render", "render_clean",
+    "sample_view", "shape_mask", "total_variation", "view",
+]

@@ -1,0 +1,257 @@
+"""Expectation over Transformation, split kornia-style into *sampling* parameters and *applying* them.
+
+`sample_view` draws a :class:`ViewParams` (one row per image) from :class:`ViewRanges` with a seeded
+generator; `render` applies them: paste the patch (``sticker``: its own random place, rotation and
+scale; ``on-object``: a fixed place on the sign), then the camera (perspective tilt, rotation,
+distance, shift) and the light (brightness, contrast, colour, blur, JPEG-like loss, noise).
+Replaying the same parameters reproduces the output exactly; everything is batched and differentiable.
+
+>>> import torch
+>>> r = ViewRanges()
+>>> p = sample_view(4, r, image_size=32, side=7, placement="sticker", generator=torch.Generator().manual_seed(0))
+>>> x, pix, m = torch.rand(4, 3, 32, 32), torch.rand(3, 7, 7), torch.ones(7, 7)
+>>> torch.equal(render(x, pix, m, p), render(x, pix, m, p))
+True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+
+import torch
+from kornia.enhance import jpeg_codec_differentiable
+from kornia.filters import gaussian_blur2d
+from kornia.geometry.transform import warp_affine, warp_perspective
+
+PLACEMENTS = ("sticker", "on-object")
+
+
+@dataclass(frozen=True)
+class ViewRanges:
+    """Ranges the EOT samples from (angles in degrees; ``jpeg`` a quality range or None for off)."""
+
+    rotation: float = 15.0
+    tilt: float = 15.0
+    scale: tuple[float, float] = (0.85, 1.0)
+    shift: float = 0.0
+    brightness: tuple[float, float] = (0.7, 1.3)
+    contrast: tuple[float, float] = (0.9, 1.1)
+    colour: float = 0.05
+    blur: tuple[float, float] = (0.0, 0.6)
+    noise: float = 0.01
+    jpeg: tuple[float, float] | None = None
+    patch_rotation: float = 20.0
+    patch_scale: tuple[float, float] = (0.9, 1.1)
+
+
+NO_CHANGE = ViewRanges(0.0, 0.0, (1.0, 1.0), 0.0, (1.0, 1.0), (1.0, 1.0), 0.0, (0.0, 0.0), 0.0, None, 0.0, (1.0, 1.0))
+
+
+@dataclass
+class ViewParams:
+    """One row per image. Angles in degrees; ``location`` is the patch's (top, left) in pixels."""
+
+    location: torch.Tensor  # (N, 2)
+    patch_rotation: torch.Tensor  # (N,)
+    patch_scale: torch.Tensor  # (N,)
+    rotation: torch.Tensor  # (N,)
+    yaw: torch.Tensor  # (N,)
+    pitch: torch.Tensor  # (N,)
+    scale: torch.Tensor  # (N,)
+    shift: torch.Tensor  # (N, 2) in pixels
+    brightness: torch.Tensor  # (N,)
+    contrast: torch.Tensor  # (N,)
+    gain: torch.Tensor  # (N, 3)
+    blur: torch.Tensor  # (N,) Gaussian sigma in pixels
+    noise: torch.Tensor  # (N, 3, H, W), already scaled
+    jpeg: torch.Tensor | None = None  # (N,) quality
+    placement: str = "sticker"
+    blur_kernel: int = 3  # odd kernel side covering the largest sigma the ranges allow
+
+    def __len__(self) -> int:
+        return int(self.rotation.shape[0])
+
+    def _map(self, fn) -> ViewParams:  # type: ignore[no-untyped-def]
+        return replace(self, **{f.name: fn(getattr(self, f.name)) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)})
+
+    def to(self, device: str | torch.device) -> ViewParams:
+        return self._map(lambda t: t.to(device))
+
+    def __getitem__(self, index: slice | torch.Tensor) -> ViewParams:
+        return self._map(lambda t: t[index])
+
+    @classmethod
+    def cat(cls, parts: list[ViewParams]) -> ViewParams:
+        """Stack several parameter sets (same placement) row-wise."""
+        tensors = {k: torch.cat([getattr(p, k) for p in parts]) for k in parts[0].as_dict()}
+        return replace(parts[0], **tensors, blur_kernel=max(p.blur_kernel for p in parts))
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        """The tensors, for logging or saving with safetensors."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
+
+
+def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, generator=g, device=g.device) * (hi - lo) + lo
+
+
+def sample_view(
+    n: int,
+    ranges: ViewRanges,
+    image_size: int,
+    side: int,
+    placement: str = "sticker",
+    location: tuple[int, int] | torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> ViewParams:
+    """Draw ``n`` rows of :class:`ViewParams` on the generator's device.
+
+    ``on-object`` keeps the patch at ``location`` (default: the centre); ``sticker`` draws a location
+    anywhere the patch fits, plus its own rotation and scale.
+    """
+    g = generator or torch.Generator()
+    u = lambda lo, hi: _uniform(n, lo, hi, g)  # noqa: E731
+    free = image_size - side
+    if placement == "sticker":
+        loc = torch.stack([u(0, free), u(0, free)], 1).round()
+    else:
+        loc = _location_rows(n, location, free, g.device)
+    params = ViewParams(
+        location=loc,
+        patch_rotation=u(-ranges.patch_rotation, ranges.patch_rotation) if placement == "sticker" else torch.zeros(n, device=g.device),
+        patch_scale=u(*ranges.patch_scale) if placement == "sticker" else torch.ones(n, device=g.device),
+        rotation=u(-ranges.rotation, ranges.rotation),
+        yaw=u(-ranges.tilt, ranges.tilt),
+        pitch=u(-ranges.tilt, ranges.tilt),
+        scale=u(*ranges.scale),
+        shift=torch.stack([u(-ranges.shift, ranges.shift), u(-ranges.shift, ranges.shift)], 1) * image_size,
+        brightness=u(*ranges.brightness),
+        contrast=u(*ranges.contrast),
+        gain=torch.stack([u(1 - ranges.colour, 1 + ranges.colour) for _ in range(3)], 1),
+        blur=u(*ranges.blur),
+        noise=torch.randn(n, 3, image_size, image_size, generator=g, device=g.device) * u(0, ranges.noise).view(n, 1, 1, 1),
+        jpeg=u(*ranges.jpeg) if ranges.jpeg else None,
+        placement=placement,
+        blur_kernel=kernel_side(ranges.blur[1]),
+    )
+    return params
+
+
+def _location_rows(n: int, location: tuple[int, int] | torch.Tensor | None, free: int, device: torch.device) -> torch.Tensor:
+    if location is None:
+        return torch.full((n, 2), float(free // 2), device=device)
+    loc = torch.as_tensor(location, dtype=torch.float32, device=device)
+    return loc.expand(n, 2).clone() if loc.ndim == 1 else loc
+
+
+def fixed_view(n: int, image_size: int, side: int, placement: str = "on-object", location: tuple[int, int] | None = None, **values: float) -> ViewParams:
+    """``n`` identical rows for one viewing condition (``rotation=``, ``yaw=``, ``brightness=``...).
+
+    Unnamed factors take their no-change value; a sticker without ``location`` sits in the centre.
+    """
+    p = sample_view(n, NO_CHANGE, image_size, side, "on-object", location)
+    p = replace(p, placement=placement)
+    for key, value in values.items():
+        if key == "noise":
+            g = torch.Generator().manual_seed(0)
+            p.noise = torch.randn(n, 3, image_size, image_size, generator=g) * value
+        elif key == "jpeg":
+            p.jpeg = torch.full((n,), float(value))
+        elif key == "blur":
+            p.blur, p.blur_kernel = torch.full((n,), float(value)), kernel_side(float(value))
+        else:
+            setattr(p, key, torch.full_like(getattr(p, key), float(value)))
+    return p
+
+
+def camera_matrix(p: ViewParams, size: int) -> torch.Tensor:
+    """(N, 3, 3) homographies, source to view: a plane tilted by yaw/pitch seen at focal length ``size``,
+    rotated in-plane, scaled (distance) and shifted, all about the image centre."""
+    n, dev = len(p), p.rotation.device
+    c = (size - 1) / 2
+    th, ya, pi = (torch.deg2rad(t) for t in (p.rotation, p.yaw, p.pitch))
+    eye = torch.eye(3, device=dev).expand(n, 3, 3).clone()
+    a = eye.clone()
+    a[:, 0, 0], a[:, 0, 1] = p.scale * torch.cos(th), -p.scale * torch.sin(th)
+    a[:, 1, 0], a[:, 1, 1] = p.scale * torch.sin(th), p.scale * torch.cos(th)
+    # R = Rx(pitch) @ Ry(yaw); homography K [r1 r2 t] / f with t = (0, 0, f)
+    cy, sy, cp, sp = torch.cos(ya), torch.sin(ya), torch.cos(pi), torch.sin(pi)
+    v = eye.clone()
+    v[:, 0, 0], v[:, 0, 1] = cy, 0.0
+    v[:, 1, 0], v[:, 1, 1] = sp * sy, cp
+    v[:, 2, 0], v[:, 2, 1] = -cp * sy / size, sp / size
+    to_centre, back = eye.clone(), eye.clone()
+    to_centre[:, 0, 2], to_centre[:, 1, 2] = -c, -c
+    back[:, 0, 2], back[:, 1, 2] = c + p.shift[:, 1], c + p.shift[:, 0]
+    return back @ v @ a @ to_centre
+
+
+def paste(images: torch.Tensor, pixels: torch.Tensor, mask: torch.Tensor, p: ViewParams) -> torch.Tensor:
+    """Put the patch on each image. ``pixels`` (3,s,s) or (N,3,s,s); ``mask`` (s,s) or (N,s,s).
+
+    Where the placed mask is 0 the image is returned unchanged, bit for bit.
+    """
+    n, _, h, w = images.shape
+    pix = pixels.expand(n, *pixels.shape[-3:]) if pixels.ndim == 3 else pixels
+    msk = (mask.expand(n, *mask.shape[-2:]) if mask.ndim == 2 else mask).unsqueeze(1).to(images.dtype)
+    s = pix.shape[-1]
+    if p.placement == "on-object":
+        canvas, alpha = _shift_onto(pix, msk, p.location, h, w)
+    else:
+        m = _sticker_matrix(p, s)
+        canvas = warp_affine(pix, m, (h, w), align_corners=True)
+        alpha = warp_affine(msk, m, (h, w), align_corners=True).clamp(0, 1)
+    return images * (1 - alpha) + canvas * alpha
+
+
+def _shift_onto(pix: torch.Tensor, msk: torch.Tensor, location: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Exact integer placement by gather: canvas[n, :, i, j] = pix[n, :, i - top, j - left]."""
+    n, _, s, _ = pix.shape
+    top, left = location[:, 0].round().long().view(n, 1, 1), location[:, 1].round().long().view(n, 1, 1)
+    rows = torch.arange(h, device=pix.device).view(1, h, 1) - top
+    cols = torch.arange(w, device=pix.device).view(1, 1, w) - left
+    inside = ((rows >= 0) & (rows < s) & (cols >= 0) & (cols < s)).unsqueeze(1)
+    flat = (rows.clamp(0, s - 1) * s + cols.clamp(0, s - 1)).view(n, 1, h * w)
+    canvas = pix.flatten(2).gather(2, flat.expand(n, pix.shape[1], h * w)).view(n, -1, h, w)
+    alpha = msk.flatten(2).gather(2, flat).view(n, 1, h, w) * inside
+    return canvas * inside, alpha
+
+
+def _sticker_matrix(p: ViewParams, side: int) -> torch.Tensor:
+    """(N, 2, 3) affine maps from patch pixels to image pixels: rotate and scale about the patch centre."""
+    c = (side - 1) / 2
+    th = torch.deg2rad(p.patch_rotation)
+    cos, sin = torch.cos(th) * p.patch_scale, torch.sin(th) * p.patch_scale
+    tx = p.location[:, 1] + c - (cos * c - sin * c)
+    ty = p.location[:, 0] + c - (sin * c + cos * c)
+    return torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+
+
+def view(images: torch.Tensor, p: ViewParams) -> torch.Tensor:
+    """The camera and the light: warp, then brightness/contrast/colour, blur, JPEG-like loss, noise."""
+    size = images.shape[-1]
+    x = warp_perspective(images, camera_matrix(p, size), (images.shape[-2], size), padding_mode="border", align_corners=True)
+    mean = x.mean((1, 2, 3), keepdim=True)
+    light = (p.brightness.view(-1, 1) * p.gain).view(-1, 3, 1, 1)
+    x = (((x - mean) * p.contrast.view(-1, 1, 1, 1) + mean) * light).clamp(0, 1)
+    sigma = p.blur.clamp_min(1e-2)
+    x = gaussian_blur2d(x, p.blur_kernel, torch.stack([sigma, sigma], 1))
+    if p.jpeg is not None:
+        x = jpeg_codec_differentiable(x, p.jpeg)
+    return (x + p.noise).clamp(0, 1)
+
+
+def kernel_side(max_sigma: float) -> int:
+    """An odd Gaussian kernel side wide enough for ``max_sigma`` (3 sigma each side)."""
+    return max(3, 2 * math.ceil(3 * max_sigma) + 1)
+
+
+def render(images: torch.Tensor, pixels: torch.Tensor, mask: torch.Tensor, p: ViewParams) -> torch.Tensor:
+    """``view(paste(images, patch, p), p)``: what the camera sees of a patched sign."""
+    return view(paste(images, pixels, mask, p), p)
+
+
+def render_clean(images: torch.Tensor, p: ViewParams) -> torch.Tensor:
+    """The same viewing conditions without a patch (the clean baseline of a condition)."""
+    return view(images, p)

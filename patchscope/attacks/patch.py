@@ -1,0 +1,127 @@
+"""Patches: pixels in [0,1] plus a shape mask, sized as a fraction of the image area; saved and loaded safely."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from patchscope.errors import PatchscopeError
+from patchscope.io import atomic_path
+
+SHAPES = ("square", "circle")
+
+
+def shape_mask(shape: str, side: int) -> torch.Tensor:
+    """A ``(side, side)`` float mask in {0, 1}: ``square``, ``circle``, or a path to a mask image.
+
+    >>> shape_mask("circle", 5).sum().item() < 25
+    True
+    """
+    if shape == "square":
+        return torch.ones(side, side)
+    if shape == "circle":
+        c = (side - 1) / 2
+        yy, xx = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+        return (((yy - c) ** 2 + (xx - c) ** 2) <= (side / 2) ** 2 + 1e-6).float()
+    return _mask_from_image(Path(shape), side)
+
+
+def _mask_from_image(path: Path, side: int) -> torch.Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            band = im.getchannel("A") if "A" in im.getbands() else im.convert("L")
+            m = band.resize((side, side), Image.NEAREST)
+    except FileNotFoundError:
+        raise PatchscopeError(f"--shape {path}: not square, circle, nor an existing mask image") from None
+    except (UnidentifiedImageError, OSError) as e:
+        raise PatchscopeError(f"--shape {path}: cannot read mask image ({e.__class__.__name__})") from None
+    mask = (torch.frombuffer(bytearray(m.tobytes()), dtype=torch.uint8).view(side, side) > 127).float()
+    if mask.sum() == 0:
+        raise PatchscopeError(f"--shape {path}: the mask is empty")
+    return mask
+
+
+def patch_side(fraction: float, image_size: int, shape: str = "square") -> int:
+    """Side in pixels of a patch covering ``fraction`` of an ``image_size``-square image.
+
+    >>> patch_side(0.05, 32)
+    7
+    """
+    if not 0 < fraction < 1:
+        raise PatchscopeError(f"patch size {fraction} must be a fraction of the image area, 0 < size < 1")
+    fill = 1.0 if shape == "square" else float(shape_mask(shape, 64).mean())
+    side = max(1, round(math.sqrt(fraction * image_size**2 / fill)))
+    if side > image_size:
+        raise PatchscopeError(f"a {fraction:.0%} {shape} patch ({side}px) is larger than the {image_size}px image")
+    return side
+
+
+@dataclass
+class Patch:
+    """A patch: ``pixels`` (3, s, s) in [0,1], ``mask`` (s, s), where it goes, and what made it."""
+
+    pixels: torch.Tensor
+    mask: torch.Tensor
+    placement: str = "sticker"
+    location: tuple[int, int] | None = None  # (top, left) in the image, for on-object
+    image_size: int = 32
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def side(self) -> int:
+        return int(self.pixels.shape[-1])
+
+    @property
+    def area_fraction(self) -> float:
+        """Share of the image area the patch covers."""
+        return float(self.mask.sum()) / self.image_size**2
+
+    def save(self, folder: Path) -> None:
+        """Write ``patch.safetensors`` and ``patch.png`` (RGBA; alpha is the mask) into ``folder``."""
+        meta = {"placement": self.placement, "location": json.dumps(self.location), "image_size": str(self.image_size), "meta": json.dumps(self.meta)}
+        tensors = {"pixels": self.pixels.detach().float().cpu().contiguous(), "mask": self.mask.float().cpu().contiguous()}
+        with atomic_path(folder / "patch.safetensors") as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+        self.to_png(folder / "patch.png")
+
+    def to_png(self, path: Path, scale: int = 1) -> None:
+        """Save the patch as an RGBA PNG (alpha = mask), optionally enlarged ``scale`` times."""
+        from PIL import Image
+
+        rgba = torch.cat([self.pixels.detach().cpu(), self.mask.cpu()[None]], 0).mul(255).round().byte()
+        img = Image.fromarray(rgba.permute(1, 2, 0).numpy(), "RGBA")
+        if scale > 1:
+            img = img.resize((self.side * scale, self.side * scale), Image.NEAREST)
+        with atomic_path(path) as tmp:
+            img.save(tmp, format="PNG")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Patch:
+        """Load a patch from a run folder or a ``patch.safetensors`` file."""
+        path = Path(path)
+        file = path / "patch.safetensors" if path.is_dir() else path
+        if not file.exists():
+            raise PatchscopeError(f"--patch {path}: no patch.safetensors there")
+        try:
+            t = load_file(str(file))
+            from safetensors import safe_open
+
+            with safe_open(str(file), "pt") as fh:
+                meta = fh.metadata() or {}
+            pixels, mask = t["pixels"], t["mask"]
+            location = json.loads(meta.get("location", "null"))
+            patch = cls(pixels, mask, meta.get("placement", "sticker"), tuple(location) if location else None, int(meta.get("image_size", 32)), json.loads(meta.get("meta", "{}")))
+        except (SafetensorError, KeyError, ValueError, OSError) as e:
+            raise PatchscopeError(f"--patch {file}: not a patchscope patch ({str(e).splitlines()[0][:120]})") from None
+        if pixels.ndim != 3 or pixels.shape[0] != 3 or mask.shape != pixels.shape[1:] or pixels.shape[-1] > patch.image_size:
+            raise PatchscopeError(f"--patch {file}: inconsistent shapes pixels {tuple(pixels.shape)} mask {tuple(mask.shape)}")
+        return patch

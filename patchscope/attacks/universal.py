@@ -1,0 +1,253 @@
+"""`PatchAttack`: one universal patch, optimised with EOT, called as ``attack(images, labels)``.
+
+Several candidates (places on the sign for ``on-object``, random starts for ``sticker``) are optimised
+side by side in one batch for the first ``search_fraction`` of the steps; the best one goes on alone.
+Long runs checkpoint atomically (patch, optimiser and generator state) every ``checkpoint_every``
+steps and on SIGINT/SIGTERM, and ``resume`` continues to the same patch an uninterrupted run gives.
+Under ``torch.distributed`` each rank takes its share of the global batch and gradients are summed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from patchscope.attacks.eot import PLACEMENTS, ViewParams, ViewRanges, render, sample_view
+from patchscope.attacks.losses import attack_loss, non_printability, printable_colours, total_variation
+from patchscope.attacks.patch import Patch, patch_side, shape_mask
+from patchscope.errors import PatchscopeError
+from patchscope.io import atomic_path
+from patchscope.progress import progress_bar
+
+
+@dataclass
+class AttackConfig:
+    """Everything that decides a patch. ``target`` None means untargeted."""
+
+    size: float = 0.05
+    shape: str = "square"
+    placement: str = "on-object"
+    location: tuple[int, int] | None = None
+    target: int | None = None
+    loss: str = "margin"
+    kappa: float = 5.0
+    optimizer: str = "adam"
+    lr: float = 0.1
+    steps: int = 300
+    batch_size: int = 64
+    candidates: int = 4
+    search_fraction: float = 0.3
+    tv_weight: float = 0.0
+    nps_weight: float = 0.0
+    ranges: ViewRanges = field(default_factory=ViewRanges)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.placement not in PLACEMENTS:
+            raise PatchscopeError(f"placement {self.placement!r}: choose {' or '.join(PLACEMENTS)}")
+        if self.loss not in ("margin", "ce") or self.optimizer not in ("adam", "sign"):
+            raise PatchscopeError("loss must be margin or ce, optimizer adam or sign")
+        if self.steps < 1 or self.batch_size < 1 or self.candidates < 1:
+            raise PatchscopeError("--steps, --batch-size and --candidates must be at least 1")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SignSGD(torch.optim.Optimizer):
+    """Signed-gradient steps (the patch analogue of PGD): ``p -= lr * sign(grad)``."""
+
+    def __init__(self, params: Any, lr: float) -> None:
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:  # type: ignore[override]
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad.sign(), alpha=-group["lr"])
+
+
+class AttackInterrupted(Exception):
+    """Raised after a SIGINT/SIGTERM once the checkpoint is safely on disk."""
+
+
+def _rank_world() -> tuple[int, int]:
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+
+
+class PatchAttack:
+    """Universal adversarial patch with EOT.
+
+    >>> import torch
+    >>> from patchscope.models.archs import cnn
+    >>> from patchscope.models.wrapper import Classifier
+    >>> model = Classifier(cnn(num_classes=3, width=4), ["a", "b", "c"]).eval()
+    >>> attack = PatchAttack(model, AttackConfig(size=0.1, target=1, steps=3, batch_size=4, candidates=2), progress=False)
+    >>> patch = attack(torch.rand(8, 3, 32, 32), torch.zeros(8, dtype=torch.long))
+    >>> patch.pixels.shape, patch.placement
+    (torch.Size([3, 10, 10]), 'on-object')
+    """
+
+    def __init__(self, model: nn.Module, config: AttackConfig, device: str | torch.device = "cpu", checkpoint: Path | None = None, checkpoint_every: int = 50, resume: bool = False, progress: bool = True) -> None:
+        self.model, self.cfg, self.device = model, config, torch.device(device)
+        self.checkpoint, self.checkpoint_every, self.resume, self.progress = checkpoint, checkpoint_every, resume, progress
+        self.history: list[dict[str, float]] = []
+        self._stop = False
+        for p in model.parameters():
+            p.requires_grad_(False)
+
+    # -- the pieces of one step ------------------------------------------------------------------
+    def _start(self, image_size: int, side: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        n = self.cfg.candidates if self.cfg.location is None or self.cfg.placement == "sticker" else 1
+        patches = torch.rand(n, 3, side, side, generator=g, device=self.device)
+        if self.cfg.location is not None:
+            locs = torch.tensor([self.cfg.location], dtype=torch.float32, device=self.device).expand(n, 2)
+        else:
+            k = math.ceil(math.sqrt(n))
+            ticks = torch.linspace(0, image_size - side, k, device=self.device).round()
+            grid = torch.cartesian_prod(ticks, ticks)
+            locs = grid[torch.linspace(0, len(grid) - 1, n, device=self.device).round().long()]
+        return patches, locs.clone()
+
+    def _views(self, n_images: int, locs: torch.Tensor, image_size: int, side: int, g: torch.Generator) -> tuple[torch.Tensor, ViewParams]:
+        """Sample the global batch (image indices and views), tiled once per candidate."""
+        b, c = self.cfg.batch_size, len(locs)
+        idx = torch.randint(n_images, (b,), generator=g, device=self.device)
+        views = sample_view(b, self.cfg.ranges, image_size, side, self.cfg.placement, None, g)
+        tiled = views[torch.arange(b, device=self.device).repeat(c)]
+        if self.cfg.placement == "on-object":
+            tiled.location = locs.repeat_interleave(b, 0)
+        return idx.repeat(c), tiled
+
+    def _losses(self, images: torch.Tensor, labels: torch.Tensor, patches: torch.Tensor, mask: torch.Tensor, idx: torch.Tensor, views: ViewParams) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's share of the batch: (loss per candidate, successes per candidate) as sums / global batch."""
+        rank, world = _rank_world()
+        c, b = len(patches), self.cfg.batch_size
+        mine = torch.arange(c * b, device=self.device).view(c, b).chunk(world, 1)[rank].reshape(-1)
+        rows = idx[mine]
+        x = render(images[rows], patches.repeat_interleave(len(mine) // c, 0), mask, views[mine])
+        logits = self.model(x)
+        loss = attack_loss(logits, labels[rows], self.cfg.target, self.cfg.loss, self.cfg.kappa).view(c, -1).sum(1) / b
+        hit = logits.argmax(1) == self.cfg.target if self.cfg.target is not None else logits.argmax(1) != labels[rows]
+        return loss, hit.view(c, -1).sum(1)
+
+    def _regulariser(self, patches: torch.Tensor) -> torch.Tensor:
+        reg = torch.zeros(len(patches), device=self.device)
+        if self.cfg.tv_weight:
+            reg = reg + self.cfg.tv_weight * total_variation(patches)
+        if self.cfg.nps_weight:
+            reg = reg + self.cfg.nps_weight * non_printability(patches, printable_colours())
+        return reg
+
+    def _optimiser(self, patches: torch.Tensor) -> torch.optim.Optimizer:
+        return torch.optim.Adam([patches], lr=self.cfg.lr) if self.cfg.optimizer == "adam" else SignSGD([patches], lr=self.cfg.lr)
+
+    def _lr(self, step: int) -> float:
+        return self.cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / self.cfg.steps)))
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def _save(self, state: dict[str, Any]) -> None:
+        if self.checkpoint is None or _rank_world()[0] != 0:
+            return
+        with atomic_path(self.checkpoint) as tmp:
+            torch.save(state, tmp)
+
+    def _load(self) -> dict[str, Any] | None:
+        if not (self.resume and self.checkpoint is not None and self.checkpoint.exists()):
+            return None
+        try:
+            return torch.load(self.checkpoint, map_location=self.device, weights_only=True)
+        except Exception as e:  # noqa: BLE001  any unreadable checkpoint is the user's file problem
+            raise PatchscopeError(f"--resume: checkpoint {self.checkpoint} is unreadable ({e.__class__.__name__})") from None
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        def stop(signum: int, frame: Any) -> None:
+            self._stop = True
+
+        try:
+            old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread: no handlers
+            old = {}
+        try:
+            yield
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> Patch:
+        """Optimise a patch on ``images`` (N, 3, H, W) in [0,1] with true ``labels`` (N,)."""
+        cfg, dev = self.cfg, self.device
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] != images.shape[-2] or len(images) == 0:
+            raise PatchscopeError(f"the attack needs square RGB images (N, 3, H, H), got {tuple(images.shape)}")
+        images, labels = images.to(dev), labels.to(dev)
+        size = images.shape[-1]
+        side = patch_side(cfg.size, size, cfg.shape)
+        mask = shape_mask(cfg.shape, side).to(dev)
+        g = torch.Generator(device=dev).manual_seed(cfg.seed)
+        patches, locs = self._start(size, side, g)
+        start, chosen = 0, len(patches) == 1
+        opt = self._optimiser(patches.requires_grad_())
+        state = self._load()
+        if state is not None:
+            patches = state["patches"].to(dev).requires_grad_()
+            locs, start, chosen = state["locations"].to(dev), int(state["step"]), bool(state["chosen"])
+            opt = self._optimiser(patches)
+            opt.load_state_dict(state["opt"])
+            g.set_state(state["gen"].cpu() if dev.type == "cpu" else state["gen"])
+            self.history = list(state.get("history", []))
+        switch = 0 if chosen else max(1, round(cfg.search_fraction * cfg.steps))
+        with self._signals(), progress_bar(cfg.steps, "attack", self.progress and _rank_world()[0] == 0) as update:
+            update(advance=start)
+            for step in range(start, cfg.steps):
+                if not chosen and step == switch:
+                    patches, locs = self._choose(images, labels, patches.detach(), mask, locs, side, g)
+                    opt, chosen = self._optimiser(patches.requires_grad_()), True
+                idx, views = self._views(len(images), locs, size, side, g)
+                loss, hits = self._losses(images, labels, patches, mask, idx, views)
+                total = loss.sum() + self._regulariser(patches).sum() / _rank_world()[1]
+                opt.zero_grad(set_to_none=True)
+                total.backward()
+                if _rank_world()[1] > 1:
+                    dist.all_reduce(patches.grad)
+                    dist.all_reduce(hits)
+                for group in opt.param_groups:
+                    group["lr"] = self._lr(step)
+                opt.step()
+                with torch.no_grad():
+                    patches.clamp_(0, 1)
+                if step % 10 == 0 or step == cfg.steps - 1:
+                    rate = float(hits.min() if chosen else hits.max()) / cfg.batch_size
+                    self.history.append({"step": step, "loss": float(total.detach()), "batch_success": rate})
+                    update(advance=min(10, cfg.steps - step) if step % 10 == 0 else 0, loss=float(total.detach()), success=rate)
+                done = step + 1
+                if self._stop or (self.checkpoint_every and done % self.checkpoint_every == 0):
+                    self._save({"step": done, "patches": patches.detach(), "locations": locs, "chosen": chosen, "opt": opt.state_dict(), "gen": g.get_state(), "history": self.history})
+                if self._stop:
+                    raise AttackInterrupted(f"interrupted at step {done}; checkpoint saved to {self.checkpoint}; rerun with --resume")
+        if not chosen:
+            patches, locs = self._choose(images, labels, patches.detach(), mask, locs, side, g)
+        location = tuple(int(v) for v in locs[0].round().tolist()) if cfg.placement == "on-object" else None
+        return Patch(patches[0].detach().clamp(0, 1), mask.cpu(), cfg.placement, location, size, {"config": cfg.as_dict()})  # type: ignore[arg-type]
+
+    @torch.no_grad()
+    def _choose(self, images: torch.Tensor, labels: torch.Tensor, patches: torch.Tensor, mask: torch.Tensor, locs: torch.Tensor, side: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keep the candidate with the most successes (then the lowest loss) on a fresh batch."""
+        idx, views = self._views(len(images), locs, images.shape[-1], side, g)
+        loss, hits = self._losses(images, labels, patches, mask, idx, views)
+        if _rank_world()[1] > 1:
+            dist.all_reduce(loss)
+            dist.all_reduce(hits)
+        best = int(torch.argmax(hits.float() * 1e3 - loss))
+        return patches[best : best + 1].clone(), locs[best : best + 1].clone()

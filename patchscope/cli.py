@@ -1,0 +1,364 @@
+"""The `patchscope` command: a thin layer that parses options, calls the package and prints results.
+
+Every user error becomes one line on stderr and exit status 2 (see :func:`main`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from collections.abc import Callable
+from typing import Annotated, Optional
+
+import typer
+
+from patchscope.errors import PatchscopeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Attack, explain, defend and certify image classifiers against adversarial patches.")
+
+DataOpt = Annotated[str, typer.Option("--data", help="gtsrb:train | gtsrb:test | demo | npz:PATH[:SPLIT] | folder:PATH")]
+RootOpt = Annotated[Optional[Path], typer.Option("--data-root", help="folder holding gtsrb32.npz (default $PATCHSCOPE_DATA)")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu or cuda")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+@app.callback()
+def _root() -> None:
+    """Attack, explain, defend and certify image classifiers against adversarial patches."""
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PatchscopeError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise PatchscopeError(f"--device {name!r}: use cpu or cuda")
+    return name
+
+
+@app.command()
+def train(
+    arch: Annotated[str, typer.Option(help="cnn | resnet | vit")],
+    data: DataOpt = "gtsrb:train",
+    out: Annotated[Path, typer.Option(help="folder for NAME.safetensors and NAME.json")] = Path("models"),
+    epochs: int = 20,
+    batch_size: int = 128,
+    lr: Annotated[Optional[float], typer.Option(help="peak learning rate (default: per arch)")] = None,
+    seed: int = 0,
+    name: Annotated[Optional[str], typer.Option(help="model name (default gtsrb-ARCH)")] = None,
+    eval_data: Annotated[Optional[str], typer.Option(help="measure final accuracy on this data, e.g. gtsrb:test")] = None,
+    arch_kwargs: Annotated[str, typer.Option(help='JSON of architecture options, e.g. \'{"width": 24}\'')] = "{}",
+    data_root: RootOpt = None,
+    device: DeviceOpt = "cpu",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch")] = None,
+) -> None:
+    """Train a model with the zoo's recipe and write safetensors plus a model card."""
+    import torch
+
+    from patchscope.data import load_data
+    from patchscope.models import ARCHS, save_checkpoint
+    from patchscope.models.train import Recipe, accuracy, train_model
+
+    if arch not in ARCHS:
+        raise PatchscopeError(f"unknown --arch {arch!r}: choose from {', '.join(sorted(ARCHS))}")
+    if epochs < 1 or batch_size < 1:
+        raise PatchscopeError("--epochs and --batch-size must be at least 1")
+    try:
+        kwargs = json.loads(arch_kwargs)
+    except json.JSONDecodeError as e:
+        raise PatchscopeError(f"--arch-kwargs is not JSON ({e})") from None
+    if threads:
+        torch.set_num_threads(threads)
+    dev = _device(device)
+    train_data = load_data(data, data_root)
+    held_out = load_data(eval_data, data_root) if eval_data else None
+    name = name or f"gtsrb-{arch}"
+    recipe = Recipe.for_arch(arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, arch_kwargs=kwargs)
+    model, card = train_model(train_data, recipe, dev, name)
+    if held_out is not None:
+        card["accuracy"][held_out.name] = accuracy(model, held_out, dev)
+        card["accuracy_data_hash"] = {held_out.name: held_out.data_hash()}
+    weights = out / f"{name}.safetensors"
+    save_checkpoint(model.net, card, weights)
+    typer.echo(json.dumps({"weights": str(weights), "val_accuracy": card["val_accuracy"], "accuracy": card["accuracy"], "train_seconds": card["train_seconds"]}))
+
+
+def _print(obj: object, as_json: bool, table: Callable[[], None] | None = None) -> None:
+    if as_json or table is None:
+        typer.echo(json.dumps(obj, indent=2))
+    else:
+        table()
+
+
+def _model_names(models: str) -> list[str]:
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    if not names:
+        raise PatchscopeError("--models: give at least one model name")
+    return names
+
+
+class _DataCache:
+    """Load each data spec once per input size."""
+
+    def __init__(self, spec: str, root: Path | None, limit: int | None = None) -> None:
+        self.spec, self.root, self.limit, self.cache = spec, root, limit, {}
+
+    def get(self, size: int):  # type: ignore[no-untyped-def]
+        from patchscope.data import load_data
+
+        if size not in self.cache:
+            self.cache[size] = load_data(self.spec, self.root, size).head(self.limit)
+        return self.cache[size]
+
+
+@app.command()
+def zoo(as_json: JsonOpt = False) -> None:
+    """List the bundled models: parameters, input size, measured accuracy."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from patchscope.models import list_models, read_card, zoo_dir
+
+    rows = []
+    for name in list_models():
+        card = read_card(zoo_dir() / f"{name}.safetensors")
+        rows.append({"name": name, "arch": card["arch"], "params": card.get("params"), "input_size": card["input_size"], "accuracy": card.get("accuracy", {}), "val_accuracy": card.get("val_accuracy"), "data_hash": card.get("data_hash")})
+
+    def table() -> None:
+        t = Table("model", "arch", "params", "input", "test accuracy", "val accuracy")
+        for r in rows:
+            acc = ", ".join(f"{k} {v:.2%}" for k, v in r["accuracy"].items()) or "-"
+            t.add_row(r["name"], r["arch"], f"{r['params']:,}", f"{r['input_size']}px", acc, f"{r['val_accuracy']:.2%}" if r["val_accuracy"] is not None else "-")
+        Console().print(t)
+
+    _print({"models": rows}, as_json, table)
+
+
+@app.command()
+def evaluate(
+    models: Annotated[str, typer.Option(help="comma-separated model names")] = "gtsrb-cnn",
+    data: DataOpt = "gtsrb:test",
+    patch: Annotated[Optional[Path], typer.Option(help="a patch folder (from attack) or zoo:MODEL/NAME")] = None,
+    source: Annotated[Optional[str], typer.Option(help="class the patch attacks (name or id)")] = None,
+    target: Annotated[Optional[str], typer.Option(help="class the patch aims for; omit for untargeted")] = None,
+    conditions: Annotated[str, typer.Option(help="default (the viewing grid) | none | sweep")] = "default",
+    limit: Annotated[Optional[int], typer.Option(help="use only the first N images")] = None,
+    batch_size: int = 1024,
+    data_root: RootOpt = None,
+    device: DeviceOpt = "cpu",
+    as_json: JsonOpt = False,
+) -> None:
+    """Clean accuracy of each model; with --patch, its success over viewing conditions too."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from patchscope.models import create_model
+    from patchscope.models.train import accuracy
+
+    dev = _device(device)
+    names = _model_names(models)
+    loaded = {n: create_model(n, dev) for n in names}
+    cache = _DataCache(data, data_root, limit)
+    the_patch = _load_patch(patch) if patch is not None else None
+    result: dict[str, dict[str, object]] = {}
+    for name, model in loaded.items():
+        ds = cache.get(model.input_size)
+        entry: dict[str, object] = {"clean_accuracy": accuracy(model, ds, dev, batch_size), "clean_images": len(ds), "data_hash": ds.data_hash()}
+        if the_patch is not None:
+            entry.update(_patch_metrics(model, ds, the_patch, source, target, conditions, batch_size, dev))
+        result[name] = entry
+
+    def table() -> None:
+        t = Table("model", "images", "clean accuracy", *(("targeted", "untargeted", "target conf.") if the_patch else ()))
+        for n, e in result.items():
+            extra = (f"{e['targeted_success']:.1%}" if e.get("targeted_success") is not None else "-", f"{e['untargeted_success']:.1%}", f"{e['target_confidence']:.3f}") if the_patch else ()
+            t.add_row(n, str(e["clean_images"]), f"{e['clean_accuracy']:.2%}", *extra)
+        Console().print(t)
+
+    _print({"data": data, "models": result}, as_json, table)
+
+
+def _load_patch(path: Path):  # type: ignore[no-untyped-def]
+    from patchscope.attacks import Patch
+
+    text = str(path)
+    if text.startswith("zoo:"):
+        from importlib import resources
+
+        path = Path(str(resources.files("patchscope.attacks").joinpath("zoo", *text[4:].split("/"))))
+    return Patch.load(path)
+
+
+def _patch_metrics(model, ds, patch, source, target, conditions, batch_size, dev):  # type: ignore[no-untyped-def]
+    from patchscope.data import resolve_class
+    from patchscope.eval import DEFAULT_GRID, patch_success, sweep_conditions
+
+    if patch.image_size != model.input_size:
+        raise PatchscopeError(f"the patch was made for {patch.image_size}px images but {model.name} takes {model.input_size}px")
+    src = source if source is not None else patch.meta.get("source")
+    if src is None:
+        raise PatchscopeError("--source: which class does the patch attack? (name or id)")
+    tgt = target if target is not None else patch.meta.get("target")
+    t = resolve_class(tgt, ds.classes) if tgt is not None else None
+    victims = ds.of_class(src)
+    if len(victims) == 0:
+        raise PatchscopeError(f"the data holds no images of class {src!r}")
+    grid = {"default": DEFAULT_GRID, "none": [{}], "sweep": sweep_conditions()}.get(conditions)
+    if grid is None:
+        raise PatchscopeError(f"--conditions {conditions!r}: use default, none or sweep")
+    out = patch_success(model, victims.float_images(), victims.labels, patch, t, grid, batch_size, dev)
+    if t is None:
+        out["targeted_success"] = None
+    out["source"], out["target"] = ds.classes[victims.labels[0]], ds.classes[t] if t is not None else None
+    return out
+
+
+@app.command()
+def attack(
+    model: Annotated[str, typer.Option(help="model name; several joined by commas attack their ensemble")] = "gtsrb-cnn",
+    data: DataOpt = "gtsrb:train",
+    source: Annotated[str, typer.Option(help="class to attack (name or id)")] = "stop",
+    target: Annotated[Optional[str], typer.Option(help="class to turn it into; omit for untargeted")] = "yield",
+    size: Annotated[float, typer.Option(help="patch area as a fraction of the image")] = 0.05,
+    shape: Annotated[str, typer.Option(help="square | circle | PATH to a mask image")] = "square",
+    placement: Annotated[str, typer.Option(help="on-object | sticker")] = "on-object",
+    location: Annotated[Optional[str], typer.Option(help="TOP,LEFT of an on-object patch (default: searched)")] = None,
+    steps: int = 300,
+    batch_size: Annotated[int, typer.Option(help="global batch (split across torchrun ranks)")] = 64,
+    candidates: Annotated[int, typer.Option(help="places (on-object) or starts (sticker) optimised side by side")] = 4,
+    lr: float = 0.1,
+    loss: Annotated[str, typer.Option(help="margin | ce")] = "margin",
+    optimizer: Annotated[str, typer.Option(help="adam | sign")] = "adam",
+    tv: Annotated[float, typer.Option(help="total-variation weight")] = 0.0,
+    nps: Annotated[float, typer.Option(help="non-printability weight")] = 0.0,
+    seed: int = 0,
+    out: Annotated[Path, typer.Option(help="run folder")] = Path("runs/attack"),
+    resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.pt")] = False,
+    checkpoint_every: int = 50,
+    limit: Annotated[Optional[int], typer.Option(help="use at most N source images")] = None,
+    data_root: RootOpt = None,
+    device: DeviceOpt = "cpu",
+    as_json: JsonOpt = False,
+) -> None:
+    """Optimise a universal patch with EOT and write patch.png, patch.safetensors, config.json, metrics.json."""
+    import time
+
+    from patchscope.attacks import AttackConfig, AttackInterrupted, PatchAttack
+    from patchscope.data import resolve_class
+    from patchscope.eval import DEFAULT_GRID, patch_success
+    from patchscope.io import write_json
+
+    dev = _device(device)
+    rank = _maybe_distributed(dev)
+    net = _attack_model(model, dev)
+    ds = _DataCache(data, data_root).get(net.input_size)
+    src = resolve_class(source, ds.classes)
+    tgt = resolve_class(target, ds.classes) if target else None
+    victims = ds.of_class(src).head(limit)
+    if len(victims) == 0:
+        raise PatchscopeError(f"--data {data} holds no images of class {ds.classes[src]!r}")
+    loc = _location(location)
+    cfg = AttackConfig(size=size, shape=shape, placement=placement, location=loc, target=tgt, loss=loss, optimizer=optimizer, lr=lr, steps=steps, batch_size=batch_size, candidates=candidates, tv_weight=tv, nps_weight=nps, seed=seed)
+    if out.exists() and (out / "patch.safetensors").exists() and not resume and rank == 0:
+        typer.echo(f"patchscope: note: overwriting the patch in {out}", err=True)
+    started = time.time()
+    runner = PatchAttack(net, cfg, dev, checkpoint=out / "checkpoint.pt", checkpoint_every=checkpoint_every, resume=resume)
+    try:
+        patch = runner(victims.float_images(), victims.labels)
+    except AttackInterrupted as e:
+        typer.echo(f"patchscope: {e}", err=True)
+        raise SystemExit(130) from None
+    if rank != 0:
+        return
+    seconds = time.time() - started
+    patch.meta.update({"model": model, "source": ds.classes[src], "target": ds.classes[tgt] if tgt is not None else None, "data": data, "data_hash": ds.data_hash()})
+    check = patch_success(net, victims.head(256).float_images(), victims.head(256).labels, patch, tgt, DEFAULT_GRID, device=dev)
+    metrics = {"attack_images": len(victims), "seconds": round(seconds, 1), "patch_area": patch.area_fraction, "patch_side": patch.side, "location": patch.location,
+               "train_targeted_success": check["targeted_success"] if tgt is not None else None, "train_untargeted_success": check["untargeted_success"],
+               "train_clean_accuracy": check["clean_accuracy"], "history": runner.history}
+    config = {"command": "attack", "model": model, "data": data, "source": ds.classes[src], "target": ds.classes[tgt] if tgt is not None else None, "device": dev, **cfg.as_dict()}
+    patch.save(out)
+    write_json(out / "config.json", config)
+    write_json(out / "metrics.json", metrics)
+    (out / "checkpoint.pt").unlink(missing_ok=True)
+    summary = {"out": str(out), **{k: v for k, v in metrics.items() if k != "history"}}
+    _print(summary, True)
+
+
+def _location(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        top, left = (int(v) for v in text.split(","))
+    except ValueError:
+        raise PatchscopeError(f"--location {text!r}: give TOP,LEFT in pixels, e.g. 4,12") from None
+    return top, left
+
+
+def _attack_model(spec: str, dev: str):  # type: ignore[no-untyped-def]
+    from patchscope.models import Ensemble, create_model
+
+    names = _model_names(spec)
+    members = [create_model(n, dev) for n in names]
+    return members[0] if len(members) == 1 else Ensemble(members).eval()
+
+
+def _maybe_distributed(dev: str) -> int:
+    """Join the torchrun process group when launched by torchrun; return this process's rank."""
+    import os
+
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.startswith("cuda") else "gloo")
+    return dist.get_rank()
+
+
+@app.command()
+def transfer(
+    patches: Annotated[str, typer.Option(help="comma-separated patch folders")],
+    models: Annotated[str, typer.Option(help="comma-separated model names")] = "gtsrb-cnn,gtsrb-resnet,gtsrb-vit",
+    data: DataOpt = "gtsrb:test",
+    source: str = "stop",
+    target: Annotated[Optional[str], typer.Option()] = "yield",
+    limit: Optional[int] = None,
+    data_root: RootOpt = None,
+    device: DeviceOpt = "cpu",
+    as_json: JsonOpt = False,
+) -> None:
+    """Transfer matrix: success of every patch on every model over the default viewing grid."""
+    from patchscope.data import resolve_class
+    from patchscope.eval import transfer_matrix
+    from patchscope.models import create_model
+
+    dev = _device(device)
+    loaded = {n: create_model(n, dev) for n in _model_names(models)}
+    ps = {p: _load_patch(Path(p)) for p in _model_names(patches)}
+    ds = _DataCache(data, data_root, None).get(next(iter(loaded.values())).input_size)
+    victims = ds.of_class(source).head(limit)
+    t = resolve_class(target, ds.classes) if target else None
+    matrix = transfer_matrix(loaded, ps, victims.float_images(), victims.labels, t, device=dev)
+    _print({"metric": "targeted_success" if t is not None else "untargeted_success", "matrix": matrix}, True)
+
+
+def main() -> None:
+    """Entry point: run the app; a :class:`PatchscopeError` becomes one line and exit status 2."""
+    try:
+        app(standalone_mode=False)
+    except PatchscopeError as e:
+        print(f"patchscope: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        print("patchscope: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:  # click's usage errors arrive here when standalone_mode is off
+        import click
+
+        if isinstance(e, click.ClickException):
+            print(f"patchscope: error: {e.format_message()}", file=sys.stderr)
+            sys.exit(2)
+        raise

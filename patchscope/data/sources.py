@@ -1,0 +1,144 @@
+"""`load_data(spec)`: every data source the command line's ``--data`` accepts.
+
+``gtsrb:train`` / ``gtsrb:test`` (``$PATCHSCOPE_DATA/gtsrb32.npz``, else torchvision's download),
+``demo`` (bundled subset), ``npz:PATH[:split]`` (uint8 ``x_*``/``y_*`` arrays) and
+``folder:PATH`` (an ImageFolder tree: one sub-folder per class).
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from patchscope.data.classes import gtsrb_classes
+from patchscope.data.imageset import ImageSet
+from patchscope.errors import PatchscopeError
+
+GTSRB_FILE = "gtsrb32.npz"
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def default_data_root() -> Path:
+    """``$PATCHSCOPE_DATA``, else ``~/.patchscope/data``."""
+    return Path(os.environ.get("PATCHSCOPE_DATA", Path.home() / ".patchscope" / "data")).expanduser()
+
+
+def load_data(spec: str, root: str | os.PathLike[str] | None = None, size: int | None = None) -> ImageSet:
+    """Load the data set named by ``spec``; ``size`` resizes (folder images always; others if they differ).
+
+    >>> demo = load_data("demo")
+    >>> demo.images.shape[1:], demo.classes[14]
+    (torch.Size([3, 32, 32]), 'stop')
+    """
+    kind, _, rest = spec.partition(":")
+    root_path = Path(root).expanduser() if root else default_data_root()
+    if kind == "gtsrb" and rest in ("train", "test"):
+        data = _gtsrb(root_path, rest)
+    elif kind == "demo" and not rest:
+        data = _npz(resources.files("patchscope.data").joinpath("demo", "gtsrb_demo.npz"), None, "demo")
+    elif kind == "npz" and rest:
+        path, split = (rest, "") if Path(rest).exists() or ":" not in rest else rest.rsplit(":", 1)
+        data = _npz(Path(path), split or None, spec)
+    elif kind == "folder" and rest:
+        data = _folder(Path(rest), size or 32, spec)
+    else:
+        raise PatchscopeError(f"unknown data {spec!r}: use gtsrb:train, gtsrb:test, demo, npz:PATH or folder:PATH")
+    if len(data) == 0:
+        raise PatchscopeError(f"data {spec!r} holds no images")
+    return resize(data, size) if size and size != data.image_size else data
+
+
+def resize(data: ImageSet, size: int) -> ImageSet:
+    """The same images bilinearly resized to ``size`` x ``size``."""
+    x = F.interpolate(data.images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return ImageSet(x.round().clamp(0, 255).to(torch.uint8), data.labels, data.classes, data.name, data.tracks)
+
+
+def _from_arrays(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], name: str, tracks: np.ndarray | None = None) -> ImageSet:
+    if x.dtype != np.uint8 or x.ndim != 4 or 3 not in (x.shape[1], x.shape[-1]):
+        raise PatchscopeError(f"{name}: images must be uint8 (N, H, W, 3) or (N, 3, H, W), got {x.shape} {x.dtype}")
+    if x.shape[-1] == 3 and x.shape[1] != 3:
+        x = x.transpose(0, 3, 1, 2)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise PatchscopeError(f"{name}: labels must be a 1-d integer array, got {y.shape} {y.dtype}")
+    t = None if tracks is None else torch.from_numpy(tracks.astype(np.int64))
+    return ImageSet(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64)), classes, name, t)
+
+
+def _classes_for(n_labels: int, given: np.ndarray | None) -> tuple[str, ...]:
+    if given is not None:
+        return tuple(str(c).lower() for c in given)
+    return gtsrb_classes() if n_labels <= 43 else tuple(f"class_{i}" for i in range(n_labels))
+
+
+def _read_npz(path: Path | os.PathLike[str], name: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise PatchscopeError(f"{name}: no such file {path}") from None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise PatchscopeError(f"{name}: {path} is not a readable .npz of plain arrays ({str(e).splitlines()[0]})") from None
+
+
+def _npz(path: Path | os.PathLike[str], split: str | None, name: str) -> ImageSet:
+    arrays = _read_npz(path, name)
+    xs = sorted(k[2:] for k in arrays if k.startswith("x_"))
+    if split is None:
+        split = "" if "x" in arrays else ("test" if "test" in xs else (xs[0] if len(xs) == 1 else None))
+    if split is None:
+        raise PatchscopeError(f"{name}: {path} holds several splits {xs}; name one as npz:PATH:SPLIT")
+    xk, yk = ("x", "y") if split == "" else (f"x_{split}", f"y_{split}")
+    if xk not in arrays or yk not in arrays:
+        raise PatchscopeError(f"{name}: {path} has no arrays {xk!r} and {yk!r} (found {sorted(arrays)})")
+    y = arrays[yk]
+    classes = _classes_for(int(y.max()) + 1 if y.size else 0, arrays.get("classes"))
+    tk = "train_track" if split == "train" else f"{split}_track"
+    return _from_arrays(arrays[xk], y, classes, name, arrays.get(tk))
+
+
+def _gtsrb(root: Path, split: str) -> ImageSet:
+    packed = root / GTSRB_FILE
+    if packed.exists():
+        arrays = _read_npz(packed, f"gtsrb:{split}")
+        if f"x_{split}" in arrays:
+            return _from_arrays(arrays[f"x_{split}"], arrays[f"y_{split}"], gtsrb_classes(), f"gtsrb:{split}", arrays.get("train_track") if split == "train" else None)
+    cached = root / f"gtsrb32-{split}.npz"
+    if not cached.exists():
+        from patchscope.data.torchvision_gtsrb import build_cache
+
+        build_cache(root, split, cached)
+    return _npz(cached, split, f"gtsrb:{split}")
+
+
+def _folder(path: Path, size: int, name: str) -> ImageSet:
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_dir():
+        raise PatchscopeError(f"{name}: {path} is not a folder")
+    classes = sorted(d.name for d in path.iterdir() if d.is_dir())
+    if not classes:
+        raise PatchscopeError(f"{name}: {path} has no class sub-folders (expected {path}/CLASS/IMAGE.png)")
+    images, labels = [], []
+    for label, cls in enumerate(classes):
+        for f in sorted((path / cls).iterdir()):
+            if f.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            try:
+                with Image.open(f) as im:
+                    rgb = im.convert("RGB").resize((size, size), Image.BILINEAR)
+            except (UnidentifiedImageError, OSError) as e:
+                raise PatchscopeError(f"{name}: cannot read image {f} ({e.__class__.__name__})") from None
+            images.append(np.asarray(rgb))
+            labels.append(label)
+    if not images:
+        raise PatchscopeError(f"{name}: no images ({', '.join(IMAGE_EXTENSIONS)}) under {path}")
+    gt = gtsrb_classes()
+    named = tuple(gt[int(c)] if c.isdigit() and int(c) < len(gt) and len(classes) == len(gt) else c.lower() for c in classes)
+    return _from_arrays(np.stack(images), np.asarray(labels), named, name)

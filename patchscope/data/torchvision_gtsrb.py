@@ -1,0 +1,63 @@
+"""The users' route to GTSRB when no packed copy exists: torchvision's download, ROI-cropped to 32x32.
+
+torchvision's ``GTSRB`` yields whole frames; the official annotation CSVs beside them carry each
+sign's region of interest, which we crop (right and bottom edges exclusive) before resizing, the
+same way ``../shared/data`` was packed.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from patchscope.errors import PatchscopeError
+from patchscope.io import atomic_path
+
+SIDE = 32
+
+
+def _rois(base: Path) -> dict[str, tuple[int, int, int, int]]:
+    """Map each image path (resolved) to its ROI box, from every ``GT-*.csv`` under ``base``."""
+    boxes: dict[str, tuple[int, int, int, int]] = {}
+    for sheet in base.rglob("GT-*.csv"):
+        with sheet.open(newline="") as fh:
+            for row in csv.DictReader(fh, delimiter=";"):
+                box = tuple(int(row[k]) for k in ("Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2"))
+                name = row["Filename"]
+                for folder in (sheet.parent, sheet.parent / "GTSRB" / "Final_Test" / "Images"):
+                    boxes[str((folder / name).resolve())] = box  # type: ignore[assignment]
+    return boxes
+
+
+def build_cache(root: Path, split: str, out: Path) -> None:
+    """Download (or reuse) torchvision's GTSRB under ``root`` and write ``out`` (uint8 arrays)."""
+    from PIL import Image
+    from torchvision.datasets import GTSRB
+
+    try:
+        ds = GTSRB(root=str(root), split=split, download=True)
+    except Exception as e:  # noqa: BLE001  (urllib, HTTP and archive errors all mean the same here)
+        raise PatchscopeError(
+            f"gtsrb:{split}: no {root / 'gtsrb32.npz'} and torchvision's download failed ({e.__class__.__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else 'no network?'}); set PATCHSCOPE_DATA or --data-root to a folder holding gtsrb32.npz"
+        ) from None
+    boxes = _rois(Path(root) / "gtsrb")
+    xs, ys, tracks = [], [], []
+    for path, label in ds._samples:  # the list of (file, class) torchvision built
+        with Image.open(path) as im:
+            box = boxes.get(str(Path(path).resolve()))
+            crop = im.convert("RGB").crop((box[0], box[1], box[2], box[3])) if box else im.convert("RGB")
+            xs.append(np.asarray(crop.resize((SIDE, SIDE), Image.BILINEAR)))
+        ys.append(label)
+        stem = Path(path).stem
+        tracks.append(int(stem.split("_")[0]) + 1000 * label if "_" in stem else len(tracks))
+    if not xs:
+        raise PatchscopeError(f"gtsrb:{split}: torchvision's GTSRB under {root} holds no images")
+    arrays = {f"x_{split}": np.stack(xs), f"y_{split}": np.asarray(ys, np.uint8)}
+    if split == "train":
+        arrays["train_track"] = np.asarray(tracks, np.int64)
+    with atomic_path(out) as tmp:
+        with tmp.open("wb") as fh:
+            np.savez(fh, **arrays)

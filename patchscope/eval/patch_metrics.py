@@ -1,0 +1,74 @@
+"""How well a patch works: success over viewing conditions, clean baselines, transfer across models."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from patchscope.attacks.eot import ViewParams, ViewRanges, fixed_view, render, sample_view, view
+from patchscope.attacks.patch import Patch
+from patchscope.eval.conditions import DEFAULT_GRID, Condition
+
+
+def condition_views(conditions: Sequence[Condition], n: int, patch: Patch, seed: int = 0) -> ViewParams:
+    """Views for ``n`` images under each condition, stacked condition-major: (len(conditions) * n) rows.
+
+    A sticker gets a seeded random place, rotation and scale per image (the same for every condition).
+    """
+    rows = [fixed_view(n, patch.image_size, patch.side, patch.placement, patch.location, **{k: v for k, v in c.items() if k != "factor"}) for c in conditions]
+    views = ViewParams.cat(rows)
+    if patch.placement == "sticker":
+        g = torch.Generator().manual_seed(seed)
+        s = sample_view(n, ViewRanges(), patch.image_size, patch.side, "sticker", None, g)
+        c = len(conditions)
+        views.location, views.patch_rotation, views.patch_scale = s.location.repeat(c, 1), s.patch_rotation.repeat(c), s.patch_scale.repeat(c)
+    return views
+
+
+@torch.no_grad()
+def patch_success(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    patch: Patch,
+    target: int | None,
+    conditions: Sequence[Condition] = DEFAULT_GRID,
+    batch_size: int = 1024,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Success of ``patch`` on ``images`` under every condition; the means are over (condition, image).
+
+    Returns ``targeted_success``, ``untargeted_success``, ``target_confidence``, ``clean_accuracy``
+    (same conditions, no patch) and ``conditions`` (one dict per condition with the same four).
+    """
+    n, c = len(images), len(conditions)
+    views = condition_views(conditions, n, patch).to(device)
+    pixels, mask = patch.pixels.to(device), patch.mask.to(device)
+    stats = torch.zeros(c * n, 4, device=device)
+    for start in range(0, c * n, batch_size):
+        rows = torch.arange(start, min(start + batch_size, c * n), device=device)
+        x = images[rows % n].to(device)
+        y = labels[rows % n].to(device)
+        v = views[rows]
+        probs = model(render(x, pixels, mask, v)).softmax(1)
+        clean = model(view(x, v)).argmax(1)
+        pred = probs.argmax(1)
+        tgt = (pred == target) if target is not None else torch.zeros_like(pred, dtype=torch.bool)
+        conf = probs[:, target] if target is not None else torch.zeros_like(probs[:, 0])
+        stats[rows] = torch.stack([tgt.float(), (pred != y).float(), conf, (clean == y).float()], 1)
+    per = stats.view(c, n, 4).mean(1).cpu()
+    keys = ("targeted_success", "untargeted_success", "target_confidence", "clean_accuracy")
+    out: dict[str, Any] = {k: float(per[:, i].mean()) for i, k in enumerate(keys)}
+    out["patch_area"] = patch.area_fraction
+    out["images"] = n
+    out["conditions"] = [{**cond, **{k: round(float(per[j, i]), 4) for i, k in enumerate(keys)}} for j, cond in enumerate(conditions)]
+    return out
+
+
+def transfer_matrix(models: dict[str, nn.Module], patches: dict[str, Patch], images: torch.Tensor, labels: torch.Tensor, target: int | None, conditions: Sequence[Condition] = DEFAULT_GRID, device: str | torch.device = "cpu") -> dict[str, dict[str, float]]:
+    """``matrix[patch_name][model_name]``: targeted (or untargeted) success of each patch on each model."""
+    key = "targeted_success" if target is not None else "untargeted_success"
+    return {p: {m: patch_success(model, images, labels, patch, target, conditions, device=device)[key] for m, model in models.items()} for p, patch in patches.items()}

@@ -1,0 +1,70 @@
+"""Weights in and out, safely: safetensors (plus a JSON model card), or ``torch.load(weights_only=True)``.
+
+A pickle that would run code is refused before any of it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from patchscope.errors import PatchscopeError
+from patchscope.io import atomic_path, write_json
+
+CARD_KEYS = ("arch", "classes", "input_size")
+
+
+def card_path(weights: Path) -> Path:
+    """The model card beside a weights file: ``model.safetensors`` -> ``model.json``."""
+    return weights.with_suffix(".json")
+
+
+def read_card(weights: Path) -> dict[str, Any]:
+    """Read and check the model card beside ``weights``."""
+    path = card_path(weights)
+    try:
+        card = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PatchscopeError(f"{weights}: no model card {path.name} beside it (JSON with arch, classes, input_size)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PatchscopeError(f"{path}: model card is not valid JSON ({e})") from None
+    missing = [k for k in CARD_KEYS if not isinstance(card, dict) or k not in card]
+    if missing:
+        raise PatchscopeError(f"{path}: model card lacks {', '.join(missing)}")
+    if not isinstance(card["classes"], list) or not all(isinstance(c, str) for c in card["classes"]):
+        raise PatchscopeError(f"{path}: model card's classes must be a list of names")
+    return card
+
+
+def load_state(path: Path) -> dict[str, torch.Tensor]:
+    """Load a state dict from ``.safetensors`` or a weights-only ``.pt``/``.pth``; never runs pickled code."""
+    if not path.exists():
+        raise PatchscopeError(f"no such weights file: {path}")
+    if path.suffix == ".safetensors":
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise PatchscopeError(f"{path}: not a valid safetensors file ({str(e).splitlines()[0]})") from None
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, AttributeError) as e:
+            raise PatchscopeError(f"{path}: refused, not a plain weights file (weights_only load failed: {str(e).splitlines()[0][:160]})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise PatchscopeError(f"{path}: expected a dict of tensors (a state_dict)")
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def save_checkpoint(net: torch.nn.Module, card: dict[str, Any], weights: Path, half: bool = True) -> None:
+    """Write ``weights`` (safetensors, fp16 when ``half``) and its card, each atomically."""
+    state = {k: (v.half() if half and v.is_floating_point() else v).contiguous().cpu() for k, v in net.state_dict().items()}
+    with atomic_path(weights) as tmp:
+        save_file(state, str(tmp))
+    write_json(card_path(weights), card)

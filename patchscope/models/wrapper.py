@@ -1,0 +1,71 @@
+"""`Classifier`: any network behind one contract: float images in [0,1], NCHW, in; logits out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class Classifier(nn.Module):
+    """Normalises ``x`` in [0,1] with ``mean``/``std`` and runs ``net``; carries names and card.
+
+    >>> from patchscope.models.archs import cnn
+    >>> m = Classifier(cnn(num_classes=2), ["a", "b"], input_size=32)
+    >>> m(torch.rand(5, 3, 32, 32)).shape
+    torch.Size([5, 2])
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        classes: Sequence[str],
+        input_size: int = 32,
+        mean: Sequence[float] = (0.5, 0.5, 0.5),
+        std: Sequence[float] = (0.5, 0.5, 0.5),
+        name: str = "model",
+        card: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.classes = tuple(classes)
+        self.input_size = int(input_size)
+        self.name = name
+        self.card = dict(card or {})
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.net.parameters())
+
+    def stages(self) -> list[tuple[str, nn.Module]]:
+        """The modules whose outputs explain and defenses hook: CNN stages or transformer blocks."""
+        blocks = getattr(self.net, "blocks", None)
+        if isinstance(blocks, nn.ModuleList):
+            return [(f"block{i}", b) for i, b in enumerate(blocks)]
+        if isinstance(self.net, nn.Sequential):
+            return [(f"stage{n}", m) for n, m in list(self.net.named_children())[:-1]]
+        return [(n, m) for n, m in self.net.named_children()]
+
+
+class Ensemble(nn.Module):
+    """Averages the logits of classifiers that share one class list (attack several models at once)."""
+
+    def __init__(self, members: Sequence[Classifier]) -> None:
+        super().__init__()
+        if len({m.classes for m in members}) != 1:
+            from patchscope.errors import PatchscopeError
+
+            raise PatchscopeError("an ensemble's models must share the same classes")
+        self.members = nn.ModuleList(members)
+        self.classes, self.input_size = members[0].classes, members[0].input_size
+        self.name = "+".join(m.name for m in members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(0)

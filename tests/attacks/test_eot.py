@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from patchscope.attacks import NO_CHANGE, ViewRanges, fixed_view, paste, patch_side, render, sample_view, shape_mask, view
+from patchscope.errors import PatchscopeError
+
+
+def _params(placement: str, top: int, left: int, angle: float, scale: float, n: int = 3):
+    p = fixed_view(n, 32, 7, placement, (top, left))
+    p.patch_rotation = torch.full((n,), angle)
+    p.patch_scale = torch.full((n,), scale)
+    return p
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    placement=st.sampled_from(["sticker", "on-object"]),
+    top=st.integers(0, 25),
+    left=st.integers(0, 25),
+    angle=st.floats(-90, 90),
+    scale=st.floats(0.5, 1.5),
+    shape=st.sampled_from(["square", "circle"]),
+    seed=st.integers(0, 2**16),
+)
+def test_paste_leaves_pixels_outside_the_patch_unchanged_and_stays_in_range(placement, top, left, angle, scale, shape, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(3, 3, 32, 32, generator=g)
+    pixels = torch.rand(3, 7, 7, generator=g)
+    mask = shape_mask(shape, 7)
+    p = _params(placement, top, left, angle, scale)
+    y = paste(x, pixels, mask, p)
+    alpha = paste(torch.zeros_like(x), torch.ones_like(pixels), mask, p)[:, :1]  # where the patch lands
+    outside = (alpha == 0).expand_as(x)
+    assert torch.equal(y[outside], x[outside])
+    assert y.min() >= 0 and y.max() <= 1
+    assert (alpha > 0).any()
+
+
+def test_on_object_paste_is_exact_at_its_location():
+    x, pixels = torch.rand(2, 3, 32, 32), torch.rand(3, 7, 7)
+    y = paste(x, pixels, torch.ones(7, 7), fixed_view(2, 32, 7, "on-object", (4, 20)))
+    assert torch.equal(y[:, :, 4:11, 20:27], pixels.expand(2, 3, 7, 7))
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), placement=st.sampled_from(["sticker", "on-object"]), jpeg=st.booleans())
+def test_replaying_sampled_parameters_reproduces_the_output_bit_for_bit(seed, placement, jpeg):
+    ranges = ViewRanges(jpeg=(60.0, 95.0) if jpeg else None, noise=0.05, shift=0.05)
+    p1 = sample_view(4, ranges, 32, 6, placement, None, torch.Generator().manual_seed(seed))
+    p2 = sample_view(4, ranges, 32, 6, placement, None, torch.Generator().manual_seed(seed))
+    x, pix, m = torch.rand(4, 3, 32, 32), torch.rand(3, 6, 6), torch.ones(6, 6)
+    out = render(x, pix, m, p1)
+    assert torch.equal(out, render(x, pix, m, p2))
+    assert torch.equal(out[1:3], render(x[1:3], pix, m, p1[1:3]))  # a row replays alone too
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_no_change_view_is_the_identity_and_conditions_change_the_image():
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(view(x, fixed_view(2, 32, 5)), x, atol=1e-5)
+    for factor, value in [("yaw", 40.0), ("rotation", 30.0), ("scale", 0.6), ("brightness", 0.5), ("blur", 1.0)]:
+        assert (view(x, fixed_view(2, 32, 5, **{factor: value})) - x).abs().mean() > 0.01, factor
+
+
+def test_sampled_values_stay_in_their_ranges():
+    r = ViewRanges()
+    p = sample_view(500, r, 32, 7, "sticker", None, torch.Generator().manual_seed(0))
+    assert p.rotation.abs().max() <= r.rotation and p.yaw.abs().max() <= r.tilt
+    assert p.scale.min() >= r.scale[0] and p.scale.max() <= r.scale[1]
+    assert p.location.min() >= 0 and p.location.max() <= 32 - 7
+    q = sample_view(5, NO_CHANGE, 32, 7, "on-object", (1, 2), torch.Generator())
+    assert torch.equal(q.location, torch.tensor([[1.0, 2.0]]).expand(5, 2))
+
+
+def test_view_is_differentiable_through_the_patch():
+    pix = torch.rand(3, 7, 7, requires_grad=True)
+    p = sample_view(4, ViewRanges(jpeg=(70.0, 90.0)), 32, 7, "sticker", None, torch.Generator().manual_seed(1))
+    render(torch.rand(4, 3, 32, 32), pix, torch.ones(7, 7), p).sum().backward()
+    assert pix.grad is not None and pix.grad.abs().sum() > 0
+
+
+def test_patch_sizes_and_shapes():
+    assert patch_side(0.05, 32) == 7 and patch_side(0.1, 32) == 10
+    assert shape_mask("circle", 9).sum() < 81
+    for bad in (0.0, 1.0, -0.2, 1.5):
+        with pytest.raises(PatchscopeError):
+            patch_side(bad, 32)

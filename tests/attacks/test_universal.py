@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from patchscope.attacks import AttackConfig, AttackInterrupted, Patch, PatchAttack
+from patchscope.errors import PatchscopeError
+from patchscope.eval import patch_success
+from tests.conftest import run_cli
+
+
+def _stop_images(demo, n=64):
+    stop = demo.of_class("stop").head(n)
+    return stop.float_images(), stop.labels
+
+
+def test_optimised_patch_beats_a_random_one(demo, tiny_model):
+    x, y = _stop_images(demo)
+    cfg = AttackConfig(size=0.15, target=13, steps=40, batch_size=32, candidates=2, lr=0.1)
+    patch = PatchAttack(tiny_model, cfg, progress=False)(x, y)
+    random = Patch(torch.rand_like(patch.pixels), patch.mask, patch.placement, patch.location, 32)
+    grid = [{}, {"rotation": 10.0}, {"yaw": -10.0, "brightness": 0.8}]
+    won = patch_success(tiny_model, x, y, patch, 13, grid)
+    base = patch_success(tiny_model, x, y, random, 13, grid)
+    assert won["target_confidence"] > 2 * base["target_confidence"] + 0.005
+    assert won["targeted_success"] >= base["targeted_success"]
+    assert patch.pixels.min() >= 0 and patch.pixels.max() <= 1
+    assert patch.location is not None and 0 <= min(patch.location) and max(patch.location) <= 32 - patch.side
+
+
+@pytest.mark.parametrize("placement,optimizer", [("on-object", "adam"), ("sticker", "sign")])
+def test_interrupt_then_resume_gives_the_same_patch(tmp_path: Path, demo, tiny_model, placement, optimizer):
+    x, y = _stop_images(demo, 32)
+    cfg = AttackConfig(size=0.05, target=13, steps=12, batch_size=8, candidates=3, placement=placement, optimizer=optimizer, lr=0.05)
+    whole = PatchAttack(tiny_model, cfg, progress=False)(x, y)
+
+    ckpt = tmp_path / "ck.pt"
+    first = PatchAttack(tiny_model, cfg, checkpoint=ckpt, checkpoint_every=0, progress=False)
+    steps = {"n": 0}
+    original = first._lr
+
+    def lr_then_stop(step: int) -> float:  # stop after step 5 (inside the candidate search)
+        first._stop = step >= 2
+        return original(step)
+
+    first._lr = lr_then_stop
+    with pytest.raises(AttackInterrupted):
+        first(x, y)
+    assert ckpt.exists()
+    resumed = PatchAttack(tiny_model, cfg, checkpoint=ckpt, resume=True, progress=False)(x, y)
+    assert torch.equal(resumed.pixels, whole.pixels) and resumed.location == whole.location
+
+
+def test_same_seed_same_patch_other_seed_other_patch(demo, tiny_model):
+    x, y = _stop_images(demo, 16)
+    cfg = dict(size=0.05, target=13, steps=5, batch_size=8, candidates=1)
+    a = PatchAttack(tiny_model, AttackConfig(**cfg, seed=1), progress=False)(x, y)
+    b = PatchAttack(tiny_model, AttackConfig(**cfg, seed=1), progress=False)(x, y)
+    c = PatchAttack(tiny_model, AttackConfig(**cfg, seed=2), progress=False)(x, y)
+    assert torch.equal(a.pixels, b.pixels) and not torch.equal(a.pixels, c.pixels)
+
+
+def test_bad_attack_settings_are_clear():
+    with pytest.raises(PatchscopeError):
+        AttackConfig(placement="floating")
+    with pytest.raises(PatchscopeError):
+        AttackConfig(steps=0)
+
+
+def test_torchrun_with_two_cpu_ranks_equals_one_process(tmp_path: Path, tiny_model_path: Path):
+    common = ["attack", "--model", str(tiny_model_path), "--data", "demo", "--steps", "6", "--batch-size", "8", "--candidates", "2", "--limit", "32", "--size", "0.05"]
+    single = run_cli(*common, "--out", str(tmp_path / "one"))
+    assert single.returncode == 0, single.stderr
+    import os
+    import subprocess
+
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", "-m", "patchscope", *common, "--out", str(tmp_path / "two")],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert two.returncode == 0, two.stderr[-2000:]
+    p1, p2 = Patch.load(tmp_path / "one"), Patch.load(tmp_path / "two")
+    assert p1.location == p2.location
+    assert torch.allclose(p1.pixels, p2.pixels, atol=1e-4)
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["config.json", "metrics.json", "patch.png", "patch.safetensors"]

@@ -1,0 +1,47 @@
+"""Shared fixtures: a tiny checkpoint with GTSRB classes, the demo set, CLI runner."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from patchscope.data import load_data
+from patchscope.models import Classifier, save_checkpoint
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def demo():
+    return load_data("demo")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small CNN (8 channels) trained for a few seconds on the demo set, saved as safetensors + card."""
+    from patchscope.models.train import Recipe, train_model
+
+    recipe = Recipe.for_arch("cnn", epochs=4, batch_size=64, lr=0.05, ema_decay=0.5, occlude_p=0.0, arch_kwargs={"width": 8, "hidden": 32})
+    model, card = train_model(load_data("demo"), recipe, progress=False, name="tiny")
+    path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
+    save_checkpoint(model.net, card, path, half=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_path: Path) -> Classifier:
+    from patchscope.models import create_model
+
+    return create_model(str(tiny_model_path))
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m patchscope ARGS`` as a user would; returns the finished process."""
+    import os
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "patchscope", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600)

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from patchscope.errors import PatchscopeError
+from patchscope.models import ARCHS, build_net, create_model, list_models, load_state
+from patchscope.models.train import Recipe, occlude, train_model
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_every_arch_maps_32px_images_to_logits(arch: str):
+    net = build_net(arch, 43).eval()
+    assert net(torch.rand(2, 3, 32, 32)).shape == (2, 43)
+
+
+def test_checkpoint_round_trip_and_normalisation_inside(tiny_model_path: Path, tiny_model):
+    again = create_model(str(tiny_model_path))
+    x = torch.rand(3, 3, 32, 32)
+    assert torch.equal(again(x), tiny_model(x))
+    manual = tiny_model.net((x - 0.5) / 0.5)
+    assert torch.allclose(tiny_model(x), manual)
+    assert len(tiny_model.stages()) == 3
+
+
+def test_unknown_model_name_is_clear():
+    with pytest.raises(PatchscopeError, match="unknown model"):
+        create_model("gtsrb-nonexistent")
+
+
+def test_a_pickle_that_runs_code_is_refused_and_never_runs(tmp_path: Path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    bad = tmp_path / "evil.pt"
+    with bad.open("wb") as fh:
+        pickle.dump({"w": Evil()}, fh)
+    with pytest.raises(PatchscopeError, match="refused"):
+        load_state(bad)
+    assert not marker.exists()
+
+
+def test_weights_only_pt_state_dict_loads(tmp_path: Path):
+    torch.save({"w": torch.ones(2)}, tmp_path / "ok.pt")
+    assert torch.equal(load_state(tmp_path / "ok.pt")["w"], torch.ones(2))
+
+
+def test_truncated_safetensors_and_bad_cards_are_clear(tmp_path: Path, tiny_model_path: Path):
+    data = tiny_model_path.read_bytes()
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(data[: len(data) // 2])
+    (tmp_path / "cut.json").write_text(tiny_model_path.with_suffix(".json").read_text())
+    with pytest.raises(PatchscopeError, match="not a valid safetensors"):
+        create_model(str(cut))
+    nocard = tmp_path / "nocard.safetensors"
+    nocard.write_bytes(data)
+    with pytest.raises(PatchscopeError, match="no model card"):
+        create_model(str(nocard))
+    wrong = tmp_path / "wrong.safetensors"
+    wrong.write_bytes(data)
+    card = json.loads(tiny_model_path.with_suffix(".json").read_text())
+    (tmp_path / "wrong.json").write_text(json.dumps({**card, "arch_kwargs": {"width": 4}}))
+    with pytest.raises(PatchscopeError, match="do not fit"):
+        create_model(str(wrong))
+
+
+def test_torchvision_names_build_with_random_weights():
+    m = create_model("tv:resnet18:random")
+    assert m.input_size == 224 and len(m.classes) == 1000
+    with pytest.raises(PatchscopeError, match="unknown torchvision model"):
+        create_model("tv:not_a_model:random")
+
+
+def test_occlusion_paints_squares_only_inside_and_keeps_rest():
+    x = torch.rand(64, 3, 32, 32)
+    y = occlude(x, 1.0, (6, 6), torch.Generator().manual_seed(0))
+    changed = (y != x).any(1)
+    assert (changed.sum((1, 2)) <= 36).all() and (changed.sum((1, 2)) > 0).all()
+    assert torch.all(y[changed.unsqueeze(1).expand_as(y)] == 0.5)
+
+
+def test_training_is_seeded_and_writes_a_complete_card(demo):
+    small = demo.head(96)
+    recipe = Recipe.for_arch("cnn", epochs=1, batch_size=32, arch_kwargs={"width": 4, "hidden": 16})
+    m1, card = train_model(small, recipe, progress=False)
+    m2, _ = train_model(small, recipe, progress=False)
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(m1(x), m2(x))
+    for key in ("recipe", "data_hash", "params", "classes", "mean", "std", "val_accuracy", "train_seconds"):
+        assert key in card
+    assert card["recipe"]["occlude_p"] > 0
+
+
+@pytest.mark.skipif(not list_models(), reason="no zoo bundled yet")
+def test_zoo_models_classify_the_demo_subset_well(demo):
+    for name in list_models():
+        model = create_model(name)
+        from patchscope.models.train import accuracy
+
+        assert accuracy(model, demo) > 0.9, name
+        assert model.card["data_hash"] and model.card["recipe"]
