@@ -5,11 +5,12 @@ Every user error becomes one line on stderr and exit status 2 (see :func:`main`)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
-from collections.abc import Callable
-from typing import Annotated, Optional
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -23,9 +24,27 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="cpu or cuda")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
+_STATE: dict[str, Path | None] = {"store": None}
+
+
 @app.callback()
-def _root() -> None:
+def _root(store: Annotated[Optional[Path], typer.Option("--store", help="run database (default $PATCHSCOPE_STORE, else ~/.patchscope/runs.db)")] = None) -> None:
     """Attack, explain, defend and certify image classifiers against adversarial patches."""
+    _STATE["store"] = store
+
+
+@contextlib.contextmanager
+def recorded(kind: str, config: dict[str, object]) -> Iterator[Any]:
+    """Record the enclosed command as a run in the store (rank 0 only under torchrun); yields its handle."""
+    import os
+
+    from patchscope.eval.store import RunHandle, record
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield RunHandle.__new__(RunHandle)
+        return
+    with record(_STATE["store"], kind, config) as run:
+        yield run
 
 
 def _device(name: str) -> str:
@@ -53,6 +72,7 @@ def train(
     data_root: RootOpt = None,
     device: DeviceOpt = "cpu",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch")] = None,
+    ema_decay: Annotated[Optional[float], typer.Option(help="weight EMA decay (default 0.999; lower for short runs)")] = None,
 ) -> None:
     """Train a model with the zoo's recipe and write safetensors plus a model card."""
     import torch
@@ -75,14 +95,18 @@ def train(
     train_data = load_data(data, data_root)
     held_out = load_data(eval_data, data_root) if eval_data else None
     name = name or f"gtsrb-{arch}"
-    recipe = Recipe.for_arch(arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, arch_kwargs=kwargs)
-    model, card = train_model(train_data, recipe, dev, name)
-    if held_out is not None:
-        card["accuracy"][held_out.name] = accuracy(model, held_out, dev)
-        card["accuracy_data_hash"] = {held_out.name: held_out.data_hash()}
+    recipe = Recipe.for_arch(arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, arch_kwargs=kwargs, ema_decay=ema_decay)
     weights = out / f"{name}.safetensors"
-    save_checkpoint(model.net, card, weights)
-    typer.echo(json.dumps({"weights": str(weights), "val_accuracy": card["val_accuracy"], "accuracy": card["accuracy"], "train_seconds": card["train_seconds"]}))
+    with recorded("train", {"name": name, "data": data, "device": dev, "data_hash": train_data.data_hash(), "models": [name], **recipe.__dict__}) as run:
+        model, card = train_model(train_data, recipe, dev, name)
+        if held_out is not None:
+            card["accuracy"][held_out.name] = accuracy(model, held_out, dev)
+            card["accuracy_data_hash"] = {held_out.name: held_out.data_hash()}
+        save_checkpoint(model.net, card, weights)
+        summary = {"weights": str(weights), "val_accuracy": card["val_accuracy"], "accuracy": card["accuracy"], "train_seconds": card["train_seconds"]}
+        run.log(summary)
+        run.artifact("weights", weights)
+    typer.echo(json.dumps(summary))
 
 
 def _print(obj: object, as_json: bool, table: Callable[[], None] | None = None) -> None:
@@ -163,12 +187,15 @@ def evaluate(
     cache = _DataCache(data, data_root, limit)
     the_patch = _load_patch(patch) if patch is not None else None
     result: dict[str, dict[str, object]] = {}
-    for name, model in loaded.items():
-        ds = cache.get(model.input_size)
-        entry: dict[str, object] = {"clean_accuracy": accuracy(model, ds, dev, batch_size), "clean_images": len(ds), "data_hash": ds.data_hash()}
-        if the_patch is not None:
-            entry.update(_patch_metrics(model, ds, the_patch, source, target, conditions, batch_size, dev))
-        result[name] = entry
+    config = {"models": names, "data": data, "patch": str(patch) if patch else None, "source": source, "target": target, "conditions": conditions, "limit": limit, "device": dev}
+    with recorded("evaluate", config) as run:
+        for name, model in loaded.items():
+            ds = cache.get(model.input_size)
+            entry: dict[str, object] = {"clean_accuracy": accuracy(model, ds, dev, batch_size), "clean_images": len(ds), "data_hash": ds.data_hash()}
+            if the_patch is not None:
+                entry.update(_patch_metrics(model, ds, the_patch, source, target, conditions, batch_size, dev))
+            result[name] = entry
+        run.log({"models": result})
 
     def table() -> None:
         t = Table("model", "images", "clean accuracy", *(("targeted", "untargeted", "target conf.") if the_patch else ()))
@@ -247,8 +274,6 @@ def attack(
 
     from patchscope.attacks import AttackConfig, AttackInterrupted, PatchAttack
     from patchscope.data import resolve_class
-    from patchscope.eval import DEFAULT_GRID, patch_success
-    from patchscope.io import write_json
 
     dev = _device(device)
     rank = _maybe_distributed(dev)
@@ -263,28 +288,38 @@ def attack(
     cfg = AttackConfig(size=size, shape=shape, placement=placement, location=loc, target=tgt, loss=loss, optimizer=optimizer, lr=lr, steps=steps, batch_size=batch_size, candidates=candidates, tv_weight=tv, nps_weight=nps, seed=seed)
     if out.exists() and (out / "patch.safetensors").exists() and not resume and rank == 0:
         typer.echo(f"patchscope: note: overwriting the patch in {out}", err=True)
-    started = time.time()
-    runner = PatchAttack(net, cfg, dev, checkpoint=out / "checkpoint.pt", checkpoint_every=checkpoint_every, resume=resume)
-    try:
-        patch = runner(victims.float_images(), victims.labels)
-    except AttackInterrupted as e:
-        typer.echo(f"patchscope: {e}", err=True)
-        raise SystemExit(130) from None
-    if rank != 0:
-        return
-    seconds = time.time() - started
+    config = {"command": "attack", "model": model, "models": _model_names(model), "data": data, "data_hash": ds.data_hash(), "source": ds.classes[src], "target": ds.classes[tgt] if tgt is not None else None, "device": dev, **cfg.as_dict()}
+    with recorded("attack", config) as run:
+        started = time.time()
+        runner = PatchAttack(net, cfg, dev, checkpoint=out / "checkpoint.pt", checkpoint_every=checkpoint_every, resume=resume)
+        try:
+            patch = runner(victims.float_images(), victims.labels)
+        except AttackInterrupted as e:
+            typer.echo(f"patchscope: {e}", err=True)
+            raise SystemExit(130) from None
+        if rank != 0:
+            return
+        summary = _finish_attack(net, patch, victims, ds, src, tgt, model, data, dev, runner.history, time.time() - started, config, out)
+        run.log(summary)
+        run.artifact("patch", out / "patch.safetensors")
+    _print(summary, True)
+
+
+def _finish_attack(net, patch, victims, ds, src, tgt, model, data, dev, history, seconds, config, out):  # type: ignore[no-untyped-def]
+    """Measure the new patch on (up to 256 of) the attack's own images and write the run folder."""
+    from patchscope.eval import DEFAULT_GRID, patch_success
+    from patchscope.io import write_json
+
     patch.meta.update({"model": model, "source": ds.classes[src], "target": ds.classes[tgt] if tgt is not None else None, "data": data, "data_hash": ds.data_hash()})
     check = patch_success(net, victims.head(256).float_images(), victims.head(256).labels, patch, tgt, DEFAULT_GRID, device=dev)
     metrics = {"attack_images": len(victims), "seconds": round(seconds, 1), "patch_area": patch.area_fraction, "patch_side": patch.side, "location": patch.location,
                "train_targeted_success": check["targeted_success"] if tgt is not None else None, "train_untargeted_success": check["untargeted_success"],
-               "train_clean_accuracy": check["clean_accuracy"], "history": runner.history}
-    config = {"command": "attack", "model": model, "data": data, "source": ds.classes[src], "target": ds.classes[tgt] if tgt is not None else None, "device": dev, **cfg.as_dict()}
+               "train_clean_accuracy": check["clean_accuracy"], "history": history}
     patch.save(out)
     write_json(out / "config.json", config)
     write_json(out / "metrics.json", metrics)
     (out / "checkpoint.pt").unlink(missing_ok=True)
-    summary = {"out": str(out), **{k: v for k, v in metrics.items() if k != "history"}}
-    _print(summary, True)
+    return {"out": str(out), **{k: v for k, v in metrics.items() if k != "history"}}
 
 
 def _location(text: str | None) -> tuple[int, int] | None:
@@ -345,6 +380,43 @@ def transfer(
     _print({"metric": "targeted_success" if t is not None else "untargeted_success", "matrix": matrix}, True)
 
 
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="report folder")] = Path("demo-report"),
+    steps: Annotated[int, typer.Option(help="attack steps")] = 150,
+    size: Annotated[float, typer.Option(help="patch area fraction")] = 0.08,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """The whole story on the bundled models and data: attack, measure, explain, defend, certify, report."""
+    from patchscope.eval.demo import DemoSettings, run_demo
+
+    dev = _device(device)
+    settings = DemoSettings(steps=steps, size=size, device=dev)
+    with recorded("demo", {"out": str(out), **settings.__dict__}) as run:
+        path = run_demo(out, settings)
+        run.artifact("report", path)
+    typer.echo(f"report: {path.resolve()}")
+
+
+@app.command()
+def report(
+    runs: Annotated[str, typer.Option(help="comma-separated run ids from `patchscope runs list`")],
+    out: Annotated[Path, typer.Option(help="report folder")] = Path("report"),
+) -> None:
+    """One self-contained HTML page from stored runs: their settings, metrics and figures."""
+    from patchscope.eval.report import runs_report
+    from patchscope.eval.store import store_for
+
+    store = store_for(_STATE["store"])
+    path = runs_report([store.get(r.strip()) for r in runs.split(",") if r.strip()], out)
+    typer.echo(f"report: {path.resolve()}")
+
+
+__import__("patchscope.cli_runs").cli_runs.register(app)  # `patchscope runs list|show|compare`
+__import__("patchscope.cli_explain").cli_explain.register(app)  # `patchscope explain`
+__import__("patchscope.cli_defend").cli_defend.register(app)  # `patchscope defend`, `patchscope certify`
+
+
 def main() -> None:
     """Entry point: run the app; a :class:`PatchscopeError` becomes one line and exit status 2."""
     try:
@@ -355,10 +427,9 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         print("patchscope: interrupted", file=sys.stderr)
         sys.exit(130)
-    except Exception as e:  # click's usage errors arrive here when standalone_mode is off
-        import click
-
-        if isinstance(e, click.ClickException):
+    except typer.Exit as e:
+        sys.exit(e.exit_code if hasattr(e, "exit_code") else 0)
+    except typer.TyperException as e:  # usage errors: unknown option, bad value (help already shown if empty)
+        if e.format_message():
             print(f"patchscope: error: {e.format_message()}", file=sys.stderr)
-            sys.exit(2)
-        raise
+        sys.exit(2)

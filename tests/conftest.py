@@ -15,6 +15,21 @@ from patchscope.models import Classifier, save_checkpoint
 torch.set_num_threads(2)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_run_store(tmp_path_factory: pytest.TempPathFactory):
+    """Never write the user's ~/.patchscope/runs.db from tests (subprocesses inherit the variable)."""
+    import os
+
+    path = tmp_path_factory.mktemp("store") / "runs.db"
+    old = os.environ.get("PATCHSCOPE_STORE")
+    os.environ["PATCHSCOPE_STORE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("PATCHSCOPE_STORE", None)
+    else:
+        os.environ["PATCHSCOPE_STORE"] = old
+
+
 @pytest.fixture(scope="session")
 def demo():
     return load_data("demo")

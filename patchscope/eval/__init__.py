@@ -1,6 +1,21 @@
-"""Evaluation on top of every other layer: patch success over viewing conditions, transfer, accuracy."""
+"""Evaluation on top of every other layer: patch success over viewing conditions, transfer, the run store.
 
-from patchscope.eval.conditions import DEFAULT_GRID, SWEEPS, condition_label, sweep_conditions
-from patchscope.eval.patch_metrics import condition_views, patch_success, transfer_matrix
+Submodules load on first use, so `patchscope runs` starts without importing torch.
+"""
 
-__all__ = ["DEFAULT_GRID", "SWEEPS", "condition_label", "condition_views", "patch_success", "sweep_conditions", "transfer_matrix"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DEFAULT_GRID": "conditions", "SWEEPS": "conditions", "condition_label": "conditions", "sweep_conditions": "conditions",
+    "condition_views": "patch_metrics", "patch_success": "patch_metrics", "transfer_matrix": "patch_metrics",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"patchscope.eval.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'patchscope.eval' has no attribute {name!r}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -54,12 +55,21 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
             raise PatchscopeError(f"{path}: not a valid safetensors file ({str(e).splitlines()[0]})") from None
     else:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                state = torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, AttributeError) as e:
-            raise PatchscopeError(f"{path}: refused, not a plain weights file (weights_only load failed: {str(e).splitlines()[0][:160]})") from None
+            raise PatchscopeError(f"{path}: refused, not a plain weights file; loading it would need to run pickled code ({_why(e)})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise PatchscopeError(f"{path}: expected a dict of tensors (a state_dict)")
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _why(e: Exception) -> str:
+    text = str(e)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    return text.strip().splitlines()[0][:120] if text.strip() else e.__class__.__name__
 
 
 def save_checkpoint(net: torch.nn.Module, card: dict[str, Any], weights: Path, half: bool = True) -> None:

@@ -1,0 +1,82 @@
+"""Time per step of the universal patch attack with full EOT against the model's bare forward+backward.
+
+    python bench/attack_step.py --models gtsrb-cnn,gtsrb-resnet,gtsrb-vit --batch-size 256 --device cpu --json
+
+The floor is one forward and backward pass of the same model on the same batch (input gradients,
+frozen weights): everything the attack adds on top (sampling views, warping and pasting the patch,
+blur, noise, bookkeeping) shows as the ratio. Run by hand; never part of the unit suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from patchscope.attacks import AttackConfig, PatchAttack, ViewRanges
+from patchscope.models import create_model
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def floor_ms(model: torch.nn.Module, batch: int, size: int, device: str, reps: int) -> float:
+    x = torch.rand(batch, 3, size, size, device=device)
+    y = torch.randint(0, 2, (batch,), device=device)
+    for i in range(reps + 3):
+        if i == 3:
+            _sync(device)
+            t = time.perf_counter()
+        xi = x.clone().requires_grad_()
+        torch.nn.functional.cross_entropy(model(xi), y).backward()
+    _sync(device)
+    return (time.perf_counter() - t) / reps * 1e3
+
+
+def attack_ms(model: torch.nn.Module, batch: int, size: int, device: str, reps: int, placement: str) -> float:
+    images = torch.rand(512, 3, size, size, device=device)
+    labels = torch.zeros(512, dtype=torch.long, device=device)
+    ranges = ViewRanges(jpeg=None)
+
+    def run(steps: int) -> float:
+        cfg = AttackConfig(size=0.05, target=1, steps=steps, batch_size=batch, candidates=1, placement=placement, location=(4, 4), ranges=ranges)
+        _sync(device)
+        t = time.perf_counter()
+        PatchAttack(model, cfg, device, progress=False)(images, labels)
+        _sync(device)
+        return time.perf_counter() - t
+
+    short, long = run(3), run(3 + reps)
+    return (long - short) / reps * 1e3
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="gtsrb-cnn,gtsrb-resnet,gtsrb-vit")
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--placement", default="on-object")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    rows = []
+    for name in a.models.split(","):
+        model = create_model(name, a.device)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        size = model.input_size
+        f = floor_ms(model, a.batch_size, size, a.device, a.reps)
+        s = attack_ms(model, a.batch_size, size, a.device, a.reps, a.placement)
+        rows.append({"model": name, "batch": a.batch_size, "floor_ms": round(f, 2), "attack_step_ms": round(s, 2), "ratio": round(s / f, 3), "images_per_s": round(a.batch_size / s * 1e3, 1)})
+        if not a.json:
+            print(f"{name:16s} floor {f:8.2f} ms  attack step {s:8.2f} ms  ratio {s / f:5.2f}  {a.batch_size / s * 1e3:8.0f} img/s")
+    if a.json:
+        print(json.dumps({"device": a.device, "placement": a.placement, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""`patchscope runs list | show | compare`: browse the run store (see :mod:`patchscope.eval.store`)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from patchscope.eval.store import Run, RunStore
+
+StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="run database (default $PATCHSCOPE_STORE, else ~/.patchscope/runs.db)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+runs_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Browse stored runs: list, show, compare.")
+
+_STATUS_STYLE = {"running": "cyan", "done": "green", "failed": "red", "interrupted": "yellow"}
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``runs`` sub-command group to ``app``."""
+    app.add_typer(runs_app, name="runs")
+
+
+def store_for(path: Path | None) -> RunStore:
+    """The run store a command writes to: ``--store PATH`` if given, else ``$PATCHSCOPE_STORE`` or ``~/.patchscope/runs.db``."""
+    from patchscope.eval.store import store_for as _store_for
+
+    return _store_for(path)
+
+
+def _echo_json(obj: object) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+def _when(iso: str | None) -> str:
+    if not iso:
+        return "-"
+    return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, s = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{s:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _short(value: Any, width: int = 60) -> str:
+    """A value as a short table cell (rich markup escaped)."""
+    from rich.markup import escape
+
+    return escape(_plain(value, width))
+
+
+def _plain(value: Any, width: int) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _status(status: str) -> str:
+    return f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def _headline(run: Run, n: int = 3) -> str:
+    """A few scalar metrics, for the list view."""
+    scalars = [(k, v) for k, v in run.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return ", ".join(f"{_short(k)}={_short(v)}" for k, v in scalars[:n]) or "-"
+
+
+def _console():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console()
+
+
+@runs_app.command("list")
+def list_runs(
+    kind: Annotated[Optional[str], typer.Option("--kind", help="only runs of this kind (train, attack, evaluate, ...)")] = None,
+    status: Annotated[Optional[str], typer.Option("--status", help="only runs with this status (running, done, failed, interrupted)")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="show at most N runs, newest first (0: all)")] = 20,
+    as_json: JsonOpt = False,
+    store: StoreOpt = None,
+) -> None:
+    """List stored runs, newest first."""
+    from rich.table import Table
+
+    db = store_for(store)
+    runs = db.list(kind=kind, limit=limit or None, status=status)
+    if as_json:
+        _echo_json({"store": str(db.path), "runs": [r.as_dict() for r in runs]})
+        return
+    if not runs:
+        typer.echo(f"no runs{f' of kind {kind}' if kind else ''} in {db.path}")
+        return
+    t = Table(title=str(db.path), title_justify="left")
+    for column in ("id", "kind", "status", "started", "time"):
+        t.add_column(column, no_wrap=True)
+    for column in ("models", "seed", "metrics"):
+        t.add_column(column, overflow="fold")
+    for r in runs:
+        t.add_row(str(r.id), _short(r.kind), _status(r.status), _when(r.started), _duration(r.seconds), _short(",".join(r.models) or None), _short(r.seed), _headline(r))
+    _console().print(t)
+
+
+@runs_app.command("show")
+def show_run(
+    run_id: Annotated[str, typer.Argument(metavar="ID", help="run id (see `patchscope runs list`)")],
+    as_json: JsonOpt = False,
+    store: StoreOpt = None,
+) -> None:
+    """Everything stored about one run: config, metrics, artifacts, provenance."""
+    from rich.table import Table
+
+    from patchscope.eval.store import flatten
+
+    run = store_for(store).get(run_id)
+    if as_json:
+        _echo_json(run.as_dict())
+        return
+    t = Table("", "field", "value", title=f"run {run.id} ({_short(run.kind)}, {run.status})", title_justify="left", show_lines=False)
+    about = {
+        "status": _status(run.status), "started": _when(run.started), "ended": _when(run.ended), "time": _duration(run.seconds),
+        "models": _short(",".join(run.models) or None, 200), "seed": _short(run.seed), "data hash": _short(run.data_hash),
+        "version": _short(run.version), "git commit": _short(run.git_commit), "command": _short(run.command, 200),
+        "process": _short(f"{run.pid} on {run.host}" if run.pid else None),
+    }
+    if run.message:
+        about["message"] = _short(run.message, 500)
+    for section, entries in (("run", about), ("config", flatten(run.config)), ("metrics", flatten(run.metrics)), ("artifacts", flatten(run.artifacts))):
+        for i, (k, v) in enumerate(entries.items()):
+            t.add_row(section if i == 0 else "", _short(k), v if section == "run" else _short(v, 200))
+        t.add_section()
+    _console().print(t)
+
+
+@runs_app.command("compare")
+def compare_runs(
+    a: Annotated[str, typer.Argument(metavar="ID_A", help="first run id")],
+    b: Annotated[str, typer.Argument(metavar="ID_B", help="second run id")],
+    as_json: JsonOpt = False,
+    store: StoreOpt = None,
+) -> None:
+    """What differs between two runs: run fields, config and metrics (with b - a for numbers)."""
+    from rich.table import Table
+
+    diff = store_for(store).compare(a, b)
+    if as_json:
+        _echo_json(diff)
+        return
+    sections = [(s, diff[s]) for s in ("run", "config", "metrics") if diff[s]]
+    if not sections:
+        typer.echo(f"runs {diff['a']} and {diff['b']} have the same config and metrics")
+        return
+    t = Table("", "key", f"run {diff['a']}", f"run {diff['b']}", "b - a", title=f"run {diff['a']} vs run {diff['b']}", title_justify="left")
+    for section, entries in sections:
+        for i, (k, e) in enumerate(entries.items()):
+            missing = e.get("only_in")
+            va = "(absent)" if missing == "b" else _short(e["a"], 40)
+            vb = "(absent)" if missing == "a" else _short(e["b"], 40)
+            delta = e.get("delta")
+            t.add_row(section if i == 0 else "", _short(k), va, vb, f"{delta:+.4g}" if delta is not None else "")
+        t.add_section()
+    _console().print(t)

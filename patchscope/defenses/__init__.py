@@ -1,0 +1,27 @@
+"""Defenses: empirical ones that wrap a classifier, certified ones split into a prediction map and pure certificates.
+
+>>> from patchscope.defenses import create_defense, mask_set, pc_prediction_map, pc_certify, pc_infer
+>>> from patchscope.defenses import ablation_set, ds_prediction_map, ds_certify, ds_predict, ds_delta
+"""
+
+from patchscope.defenses.clipping import ActivationClipping, fit_bounds
+from patchscope.defenses.factory import CERTIFIED, EMPIRICAL, create_defense
+from patchscope.defenses.patchcleanser import FILL, mask_positions, mask_set, masked_predictions, pair_masks, pc_certify, pc_infer, pc_prediction_map
+from patchscope.defenses.preprocess import (
+    BitDepthDefense,
+    BlurDefense,
+    InputDefense,
+    JpegDefense,
+    LocalGradientSmoothing,
+    MedianDefense,
+    gradient_magnitude,
+    straight_through,
+)
+from patchscope.defenses.smoothing import MODES, ablation_set, ds_certify, ds_delta, ds_predict, ds_prediction_map
+
+__all__ = [
+    "CERTIFIED", "EMPIRICAL", "FILL", "MODES", "ActivationClipping", "BitDepthDefense", "BlurDefense", "InputDefense", "JpegDefense",
+    "LocalGradientSmoothing", "MedianDefense", "ablation_set", "create_defense", "ds_certify", "ds_delta", "ds_predict", "ds_prediction_map",
+    "fit_bounds", "gradient_magnitude", "mask_positions", "mask_set", "masked_predictions", "pair_masks", "pc_certify", "pc_infer",
+    "pc_prediction_map", "straight_through",
+]

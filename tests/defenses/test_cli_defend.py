@@ -1,0 +1,91 @@
+"""`patchscope defend` and `patchscope certify` on the tiny model and 16 demo images."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from patchscope.attacks import Patch
+from patchscope.defenses import mask_positions
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def patch_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("patch")
+    pixels = torch.rand(3, 7, 7, generator=torch.Generator().manual_seed(0))
+    Patch(pixels, torch.ones(7, 7), "on-object", (12, 12), 32, {"source": "stop", "target": "yield", "config": {"size": 0.05, "shape": "square"}}).save(d)
+    return d
+
+
+def _json(proc):
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _one_line_error(proc, needle):
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert needle in lines[0].lower(), lines[0]
+
+
+def test_certify_patchcleanser(tiny_model_path):
+    out = _json(run_cli("certify", "--model", str(tiny_model_path), "--defense", "patchcleanser", "--patch-size", "0.05", "--data", "demo", "--limit", "16", "--k", "3", "--json"))
+    _, side, _ = mask_positions(32, out["patch_side"], 3)
+    assert out["images"] == 16 and out["patch_side"] == 7 and out["mask_side"] == side
+    assert out["forward_passes_per_image"] == out["masks"] * (out["masks"] + 1) // 2
+    for key in ("clean_accuracy", "defended_accuracy", "certified_accuracy"):
+        assert 0 <= out[key] <= 1
+    assert out["certified_accuracy"] <= out["defended_accuracy"]  # certified implies the robust prediction is right
+    assert out["images_per_second"] > 0
+
+
+@pytest.mark.parametrize(("defense", "band", "passes"), [("ds-column", "4", 32)])
+def test_certify_derandomized_smoothing(tiny_model_path, defense, band, passes):
+    out = _json(run_cli("certify", "--model", str(tiny_model_path), "--defense", defense, "--band", band, "--data", "demo", "--limit", "16", "--json"))
+    assert out["forward_passes_per_image"] == passes and out["delta"] == 7 + 4 - 1
+    assert out["certified_accuracy"] <= out["defended_accuracy"] <= 1
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (("--defense", "nope"), "unknown --defense"),
+    (("--defense", "patchcleanser", "--patch-size", "0"), "patch-size"),
+    (("--defense", "patchcleanser", "--patch-size", "1.5"), "patch-size"),
+])
+def test_certify_rejects_bad_input_in_one_line(tiny_model_path, args, needle):
+    _one_line_error(run_cli("certify", "--model", str(tiny_model_path), "--data", "demo", "--limit", "4", *args), needle)
+
+
+def test_defend_reports_clean_accuracy_and_patch_success_through_the_defense(tiny_model_path, patch_dir):
+    out = _json(run_cli("defend", "--model", str(tiny_model_path), "--defense", "median", "--patch", str(patch_dir), "--data", "demo",
+                        "--source", "stop", "--target", "yield", "--conditions", "none", "--limit", "16", "--json"))
+    assert out["images"] == 16 and out["source_images"] == 16
+    assert 0 <= out["defended_clean_accuracy"] <= 1 and 0 <= out["clean_accuracy"] <= 1
+    for side in ("undefended", "defended"):
+        m = out["patch"][side]
+        assert 0 <= m["targeted_success"] <= m["untargeted_success"] + 1e-9 <= 1 + 1e-9 and m["target"] == "yield"
+    assert "adaptive" not in out
+
+
+@pytest.mark.parametrize("defense", ["bits", "clip"])
+def test_defend_adaptive_optimises_a_new_patch_through_the_defense(tiny_model_path, patch_dir, tmp_path, defense):
+    out = _json(run_cli("defend", "--model", str(tiny_model_path), "--defense", defense, "--patch", str(patch_dir), "--data", "demo",
+                        "--conditions", "none", "--limit", "16", "--adaptive", "--steps", "3", "--attack-batch-size", "8", "--out", str(tmp_path / "new"), "--json"))
+    assert out["adaptive"]["bpda"] == (defense == "bits")
+    new = Patch.load(tmp_path / "new")
+    old = Patch.load(patch_dir)
+    assert new.side == old.side and new.location == old.location and new.placement == old.placement
+    assert not torch.equal(new.pixels, old.pixels)
+    for side in ("undefended", "defended"):
+        assert 0 <= out["adaptive"][side]["untargeted_success"] <= 1
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (("--defense", "nope"), "unknown --defense"),
+    (("--defense", "median", "--bits", "3"), "--bits"),
+])
+def test_defend_rejects_bad_input_in_one_line(tiny_model_path, patch_dir, args, needle):
+    _one_line_error(run_cli("defend", "--model", str(tiny_model_path), "--patch", str(patch_dir), "--data", "demo", "--limit", "4", *args), needle)
