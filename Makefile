@@ -18,6 +18,9 @@ demo: $(STAMP)
 	$(BIN)/patchscope evaluate --models $$($(BIN)/python -c "from patchscope.models import list_models; print(','.join(list_models()))") --data demo
 
 test: $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  ( (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+	    || echo "note: could not install chromium; the report's browser test will be skipped" )
 	$(BIN)/python -m pytest
 
 clean:
