@@ -247,14 +247,14 @@ def attack(
     model: Annotated[str, typer.Option(help="model name; several joined by commas attack their ensemble")] = "gtsrb-cnn",
     data: DataOpt = "gtsrb:train",
     source: Annotated[str, typer.Option(help="class to attack (name or id)")] = "stop",
-    target: Annotated[Optional[str], typer.Option(help="class to turn it into; omit for untargeted")] = "yield",
+    target: Annotated[Optional[str], typer.Option(help="class to turn it into; '' for an untargeted patch")] = "yield",
     size: Annotated[float, typer.Option(help="patch area as a fraction of the image")] = 0.05,
     shape: Annotated[str, typer.Option(help="square | circle | PATH to a mask image")] = "square",
     placement: Annotated[str, typer.Option(help="on-object | sticker")] = "on-object",
     location: Annotated[Optional[str], typer.Option(help="TOP,LEFT of an on-object patch (default: searched)")] = None,
     steps: int = 300,
     batch_size: Annotated[int, typer.Option(help="global batch (split across torchrun ranks)")] = 64,
-    candidates: Annotated[int, typer.Option(help="places (on-object) or starts (sticker) optimised side by side")] = 4,
+    candidates: Annotated[int, typer.Option(help="places (on-object) or starts (sticker) optimised side by side")] = 5,
     lr: float = 0.1,
     loss: Annotated[str, typer.Option(help="margin | ce")] = "margin",
     optimizer: Annotated[str, typer.Option(help="adam | sign")] = "adam",
@@ -381,17 +381,71 @@ def transfer(
 
 
 @app.command()
+def curve(
+    model: Annotated[str, typer.Option(help="model name (several joined by commas: their ensemble)")] = "gtsrb-cnn",
+    data: Annotated[str, typer.Option(help="images the patches are made on")] = "gtsrb:train",
+    eval_data: Annotated[str, typer.Option(help="images the patches are measured on")] = "gtsrb:test",
+    sizes: Annotated[str, typer.Option(help="comma-separated area fractions")] = "0.02,0.04,0.06,0.08,0.1,0.12",
+    placements: Annotated[str, typer.Option(help="on-object, sticker or both")] = "on-object,sticker",
+    source: str = "stop",
+    target: Annotated[Optional[str], typer.Option()] = "yield",
+    steps: int = 300,
+    batch_size: int = 64,
+    candidates: int = 5,
+    limit: Annotated[Optional[int], typer.Option(help="at most N images to make and to measure on")] = None,
+    seed: int = 0,
+    out: Annotated[Path, typer.Option(help="folder for curve.json and area.png")] = Path("runs/curve"),
+    data_root: RootOpt = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Success against patch area (one attack per size) and A90, the smallest area reaching 90%."""
+    from patchscope.attacks import AttackConfig
+    from patchscope.data import resolve_class
+    from patchscope.eval.curves import area_curve
+    from patchscope.eval.figures import area_figure
+    from patchscope.io import write_json
+
+    dev = _device(device)
+    try:
+        size_list = [float(v) for v in sizes.split(",") if v.strip()]
+    except ValueError:
+        raise PatchscopeError(f"--sizes {sizes!r}: give comma-separated fractions like 0.02,0.05") from None
+    net = _attack_model(model, dev)
+    make = _DataCache(data, data_root).get(net.input_size)
+    test = _DataCache(eval_data, data_root).get(net.input_size)
+    src = resolve_class(source, make.classes)
+    tgt = resolve_class(target, make.classes) if target else None
+    mk, ts = make.of_class(src).head(limit), test.of_class(src).head(limit)
+    result: dict[str, object] = {"model": model, "data": data, "eval_data": eval_data, "source": make.classes[src], "target": make.classes[tgt] if tgt is not None else None, "steps": steps}
+    with recorded("curve", {**result, "sizes": size_list, "placements": placements, "seed": seed, "device": dev}) as run:
+        for placement in _model_names(placements):
+            cfg = AttackConfig(placement=placement, target=tgt, steps=steps, batch_size=batch_size, candidates=candidates, seed=seed)
+            result[placement] = area_curve(net, (mk.float_images(), mk.labels), (ts.float_images(), ts.labels), size_list, cfg, device=dev)
+        curves = {f"{model} {p}": result[p]["points"] for p in _model_names(placements)}  # type: ignore[index]
+        area_figure(curves, out / "area.png")
+        write_json(out / "curve.json", result)
+        run.log({p: {"a90": result[p]["a90"], "points": result[p]["points"]} for p in _model_names(placements)})  # type: ignore[index]
+        run.artifact("curve", out / "curve.json")
+    _print(result, True)
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="report folder")] = Path("demo-report"),
     steps: Annotated[int, typer.Option(help="attack steps")] = 150,
     size: Annotated[float, typer.Option(help="patch area fraction")] = 0.08,
+    quick: Annotated[bool, typer.Option(help="a tiny budget that only checks every stage runs")] = False,
     device: DeviceOpt = "cpu",
 ) -> None:
     """The whole story on the bundled models and data: attack, measure, explain, defend, certify, report."""
-    from patchscope.eval.demo import DemoSettings, run_demo
+    from dataclasses import replace
+
+    from patchscope.eval.demo import DemoSettings, quick_settings, run_demo
 
     dev = _device(device)
-    settings = DemoSettings(steps=steps, size=size, device=dev)
+    if not 0 < size < 1 or steps < 1:
+        raise PatchscopeError("--size must be in (0, 1) and --steps at least 1")
+    settings = quick_settings(dev) if quick else replace(DemoSettings(device=dev), steps=steps, size=size)
     with recorded("demo", {"out": str(out), **settings.__dict__}) as run:
         path = run_demo(out, settings)
         run.artifact("report", path)

@@ -44,7 +44,7 @@ class AttackConfig:
     lr: float = 0.1
     steps: int = 300
     batch_size: int = 64
-    candidates: int = 4
+    candidates: int = 5
     search_fraction: float = 0.3
     tv_weight: float = 0.0
     nps_weight: float = 0.0
@@ -61,6 +61,19 @@ class AttackConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def candidate_locations(n: int, free: int) -> torch.Tensor:
+    """``n`` (top, left) starting places for on-object candidates, best guesses first: the centre, then
+    the middles of the edges, then the corners of a grid at 20/50/80% of the free range (then random)."""
+    ticks = torch.tensor([0.5, 0.2, 0.8]) * free
+    grid = torch.cartesian_prod(ticks, ticks).round()
+    order = ((grid - free / 2).abs().sum(1) + 1e-3 * torch.arange(len(grid))).argsort()
+    grid = grid[order]
+    if n > len(grid):
+        extra = torch.randint(0, free + 1, (n - len(grid), 2), generator=torch.Generator().manual_seed(n)).float()
+        grid = torch.cat([grid, extra])
+    return grid[:n]
 
 
 class SignSGD(torch.optim.Optimizer):
@@ -113,10 +126,7 @@ class PatchAttack:
         if self.cfg.location is not None:
             locs = torch.tensor([self.cfg.location], dtype=torch.float32, device=self.device).expand(n, 2)
         else:
-            k = math.ceil(math.sqrt(n))
-            ticks = torch.linspace(0, image_size - side, k, device=self.device).round()
-            grid = torch.cartesian_prod(ticks, ticks)
-            locs = grid[torch.linspace(0, len(grid) - 1, n, device=self.device).round().long()]
+            locs = candidate_locations(n, image_size - side).to(self.device)
         return patches, locs.clone()
 
     def _views(self, n_images: int, locs: torch.Tensor, image_size: int, side: int, g: torch.Generator) -> tuple[torch.Tensor, ViewParams]:

@@ -41,10 +41,16 @@ class DemoSettings:
     batch_size: int = 32
     candidates: int = 4
     certify_images: int = 64
+    explain_images: int = 64
     adaptive_steps: int = 60
     seed: int = 0
     device: str = "cpu"
     models: list[str] = field(default_factory=list)
+
+
+def quick_settings(device: str = "cpu") -> DemoSettings:
+    """A tiny budget for tests: every stage runs, nothing is expected to succeed."""
+    return DemoSettings(steps=8, batch_size=16, candidates=2, certify_images=8, explain_images=8, adaptive_steps=3, device=device)
 
 
 def _split(stop: ImageSet) -> tuple[ImageSet, ImageSet]:
@@ -137,7 +143,8 @@ class Demo:
         x, y = self.test_set.float_images(self.s.device), self.test_set.labels.to(self.s.device)
         figures, table = [], []
         for name, model in self.models.items():
-            res = explain_patch(model, x[:64], y[:64], patch, 0, self.out / f"explain-{name}")
+            k = self.s.explain_images
+            res = explain_patch(model, x[:k], y[:k], patch, 0, self.out / f"explain-{name}")
             layers = res["layers"]
             self.results.setdefault("explain", {})[name] = {"first": layers[0], "last": layers[-1]}
             table.append([name, f"{layers[0]['adversarial_share']:.3f}", f"{layers[-1]['adversarial_share']:.3f}", f"{layers[-1]['natural_ratio']:.2f}", f"{max((r['max_z'] or 0) for r in layers):.1f}"])
@@ -147,7 +154,7 @@ class Demo:
         self.sections.insert(0, Section("How the patch fools the network", "Grad-CAM heat maps on a clean and a patched Stop sign, and the top-5 probabilities.", figures[:1]))
         self.sections.append(Section("Why: the patch's signal through the layers", "", figures[1:],
                                      {"columns": ["model", "adversarial share, first layer", "last layer", "natural features kept, last layer", "max z"], "rows": table},
-                                     [f"patchscope explain --model {n} --patch {self.out / 'patch'} --data demo --source stop --limit 64 --out explain-{n}" for n in self.models]))
+                                     [f"patchscope explain --model {n} --patch {self.out / 'patch'} --data demo --source stop --limit {self.s.explain_images} --out explain-{n}" for n in self.models]))
 
     def defend(self, patch: Patch) -> None:
         self.stage(f"defenses on {self.s.model}: {', '.join(DEFENSES)}; adaptive attacks through JPEG and clipping")

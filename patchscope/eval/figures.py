@@ -22,8 +22,12 @@ def condition_curves(per_model: Mapping[str, Sequence[Mapping[str, Any]]], path:
     """One panel per swept factor (rows from ``patch_success(..., sweep_conditions())["conditions"]``),
     one line per model for ``metric`` and a dashed line for its clean accuracy."""
     factors = list(dict.fromkeys(c["factor"] for rows in per_model.values() for c in rows if "factor" in c))
-    fig = Figure(figsize=(3.2 * len(factors), 3.2), layout="constrained")
-    axes = fig.subplots(1, len(factors), squeeze=False)[0]
+    cols = min(3, len(factors))
+    rows_n = -(-len(factors) // cols)
+    fig = Figure(figsize=(4.2 * cols, 3.3 * rows_n), layout="constrained")
+    axes = list(fig.subplots(rows_n, cols, squeeze=False).flat)
+    for ax in axes[len(factors):]:
+        ax.set_visible(False)
     for ax, factor in zip(axes, factors):
         for i, (name, rows) in enumerate(per_model.items()):
             pts = [(c[factor], c[metric], c["clean_accuracy"]) for c in rows if c.get("factor") == factor]
@@ -33,8 +37,9 @@ def condition_curves(per_model: Mapping[str, Sequence[Mapping[str, Any]]], path:
         ax.set_xlabel(UNITS.get(factor, factor))
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel(metric.replace("_", " "))
-    axes[-1].legend(fontsize=7, loc="lower right")
+    for ax in axes[::cols]:
+        ax.set_ylabel(metric.replace("_", " "))
+    axes[len(factors) - 1].legend(fontsize=7, loc="best")
     if title:
         fig.suptitle(title)
     _save(fig, path)
