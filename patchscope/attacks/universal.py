@@ -38,7 +38,7 @@ class AttackConfig:
     placement: str = "on-object"
     location: tuple[int, int] | None = None
     target: int | None = None
-    loss: str = "margin"
+    loss: str = "ce"
     kappa: float = 5.0
     optimizer: str = "adam"
     lr: float = 0.1
