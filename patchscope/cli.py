@@ -255,7 +255,7 @@ def attack(
     steps: int = 300,
     batch_size: Annotated[int, typer.Option(help="global batch (split across torchrun ranks)")] = 64,
     candidates: Annotated[int, typer.Option(help="places (on-object) or starts (sticker) optimised side by side")] = 5,
-    lr: float = 0.1,
+    lr: float = 0.3,
     loss: Annotated[str, typer.Option(help="ce | margin")] = "ce",
     optimizer: Annotated[str, typer.Option(help="adam | sign")] = "adam",
     tv: Annotated[float, typer.Option(help="total-variation weight")] = 0.0,

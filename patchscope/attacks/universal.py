@@ -41,7 +41,7 @@ class AttackConfig:
     loss: str = "ce"
     kappa: float = 5.0
     optimizer: str = "adam"
-    lr: float = 0.1
+    lr: float = 0.3
     steps: int = 300
     batch_size: int = 64
     candidates: int = 5
