@@ -238,6 +238,8 @@ class PatchAttack:
                 with torch.no_grad():
                     patches.clamp_(0, 1)
                 if step % 10 == 0 or step == cfg.steps - 1:
+                    if not torch.isfinite(total.detach()):
+                        raise PatchscopeError(f"the attack's loss became NaN or inf at step {step}: the model produced non-finite outputs")
                     rate = float(hits.min() if chosen else hits.max()) / cfg.batch_size
                     self.history.append({"step": step, "loss": float(total.detach()), "batch_success": rate})
                     update(advance=min(10, cfg.steps - step) if step % 10 == 0 else 0, loss=float(total.detach()), success=rate)

@@ -11,6 +11,7 @@ from torch import nn
 from patchscope.attacks.eot import ViewParams, ViewRanges, fixed_view, render, sample_view, view
 from patchscope.attacks.patch import Patch
 from patchscope.eval.conditions import DEFAULT_GRID, Condition
+from patchscope.models.wrapper import check_finite, nonfinite_rows
 
 
 def condition_views(conditions: Sequence[Condition], n: int, patch: Patch, seed: int = 0) -> ViewParams:
@@ -48,17 +49,20 @@ def patch_success(
     views = condition_views(conditions, n, patch).to(device)
     pixels, mask = patch.pixels.to(device), patch.mask.to(device)
     stats = torch.zeros(c * n, 4, device=device)
+    bad = torch.zeros((), dtype=torch.long, device=device)
     for start in range(0, c * n, batch_size):
         rows = torch.arange(start, min(start + batch_size, c * n), device=device)
         x = images[rows % n].to(device)
         y = labels[rows % n].to(device)
         v = views[rows]
-        probs = model(render(x, pixels, mask, v)).softmax(1)
-        clean = model(view(x, v)).argmax(1)
+        logits, clean_logits = model(render(x, pixels, mask, v)), model(view(x, v))
+        bad += nonfinite_rows(logits) + nonfinite_rows(clean_logits)
+        probs, clean = logits.softmax(1), clean_logits.argmax(1)
         pred = probs.argmax(1)
         tgt = (pred == target) if target is not None else torch.zeros_like(pred, dtype=torch.bool)
         conf = probs[:, target] if target is not None else torch.zeros_like(probs[:, 0])
         stats[rows] = torch.stack([tgt.float(), (pred != y).float(), conf, (clean == y).float()], 1)
+    check_finite(bad, getattr(model, "name", "the model"))
     per = stats.view(c, n, 4).mean(1).cpu()
     keys = ("targeted_success", "untargeted_success", "target_confidence", "clean_accuracy")
     out: dict[str, Any] = {k: float(per[:, i].mean()) for i, k in enumerate(keys)}

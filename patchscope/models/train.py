@@ -20,7 +20,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 import patchscope
 from patchscope.data import ImageSet, split_by_track
 from patchscope.models.registry import build_net
-from patchscope.models.wrapper import Classifier
+from patchscope.models.wrapper import Classifier, check_finite, nonfinite_rows
 from patchscope.progress import progress_bar
 
 
@@ -82,8 +82,12 @@ def accuracy(model: torch.nn.Module, data: ImageSet, device: str | torch.device 
     """Top-1 accuracy of ``model`` on ``data``."""
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
+    bad = torch.zeros((), dtype=torch.long, device=device)
     for x, y in data.batches(batch_size, device):
-        correct += (model(x).argmax(1) == y).sum()
+        logits = model(x)
+        correct += (logits.argmax(1) == y).sum()
+        bad += nonfinite_rows(logits)
+    check_finite(bad, getattr(model, "name", "the model"))
     return int(correct) / max(len(data), 1)
 
 

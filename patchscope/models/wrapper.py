@@ -69,3 +69,17 @@ class Ensemble(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([m(x) for m in self.members]).mean(0)
+
+
+def nonfinite_rows(logits: torch.Tensor) -> torch.Tensor:
+    """How many rows of ``logits`` hold NaN or inf, as a 0-d tensor on their device (no host sync)."""
+    return (~torch.isfinite(logits)).any(1).sum()
+
+
+def check_finite(bad_rows: torch.Tensor | int, what: str) -> None:
+    """Raise a one-line :class:`PatchscopeError` if ``bad_rows`` (from :func:`nonfinite_rows`) is non-zero."""
+    count = int(bad_rows)
+    if count:
+        from patchscope.errors import PatchscopeError
+
+        raise PatchscopeError(f"{what} produced NaN or inf outputs on {count} images: check the model's weights and input range")

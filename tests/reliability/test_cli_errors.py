@@ -6,6 +6,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 from tests.conftest import run_cli
@@ -56,3 +57,36 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path: Path, tiny_model_path: Pa
     for args, needle in cases:
         _assert_clean_error(run_cli(*args), needle)
     assert not out.exists()  # nothing half-written by any failed command
+
+
+def test_a_model_that_outputs_nan_is_a_clear_error(tmp_path: Path, tiny_model_path: Path):
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(tiny_model_path))
+    key = next(k for k in state if k.endswith("weight") and state[k].ndim == 4)
+    state[key] = torch.full_like(state[key], float("nan"))
+    bad = tmp_path / "nan.safetensors"
+    save_file(state, str(bad))
+    (tmp_path / "nan.json").write_text(tiny_model_path.with_suffix(".json").read_text())
+    _assert_clean_error(run_cli("evaluate", "--models", str(bad), "--data", "demo", "--limit", "8"), "nan or inf")
+    _assert_clean_error(run_cli("attack", "--model", str(bad), "--data", "demo", "--limit", "8", "--steps", "2", "--out", str(tmp_path / "o")), "nan or inf")
+    assert not (tmp_path / "o" / "patch.safetensors").exists()
+
+
+def test_a_safetensors_header_that_lies_about_sizes_is_refused(tmp_path: Path, tiny_model_path: Path):
+    import json
+    import struct
+
+    raw = tiny_model_path.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8 : 8 + n])
+    name = next(k for k in header if k != "__metadata__")
+    begin, end = header[name]["data_offsets"]
+    header[name]["data_offsets"] = [begin, end + 10**9]  # claims far more bytes than the file has
+    blob = json.dumps(header).encode()
+    lying = tmp_path / "lying.safetensors"
+    lying.write_bytes(struct.pack("<Q", len(blob)) + blob + raw[8 + n :])
+    (tmp_path / "lying.json").write_text(tiny_model_path.with_suffix(".json").read_text())
+    _assert_clean_error(run_cli("evaluate", "--models", str(lying), "--data", "demo", "--limit", "4"), "not a valid safetensors")
