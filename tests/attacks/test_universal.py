@@ -17,17 +17,36 @@ def _stop_images(demo, n=64):
     return stop.float_images(), stop.labels
 
 
-def test_optimised_patch_beats_a_random_one(demo, tiny_model):
+class RedDetector(torch.nn.Module):
+    """Class 1 when the image is redder than green on average (by enough), else class 0."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        diff = (x[:, 0] - x[:, 1]).mean((1, 2))
+        return torch.stack([torch.ones_like(diff), 20 * diff], 1)
+
+
+@pytest.mark.parametrize("placement", ["on-object", "sticker"])
+def test_the_attack_finds_the_patch_a_known_model_wants(placement):
+    x, y = torch.full((32, 3, 32, 32), 0.5), torch.zeros(32, dtype=torch.long)
+    cfg = AttackConfig(size=0.15, target=1, steps=60, batch_size=16, candidates=2, placement=placement)
+    patch = PatchAttack(RedDetector(), cfg, progress=False)(x, y)
+    assert patch.pixels[0].mean() > 0.9 and patch.pixels[1].mean() < 0.1  # red up, green down
+    random = Patch(torch.rand_like(patch.pixels), patch.mask, patch.placement, patch.location, 32)
+    grid = [{}, {"rotation": 10.0}, {"yaw": -10.0, "brightness": 0.8}]
+    assert patch_success(RedDetector(), x, y, patch, 1, grid)["targeted_success"] == 1.0
+    assert patch_success(RedDetector(), x, y, random, 1, grid)["targeted_success"] == 0.0
+    assert patch.pixels.min() >= 0 and patch.pixels.max() <= 1
+
+
+def test_optimised_patch_raises_the_target_on_a_trained_model(demo, tiny_model):
     x, y = _stop_images(demo)
-    cfg = AttackConfig(size=0.15, target=13, steps=40, batch_size=32, candidates=2, lr=0.1)
+    cfg = AttackConfig(size=0.15, target=13, steps=40, batch_size=32, candidates=2)
     patch = PatchAttack(tiny_model, cfg, progress=False)(x, y)
     random = Patch(torch.rand_like(patch.pixels), patch.mask, patch.placement, patch.location, 32)
     grid = [{}, {"rotation": 10.0}, {"yaw": -10.0, "brightness": 0.8}]
     won = patch_success(tiny_model, x, y, patch, 13, grid)
     base = patch_success(tiny_model, x, y, random, 13, grid)
-    assert won["target_confidence"] > 2 * base["target_confidence"] + 0.005
-    assert won["targeted_success"] >= base["targeted_success"]
-    assert patch.pixels.min() >= 0 and patch.pixels.max() <= 1
+    assert won["target_confidence"] > base["target_confidence"]
     assert patch.location is not None and 0 <= min(patch.location) and max(patch.location) <= 32 - patch.side
 
 
