@@ -22,8 +22,10 @@ def test_checkpoint_round_trip_and_normalisation_inside(tiny_model_path: Path, t
     again = create_model(str(tiny_model_path))
     x = torch.rand(3, 3, 32, 32)
     assert torch.equal(again(x), tiny_model(x))
-    manual = tiny_model.net((x - 0.5) / 0.5)
-    assert torch.allclose(tiny_model(x), manual)
+    mean = torch.tensor(tiny_model.card["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(tiny_model.card["std"]).view(1, 3, 1, 1)
+    assert torch.allclose(tiny_model(x), tiny_model.net((x - mean) / std))  # normalisation inside the wrapper
+    assert not torch.allclose(tiny_model(x), tiny_model.net(x))
     assert len(tiny_model.stages()) == 3
 
 
