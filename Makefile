@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/patchscope zoo
-	$(BIN)/patchscope evaluate --models $$($(BIN)/python -c "from patchscope.models import list_models; print(','.join(list_models()))") --data demo
+	$(BIN)/patchscope demo --out demo-report
 
 test: $(STAMP)
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
