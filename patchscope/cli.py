@@ -150,14 +150,20 @@ def zoo(as_json: JsonOpt = False) -> None:
         card = read_card(zoo_dir() / f"{name}.safetensors")
         rows.append({"name": name, "arch": card["arch"], "params": card.get("params"), "input_size": card["input_size"], "accuracy": card.get("accuracy", {}), "val_accuracy": card.get("val_accuracy"), "data_hash": card.get("data_hash")})
 
+    from patchscope.attacks import list_patches
+
+    patches = list_patches()
+
     def table() -> None:
         t = Table("model", "arch", "params", "input", "test accuracy", "val accuracy")
         for r in rows:
             acc = ", ".join(f"{k} {v:.2%}" for k, v in r["accuracy"].items()) or "-"
             t.add_row(r["name"], r["arch"], f"{r['params']:,}", f"{r['input_size']}px", acc, f"{r['val_accuracy']:.2%}" if r["val_accuracy"] is not None else "-")
         Console().print(t)
+        if patches:
+            Console().print("patches (--patch zoo:NAME): " + ", ".join(patches))
 
-    _print({"models": rows}, as_json, table)
+    _print({"models": rows, "patches": patches}, as_json, table)
 
 
 @app.command()
@@ -207,15 +213,10 @@ def evaluate(
     _print({"data": data, "models": result}, as_json, table)
 
 
-def _load_patch(path: Path):  # type: ignore[no-untyped-def]
-    from patchscope.attacks import Patch
+def _load_patch(path: Path | str):  # type: ignore[no-untyped-def]
+    from patchscope.attacks import load_patch
 
-    text = str(path)
-    if text.startswith("zoo:"):
-        from importlib import resources
-
-        path = Path(str(resources.files("patchscope.attacks").joinpath("zoo", *text[4:].split("/"))))
-    return Patch.load(path)
+    return load_patch(path)
 
 
 def _patch_metrics(model, ds, patch, source, target, conditions, batch_size, dev):  # type: ignore[no-untyped-def]

@@ -125,3 +125,27 @@ class Patch:
         if pixels.ndim != 3 or pixels.shape[0] != 3 or mask.shape != pixels.shape[1:] or pixels.shape[-1] > patch.image_size:
             raise PatchscopeError(f"--patch {file}: inconsistent shapes pixels {tuple(pixels.shape)} mask {tuple(mask.shape)}")
         return patch
+
+
+def patch_zoo_dir() -> Path:
+    """The folder of bundled pre-optimised patches: ``zoo/MODEL/NAME/patch.safetensors``."""
+    from importlib import resources
+
+    return Path(str(resources.files("patchscope.attacks").joinpath("zoo")))
+
+
+def list_patches() -> list[str]:
+    """Names of the bundled patches, ``MODEL/NAME``, loadable as ``--patch zoo:MODEL/NAME``."""
+    root = patch_zoo_dir()
+    return sorted(str(p.parent.relative_to(root)) for p in root.glob("*/*/patch.safetensors"))
+
+
+def load_patch(spec: str | Path) -> Patch:
+    """A patch from a run folder, a ``patch.safetensors`` file, or the zoo (``zoo:gtsrb-cnn/stop-yield``)."""
+    text = str(spec)
+    if text.startswith("zoo:"):
+        name = text[4:]
+        if name not in list_patches():
+            raise PatchscopeError(f"unknown zoo patch {name!r}: bundled are {', '.join(list_patches()) or '(none)'}")
+        return Patch.load(patch_zoo_dir() / name)
+    return Patch.load(Path(text))
