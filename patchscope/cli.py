@@ -33,15 +33,25 @@ def _root(store: Annotated[Optional[Path], typer.Option("--store", help="run dat
     _STATE["store"] = store
 
 
+class _NoRun:
+    """The run handle of a torchrun rank other than 0: records nothing (rank 0 records the run)."""
+
+    def log(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def artifact(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
 @contextlib.contextmanager
 def recorded(kind: str, config: dict[str, object]) -> Iterator[Any]:
     """Record the enclosed command as a run in the store (rank 0 only under torchrun); yields its handle."""
     import os
 
-    from patchscope.eval.store import RunHandle, record
+    from patchscope.eval.store import record
 
     if int(os.environ.get("RANK", "0")) != 0:
-        yield RunHandle.__new__(RunHandle)
+        yield _NoRun()
         return
     with record(_STATE["store"], kind, config) as run:
         yield run
