@@ -69,7 +69,7 @@ def _device(name: str) -> str:
 
 @app.command()
 def train(
-    arch: Annotated[str, typer.Option(help="cnn | resnet | vit")],
+    arch: Annotated[Optional[str], typer.Option(help="cnn | resnet | vit (taken from --init when fine-tuning)")] = None,
     data: DataOpt = "gtsrb:train",
     out: Annotated[Path, typer.Option(help="folder for NAME.safetensors and NAME.json")] = Path("models"),
     epochs: int = 20,
@@ -83,14 +83,35 @@ def train(
     device: DeviceOpt = "cpu",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch")] = None,
     ema_decay: Annotated[Optional[float], typer.Option(help="weight EMA decay (default 0.999; lower for short runs)")] = None,
+    init: Annotated[Optional[str], typer.Option(help="fine-tune this model (zoo name or checkpoint) instead of a fresh network")] = None,
+    patch_training: Annotated[float, typer.Option(help="adversarial patch training: patch area (0 = off), Rao et al. 2020")] = 0.0,
+    patch_steps: Annotated[int, typer.Option(help="signed-gradient steps per training patch")] = 5,
+    mask_training: Annotated[Optional[str], typer.Option(help="grey out two PatchCleanser masks (p=0.75) for these patch areas, e.g. 0.024,0.048")] = None,
+    ssl: Annotated[Optional[str], typer.Option(help="self-supervised pretraining before fine-tuning: mae (ViT only)")] = None,
+    ssl_epochs: Annotated[int, typer.Option(help="pretraining epochs")] = 8,
+    ssl_data: Annotated[Optional[str], typer.Option(help="unlabelled pretraining images (default: --data)")] = None,
 ) -> None:
-    """Train a model with the zoo's recipe and write safetensors plus a model card."""
+    """Train a model with the zoo's recipe and write safetensors plus a model card.
+
+    Adversarial patch training of a zoo model: ``patchscope train --init gtsrb-cnn --patch-training 0.05 --epochs 3 --name gtsrb-cnn-at``.
+    """
     import torch
 
     from patchscope.data import load_data
-    from patchscope.models import ARCHS, save_checkpoint
+    from patchscope.models import ARCHS, create_model, save_checkpoint
     from patchscope.models.train import Recipe, accuracy, train_model
 
+    if ssl not in (None, "mae"):
+        raise PatchscopeError(f"unknown --ssl {ssl!r}: the one pretraining recipe is mae")
+    if ssl and (init or (arch or "vit") != "vit"):
+        raise PatchscopeError("--ssl mae pretrains a fresh ViT: use it with --arch vit and without --init")
+    initial = create_model(init) if init else None
+    if initial is not None:
+        arch = arch or initial.card.get("arch")
+        if arch != initial.card.get("arch"):
+            raise PatchscopeError(f"--arch {arch} differs from --init {init}'s architecture {initial.card.get('arch')}")
+    if arch is None:
+        raise PatchscopeError("--arch is required (cnn, resnet or vit) unless --init names a model to fine-tune")
     if arch not in ARCHS:
         raise PatchscopeError(f"unknown --arch {arch!r}: choose from {', '.join(sorted(ARCHS))}")
     if epochs < 1 or batch_size < 1:
@@ -105,10 +126,21 @@ def train(
     train_data = load_data(data, data_root)
     held_out = load_data(eval_data, data_root) if eval_data else None
     name = name or f"gtsrb-{arch}"
-    recipe = Recipe.for_arch(arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, arch_kwargs=kwargs, ema_decay=ema_decay)
+    if initial is not None:
+        kwargs = dict(initial.card.get("arch_kwargs") or {})
+    perturb = _training_perturbation(patch_training, patch_steps, mask_training, train_data.image_size)
+    recipe = Recipe.for_arch(
+        arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, arch_kwargs=kwargs, ema_decay=ema_decay, init=init,
+        patch_training=perturb.describe() if perturb else None,
+    )
     weights = out / f"{name}.safetensors"
-    with recorded("train", {"name": name, "data": data, "device": dev, "data_hash": train_data.data_hash(), "models": [name], **recipe.__dict__}) as run:
-        model, card = train_model(train_data, recipe, dev, name)
+    with recorded("train", {"name": name, "data": data, "device": dev, "data_hash": train_data.data_hash(), "models": [name], "ssl": ssl, **recipe.__dict__}) as run:
+        pretraining = None
+        if ssl:
+            initial, pretraining = _pretrain_mae(load_data(ssl_data, data_root) if ssl_data else train_data, train_data, kwargs, ssl_epochs, seed, dev, name)
+        model, card = train_model(train_data, recipe, dev, name, initial=initial, perturb=perturb)
+        if pretraining:
+            card["pretraining"] = pretraining
         if held_out is not None:
             card["accuracy"][held_out.name] = accuracy(model, held_out, dev)
             card["accuracy_data_hash"] = {held_out.name: held_out.data_hash()}
@@ -117,6 +149,40 @@ def train(
         run.log(summary)
         run.artifact("weights", weights)
     typer.echo(json.dumps(summary))
+
+
+def _training_perturbation(patch_training: float, patch_steps: int, mask_training: str | None, image_size: int) -> Any:
+    """The batch perturbation of ``train``: adversarial patches, PatchCleanser masks, or None."""
+    from patchscope.attacks.patch import patch_side
+    from patchscope.defenses.patch_training import MaskAugment, PatchAdversary
+
+    if patch_training and mask_training:
+        raise PatchscopeError("--mask-training and --patch-training are separate recipes: pick one")
+    if patch_training:
+        patch_side(patch_training, image_size)
+        return PatchAdversary(area=patch_training, steps=patch_steps)
+    if mask_training:
+        try:
+            areas = tuple(float(a) for a in mask_training.split(","))
+        except ValueError:
+            raise PatchscopeError(f"--mask-training {mask_training!r}: give patch areas such as 0.024,0.048") from None
+        for a in areas:
+            patch_side(a, image_size)
+        return MaskAugment(areas, image_size)
+    return None
+
+
+def _pretrain_mae(images: Any, labelled: Any, kwargs: dict[str, Any], epochs: int, seed: int, device: str, name: str) -> tuple[Any, dict[str, Any]]:
+    from patchscope.models import Classifier, build_net
+    from patchscope.models.ssl import MaeRecipe, pretrain_mae
+    from patchscope.models.train import channel_stats
+
+    if list(images.classes) != list(labelled.classes) or images.image_size != labelled.image_size:
+        raise PatchscopeError("--ssl-data must have the same classes and image size as --data")
+    mean, std = channel_stats(labelled)
+    net = build_net("vit", len(labelled.classes), kwargs)
+    card = pretrain_mae(images, net, mean, std, MaeRecipe(epochs=epochs, seed=seed), device)
+    return Classifier(net, labelled.classes, labelled.image_size, mean, std, name), card
 
 
 def _print(obj: object, as_json: bool, table: Callable[[], None] | None = None) -> None:
@@ -480,6 +546,7 @@ def report(
 __import__("patchscope.cli_runs").cli_runs.register(app)  # `patchscope runs list|show|compare`
 __import__("patchscope.cli_explain").cli_explain.register(app)  # `patchscope explain`
 __import__("patchscope.cli_defend").cli_defend.register(app)  # `patchscope defend`, `patchscope certify`
+__import__("patchscope.cli_study").cli_study.register(app)  # `patchscope study robustness`
 
 
 def main() -> None:

@@ -93,7 +93,8 @@ def defend(
     as_json: JsonOpt = False,
 ) -> None:
     """Clean accuracy and patch success through an empirical defense; --adaptive attacks the defense itself."""
-    from patchscope.cli import _DataCache, _device, _load_patch, _patch_metrics
+    from patchscope.cli import _DataCache, _device, _load_patch, _patch_metrics, recorded
+    from patchscope.eval.store import flatten
     from patchscope.data import resolve_class
     from patchscope.defenses import EMPIRICAL, create_defense
     from patchscope.models import create_model
@@ -125,24 +126,27 @@ def defend(
         raise PatchscopeError(f"--{stray[0]} does not apply to --defense {defense} (its options: {', '.join('--' + w for w in wanted)})")
     defended = create_defense(defense, net, bpda=defense in NEEDS_BPDA, clean_images=fit_images, **{k: options[k] for k in wanted})
 
-    result: dict[str, Any] = {"model": model, "defense": defense, "data": data, "data_hash": clean_set.data_hash(), "images": len(clean_set), "source_images": len(victims),
-                              "clean_accuracy": accuracy(net, clean_set, dev, batch_size), "defended_clean_accuracy": accuracy(defended, clean_set, dev, batch_size)}
-    src_name, tgt_arg = ds.classes[int(victims.labels[0])] if len(victims) else str(src), (ds.classes[tgt] if tgt is not None else None)
-    result["patch"] = {"path": str(patch), "undefended": _brief(_patch_metrics(net, victims, the_patch, src_name, tgt_arg, conditions, batch_size, dev)),
-                       "defended": _brief(_patch_metrics(defended, victims, the_patch, src_name, tgt_arg, conditions, batch_size, dev))}
-    if adaptive:
-        from patchscope.attacks import PatchAttack
+    with recorded("defend", {"model": model, "models": [model], "defense": defense, "patch": str(patch), "data": data, "adaptive": adaptive, "steps": steps, "seed": seed, "device": dev, "data_hash": clean_set.data_hash(), "options": {k: v for k, v in options.items() if v is not None}}) as run:
+        result: dict[str, Any] = {"model": model, "defense": defense, "data": data, "data_hash": clean_set.data_hash(), "images": len(clean_set), "source_images": len(victims),
+                                  "clean_accuracy": accuracy(net, clean_set, dev, batch_size), "defended_clean_accuracy": accuracy(defended, clean_set, dev, batch_size)}
+        src_name, tgt_arg = ds.classes[int(victims.labels[0])] if len(victims) else str(src), (ds.classes[tgt] if tgt is not None else None)
+        result["patch"] = {"path": str(patch), "undefended": _brief(_patch_metrics(net, victims, the_patch, src_name, tgt_arg, conditions, batch_size, dev)),
+                           "defended": _brief(_patch_metrics(defended, victims, the_patch, src_name, tgt_arg, conditions, batch_size, dev))}
+        if adaptive:
+            from patchscope.attacks import PatchAttack
 
-        cfg = _adaptive_config(the_patch, tgt, steps, attack_batch_size, seed)
-        started = time.time()
-        new = PatchAttack(defended, cfg, dev)(victims.float_images(), victims.labels)
-        new.meta.update({"model": model, "defense": defense, "source": src_name, "target": tgt_arg, "data": data, "adaptive": True})
-        result["adaptive"] = {"steps": steps, "bpda": defense in NEEDS_BPDA, "seconds": round(time.time() - started, 1),
-                              "undefended": _brief(_patch_metrics(net, victims, new, src_name, tgt_arg, conditions, batch_size, dev)),
-                              "defended": _brief(_patch_metrics(defended, victims, new, src_name, tgt_arg, conditions, batch_size, dev))}
-        if out is not None:
-            new.save(out)
-            result["adaptive"]["out"] = str(out)
+            cfg = _adaptive_config(the_patch, tgt, steps, attack_batch_size, seed)
+            started = time.time()
+            new = PatchAttack(defended, cfg, dev)(victims.float_images(), victims.labels)
+            new.meta.update({"model": model, "defense": defense, "source": src_name, "target": tgt_arg, "data": data, "adaptive": True})
+            result["adaptive"] = {"steps": steps, "bpda": defense in NEEDS_BPDA, "seconds": round(time.time() - started, 1),
+                                  "undefended": _brief(_patch_metrics(net, victims, new, src_name, tgt_arg, conditions, batch_size, dev)),
+                                  "defended": _brief(_patch_metrics(defended, victims, new, src_name, tgt_arg, conditions, batch_size, dev))}
+            if out is not None:
+                new.save(out)
+                result["adaptive"]["out"] = str(out)
+                run.artifact("adaptive_patch", out)
+        run.log(flatten(result))
     _show(result, as_json)
 
 
@@ -163,7 +167,8 @@ def certify(
     import torch
 
     from patchscope.attacks import patch_side
-    from patchscope.cli import _DataCache, _device
+    from patchscope.cli import _DataCache, _device, recorded
+    from patchscope.eval.store import flatten
     from patchscope.defenses import CERTIFIED, ablation_set, ds_certify, ds_delta, ds_predict, ds_prediction_map, mask_positions, mask_set, pc_certify, pc_infer, pc_prediction_map
     from patchscope.models import create_model
     from patchscope.progress import progress_bar
@@ -192,24 +197,26 @@ def certify(
     ds = _DataCache(data, data_root, limit).get(n)
     if len(ds) == 0:
         raise PatchscopeError(f"--data {data} holds no images")
-    totals = torch.zeros(3, dtype=torch.long, device=dev)  # clean, defended, certified
-    passes, chunk = 0, max(1, min(256, batch_size))
-    started = time.perf_counter()
-    with torch.inference_mode(), progress_bar(len(ds), f"certify {defense}") as update:
-        for x, y in ds.batches(chunk, dev):
-            if defense == "patchcleanser":
-                pred_map, passes = pc_prediction_map(net, x, regions, batch_size)
-                robust, certified = pc_infer(pred_map, len(net.classes)), pc_certify(pred_map, y)
-            else:
-                counts, passes = ds_prediction_map(net, x, regions, batch_size)
-                robust, certified = ds_predict(counts), ds_certify(counts, y, delta)
-            totals += torch.stack([(net(x).argmax(1) == y).sum(), (robust == y).sum(), certified.sum()])
-            update(advance=len(y))
-    clean, defended, cert = (int(v) for v in totals.cpu())
-    seconds = time.perf_counter() - started
-    result = {"model": model, "defense": defense, "data": data, "data_hash": ds.data_hash(), "images": len(ds), "patch_size": patch_size, "patch_side": side, **info,
-              "clean_accuracy": clean / len(ds), "defended_accuracy": defended / len(ds), "certified_accuracy": cert / len(ds),
-              "forward_passes_per_image": passes, "seconds": round(seconds, 3), "images_per_second": round(len(ds) / max(seconds, 1e-9), 2), "device": dev}
+    with recorded("certify", {"model": model, "models": [model], "defense": defense, "patch_size": patch_size, "data": data, "limit": limit, "device": dev, "data_hash": ds.data_hash(), **info}) as run:
+        totals = torch.zeros(3, dtype=torch.long, device=dev)  # clean, defended, certified
+        passes, chunk = 0, max(1, min(256, batch_size))
+        started = time.perf_counter()
+        with torch.inference_mode(), progress_bar(len(ds), f"certify {defense}") as update:
+            for x, y in ds.batches(chunk, dev):
+                if defense == "patchcleanser":
+                    pred_map, passes = pc_prediction_map(net, x, regions, batch_size)
+                    robust, certified = pc_infer(pred_map, len(net.classes)), pc_certify(pred_map, y)
+                else:
+                    counts, passes = ds_prediction_map(net, x, regions, batch_size)
+                    robust, certified = ds_predict(counts), ds_certify(counts, y, delta)
+                totals += torch.stack([(net(x).argmax(1) == y).sum(), (robust == y).sum(), certified.sum()])
+                update(advance=len(y))
+        clean, defended, cert = (int(v) for v in totals.cpu())
+        seconds = time.perf_counter() - started
+        result = {"model": model, "defense": defense, "data": data, "data_hash": ds.data_hash(), "images": len(ds), "patch_size": patch_size, "patch_side": side, **info,
+                  "clean_accuracy": clean / len(ds), "defended_accuracy": defended / len(ds), "certified_accuracy": cert / len(ds),
+                  "forward_passes_per_image": passes, "seconds": round(seconds, 3), "images_per_second": round(len(ds) / max(seconds, 1e-9), 2), "device": dev}
+        run.log(flatten(result))
     _show(result, as_json)
 
 

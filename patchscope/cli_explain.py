@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="print the full JSON instead of a table")] = False,
     ) -> None:
         """Explain a patch: attention before/after, layer-by-layer propagation, abnormal activations."""
-        from patchscope.cli import _device, _load_patch, _print
+        from patchscope.cli import _device, _load_patch, _print, recorded
         from patchscope.data import load_data, resolve_class
         from patchscope.explain import explain_patch
         from patchscope.explain.report import check_patch
@@ -54,10 +54,17 @@ def register(app: typer.Typer) -> None:
             raise PatchscopeError(f"--data {data} holds no images of class {ds.classes[src]!r}")
         if not 0 <= index < len(victims):
             raise PatchscopeError(f"--index {index} is out of range: {len(victims)} {ds.classes[src]!r} images are used (0..{len(victims) - 1})")
-        result = explain_patch(net, victims.float_images(dev), victims.labels, the_patch, index, out, method, batch_size)  # type: ignore[arg-type]
-        result = {"command": "explain", "patch": str(patch), "data": data, "data_hash": victims.data_hash(), "source": ds.classes[src], **result}
-        write_json(out / "explain.json", result)
-        result["files"].append(str(out / "explain.json"))
+        config = {"model": model, "models": [model], "patch": str(patch), "data": data, "data_hash": victims.data_hash(), "source": ds.classes[src], "index": index, "limit": limit, "method": method, "device": dev}
+        with recorded("explain", config) as run:
+            result = explain_patch(net, victims.float_images(dev), victims.labels, the_patch, index, out, method, batch_size)  # type: ignore[arg-type]
+            result = {"command": "explain", "patch": str(patch), "data": data, "data_hash": victims.data_hash(), "source": ds.classes[src], **result}
+            write_json(out / "explain.json", result)
+            result["files"].append(str(out / "explain.json"))
+            layers = result["layers"]
+            run.log({"images": result["images"], "clean_accuracy": result["clean_accuracy"], "patched_accuracy": result["patched_accuracy"],
+                     "adversarial_share_first": layers[0]["adversarial_share"], "adversarial_share_last": layers[-1]["adversarial_share"],
+                     "natural_ratio_last": layers[-1]["natural_ratio"]})
+            run.artifact("out", out)
 
         def table() -> None:
             from rich.console import Console

@@ -27,6 +27,8 @@ from patchscope.models import Classifier, create_model, list_models
 from patchscope.models.train import accuracy
 
 DEFENSES = ("jpeg", "blur", "median", "bits", "lgs", "clip")
+DEMO_MODELS = ("gtsrb-cnn", "gtsrb-resnet", "gtsrb-vit")
+"""The bundled models the demo measures (the zoo's defended and pretrained variants are for the study)."""
 
 
 @dataclass
@@ -86,7 +88,7 @@ class Demo:
     def run(self) -> Path:
         s, dev = self.s, self.s.device
         started = time.time()
-        names = s.models or list_models()
+        names = s.models or [m for m in DEMO_MODELS if m in list_models()]
         self.models = {n: create_model(n, dev) for n in names}
         self.main = self.models[s.model]
         data = load_data("demo")
@@ -156,14 +158,20 @@ class Demo:
             k = self.s.explain_images
             res = explain_patch(model, x[:k], y[:k], patch, 0, self.out / f"explain-{name}")
             layers = res["layers"]
-            self.results.setdefault("explain", {})[name] = {"first": layers[0], "last": layers[-1]}
-            table.append([name, f"{layers[0]['adversarial_share']:.3f}", f"{layers[-1]['adversarial_share']:.3f}", f"{layers[-1]['natural_ratio']:.2f}", f"{max((r['max_z'] or 0) for r in layers):.1f}"])
+            first, last, mass = layers[0]["adversarial_share"], layers[-1]["adversarial_share"], res["attention_in_patch"]
+            amplification = last / first if first else None
+            self.results.setdefault("explain", {})[name] = {"first": layers[0], "last": layers[-1], "amplification": amplification, "attention_in_patch": mass}
+            table.append([name, f"{first:.3f}", f"{last:.3f}", "-" if amplification is None else f"{amplification:.1f}x", f"{layers[-1]['natural_ratio']:.2f}",
+                          f"{max((r['max_z'] or 0) for r in layers):.1f}", f"{mass['clean']:.2f} -> {mass['patched']:.2f}"])
             if name == self.s.model:
                 figures.insert(0, (self.out / f"explain-{name}" / "attention.png", f"{name}: where it looks, and the probabilities, before and after the patch"))
             figures.append((self.out / f"explain-{name}" / "propagation.png", f"{name}: the patch's share of activation energy (red) and the natural features (blue), layer by layer"))
         self.sections.insert(0, Section("How the patch fools the network", "Grad-CAM heat maps on a clean and a patched Stop sign, and the top-5 probabilities.", figures[:1]))
-        self.sections.append(Section("Why: the patch's signal through the layers", "", figures[1:],
-                                     {"columns": ["model", "adversarial share, first layer", "last layer", "natural features kept, last layer", "max z"], "rows": table},
+        why = (f"The same patch through every network (CNNs and the ViT side by side): the share of each layer's activation energy that the patch causes, "
+               f"how much of the natural features' energy is left, the largest activation's z-score against clean images, and the share of the heat map on the patch, "
+               f"which covers {patch.area_fraction:.1%} of the image.")
+        self.sections.append(Section("Why: the patch's signal through the layers", why, figures[1:],
+                                     {"columns": ["model", "adversarial share, first layer", "last layer", "amplification", "natural features kept, last layer", "max z", "heat-map mass on the patch, clean -> patched"], "rows": table},
                                      [f"patchscope explain --model {n} --patch {self.out / 'patch'} --data demo --source stop --limit {self.s.explain_images} --out explain-{n}" for n in self.models]))
 
     def defend(self, patch: Patch) -> None:
@@ -173,22 +181,28 @@ class Demo:
         grid = DEFAULT_GRID[: s.defense_conditions]
         clean = self.data.subset(torch.randperm(len(self.data), generator=torch.Generator().manual_seed(1))[: s.defense_clean_images])
         rows, out = [], {}
-        for name in DEFENSES:
-            d = create_defense(name, self.main, bpda=name in ("jpeg", "median", "bits"), clean_images=self.data.float_images(dev)[:512] if name == "clip" else None)
+        trained = f"{s.model}-at"
+        for name in (*DEFENSES, *([trained] if trained in list_models() else [])):
+            if name == trained:  # adversarial patch training: a model, not a wrapper
+                d = create_model(trained, dev)
+            else:
+                d = create_defense(name, self.main, bpda=name in ("jpeg", "median", "bits"), clean_images=self.data.float_images(dev)[:512] if name == "clip" else None)
             r = {"clean_accuracy": accuracy(d, clean, dev), "patch": patch_success(d, x, y, patch, self.tgt, grid, device=dev)["targeted_success"]}
-            if name in ("jpeg", "clip"):
+            if name in ("jpeg", "clip", trained):
                 cfg = AttackConfig(size=s.size, placement="on-object", location=patch.location, target=self.tgt, steps=s.adaptive_steps, batch_size=s.batch_size, candidates=1, seed=s.seed)
                 adaptive = PatchAttack(d, cfg, dev, progress=False)(self.make_set.float_images(dev), self.make_set.labels)
                 r["adaptive"] = patch_success(d, x, y, adaptive, self.tgt, grid, device=dev)["targeted_success"]
             out[name] = r
-            rows.append([name, _pct(r["clean_accuracy"]), _pct(r["patch"]), _pct(r.get("adaptive"))])
+            rows.append([f"adversarial patch training ({name})" if name == trained else name, _pct(r["clean_accuracy"]), _pct(r["patch"]), _pct(r.get("adaptive"))])
         bare = patch_success(self.main, x, y, patch, self.tgt, grid, device=dev)["targeted_success"]
         rows.insert(0, ["none", _pct(accuracy(self.main, clean, dev)), _pct(bare), "-"])
         self.results["defend"] = out
         self.sections.append(Section("Defenses, against the patch and against an adaptive attacker",
-                                     f"Targeted success on held-out Stop images over the first {len(grid)} viewing conditions: the original patch through each defense, and a new patch optimised through it (BPDA for JPEG's rounding). Clean accuracy on {len(clean)} demo images.",
+                                     f"Targeted success on held-out Stop images over the first {len(grid)} viewing conditions: the original patch through each defense, and a new patch optimised through it (BPDA for JPEG's rounding; for the adversarially trained model, a patch made on it). Clean accuracy on {len(clean)} demo images.",
                                      table={"columns": ["defense", "clean accuracy", "original patch", "adaptive patch"], "rows": rows},
-                                     commands=[f"patchscope defend --model {s.model} --defense {n} --patch {self.out / 'patch'} --data demo --source stop --target yield{' --adaptive' if n in ('jpeg', 'clip') else ''} --json" for n in DEFENSES]))
+                                     commands=[f"patchscope defend --model {s.model} --defense {n} --patch {self.out / 'patch'} --data demo --source stop --target yield{' --adaptive' if n in ('jpeg', 'clip') else ''} --json" for n in DEFENSES]
+                                     + ([f"patchscope attack --model {trained} --data demo --source stop --target yield --size {s.size} --placement on-object --steps {s.adaptive_steps} --out runs/at-patch",
+                                         f"patchscope evaluate --patch runs/at-patch --models {trained} --data demo --source stop --target yield --json"] if trained in out else [])))
 
     def certify(self) -> None:
         s, dev = self.s, self.s.device

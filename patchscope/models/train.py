@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import platform
 import time
+import copy
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -19,6 +21,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import patchscope
 from patchscope.data import ImageSet, split_by_track
+from patchscope.errors import PatchscopeError
 from patchscope.models.registry import build_net
 from patchscope.models.wrapper import Classifier, check_finite, nonfinite_rows
 from patchscope.progress import progress_bar
@@ -45,6 +48,8 @@ class Recipe:
     occlude_p: float = 0.5
     occlude_size: tuple[int, int] = (6, 13)
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None
+    patch_training: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def for_arch(cls, arch: str, **overrides: Any) -> Recipe:
@@ -91,8 +96,23 @@ def accuracy(model: torch.nn.Module, data: ImageSet, device: str | torch.device 
     return int(correct) / max(len(data), 1)
 
 
-def train_model(data: ImageSet, recipe: Recipe, device: str | torch.device = "cpu", name: str = "model", progress: bool = True) -> tuple[Classifier, dict[str, Any]]:
+Perturb = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def train_model(
+    data: ImageSet,
+    recipe: Recipe,
+    device: str | torch.device = "cpu",
+    name: str = "model",
+    progress: bool = True,
+    initial: Classifier | None = None,
+    perturb: Perturb | None = None,
+) -> tuple[Classifier, dict[str, Any]]:
     """Train a classifier on ``data`` with ``recipe``; returns the EMA model and its card.
+
+    ``initial`` fine-tunes a copy of that model (its normalisation kept) instead of a fresh network;
+    ``perturb(model, x, y, generator)`` rewrites each augmented batch, e.g. a
+    :class:`patchscope.defenses.PatchAdversary` for adversarial patch training.
 
     >>> from patchscope.data import load_data
     >>> model, card = train_model(load_data("demo").head(64), Recipe.for_arch("cnn", epochs=1), progress=False)
@@ -102,8 +122,14 @@ def train_model(data: ImageSet, recipe: Recipe, device: str | torch.device = "cp
     torch.manual_seed(recipe.seed)
     g = torch.Generator().manual_seed(recipe.seed)
     train_set, val_set = split_by_track(data, recipe.val_fraction, recipe.seed)
-    mean, std = channel_stats(train_set)
-    net = build_net(recipe.arch, len(data.classes), recipe.arch_kwargs)
+    if initial is not None:
+        if list(initial.classes) != list(data.classes):
+            raise PatchscopeError(f"the initial model's {len(initial.classes)} classes differ from the data's {len(data.classes)}")
+        mean, std = initial.mean.flatten().tolist(), initial.std.flatten().tolist()
+        net = copy.deepcopy(initial.net)
+    else:
+        mean, std = channel_stats(train_set)
+        net = build_net(recipe.arch, len(data.classes), recipe.arch_kwargs)
     model = Classifier(net, data.classes, data.image_size, mean, std, name).to(device)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True)
     augment = K.AugmentationSequential(
@@ -121,8 +147,11 @@ def train_model(data: ImageSet, recipe: Recipe, device: str | torch.device = "cp
             for i in range(steps_per_epoch):
                 idx = order[i * recipe.batch_size : (i + 1) * recipe.batch_size]
                 x = train_set.images[idx].to(device).float().div_(255)
+                y = train_set.labels[idx].to(device)
                 x = occlude(occlude(augment(x).clamp_(0, 1), recipe.occlude_p, recipe.occlude_size, g), recipe.occlude_p, recipe.occlude_size, g)
-                loss = F.cross_entropy(model(x), train_set.labels[idx].to(device), label_smoothing=recipe.label_smoothing)
+                if perturb is not None:
+                    x = perturb(model, x, y, g)
+                loss = F.cross_entropy(model(x), y, label_smoothing=recipe.label_smoothing)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

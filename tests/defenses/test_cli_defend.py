@@ -89,3 +89,19 @@ def test_defend_adaptive_optimises_a_new_patch_through_the_defense(tiny_model_pa
 ])
 def test_defend_rejects_bad_input_in_one_line(tiny_model_path, patch_dir, args, needle):
     _one_line_error(run_cli("defend", "--model", str(tiny_model_path), "--patch", str(patch_dir), "--data", "demo", "--limit", "4", *args), needle)
+
+
+def test_defend_certify_and_explain_runs_are_stored(tmp_path, tiny_model_path, patch_dir):
+    from patchscope.eval.store import RunStore
+
+    store = tmp_path / "runs.db"
+    env = {"PATCHSCOPE_STORE": str(store)}
+    _json(run_cli("defend", "--model", str(tiny_model_path), "--defense", "blur", "--patch", str(patch_dir), "--data", "demo", "--limit", "8", "--conditions", "none", "--json", env=env))
+    cert = _json(run_cli("certify", "--model", str(tiny_model_path), "--defense", "ds-column", "--data", "demo", "--limit", "8", "--json", env=env))
+    r = run_cli("explain", "--model", str(tiny_model_path), "--patch", str(patch_dir), "--data", "demo", "--limit", "8", "--out", str(tmp_path / "ex"), "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    runs = {run.kind: run for run in RunStore(store).list()}
+    assert set(runs) == {"defend", "certify", "explain"} and all(run.status == "done" for run in runs.values())
+    assert runs["certify"].metrics["certified_accuracy"] == cert["certified_accuracy"]
+    assert runs["defend"].metrics["patch.defended.targeted_success"] is not None
+    assert runs["explain"].artifacts["out"] == str(tmp_path / "ex")

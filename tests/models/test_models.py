@@ -106,5 +106,7 @@ def test_zoo_models_classify_the_demo_subset_well(demo):
         model = create_model(name)
         from patchscope.models.train import accuracy
 
-        assert accuracy(model, demo) > 0.9, name
+        measured = model.card["accuracy"]["gtsrb:test"]
+        # the demo subset is drawn from the test set: its accuracy must agree with the card's number
+        assert accuracy(model, demo) > measured - 0.1, name
         assert model.card["data_hash"] and model.card["recipe"]

@@ -1,0 +1,168 @@
+"""Do some model families fear patches less? One study, the same measurements for every model.
+
+For each model: white-box targeted success of its own patches (each size, sticker and on-object),
+transfer of its on-object patch to every other model (out) and of theirs to it (in), the patch's
+share of activation energy at the first and last layer, clean accuracy, and PatchCleanser's
+certified accuracy. Patches are optimised on half of the source images and measured on the other
+half (alternate images), over the first ``conditions`` cells of the default viewing grid.
+
+>>> from patchscope.eval.study import StudySettings
+>>> StudySettings().sizes
+(0.02, 0.05)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from patchscope.attacks import AttackConfig, Patch, PatchAttack
+from patchscope.attacks.patch import patch_side
+from patchscope.data import ImageSet, resolve_class
+from patchscope.errors import PatchscopeError
+from patchscope.defenses import mask_set, pc_certify, pc_prediction_map
+from patchscope.eval.conditions import DEFAULT_GRID
+from patchscope.eval.patch_metrics import patch_success
+from patchscope.explain.attention import explain_attention
+from patchscope.explain.propagation import apply_patch, patch_footprint, trace_layers
+from patchscope.models import Classifier
+from patchscope.models.train import accuracy
+
+
+@dataclass
+class StudySettings:
+    """The study's budget; every number goes into the results so a run can be reproduced."""
+
+    sizes: tuple[float, ...] = (0.02, 0.05)
+    placements: tuple[str, ...] = ("sticker", "on-object")
+    source: str = "stop"
+    target: str = "yield"
+    steps: int = 150
+    batch_size: int = 32
+    candidates: int = 2
+    conditions: int = 9
+    certify_size: float = 0.05
+    certify_images: int = 256
+    explain_images: int = 64
+    transfer_size: float = 0.05
+    seed: int = 0
+    device: str = "cpu"
+
+
+def _halves(images: ImageSet) -> tuple[ImageSet, ImageSet]:
+    idx = torch.arange(len(images))
+    return images.subset(idx[0::2]), images.subset(idx[1::2])
+
+
+def _key(size: float, placement: str) -> str:
+    return f"{placement}@{size:g}"
+
+
+class RobustnessStudy:
+    """``RobustnessStudy(models, data, settings)()`` -> results dict (JSON-ready)."""
+
+    def __init__(self, models: dict[str, Classifier], data: ImageSet, settings: StudySettings, log: Callable[[str], None] = lambda _: None) -> None:
+        self.models, self.data, self.s, self.log = models, data, settings, log
+        self.src, self.tgt = resolve_class(settings.source, data.classes), resolve_class(settings.target, data.classes)
+        self.make, self.test = _halves(data.of_class(self.src))
+        self.grid = DEFAULT_GRID[: settings.conditions]
+        if len(self.make) == 0 or len(self.test) == 0:
+            raise PatchscopeError(f"the data has fewer than two {settings.source} images to make and measure patches on")
+
+    def __call__(self) -> dict[str, Any]:
+        start = time.time()
+        dev = self.s.device
+        x, y = self.test.float_images(dev), self.test.labels
+        patches: dict[str, dict[str, Patch]] = {}
+        rows: dict[str, dict[str, Any]] = {}
+        for name, model in self.models.items():
+            patches[name] = {_key(sz, pl): self._attack(name, model, sz, pl) for sz in self.s.sizes for pl in self.s.placements}
+            rows[name] = {"white_box": {k: patch_success(model, x, y, p, self.tgt, self.grid, device=dev)["targeted_success"] for k, p in patches[name].items()}}
+            rows[name].update(self._propagation(model, patches[name][_key(self.s.transfer_size, "on-object")]))
+            rows[name].update(self._certify(name, model))
+        transfer = self._transfer({n: p[_key(self.s.transfer_size, "on-object")] for n, p in patches.items()}, x, y)
+        for name, row in rows.items():
+            others = [m for m in self.models if m != name]
+            row["transfer_out"] = sum(transfer[name][m] for m in others) / len(others) if others else None
+            row["transfer_in"] = sum(transfer[m][name] for m in others) / len(others) if others else None
+        return {"settings": asdict(self.s), "data": self.data.name, "source_images": {"make": len(self.make), "measure": len(self.test)},
+                "models": rows, "transfer": transfer, "seconds": round(time.time() - start, 1), "patches": patches}
+
+    def _attack(self, name: str, model: Classifier, size: float, placement: str) -> Patch:
+        self.log(f"{name}: optimising a {size:.0%} {placement} {self.s.source}->{self.s.target} patch ({self.s.steps} steps)")
+        cfg = AttackConfig(size=size, placement=placement, target=self.tgt, steps=self.s.steps, batch_size=self.s.batch_size, candidates=self.s.candidates, seed=self.s.seed)
+        patch = PatchAttack(model, cfg, self.s.device, progress=False)(self.make.float_images(self.s.device), self.make.labels)
+        patch.meta.update({"model": name, "source": self.s.source, "target": self.s.target, "data": self.data.name})
+        return patch
+
+    def _propagation(self, model: Classifier, patch: Patch) -> dict[str, Any]:
+        x = self.test.float_images(self.s.device)[: self.s.explain_images]
+        patched, footprint = apply_patch(x, patch), patch_footprint(patch, x.device)
+        with torch.no_grad():
+            layers = [t.summary() for t in trace_layers(model, x, patched, footprint)]
+        clean_mass, patched_mass = explain_attention(model, x, patched).mass_inside(footprint)
+        return {"share_first": layers[0]["adversarial_share"], "share_last": layers[-1]["adversarial_share"], "natural_last": layers[-1]["natural_ratio"],
+                "attention_in_patch": {"clean": float(clean_mass.mean()), "patched": float(patched_mass.mean()), "area": float(footprint.float().mean())}}
+
+    def _certify(self, name: str, model: Classifier) -> dict[str, Any]:
+        s, dev = self.s, self.s.device
+        side = patch_side(s.certify_size, self.data.image_size)
+        self.log(f"{name}: clean accuracy on {len(self.data)} images; PatchCleanser against {side}x{side} patches on {s.certify_images}")
+        pick = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(s.seed))[: s.certify_images]
+        subset = self.data.subset(pick)
+        with torch.inference_mode():
+            pred_map, _ = pc_prediction_map(model, subset.float_images(dev), mask_set(self.data.image_size, side, 6, dev))
+            certified = float(pc_certify(pred_map, subset.labels.to(dev)).float().mean())
+        return {"clean_accuracy": accuracy(model, self.data, dev), "certified_accuracy": certified}
+
+    def _transfer(self, patches: dict[str, Patch], x: torch.Tensor, y: torch.Tensor) -> dict[str, dict[str, float]]:
+        self.log(f"transfer: {len(patches)} patches on {len(self.models)} models")
+        return {p: {m: patch_success(model, x, y, patch, self.tgt, self.grid, device=self.s.device)["targeted_success"] for m, model in self.models.items()} for p, patch in patches.items()}
+
+
+def study_table(results: dict[str, Any]) -> dict[str, list[Any]]:
+    """The comparison table of :class:`RobustnessStudy` results (percentages as text)."""
+    keys = list(next(iter(results["models"].values()))["white_box"])
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1%}"
+
+    rows = [[n, pct(r["clean_accuracy"]), *[pct(r["white_box"][k]) for k in keys], pct(r["transfer_out"]), pct(r["transfer_in"]),
+             f"{r['share_first']:.3f} -> {r['share_last']:.3f}" if r["share_first"] is not None and r["share_last"] is not None else "-",
+             f"{r['attention_in_patch']['clean']:.2f} -> {r['attention_in_patch']['patched']:.2f}", pct(r["certified_accuracy"])]
+            for n, r in results["models"].items()]
+    columns = ["model", "clean", *[f"white-box {k}" for k in keys], "transfer out", "transfer in", "patch share first -> last", "heat-map mass on patch, clean -> patched", "certified"]
+    return {"columns": columns, "rows": rows}
+
+
+def study_figure(results: dict[str, Any], path: Path) -> None:
+    """Grouped bars: white-box success per attack setting, and certified accuracy, for every model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from patchscope.io import atomic_path
+
+    models = list(results["models"])
+    keys = list(results["models"][models[0]]["white_box"])
+    series = {f"white-box {k}": [results["models"][m]["white_box"][k] for m in models] for k in keys}
+    series["certified accuracy"] = [results["models"][m]["certified_accuracy"] for m in models]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(models), 3.6))
+    width = 0.8 / len(series)
+    colors = plt.get_cmap("Reds")(torch.linspace(0.35, 0.9, len(keys)).tolist()).tolist() + ["tab:blue"]
+    for i, (label, vals) in enumerate(series.items()):
+        ax.bar([j + (i - (len(series) - 1) / 2) * width for j in range(len(models))], vals, width, label=label, color=colors[i])
+    ax.set_xticks(range(len(models)), models)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(f"{results['settings']['source']} -> {results['settings']['target']} success / certified")
+    ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(0, -0.12))
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=130, format="png", bbox_inches="tight")
+    plt.close(fig)

@@ -1,0 +1,82 @@
+"""Adversarial patch training: patches stay inside their squares, raise the loss, and fine-tuning records them."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+import torch.nn.functional as F
+
+from patchscope.defenses.patch_training import MaskAugment, PatchAdversary, random_square_masks
+from patchscope.models.train import Recipe, train_model
+from tests.conftest import run_cli
+
+
+def test_masks_are_one_square_of_the_right_side_inside_the_image():
+    g = torch.Generator().manual_seed(0)
+    m = random_square_masks(64, 7, 32, g)
+    assert m.shape == (64, 1, 32, 32)
+    assert (m.sum((1, 2, 3)) == 49).all()
+    rows, cols = m.any(3).squeeze(1), m.any(2).squeeze(1)
+    assert (rows.sum(1) == 7).all() and (cols.sum(1) == 7).all()
+
+
+def test_adversary_changes_only_patch_pixels_of_the_chosen_share_and_raises_the_loss(tiny_model, demo):
+    x, y = demo.float_images()[:32], demo.labels[:32]
+    adv = PatchAdversary(area=0.05, steps=5, fraction=0.5)
+    g = torch.Generator().manual_seed(1)
+    xa = adv(tiny_model, x, y, g)
+    changed = (xa != x).any(1)
+    assert not changed[16:].any(), "the clean half must stay clean"
+    assert (changed[:16].sum((1, 2)) <= 49).all() and changed[:16].any()
+    assert xa.min() >= 0 and xa.max() <= 1
+    assert not tiny_model.training
+    with torch.no_grad():
+        clean = F.cross_entropy(tiny_model(x[:16]), y[:16])
+        attacked = F.cross_entropy(tiny_model(xa[:16]), y[:16])
+        noise = adv.__class__(area=0.05, steps=0)(tiny_model, x, y, g)
+    assert attacked > clean
+    assert torch.equal(noise, x)
+
+
+def test_fine_tuning_with_patches_keeps_normalisation_and_records_the_adversary(tiny_model, demo):
+    small = demo.head(128)
+    adv = PatchAdversary(area=0.05, steps=2)
+    recipe = Recipe.for_arch("cnn", epochs=1, batch_size=64, lr=0.01, arch_kwargs=tiny_model.card["arch_kwargs"], patch_training=adv.describe(), init="tiny")
+    model, card = train_model(small, recipe, progress=False, initial=tiny_model, perturb=adv)
+    assert torch.equal(model.mean, tiny_model.mean) and torch.equal(model.std, tiny_model.std)
+    assert card["recipe"]["patch_training"]["area"] == 0.05 and card["recipe"]["init"] == "tiny"
+    assert any(not torch.equal(a, b) for a, b in zip(model.net.state_dict().values(), tiny_model.net.state_dict().values()))
+
+
+def test_cli_patch_training_from_a_checkpoint(tmp_path, tiny_model_path):
+    r = run_cli("train", "--init", str(tiny_model_path), "--data", "demo", "--epochs", "1", "--patch-training", "0.05", "--patch-steps", "1", "--out", str(tmp_path), "--name", "tiny-at")
+    assert r.returncode == 0, r.stderr
+    card = json.loads((tmp_path / "tiny-at.json").read_text())
+    assert card["arch"] == "cnn" and card["recipe"]["patch_training"]["steps"] == 1
+    bad = run_cli("train", "--init", str(tiny_model_path), "--data", "demo", "--patch-training", "1.5", "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_mask_augment_greys_out_a_union_of_two_patchcleanser_masks():
+    from patchscope.defenses.patchcleanser import FILL, mask_set
+
+    aug = MaskAugment(areas=(0.024, 0.048), p=0.75)
+    masks = torch.cat([mask_set(32, 5), mask_set(32, 7)])
+    assert torch.equal(aug.masks, masks)
+    x = torch.rand(400, 3, 32, 32) * 0.4  # never FILL by chance
+    out = aug(None, x, torch.zeros(400, dtype=torch.long), torch.Generator().manual_seed(0))
+    grey = (out == FILL).all(1)
+    changed = (out != x).any(1)
+    assert torch.equal(grey, changed), "pixels change only by becoming grey"
+    hit = grey.flatten(1).any(1)
+    assert 0.65 < hit.float().mean() < 0.85
+    unions = masks[:, None] | masks[None]
+    for g in grey[hit][:20]:
+        assert (unions == g).flatten(2).all(-1).any(), "each covered region is one pair of masks"
+
+
+def test_cli_rejects_two_recipes_at_once(tmp_path, tiny_model_path):
+    r = run_cli("train", "--init", str(tiny_model_path), "--data", "demo", "--patch-training", "0.05", "--mask-training", "0.024", "--out", str(tmp_path / "m"))
+    assert r.returncode == 2 and "pick one" in r.stderr and not (tmp_path / "m").exists()
