@@ -226,9 +226,7 @@ def zoo(as_json: JsonOpt = False) -> None:
         card = read_card(zoo_dir() / f"{name}.safetensors")
         rows.append({"name": name, "arch": card["arch"], "params": card.get("params"), "input_size": card["input_size"], "accuracy": card.get("accuracy", {}), "val_accuracy": card.get("val_accuracy"), "data_hash": card.get("data_hash")})
 
-    from patchscope.attacks import list_patches
-
-    patches = list_patches()
+    patches = _zoo_patches()
 
     def table() -> None:
         t = Table("model", "arch", "params", "input", "test accuracy", "val accuracy")
@@ -237,9 +235,28 @@ def zoo(as_json: JsonOpt = False) -> None:
             t.add_row(r["name"], r["arch"], f"{r['params']:,}", f"{r['input_size']}px", acc, f"{r['val_accuracy']:.2%}" if r["val_accuracy"] is not None else "-")
         Console().print(t)
         if patches:
-            Console().print("patches (--patch zoo:NAME): " + ", ".join(patches))
+            pt = Table("patch (--patch zoo:NAME)", "area", "targeted", "untargeted", title="measured on the model's own gtsrb:test Stop images, 33 viewing conditions")
+            for r in patches:
+                pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
+                pt.add_row(r["name"], pct(r["area"]), pct(r["targeted_success"]), pct(r["untargeted_success"]))
+            Console().print(pt)
 
     _print({"models": rows, "patches": patches}, as_json, table)
+
+
+def _zoo_patches() -> list[dict[str, Any]]:
+    """The bundled patches with the success measured when they were made (``evaluate.json`` beside each)."""
+    from patchscope.attacks import list_patches
+    from patchscope.attacks.patch import patch_zoo_dir
+
+    rows = []
+    for name in list_patches():
+        model = name.split("/")[0]
+        path = patch_zoo_dir() / name / "evaluate.json"
+        measured = json.loads(path.read_text())["models"].get(model, {}) if path.exists() else {}
+        rows.append({"name": name, "area": measured.get("patch_area"), "targeted_success": measured.get("targeted_success"),
+                     "untargeted_success": measured.get("untargeted_success"), "data": "gtsrb:test" if measured else None})
+    return rows
 
 
 @app.command()

@@ -126,7 +126,7 @@ def train_model(
         if list(initial.classes) != list(data.classes):
             raise PatchscopeError(f"the initial model's {len(initial.classes)} classes differ from the data's {len(data.classes)}")
         mean, std = initial.mean.flatten().tolist(), initial.std.flatten().tolist()
-        net = copy.deepcopy(initial.net)
+        net = copy.deepcopy(initial.net).requires_grad_(True)  # attacks freeze weights; fine-tuning needs them back
     else:
         mean, std = channel_stats(train_set)
         net = build_net(recipe.arch, len(data.classes), recipe.arch_kwargs)

@@ -27,3 +27,15 @@ def test_a_zoo_patch_is_usable_by_name_on_the_command_line():
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout)["models"]["gtsrb-cnn"]
     assert res["source"] == "stop" and res["target"] == "yield" and res["images"] == 270
+
+
+def test_every_zoo_patch_ships_its_measured_success_and_zoo_lists_it():
+    from patchscope.attacks.patch import patch_zoo_dir
+
+    for name in list_patches():
+        model = name.split("/")[0]
+        measured = json.loads((patch_zoo_dir() / name / "evaluate.json").read_text())["models"][model]
+        assert measured["patch_area"] == pytest.approx(load_patch(f"zoo:{name}").area_fraction), name
+        assert 0 <= measured["untargeted_success"] <= 1 and measured["images"] > 0
+    listed = json.loads(run_cli("zoo", "--json").stdout)["patches"]
+    assert [p["name"] for p in listed] == list_patches() and all(p["untargeted_success"] is not None for p in listed)
