@@ -50,6 +50,7 @@ def attack_ms(model: torch.nn.Module, batch: int, size: int, device: str, reps: 
         _sync(device)
         return time.perf_counter() - t
 
+    run(3)  # warm-up: kernel choice, allocator, first-call costs (without it the first model's short run was the slow one)
     short, long = run(3), run(3 + reps)
     return (long - short) / reps * 1e3
 

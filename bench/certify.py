@@ -43,19 +43,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="gtsrb-cnn")
     ap.add_argument("--images", type=int, default=256)
+    ap.add_argument("--data", default="demo", help="images to certify (any --data of patchscope)")
     ap.add_argument("--side", type=int, default=5, help="patch side in pixels")
     ap.add_argument("--k", type=int, default=6)
     ap.add_argument("--batch-size", type=int, default=4096)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--skip-loop", action="store_true")
+    ap.add_argument("--bf16", action="store_true", help="also time PatchCleanser under bfloat16 autocast and compare decisions")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     model = create_model(a.model, a.device)
-    data = load_data("demo").head(a.images)
+    data = load_data(a.data).head(a.images)
     x, y = data.float_images(a.device), data.labels.to(a.device)
     masks = mask_set(32, a.side, a.k, a.device)
     rows: dict[str, dict[str, float]] = {}
 
+    pc_prediction_map(model, x[:8], masks, a.batch_size)  # warm-up: kernel choice, allocator
     _sync(a.device)
     t = time.perf_counter()
     pm, passes = pc_prediction_map(model, x, masks, a.batch_size)
@@ -63,6 +66,18 @@ def main() -> None:
     _sync(a.device)
     dt = time.perf_counter() - t
     rows["patchcleanser_batched"] = {"images_per_s": len(x) / dt, "passes_per_image": passes, "certified": float(cert.float().mean())}
+    if a.bf16:
+        pc_prediction_map(model, x[:8], masks, a.batch_size, bf16=True)
+        _sync(a.device)
+        t = time.perf_counter()
+        pm16, _ = pc_prediction_map(model, x, masks, a.batch_size, bf16=True)
+        cert16 = pc_certify(pm16, y)
+        _sync(a.device)
+        d16 = time.perf_counter() - t
+        rows["patchcleanser_batched_bf16"] = {
+            "images_per_s": len(x) / d16, "passes_per_image": passes, "certified": float(cert16.float().mean()),
+            "identical_decisions": bool(torch.equal(cert16, cert)), "identical_predictions": float((pm16 == pm).float().mean()),
+        }
     if not a.skip_loop:
         t = time.perf_counter()
         pm_loop = loop_prediction_map(model, x, masks)

@@ -19,6 +19,7 @@ torch.Size([36, 32, 32])
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -66,11 +67,14 @@ def pair_masks(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
     return masks[i] | masks[j], i, j
 
 
-def masked_predictions(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, batch_size: int = 512, fill: float = FILL) -> torch.Tensor:
+def masked_predictions(
+    model: nn.Module, images: torch.Tensor, masks: torch.Tensor, batch_size: int = 512, fill: float = FILL, bf16: bool = False
+) -> torch.Tensor:
     """``model``'s argmax on every (image, mask) combination, ``(N, M)``; images (N,3,H,W), masks (M,H,W) bool.
 
     The masked images are built chunk by chunk from flat (image, mask) indices, ``batch_size`` at a time,
-    on the images' device.
+    on the images' device. ``bf16`` runs the model under bfloat16 autocast on channels-last input (a GPU
+    speed-up; a near-tie between two classes can then resolve differently, so compare before relying on it).
 
     >>> from patchscope.models.archs import cnn
     >>> from patchscope.models.wrapper import Classifier
@@ -82,19 +86,24 @@ def masked_predictions(model: nn.Module, images: torch.Tensor, masks: torch.Tens
     masks = masks.to(images.device)
     grey = torch.as_tensor(fill, dtype=images.dtype, device=images.device)
     out = torch.empty(n * nm, dtype=torch.long, device=images.device)
-    for start in range(0, n * nm, batch_size):
-        rows = torch.arange(start, min(start + batch_size, n * nm), device=images.device)
-        x = torch.where(masks[rows % nm][:, None], grey, images[rows // nm])
-        out[rows] = model(x).argmax(1)
+    fmt = torch.channels_last if bf16 else torch.contiguous_format
+    cast = torch.autocast(images.device.type, torch.bfloat16) if bf16 else contextlib.nullcontext()
+    with cast:
+        for start in range(0, n * nm, batch_size):
+            rows = torch.arange(start, min(start + batch_size, n * nm), device=images.device)
+            x = torch.where(masks[rows % nm][:, None], grey, images[rows // nm])
+            out[rows] = model(x.contiguous(memory_format=fmt)).argmax(1)
     return out.view(n, nm)
 
 
 @torch.inference_mode()
-def pc_prediction_map(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, batch_size: int = 512, fill: float = FILL) -> tuple[torch.Tensor, int]:
+def pc_prediction_map(
+    model: nn.Module, images: torch.Tensor, masks: torch.Tensor, batch_size: int = 512, fill: float = FILL, bf16: bool = False
+) -> tuple[torch.Tensor, int]:
     """Double-masking predictions ``(N, K, K)`` (symmetric; ``[:, i, i]`` = mask i alone) and forward passes per image.
 
     ``images`` (N,3,H,W) in [0,1] on the model's device; ``masks`` (K,H,W) bool from :func:`mask_set`.
-    Only the K(K+1)/2 distinct pairs are evaluated.
+    Only the K(K+1)/2 distinct pairs are evaluated; ``bf16`` as in :func:`masked_predictions`.
 
     >>> from patchscope.models.archs import cnn
     >>> from patchscope.models.wrapper import Classifier
@@ -104,7 +113,7 @@ def pc_prediction_map(model: nn.Module, images: torch.Tensor, masks: torch.Tenso
     (torch.Size([2, 4, 4]), 10, True)
     """
     union, i, j = pair_masks(masks.to(images.device))
-    flat = masked_predictions(model, images, union, batch_size, fill)
+    flat = masked_predictions(model, images, union, batch_size, fill, bf16)
     k = len(masks)
     pred_map = torch.empty(len(images), k, k, dtype=torch.long, device=images.device)
     pred_map[:, i, j] = flat

@@ -40,7 +40,12 @@ def test_certify_patchcleanser(tiny_model_path):
     for key in ("clean_accuracy", "defended_accuracy", "certified_accuracy"):
         assert 0 <= out[key] <= 1
     assert out["certified_accuracy"] <= out["defended_accuracy"]  # certified implies the robust prediction is right
-    assert out["images_per_second"] > 0
+    assert out["images_per_second"] > 0 and out["precision"] == "fp32"
+
+
+def test_certify_bf16_is_opt_in_and_reported(tiny_model_path):
+    out = _json(run_cli("certify", "--model", str(tiny_model_path), "--defense", "patchcleanser", "--data", "demo", "--limit", "4", "--k", "2", "--bf16", "--json"))
+    assert out["precision"] == "bf16" and out["images"] == 4 and 0 <= out["certified_accuracy"] <= out["defended_accuracy"] <= 1
 
 
 @pytest.mark.parametrize(("defense", "band", "passes"), [("ds-column", "4", 32)])

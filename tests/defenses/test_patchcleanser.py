@@ -133,3 +133,21 @@ def test_certified_predictions_survive_every_patch_at_every_location():
 def test_impossible_mask_sets_are_user_errors(n, p, k):
     with pytest.raises(PatchscopeError):
         mask_positions(n, p, k)
+
+
+def test_bf16_prediction_map_agrees_with_fp32_away_from_ties():
+    """bf16 autocast on channels-last input may flip only near-ties: where fp32's top-2 margin is wide, the maps agree."""
+    model = small_cnn(classes=4, seed=3)
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    masks = mask_set(32, 5, k=3)
+    pm32, passes = pc_prediction_map(model, x, masks, batch_size=16)
+    pm16, passes16 = pc_prediction_map(model, x, masks, batch_size=16, bf16=True)
+    assert passes == passes16 and pm16.shape == pm32.shape and pm16.dtype == torch.long
+    assert torch.equal(pm16, pm16.transpose(1, 2))
+    union = torch.stack([masks[i] | masks[j] for i in range(len(masks)) for j in range(len(masks))])
+    with torch.no_grad():
+        logits = model(torch.where(union[None, :, None], torch.tensor(0.5), x[:, None]).flatten(0, 1))
+    top2 = logits.topk(2, dim=1).values
+    wide = ((top2[:, 0] - top2[:, 1]) > 0.05 * logits.abs().max()).view(pm32.shape)  # far beyond bf16's ~0.4% rounding
+    assert wide.any()
+    assert torch.equal(pm16[wide], pm32[wide])
