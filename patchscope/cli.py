@@ -229,9 +229,9 @@ def zoo(as_json: JsonOpt = False) -> None:
     patches = _zoo_patches()
 
     def table() -> None:
-        t = Table("model", "arch", "params", "input", "test accuracy", "val accuracy")
+        t = Table("model", "arch", "params", "input", "accuracy", "val accuracy")
         for r in rows:
-            acc = ", ".join(f"{k} {v:.2%}" for k, v in r["accuracy"].items()) or "-"
+            acc = ", ".join(f"{v:.2%} ({k})" for k, v in r["accuracy"].items()) or "-"
             t.add_row(r["name"], r["arch"], f"{r['params']:,}", f"{r['input_size']}px", acc, f"{r['val_accuracy']:.2%}" if r["val_accuracy"] is not None else "-")
         Console().print(t)
         if patches:

@@ -170,7 +170,7 @@ def certify(
     from patchscope.attacks import patch_side
     from patchscope.cli import _DataCache, _device, recorded
     from patchscope.eval.store import flatten
-    from patchscope.defenses import CERTIFIED, ablation_set, ds_certify, ds_delta, ds_predict, ds_prediction_map, mask_positions, mask_set, pc_certify, pc_infer, pc_prediction_map
+    from patchscope.defenses import CERTIFIED, ablation_set, ds_certify, ds_delta, ds_predict, ds_prediction_map, mask_positions, mask_set, pc_counts
     from patchscope.models import create_model
     from patchscope.progress import progress_bar
 
@@ -205,12 +205,12 @@ def certify(
         with torch.inference_mode(), progress_bar(len(ds), f"certify {defense}") as update:
             for x, y in ds.batches(chunk, dev):
                 if defense == "patchcleanser":
-                    pred_map, passes = pc_prediction_map(net, x, regions, batch_size, bf16=bf16)
-                    robust, certified = pc_infer(pred_map, len(net.classes)), pc_certify(pred_map, y)
+                    counts, passes = pc_counts(net, x, y, regions, batch_size, bf16, len(net.classes))
+                    totals += counts
                 else:
-                    counts, passes = ds_prediction_map(net, x, regions, batch_size)
-                    robust, certified = ds_predict(counts), ds_certify(counts, y, delta)
-                totals += torch.stack([(net(x).argmax(1) == y).sum(), (robust == y).sum(), certified.sum()])
+                    votes, passes = ds_prediction_map(net, x, regions, batch_size)
+                    robust, certified = ds_predict(votes), ds_certify(votes, y, delta)
+                    totals += torch.stack([(net(x).argmax(1) == y).sum(), (robust == y).sum(), certified.sum()])
                 update(advance=len(y))
         clean, defended, cert = (int(v) for v in totals.cpu())
         seconds = time.perf_counter() - started

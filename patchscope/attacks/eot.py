@@ -16,13 +16,19 @@ True
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields, replace
 
 import torch
+import torch.nn.functional as F
+from kornia.core.utils import _inverse_3x3_closed_form
 from kornia.enhance import jpeg_codec_differentiable
-from kornia.filters import gaussian_blur2d
+from kornia.filters import filter2d_separable, get_gaussian_kernel1d
+from kornia.geometry.conversions import normal_transform_pixel
+from kornia.geometry.grid import create_meshgrid
 from kornia.geometry.transform import warp_affine, warp_perspective
+from kornia.geometry.transform.imgwarp import _unit_projective_scale
 
 PLACEMENTS = ("sticker", "on-object")
 
@@ -92,8 +98,18 @@ class ViewParams:
         return {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
 
 
-def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
-    return torch.rand(n, generator=g, device=g.device) * (hi - lo) + lo
+@functools.lru_cache(maxsize=64)
+def _spans(bounds: tuple[tuple[float, float], ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K, 1) widths and lower ends of K uniform ranges, made once per device (no per-step host copies)."""
+    return torch.tensor([[hi - lo] for lo, hi in bounds], device=device), torch.tensor([[lo] for lo, _ in bounds], device=device)
+
+
+def _uniform_rows(n: int, bounds: tuple[tuple[float, float], ...], g: torch.Generator) -> torch.Tensor:
+    """(K, n): row k uniform in ``bounds[k]``, in one draw. On the CPU the values are bit for bit those of
+    K successive ``rand(n) * (hi - lo) + lo`` draws (same generator order, same float32 multiply and add);
+    on CUDA one Philox call replaces K, so a seed gives other (equally distributed) values there."""
+    span, lo = _spans(bounds, g.device)
+    return torch.rand(len(bounds), n, generator=g, device=g.device) * span + lo
 
 
 def sample_view(
@@ -108,34 +124,41 @@ def sample_view(
     """Draw ``n`` rows of :class:`ViewParams` on the generator's device.
 
     ``on-object`` keeps the patch at ``location`` (default: the centre); ``sticker`` draws a location
-    anywhere the patch fits, plus its own rotation and scale.
+    anywhere the patch fits, plus its own rotation and scale. All factors before the noise come from one
+    draw, the noise level and JPEG quality from a second, so a step costs a handful of kernels.
     """
     g = generator or torch.Generator()
-    u = lambda lo, hi: _uniform(n, lo, hi, g)  # noqa: E731
     free = image_size - side
-    if placement == "sticker":
-        loc = torch.stack([u(0, free), u(0, free)], 1).round()
+    sticker = placement == "sticker"
+    r = ranges
+    bounds = ((0.0, free), (0.0, free), (-r.patch_rotation, r.patch_rotation), r.patch_scale) if sticker else ()
+    bounds += ((-r.rotation, r.rotation), (-r.tilt, r.tilt), (-r.tilt, r.tilt), r.scale, (-r.shift, r.shift), (-r.shift, r.shift), r.brightness, r.contrast)
+    bounds += ((1 - r.colour, 1 + r.colour),) * 3 + (r.blur,)
+    u = _uniform_rows(n, tuple((float(lo), float(hi)) for lo, hi in bounds), g).unbind(0)
+    if sticker:
+        loc, patch_rotation, patch_scale, u = torch.stack(u[:2], 1).round(), u[2], u[3], u[4:]
     else:
-        loc = _location_rows(n, location, free, g.device)
-    params = ViewParams(
+        loc, patch_rotation, patch_scale = _location_rows(n, location, free, g.device), torch.zeros(n, device=g.device), torch.ones(n, device=g.device)
+    noise = torch.randn(n, 3, image_size, image_size, generator=g, device=g.device)
+    late = _uniform_rows(n, ((0.0, float(r.noise)),) + ((tuple(map(float, r.jpeg)),) if r.jpeg else ()), g)
+    return ViewParams(
         location=loc,
-        patch_rotation=u(-ranges.patch_rotation, ranges.patch_rotation) if placement == "sticker" else torch.zeros(n, device=g.device),
-        patch_scale=u(*ranges.patch_scale) if placement == "sticker" else torch.ones(n, device=g.device),
-        rotation=u(-ranges.rotation, ranges.rotation),
-        yaw=u(-ranges.tilt, ranges.tilt),
-        pitch=u(-ranges.tilt, ranges.tilt),
-        scale=u(*ranges.scale),
-        shift=torch.stack([u(-ranges.shift, ranges.shift), u(-ranges.shift, ranges.shift)], 1) * image_size,
-        brightness=u(*ranges.brightness),
-        contrast=u(*ranges.contrast),
-        gain=torch.stack([u(1 - ranges.colour, 1 + ranges.colour) for _ in range(3)], 1),
-        blur=u(*ranges.blur),
-        noise=torch.randn(n, 3, image_size, image_size, generator=g, device=g.device) * u(0, ranges.noise).view(n, 1, 1, 1),
-        jpeg=u(*ranges.jpeg) if ranges.jpeg else None,
+        patch_rotation=patch_rotation,
+        patch_scale=patch_scale,
+        rotation=u[0],
+        yaw=u[1],
+        pitch=u[2],
+        scale=u[3],
+        shift=torch.stack(u[4:6], 1) * image_size,
+        brightness=u[6],
+        contrast=u[7],
+        gain=torch.stack(u[8:11], 1),
+        blur=u[11],
+        noise=noise * late[0].view(n, 1, 1, 1),
+        jpeg=late[1] if r.jpeg else None,
         placement=placement,
-        blur_kernel=kernel_side(ranges.blur[1]),
+        blur_kernel=kernel_side(r.blur[1]),
     )
-    return params
 
 
 def _location_rows(n: int, location: tuple[int, int] | torch.Tensor | None, free: int, device: torch.device) -> torch.Tensor:
@@ -168,23 +191,22 @@ def fixed_view(n: int, image_size: int, side: int, placement: str = "on-object",
 def camera_matrix(p: ViewParams, size: int) -> torch.Tensor:
     """(N, 3, 3) homographies, source to view: a plane tilted by yaw/pitch seen at focal length ``size``,
     rotated in-plane, scaled (distance) and shifted, all about the image centre."""
-    n, dev = len(p), p.rotation.device
+    n = len(p)
     c = (size - 1) / 2
-    th, ya, pi = (torch.deg2rad(t) for t in (p.rotation, p.yaw, p.pitch))
-    eye = torch.eye(3, device=dev).expand(n, 3, 3).clone()
-    a = eye.clone()
-    a[:, 0, 0], a[:, 0, 1] = p.scale * torch.cos(th), -p.scale * torch.sin(th)
-    a[:, 1, 0], a[:, 1, 1] = p.scale * torch.sin(th), p.scale * torch.cos(th)
+    th, ya, pi = torch.deg2rad(torch.stack([p.rotation, p.yaw, p.pitch])).unbind(0)
+    zero, one = torch.zeros_like(th), torch.ones_like(th)
+    cos, sin = p.scale * torch.cos(th), p.scale * torch.sin(th)
+    a = torch.stack([cos, -sin, zero, sin, cos, zero, zero, zero, one], 1).view(n, 3, 3)
     # R = Rx(pitch) @ Ry(yaw); homography K [r1 r2 t] / f with t = (0, 0, f)
     cy, sy, cp, sp = torch.cos(ya), torch.sin(ya), torch.cos(pi), torch.sin(pi)
-    v = eye.clone()
-    v[:, 0, 0], v[:, 0, 1] = cy, 0.0
-    v[:, 1, 0], v[:, 1, 1] = sp * sy, cp
-    v[:, 2, 0], v[:, 2, 1] = -cp * sy / size, sp / size
-    to_centre, back = eye.clone(), eye.clone()
-    to_centre[:, 0, 2], to_centre[:, 1, 2] = -c, -c
-    back[:, 0, 2], back[:, 1, 2] = c + p.shift[:, 1], c + p.shift[:, 0]
-    return back @ v @ a @ to_centre
+    v = torch.stack([cy, zero, zero, sp * sy, cp, zero, -cp * sy / size, sp / size, one], 1).view(n, 3, 3)
+    back = torch.stack([one, zero, c + p.shift[:, 1], zero, one, c + p.shift[:, 0], zero, zero, one], 1).view(n, 3, 3)
+    return torch.bmm(torch.bmm(torch.bmm(back, v), a), _to_centre(c, th.device, th.dtype).expand(n, 3, 3).contiguous())  # = back @ v @ a @ to_centre
+
+
+@functools.lru_cache(maxsize=16)
+def _to_centre(c: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return torch.tensor([[[1.0, 0.0, -c], [0.0, 1.0, -c], [0.0, 0.0, 1.0]]], device=device, dtype=dtype)
 
 
 def paste(images: torch.Tensor, pixels: torch.Tensor, mask: torch.Tensor, p: ViewParams) -> torch.Tensor:
@@ -197,25 +219,37 @@ def paste(images: torch.Tensor, pixels: torch.Tensor, mask: torch.Tensor, p: Vie
     msk = (mask.expand(n, *mask.shape[-2:]) if mask.ndim == 2 else mask).unsqueeze(1).to(images.dtype)
     s = pix.shape[-1]
     if p.placement == "on-object":
-        canvas, alpha = _shift_onto(pix, msk, p.location, h, w)
-    else:
-        m = _sticker_matrix(p, s)
-        canvas = warp_affine(pix, m, (h, w), align_corners=True)
-        alpha = warp_affine(msk, m, (h, w), align_corners=True).clamp(0, 1)
+        return paste_planned(images, pix, on_object_plan(msk, p.location, h, w))
+    # one warp for pixels and mask together (grid_sample treats every channel alike)
+    warped = warp_affine(torch.cat([pix, msk], 1), _sticker_matrix(p, s), (h, w), align_corners=True)
+    canvas, alpha = warped[:, :-1], warped[:, -1:].clamp(0, 1)
     return images * (1 - alpha) + canvas * alpha
 
 
-def _shift_onto(pix: torch.Tensor, msk: torch.Tensor, location: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Exact integer placement by gather: canvas[n, :, i, j] = pix[n, :, i - top, j - left]."""
-    n, _, s, _ = pix.shape
+def on_object_plan(mask: torch.Tensor, location: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Everything of an on-object paste that does not depend on the patch pixels, for reuse while the places stay.
+
+    ``mask`` (s,s) or (N,1,s,s), ``location`` (N, 2) (top, left). Exact integer placement by gather:
+    canvas[n, :, i, j] = pix[n, :, i - top, j - left]. Returns (gather index, alpha, 1 - alpha).
+    """
+    n, s = len(location), mask.shape[-1]
+    msk = mask.expand(n, 1, s, s) if mask.ndim == 2 else mask
     top, left = location[:, 0].round().long().view(n, 1, 1), location[:, 1].round().long().view(n, 1, 1)
-    rows = torch.arange(h, device=pix.device).view(1, h, 1) - top
-    cols = torch.arange(w, device=pix.device).view(1, 1, w) - left
+    rows = torch.arange(h, device=location.device).view(1, h, 1) - top
+    cols = torch.arange(w, device=location.device).view(1, 1, w) - left
     inside = ((rows >= 0) & (rows < s) & (cols >= 0) & (cols < s)).unsqueeze(1)
     flat = (rows.clamp(0, s - 1) * s + cols.clamp(0, s - 1)).view(n, 1, h * w)
-    canvas = pix.flatten(2).gather(2, flat.expand(n, pix.shape[1], h * w)).view(n, -1, h, w)
     alpha = msk.flatten(2).gather(2, flat).view(n, 1, h, w) * inside
-    return canvas * inside, alpha
+    return flat, alpha, 1 - alpha
+
+
+def paste_planned(images: torch.Tensor, pix: torch.Tensor, plan: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """``paste`` on-object with an :func:`on_object_plan`: ``pix`` (N, C, s, s). Outside the patch alpha is 0,
+    so the gathered pixels need no separate inside-mask (same values and gradients, bit for bit)."""
+    flat, alpha, keep = plan
+    n, ch, h, w = images.shape
+    canvas = pix.flatten(2).gather(2, flat.expand(n, ch, h * w)).view(n, ch, h, w)
+    return images * keep + canvas * alpha
 
 
 def _sticker_matrix(p: ViewParams, side: int) -> torch.Tensor:
@@ -228,15 +262,42 @@ def _sticker_matrix(p: ViewParams, side: int) -> torch.Tensor:
     return torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
 
 
+@functools.lru_cache(maxsize=16)
+def _warp_constants(h: int, w: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The parts of kornia's ``warp_perspective`` that depend only on the image size, as kornia computes them."""
+    norm = normal_transform_pixel(h, w, device=device, dtype=dtype, align_corners=True).to(device=device, dtype=dtype)
+    grid = create_meshgrid(h, w, normalized_coordinates=True, device=device, dtype=dtype, align_corners=True)
+    return norm, _inverse_3x3_closed_form(norm), grid.permute(0, 3, 1, 2).contiguous()  # (1, 2, h, w): x then y
+
+
+def _warp(images: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """``kornia.geometry.transform.warp_perspective(images, m, (h, w), padding_mode="border", align_corners=True)``
+    with the size-only constants (pixel normalisation, its inverse, the sampling mesh) made once, and the
+    per-pixel projection done for x, y and w in one broadcast; same arithmetic, so the same bits."""
+    if images.dtype not in (torch.float32, torch.float64) or m.dtype != images.dtype or images.shape[-2:] == (1, 1):
+        return warp_perspective(images, m, images.shape[-2:], padding_mode="border", align_corners=True)
+    norm, norm_inv, mesh = _warp_constants(*images.shape[-2:], images.device, images.dtype)
+    m = m / _unit_projective_scale(m)
+    inv = _inverse_3x3_closed_form(norm @ (m @ norm_inv))[..., None, None]  # (N, 3, 3, 1, 1): source from view
+    xyw = inv[:, :, 0] * mesh[:, :1] + inv[:, :, 1] * mesh[:, 1:] + inv[:, :, 2]  # (N, 3, h, w)
+    grid = (xyw[:, :2] / xyw[:, 2:]).permute(0, 2, 3, 1).contiguous()
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def _blur(x: torch.Tensor, side: int, sigma: torch.Tensor) -> torch.Tensor:
+    """``kornia.filters.gaussian_blur2d(x, side, stack([sigma, sigma], 1))`` (reflect borders) without its host
+    check that sigma > 0 (a device sync; the caller clamps sigma) and with the one kernel used along x and y."""
+    kernel = get_gaussian_kernel1d(side, sigma.view(-1, 1))
+    return filter2d_separable(x, kernel, kernel, "reflect")
+
+
 def view(images: torch.Tensor, p: ViewParams) -> torch.Tensor:
     """The camera and the light: warp, then brightness/contrast/colour, blur, JPEG-like loss, noise."""
-    size = images.shape[-1]
-    x = warp_perspective(images, camera_matrix(p, size), (images.shape[-2], size), padding_mode="border", align_corners=True)
+    x = _warp(images, camera_matrix(p, images.shape[-1]))
     mean = x.mean((1, 2, 3), keepdim=True)
     light = (p.brightness.view(-1, 1) * p.gain).view(-1, 3, 1, 1)
     x = (((x - mean) * p.contrast.view(-1, 1, 1, 1) + mean) * light).clamp(0, 1)
-    sigma = p.blur.clamp_min(1e-2)
-    x = gaussian_blur2d(x, p.blur_kernel, torch.stack([sigma, sigma], 1))
+    x = _blur(x, p.blur_kernel, p.blur.clamp_min(1e-2))
     if p.jpeg is not None:
         x = jpeg_codec_differentiable(x, p.jpeg)
     return (x + p.noise).clamp(0, 1)

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from patchscope.attacks.eot import PLACEMENTS, ViewParams, ViewRanges, render, sample_view
+from patchscope.attacks.eot import PLACEMENTS, ViewParams, ViewRanges, on_object_plan, paste_planned, render, sample_view, view
 from patchscope.attacks.losses import attack_loss, non_printability, printable_colours, total_variation
 from patchscope.attacks.patch import Patch, patch_side, shape_mask
 from patchscope.errors import PatchscopeError
@@ -116,6 +116,8 @@ class PatchAttack:
         self.checkpoint, self.checkpoint_every, self.resume, self.progress = checkpoint, checkpoint_every, resume, progress
         self.history: list[dict[str, float]] = []
         self._stop = False
+        self._rank, self._world = 0, 1
+        self._cache: dict[str, Any] = {}
         for p in model.parameters():
             p.requires_grad_(False)
 
@@ -134,29 +136,50 @@ class PatchAttack:
         b, c = self.cfg.batch_size, len(locs)
         idx = torch.randint(n_images, (b,), generator=g, device=self.device)
         views = sample_view(b, self.cfg.ranges, image_size, side, self.cfg.placement, None, g)
-        tiled = views[torch.arange(b, device=self.device).repeat(c)]
+        if c > 1:  # (one candidate: tiling is the identity)
+            views, idx = views[torch.arange(b, device=self.device).repeat(c)], idx.repeat(c)
         if self.cfg.placement == "on-object":
-            tiled.location = locs.repeat_interleave(b, 0)
-        return idx.repeat(c), tiled
+            views.location = self._cached("rows", locs, lambda: locs.repeat_interleave(b, 0))
+        return idx, views
 
-    def _losses(self, images: torch.Tensor, labels: torch.Tensor, patches: torch.Tensor, mask: torch.Tensor, idx: torch.Tensor, views: ViewParams) -> tuple[torch.Tensor, torch.Tensor]:
+    def _cached(self, key: str, locs: torch.Tensor, make: Any) -> Any:
+        """``make()``, remade only when the candidates' places ``locs`` (a tensor kept while they stay) change."""
+        hit = self._cache.get(key)
+        if hit is None or hit[0] is not locs:
+            hit = self._cache[key] = (locs, make())
+        return hit[1]
+
+    def _mine(self, c: int) -> torch.Tensor | None:
+        """This rank's rows of the (c * batch) global batch, candidate-major; None when it has them all."""
+        if self._world == 1:
+            return None
+        b = self.cfg.batch_size
+        return torch.arange(c * b, device=self.device).view(c, b).chunk(self._world, 1)[self._rank].reshape(-1)
+
+    def _losses(self, images: torch.Tensor, labels: torch.Tensor, patches: torch.Tensor, mask: torch.Tensor, idx: torch.Tensor, views: ViewParams, locs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's share of the batch: (loss per candidate, successes per candidate) as sums / global batch."""
-        rank, world = _rank_world()
         c, b = len(patches), self.cfg.batch_size
-        mine = torch.arange(c * b, device=self.device).view(c, b).chunk(world, 1)[rank].reshape(-1)
-        rows = idx[mine]
-        x = render(images[rows], patches.repeat_interleave(len(mine) // c, 0), mask, views[mine])
+        mine = self._cached(f"mine{c}", locs, lambda: self._mine(c))
+        rows, views = (idx, views) if mine is None else (idx[mine], views[mine])
+        x, y, pix = images[rows], labels[rows], patches.repeat_interleave(len(rows) // c, 0)
+        if self.cfg.placement == "on-object":  # the places stay for many steps: gather index and alpha made once
+            plan = self._cached(f"plan{c}", locs, lambda: on_object_plan(mask, views.location, x.shape[-2], x.shape[-1]))
+            x = view(paste_planned(x, pix, plan), views)
+        else:
+            x = render(x, pix, mask, views)
         logits = self.model(x)
-        loss = attack_loss(logits, labels[rows], self.cfg.target, self.cfg.loss, self.cfg.kappa).view(c, -1).sum(1) / b
-        hit = logits.argmax(1) == self.cfg.target if self.cfg.target is not None else logits.argmax(1) != labels[rows]
+        loss = attack_loss(logits, y, self.cfg.target, self.cfg.loss, self.cfg.kappa).view(c, -1).sum(1) / b
+        hit = logits.argmax(1) == self.cfg.target if self.cfg.target is not None else logits.argmax(1) != y
         return loss, hit.view(c, -1).sum(1)
 
-    def _regulariser(self, patches: torch.Tensor) -> torch.Tensor:
+    def _regulariser(self, patches: torch.Tensor) -> torch.Tensor | None:
+        if not (self.cfg.tv_weight or self.cfg.nps_weight):
+            return None
         reg = torch.zeros(len(patches), device=self.device)
         if self.cfg.tv_weight:
             reg = reg + self.cfg.tv_weight * total_variation(patches)
         if self.cfg.nps_weight:
-            reg = reg + self.cfg.nps_weight * non_printability(patches, printable_colours())
+            reg = reg + self.cfg.nps_weight * non_printability(patches, self._cache.setdefault("colours", printable_colours().to(self.device)))
         return reg
 
     def _optimiser(self, patches: torch.Tensor) -> torch.optim.Optimizer:
@@ -167,7 +190,7 @@ class PatchAttack:
 
     # -- checkpoints -------------------------------------------------------------------------------
     def _save(self, state: dict[str, Any]) -> None:
-        if self.checkpoint is None or _rank_world()[0] != 0:
+        if self.checkpoint is None or self._rank != 0:
             return
         with atomic_path(self.checkpoint) as tmp:
             torch.save(state, tmp)
@@ -202,6 +225,8 @@ class PatchAttack:
         if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] != images.shape[-2] or len(images) == 0:
             raise PatchscopeError(f"the attack needs square RGB images (N, 3, H, H), got {tuple(images.shape)}")
         images, labels = images.to(dev), labels.to(dev)
+        self._rank, self._world = _rank_world()
+        self._cache = {}
         size = images.shape[-1]
         side = patch_side(cfg.size, size, cfg.shape)
         mask = shape_mask(cfg.shape, side).to(dev)
@@ -218,18 +243,22 @@ class PatchAttack:
             g.set_state(state["gen"].cpu() if dev.type == "cpu" else state["gen"])
             self.history = list(state.get("history", []))
         switch = 0 if chosen else max(1, round(cfg.search_fraction * cfg.steps))
-        with self._signals(), progress_bar(cfg.steps, "attack", self.progress and _rank_world()[0] == 0) as update:
+        # No host syncs inside a step: the loss and success stay on the device and are read (in one copy)
+        # only when the progress bar and history update, every 10 steps.
+        with self._signals(), progress_bar(cfg.steps, "attack", self.progress and self._rank == 0) as update:
             update(advance=start)
             for step in range(start, cfg.steps):
                 if not chosen and step == switch:
                     patches, locs = self._choose(images, labels, patches.detach(), mask, locs, side, g)
                     opt, chosen = self._optimiser(patches.requires_grad_()), True
                 idx, views = self._views(len(images), locs, size, side, g)
-                loss, hits = self._losses(images, labels, patches, mask, idx, views)
-                total = loss.sum() + self._regulariser(patches).sum() / _rank_world()[1]
+                loss, hits = self._losses(images, labels, patches, mask, idx, views, locs)
+                total, reg = loss.sum(), self._regulariser(patches)
+                if reg is not None:
+                    total = total + reg.sum() / self._world
                 opt.zero_grad(set_to_none=True)
                 total.backward()
-                if _rank_world()[1] > 1:
+                if self._world > 1:
                     dist.all_reduce(patches.grad)
                     dist.all_reduce(hits)
                 for group in opt.param_groups:
@@ -238,13 +267,14 @@ class PatchAttack:
                 with torch.no_grad():
                     patches.clamp_(0, 1)
                 if step % 10 == 0 or step == cfg.steps - 1:
-                    if not torch.isfinite(total.detach()):
+                    value, best = torch.stack([total.detach().float(), (hits.min() if chosen else hits.max()).float()]).tolist()
+                    if not math.isfinite(value):
                         raise PatchscopeError(f"the attack's loss became NaN or inf at step {step}: the model produced non-finite outputs")
-                    rate = float(hits.min() if chosen else hits.max()) / cfg.batch_size
-                    self.history.append({"step": step, "loss": float(total.detach()), "batch_success": rate})
-                    update(advance=min(10, cfg.steps - step) if step % 10 == 0 else 0, loss=float(total.detach()), success=rate)
+                    rate = best / cfg.batch_size
+                    self.history.append({"step": step, "loss": value, "batch_success": rate})
+                    update(advance=min(10, cfg.steps - step) if step % 10 == 0 else 0, loss=value, success=rate)
                 done = step + 1
-                if self._stop or (self.checkpoint_every and done % self.checkpoint_every == 0):
+                if self.checkpoint is not None and (self._stop or (self.checkpoint_every and done % self.checkpoint_every == 0)):
                     self._save({"step": done, "patches": patches.detach(), "locations": locs, "chosen": chosen, "opt": opt.state_dict(), "gen": g.get_state(), "history": self.history})
                 if self._stop:
                     raise AttackInterrupted(f"interrupted at step {done}; checkpoint saved to {self.checkpoint}; rerun with --resume")
@@ -257,8 +287,8 @@ class PatchAttack:
     def _choose(self, images: torch.Tensor, labels: torch.Tensor, patches: torch.Tensor, mask: torch.Tensor, locs: torch.Tensor, side: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Keep the candidate with the most successes (then the lowest loss) on a fresh batch."""
         idx, views = self._views(len(images), locs, images.shape[-1], side, g)
-        loss, hits = self._losses(images, labels, patches, mask, idx, views)
-        if _rank_world()[1] > 1:
+        loss, hits = self._losses(images, labels, patches, mask, idx, views, locs)
+        if self._world > 1:
             dist.all_reduce(loss)
             dist.all_reduce(hits)
         best = int(torch.argmax(hits.float() * 1e3 - loss))

@@ -52,6 +52,16 @@ class ImageSet:
         """Only the images of one class (a name or an id)."""
         return self.subset(self.labels == resolve_class(cls, self.classes))
 
+    def alternate(self) -> tuple[ImageSet, ImageSet]:
+        """(even-indexed, odd-indexed) images: one half to make a patch on, the other to measure it, never the same image.
+
+        >>> a, b = ImageSet(torch.zeros(5, 3, 2, 2, dtype=torch.uint8), torch.arange(5), ["c"] * 5, "toy").alternate()
+        >>> a.labels.tolist(), b.labels.tolist()
+        ([0, 2, 4], [1, 3])
+        """
+        idx = torch.arange(len(self))
+        return self.subset(idx[0::2]), self.subset(idx[1::2])
+
     def head(self, n: int | None) -> ImageSet:
         """The first ``n`` images (all when ``n`` is None)."""
         return self if n is None or n >= len(self) else self.subset(torch.arange(n))

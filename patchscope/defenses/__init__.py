@@ -6,7 +6,7 @@
 
 from patchscope.defenses.clipping import ActivationClipping, fit_bounds
 from patchscope.defenses.factory import CERTIFIED, EMPIRICAL, create_defense
-from patchscope.defenses.patchcleanser import FILL, mask_positions, mask_set, masked_predictions, pair_masks, pc_certify, pc_infer, pc_prediction_map
+from patchscope.defenses.patchcleanser import FILL, mask_positions, mask_set, masked_predictions, pair_masks, pc_certify, pc_counts, pc_infer, pc_prediction_map
 from patchscope.defenses.preprocess import (
     BitDepthDefense,
     BlurDefense,
@@ -22,6 +22,6 @@ from patchscope.defenses.smoothing import MODES, ablation_set, ds_certify, ds_de
 __all__ = [
     "CERTIFIED", "EMPIRICAL", "FILL", "MODES", "ActivationClipping", "BitDepthDefense", "BlurDefense", "InputDefense", "JpegDefense",
     "LocalGradientSmoothing", "MedianDefense", "ablation_set", "create_defense", "ds_certify", "ds_delta", "ds_predict", "ds_prediction_map",
-    "fit_bounds", "gradient_magnitude", "mask_positions", "mask_set", "masked_predictions", "pair_masks", "pc_certify", "pc_infer",
+    "fit_bounds", "gradient_magnitude", "mask_positions", "mask_set", "masked_predictions", "pair_masks", "pc_certify", "pc_counts", "pc_infer",
     "pc_prediction_map", "straight_through",
 ]

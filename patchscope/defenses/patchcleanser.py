@@ -151,3 +151,26 @@ def pc_infer(pred_map: torch.Tensor, num_classes: int | None = None) -> torch.Te
     candidate = (one != majority.unsqueeze(1)) & consistent
     first = candidate.to(torch.uint8).argmax(1, keepdim=True)
     return torch.where(candidate.any(1), one.gather(1, first).squeeze(1), majority)
+
+
+@torch.inference_mode()
+def pc_counts(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor, batch_size: int = 512, bf16: bool = False, num_classes: int | None = None
+) -> tuple[torch.Tensor, int]:
+    """Counts ``(3,)`` long on the device: images right without defense, right under double masking, certified.
+
+    One prediction map per call; the second value is forward passes per image. The CLI, the demo and the
+    study all sum these over their chunks.
+
+    >>> from patchscope.models.archs import cnn
+    >>> from patchscope.models.wrapper import Classifier
+    >>> m = Classifier(cnn(num_classes=2, width=4), ["a", "b"]).eval()
+    >>> counts, passes = pc_counts(m, torch.rand(3, 3, 32, 32), torch.zeros(3, dtype=torch.long), mask_set(32, 7, k=2))
+    >>> counts.shape, passes, bool(counts[2] <= counts[1] <= 3)
+    (torch.Size([3]), 10, True)
+    """
+    labels = labels.to(images.device)
+    pred_map, passes = pc_prediction_map(model, images, masks, batch_size, bf16=bf16)
+    robust, certified = pc_infer(pred_map, num_classes), pc_certify(pred_map, labels)
+    clean = model(images).argmax(1) == labels
+    return torch.stack([clean.sum(), (robust == labels).sum(), certified.sum()]), passes

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from patchscope.attacks import AttackConfig, Patch, PatchAttack
 from patchscope.data import ImageSet, load_data, resolve_class
-from patchscope.defenses import create_defense, mask_set, pc_certify, pc_infer, pc_prediction_map
+from patchscope.defenses import create_defense, mask_set, pc_counts
 from patchscope.eval.conditions import DEFAULT_GRID, sweep_conditions
 from patchscope.eval.figures import condition_curves, transfer_figure
 from patchscope.eval.patch_metrics import patch_success
@@ -58,12 +58,6 @@ def quick_settings(device: str = "cpu") -> DemoSettings:
     return DemoSettings(steps=8, batch_size=16, candidates=2, certify_images=8, explain_images=8, adaptive_steps=3, device=device)
 
 
-def _split(stop: ImageSet) -> tuple[ImageSet, ImageSet]:
-    """Alternate images: even ones to make the patch, odd ones to measure it (never the same image)."""
-    idx = torch.arange(len(stop))
-    return stop.subset(idx[0::2]), stop.subset(idx[1::2])
-
-
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{v:.1%}"
 
@@ -93,8 +87,10 @@ class Demo:
         self.main = self.models[s.model]
         data = load_data("demo")
         self.src, self.tgt = resolve_class(s.source, data.classes), resolve_class(s.target, data.classes)
-        self.make_set, self.test_set = _split(data.of_class(self.src))
+        self.make_set, self.test_set = data.of_class(self.src).alternate()
         self.data = data
+        # one random subset of the whole demo set for every clean-accuracy number (models and defenses)
+        self.clean_set = data.subset(torch.randperm(len(data), generator=torch.Generator().manual_seed(1))[: s.defense_clean_images])
         patch = self.attack()
         self.measure(patch)
         self.explain(patch)
@@ -125,12 +121,14 @@ class Demo:
     def measure(self, patch: Patch) -> None:
         self.stage(f"measuring the patch over {len(DEFAULT_GRID)} viewing conditions and {len(sweep_conditions())} sweep points on {len(self.models)} models")
         x, y = self.test_set.float_images(self.s.device), self.test_set.labels
-        grid = {n: patch_success(m, x, y, patch, self.tgt, DEFAULT_GRID, device=self.s.device) for n, m in self.models.items()}
         k = self.s.sweep_images
+        # every held-out image on the attacked model; the other networks (transfer, near zero so far) on the first k
+        grid = {n: patch_success(m, x if m is self.main else x[:k], y if m is self.main else y[:k], patch, self.tgt, DEFAULT_GRID, device=self.s.device)
+                for n, m in self.models.items()}
         # the sweeps (one factor at a time) on the attacked model only: the grid already shows the others near zero
         sweeps = {self.s.model: patch_success(self.main, x[:k], y[:k], patch, self.tgt, sweep_conditions(), device=self.s.device)["conditions"]}
-        clean = {n: accuracy(m, self.data, self.s.device) for n, m in self.models.items()}
-        self.results["evaluate"] = {n: {k: v for k, v in r.items() if k != "conditions"} | {"demo_accuracy": clean[n]} for n, r in grid.items()}
+        clean = {n: accuracy(m, self.clean_set, self.s.device) for n, m in self.models.items()}
+        self.results["evaluate"] = {n: {k: v for k, v in r.items() if k != "conditions"} | {"demo_accuracy": clean[n], "demo_accuracy_images": len(self.clean_set)} for n, r in grid.items()}
         self.results["sweeps"] = sweeps
         condition_curves(sweeps, self.out / "curves.png", title=f"{patch.area_fraction:.1%} patch made on {self.s.model}")
         transfer_figure({self.s.model: {n: r["targeted_success"] for n, r in grid.items()}}, self.out / "transfer.png")
@@ -147,9 +145,9 @@ class Demo:
         cmd = f"patchscope evaluate --patch {self.out / 'patch'} --models {','.join(self.models)} --data demo --source stop --target yield --json"
         self.sections.append(Section("The patch", f"Optimised on {self.s.model} with EOT, placed on the sign at (top, left) = {patch.location}.", [(self.out / "patch" / "patch-large.png", f"{patch.side}x{patch.side} px, {patch.area_fraction:.1%} of the image")], patch_figure=True,
                                      commands=[f"patchscope attack --model {self.s.model} --data demo --source stop --target yield --size {self.s.size} --placement on-object --steps {self.s.steps} --batch-size {self.s.batch_size} --seed {self.s.seed} --out runs/demo-patch"]))
-        self.sections.append(Section("Across viewing conditions and networks", "Success over the default viewing grid (held-out Stop images), with each network's clean accuracy under the same conditions.",
+        self.sections.append(Section("Across viewing conditions and networks", f"Success over the default viewing grid ({len(self.test_set)} held-out Stop images on {self.s.model}, the first {min(self.s.sweep_images, len(self.test_set))} on the other networks), with each network's clean accuracy under the same conditions.",
                                      [(self.out / "curves.png", "One factor at a time: solid lines the patch's targeted success, dashed the clean accuracy"), (self.out / "transfer.png", "The patch on every bundled network")],
-                                     {"columns": ["model", "demo accuracy", "clean acc. (grid)", "targeted", "untargeted", "target conf."], "rows": rows}, [cmd]))
+                                     {"columns": ["model", f"accuracy ({len(self.clean_set)} demo images)", "clean acc. (grid)", "targeted", "untargeted", "target conf."], "rows": rows}, [cmd]))
 
     def explain(self, patch: Patch) -> None:
         self.stage("explaining: attention, propagation through the layers, abnormal activations")
@@ -180,7 +178,7 @@ class Demo:
         s, dev = self.s, self.s.device
         x, y = self.test_set.float_images(dev), self.test_set.labels
         grid = DEFAULT_GRID[: s.defense_conditions]
-        clean = self.data.subset(torch.randperm(len(self.data), generator=torch.Generator().manual_seed(1))[: s.defense_clean_images])
+        clean = self.clean_set
         rows, out = [], {}
         trained = f"{s.model}-at"
         for name in (*DEFENSES, *([trained] if trained in list_models() else [])):
@@ -213,12 +211,9 @@ class Demo:
             self.stage(f"PatchCleanser certification against any {side}x{side} patch on {len(subset)} images")
             masks = mask_set(32, side, 6, dev)
             t = time.time()
-            with torch.inference_mode():
-                x, y = subset.float_images(dev), subset.labels.to(dev)
-                pred_map, passes = pc_prediction_map(self.main, x, masks)
-                robust, cert = pc_infer(pred_map, len(self.main.classes)), pc_certify(pred_map, y)
-            r = {"clean": float((self.main(x).argmax(1) == y).float().mean()), "defended": float((robust == y).float().mean()), "certified": float(cert.float().mean()),
-                 "passes": passes, "images_per_second": len(subset) / (time.time() - t)}
+            counts, passes = pc_counts(self.main, subset.float_images(dev), subset.labels, masks, num_classes=len(self.main.classes))
+            clean, defended, certified = (int(v) / len(subset) for v in counts.cpu())
+            r = {"clean": clean, "defended": defended, "certified": certified, "passes": passes, "images_per_second": len(subset) / (time.time() - t)}
             self.results.setdefault("certify", {})[f"{side}px"] = r
             rows.append([f"{side}x{side} ({side * side / 1024:.1%})", _pct(r["clean"]), _pct(r["defended"]), _pct(r["certified"]), str(passes), f"{r['images_per_second']:.0f}"])
         self.findings.append(f"PatchCleanser certifies {self.results['certify']['5px']['certified']:.0%} of demo images against <i>any</i> 5x5 patch anywhere, and {self.results['certify']['7px']['certified']:.0%} against 7x7.")

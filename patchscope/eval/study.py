@@ -25,7 +25,7 @@ from patchscope.attacks import AttackConfig, Patch, PatchAttack
 from patchscope.attacks.patch import patch_side
 from patchscope.data import ImageSet, resolve_class
 from patchscope.errors import PatchscopeError
-from patchscope.defenses import mask_set, pc_certify, pc_prediction_map
+from patchscope.defenses import mask_set, pc_counts
 from patchscope.eval.conditions import DEFAULT_GRID
 from patchscope.eval.patch_metrics import patch_success
 from patchscope.explain.attention import explain_attention
@@ -54,11 +54,6 @@ class StudySettings:
     device: str = "cpu"
 
 
-def _halves(images: ImageSet) -> tuple[ImageSet, ImageSet]:
-    idx = torch.arange(len(images))
-    return images.subset(idx[0::2]), images.subset(idx[1::2])
-
-
 def _key(size: float, placement: str) -> str:
     return f"{placement}@{size:g}"
 
@@ -69,7 +64,7 @@ class RobustnessStudy:
     def __init__(self, models: dict[str, Classifier], data: ImageSet, settings: StudySettings, log: Callable[[str], None] = lambda _: None) -> None:
         self.models, self.data, self.s, self.log = models, data, settings, log
         self.src, self.tgt = resolve_class(settings.source, data.classes), resolve_class(settings.target, data.classes)
-        self.make, self.test = _halves(data.of_class(self.src))
+        self.make, self.test = data.of_class(self.src).alternate()
         self.grid = DEFAULT_GRID[: settings.conditions]
         if len(self.make) == 0 or len(self.test) == 0:
             raise PatchscopeError(f"the data has fewer than two {settings.source} images to make and measure patches on")
@@ -115,10 +110,8 @@ class RobustnessStudy:
         self.log(f"{name}: clean accuracy on {len(self.data)} images; PatchCleanser against {side}x{side} patches on {s.certify_images}")
         pick = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(s.seed))[: s.certify_images]
         subset = self.data.subset(pick)
-        with torch.inference_mode():
-            pred_map, _ = pc_prediction_map(model, subset.float_images(dev), mask_set(self.data.image_size, side, 6, dev))
-            certified = float(pc_certify(pred_map, subset.labels.to(dev)).float().mean())
-        return {"clean_accuracy": accuracy(model, self.data, dev), "certified_accuracy": certified}
+        counts, _ = pc_counts(model, subset.float_images(dev), subset.labels, mask_set(self.data.image_size, side, 6, dev), num_classes=len(model.classes))
+        return {"clean_accuracy": accuracy(model, self.data, dev), "certified_accuracy": int(counts[2]) / max(len(subset), 1)}
 
     def _transfer(self, patches: dict[str, Patch], x: torch.Tensor, y: torch.Tensor) -> dict[str, dict[str, float]]:
         self.log(f"transfer: {len(patches)} patches on {len(self.models)} models")

@@ -82,6 +82,26 @@ def test_same_seed_same_patch_other_seed_other_patch(demo, tiny_model):
     assert torch.equal(a.pixels, b.pixels) and not torch.equal(a.pixels, c.pixels)
 
 
+def test_the_attack_steps_make_no_host_syncs():
+    """No .item()/float()/bool() on tensors and no data-dependent shapes inside a step (on a GPU each one
+    stalls the queue): only the progress read every 10 steps and the final location may read values."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    reads: list[str] = []
+
+    class Reads(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket in (torch.ops.aten._local_scalar_dense, torch.ops.aten.nonzero, torch.ops.aten.masked_select):
+                reads.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    x, y = torch.rand(16, 3, 32, 32), torch.zeros(16, dtype=torch.long)
+    cfg = AttackConfig(size=0.05, target=1, steps=30, batch_size=8, candidates=1, location=(4, 4), optimizer="sign")
+    with Reads():
+        PatchAttack(RedDetector(), cfg, progress=False)(x, y)
+    assert reads == []
+
+
 def test_bad_attack_settings_are_clear():
     with pytest.raises(PatchscopeError):
         AttackConfig(placement="floating")
