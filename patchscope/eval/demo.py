@@ -42,10 +42,11 @@ class DemoSettings:
     steps: int = 150
     batch_size: int = 32
     candidates: int = 4
-    certify_images: int = 32
+    certify_images: int = 24
     explain_images: int = 32
     defense_conditions: int = 9
     sweep_images: int = 64
+    transfer_images: int = 24
     defense_clean_images: int = 256
     adaptive_steps: int = 60
     seed: int = 0
@@ -121,9 +122,9 @@ class Demo:
     def measure(self, patch: Patch) -> None:
         self.stage(f"measuring the patch over {len(DEFAULT_GRID)} viewing conditions and {len(sweep_conditions())} sweep points on {len(self.models)} models")
         x, y = self.test_set.float_images(self.s.device), self.test_set.labels
-        k = self.s.sweep_images
-        # every held-out image on the attacked model; the other networks (transfer, near zero so far) on the first k
-        grid = {n: patch_success(m, x if m is self.main else x[:k], y if m is self.main else y[:k], patch, self.tgt, DEFAULT_GRID, device=self.s.device)
+        k, kt = self.s.sweep_images, self.s.transfer_images
+        # every held-out image on the attacked model; the other networks (transfer, near zero so far) on the first kt
+        grid = {n: patch_success(m, x if m is self.main else x[:kt], y if m is self.main else y[:kt], patch, self.tgt, DEFAULT_GRID, device=self.s.device)
                 for n, m in self.models.items()}
         # the sweeps (one factor at a time) on the attacked model only: the grid already shows the others near zero
         sweeps = {self.s.model: patch_success(self.main, x[:k], y[:k], patch, self.tgt, sweep_conditions(), device=self.s.device)["conditions"]}
@@ -145,7 +146,7 @@ class Demo:
         cmd = f"patchscope evaluate --patch {self.out / 'patch'} --models {','.join(self.models)} --data demo --source stop --target yield --json"
         self.sections.append(Section("The patch", f"Optimised on {self.s.model} with EOT, placed on the sign at (top, left) = {patch.location}.", [(self.out / "patch" / "patch-large.png", f"{patch.side}x{patch.side} px, {patch.area_fraction:.1%} of the image")], patch_figure=True,
                                      commands=[f"patchscope attack --model {self.s.model} --data demo --source stop --target yield --size {self.s.size} --placement on-object --steps {self.s.steps} --batch-size {self.s.batch_size} --seed {self.s.seed} --out runs/demo-patch"]))
-        self.sections.append(Section("Across viewing conditions and networks", f"Success over the default viewing grid ({len(self.test_set)} held-out Stop images on {self.s.model}, the first {min(self.s.sweep_images, len(self.test_set))} on the other networks), with each network's clean accuracy under the same conditions.",
+        self.sections.append(Section("Across viewing conditions and networks", f"Success over the default viewing grid ({len(self.test_set)} held-out Stop images on {self.s.model}, the first {min(self.s.transfer_images, len(self.test_set))} on the other networks), with each network's clean accuracy under the same conditions.",
                                      [(self.out / "curves.png", "One factor at a time: solid lines the patch's targeted success, dashed the clean accuracy"), (self.out / "transfer.png", "The patch on every bundled network")],
                                      {"columns": ["model", f"accuracy ({len(self.clean_set)} demo images)", "clean acc. (grid)", "targeted", "untargeted", "target conf."], "rows": rows}, [cmd]))
 
