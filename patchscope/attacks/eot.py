@@ -21,14 +21,9 @@ import math
 from dataclasses import dataclass, fields, replace
 
 import torch
-import torch.nn.functional as F
-from kornia.core.utils import _inverse_3x3_closed_form
 from kornia.enhance import jpeg_codec_differentiable
 from kornia.filters import filter2d_separable, get_gaussian_kernel1d
-from kornia.geometry.conversions import normal_transform_pixel
-from kornia.geometry.grid import create_meshgrid
 from kornia.geometry.transform import warp_affine, warp_perspective
-from kornia.geometry.transform.imgwarp import _unit_projective_scale
 
 PLACEMENTS = ("sticker", "on-object")
 
@@ -262,28 +257,6 @@ def _sticker_matrix(p: ViewParams, side: int) -> torch.Tensor:
     return torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
 
 
-@functools.lru_cache(maxsize=16)
-def _warp_constants(h: int, w: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The parts of kornia's ``warp_perspective`` that depend only on the image size, as kornia computes them."""
-    norm = normal_transform_pixel(h, w, device=device, dtype=dtype, align_corners=True).to(device=device, dtype=dtype)
-    grid = create_meshgrid(h, w, normalized_coordinates=True, device=device, dtype=dtype, align_corners=True)
-    return norm, _inverse_3x3_closed_form(norm), grid.permute(0, 3, 1, 2).contiguous()  # (1, 2, h, w): x then y
-
-
-def _warp(images: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """``kornia.geometry.transform.warp_perspective(images, m, (h, w), padding_mode="border", align_corners=True)``
-    with the size-only constants (pixel normalisation, its inverse, the sampling mesh) made once, and the
-    per-pixel projection done for x, y and w in one broadcast; same arithmetic, so the same bits."""
-    if images.dtype not in (torch.float32, torch.float64) or m.dtype != images.dtype or images.shape[-2:] == (1, 1):
-        return warp_perspective(images, m, images.shape[-2:], padding_mode="border", align_corners=True)
-    norm, norm_inv, mesh = _warp_constants(*images.shape[-2:], images.device, images.dtype)
-    m = m / _unit_projective_scale(m)
-    inv = _inverse_3x3_closed_form(norm @ (m @ norm_inv))[..., None, None]  # (N, 3, 3, 1, 1): source from view
-    xyw = inv[:, :, 0] * mesh[:, :1] + inv[:, :, 1] * mesh[:, 1:] + inv[:, :, 2]  # (N, 3, h, w)
-    grid = (xyw[:, :2] / xyw[:, 2:]).permute(0, 2, 3, 1).contiguous()
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
-
-
 def _blur(x: torch.Tensor, side: int, sigma: torch.Tensor) -> torch.Tensor:
     """``kornia.filters.gaussian_blur2d(x, side, stack([sigma, sigma], 1))`` (reflect borders) without its host
     check that sigma > 0 (a device sync; the caller clamps sigma) and with the one kernel used along x and y."""
@@ -293,7 +266,7 @@ def _blur(x: torch.Tensor, side: int, sigma: torch.Tensor) -> torch.Tensor:
 
 def view(images: torch.Tensor, p: ViewParams) -> torch.Tensor:
     """The camera and the light: warp, then brightness/contrast/colour, blur, JPEG-like loss, noise."""
-    x = _warp(images, camera_matrix(p, images.shape[-1]))
+    x = warp_perspective(images, camera_matrix(p, images.shape[-1]), images.shape[-2:], padding_mode="border", align_corners=True)
     mean = x.mean((1, 2, 3), keepdim=True)
     light = (p.brightness.view(-1, 1) * p.gain).view(-1, 3, 1, 1)
     x = (((x - mean) * p.contrast.view(-1, 1, 1, 1) + mean) * light).clamp(0, 1)

@@ -179,7 +179,9 @@ class PatchAttack:
         if self.cfg.tv_weight:
             reg = reg + self.cfg.tv_weight * total_variation(patches)
         if self.cfg.nps_weight:
-            reg = reg + self.cfg.nps_weight * non_printability(patches, self._cache.setdefault("colours", printable_colours().to(self.device)))
+            if "colours" not in self._cache:  # made once per attack, not copied to the device every step
+                self._cache["colours"] = printable_colours().to(self.device)
+            reg = reg + self.cfg.nps_weight * non_printability(patches, self._cache["colours"])
         return reg
 
     def _optimiser(self, patches: torch.Tensor) -> torch.optim.Optimizer:
