@@ -87,6 +87,7 @@ def train(
     patch_training: Annotated[float, typer.Option(help="adversarial patch training: patch area (0 = off), Rao et al. 2020")] = 0.0,
     patch_steps: Annotated[int, typer.Option(help="signed-gradient steps per training patch")] = 5,
     mask_training: Annotated[Optional[str], typer.Option(help="grey out two PatchCleanser masks (p=0.75) for these patch areas, e.g. 0.024,0.048")] = None,
+    mask_tries: Annotated[int, typer.Option(help="with --mask-training: train on the worst of N random mask pairs per image")] = 1,
     ssl: Annotated[Optional[str], typer.Option(help="self-supervised pretraining before fine-tuning: mae (ViT only)")] = None,
     ssl_epochs: Annotated[int, typer.Option(help="pretraining epochs")] = 8,
     ssl_data: Annotated[Optional[str], typer.Option(help="unlabelled pretraining images (default: --data)")] = None,
@@ -128,7 +129,7 @@ def train(
     name = name or f"gtsrb-{arch}"
     if initial is not None:
         kwargs = dict(initial.card.get("arch_kwargs") or {})
-    perturb = _training_perturbation(patch_training, patch_steps, mask_training, train_data.image_size)
+    perturb = _training_perturbation(patch_training, patch_steps, mask_training, train_data.image_size, mask_tries)
     recipe = Recipe.for_arch(
         arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, arch_kwargs=kwargs, ema_decay=ema_decay, init=init,
         patch_training=perturb.describe() if perturb else None,
@@ -151,7 +152,7 @@ def train(
     typer.echo(json.dumps(summary))
 
 
-def _training_perturbation(patch_training: float, patch_steps: int, mask_training: str | None, image_size: int) -> Any:
+def _training_perturbation(patch_training: float, patch_steps: int, mask_training: str | None, image_size: int, mask_tries: int = 1) -> Any:
     """The batch perturbation of ``train``: adversarial patches, PatchCleanser masks, or None."""
     from patchscope.attacks.patch import patch_side
     from patchscope.defenses.patch_training import MaskAugment, PatchAdversary
@@ -168,7 +169,9 @@ def _training_perturbation(patch_training: float, patch_steps: int, mask_trainin
             raise PatchscopeError(f"--mask-training {mask_training!r}: give patch areas such as 0.024,0.048") from None
         for a in areas:
             patch_side(a, image_size)
-        return MaskAugment(areas, image_size)
+        if mask_tries < 1:
+            raise PatchscopeError(f"--mask-tries {mask_tries}: need at least 1")
+        return MaskAugment(areas, image_size, tries=mask_tries)
     return None
 
 
@@ -350,7 +353,8 @@ def attack(
     batch_size: Annotated[int, typer.Option(help="global batch (split across torchrun ranks)")] = 64,
     candidates: Annotated[int, typer.Option(help="places (on-object) or starts (sticker) optimised side by side")] = 5,
     lr: float = 0.3,
-    loss: Annotated[str, typer.Option(help="ce | margin")] = "ce",
+    loss: Annotated[str, typer.Option(help="ce (cross-entropy) or margin (the logit gap, capped at --kappa)")] = "ce",
+    kappa: Annotated[float, typer.Option(help="margin loss: the logit gap at which an image counts as won")] = 5.0,
     optimizer: Annotated[str, typer.Option(help="adam | sign")] = "adam",
     tv: Annotated[float, typer.Option(help="total-variation weight")] = 0.0,
     nps: Annotated[float, typer.Option(help="non-printability weight")] = 0.0,
@@ -379,7 +383,7 @@ def attack(
     if len(victims) == 0:
         raise PatchscopeError(f"--data {data} holds no images of class {ds.classes[src]!r}")
     loc = _location(location)
-    cfg = AttackConfig(size=size, shape=shape, placement=placement, location=loc, target=tgt, loss=loss, optimizer=optimizer, lr=lr, steps=steps, batch_size=batch_size, candidates=candidates, tv_weight=tv, nps_weight=nps, seed=seed)
+    cfg = AttackConfig(size=size, shape=shape, placement=placement, location=loc, target=tgt, loss=loss, kappa=kappa, optimizer=optimizer, lr=lr, steps=steps, batch_size=batch_size, candidates=candidates, tv_weight=tv, nps_weight=nps, seed=seed)
     if out.exists() and (out / "patch.safetensors").exists() and not resume and rank == 0:
         typer.echo(f"patchscope: note: overwriting the patch in {out}", err=True)
     config = {"command": "attack", "model": model, "models": _model_names(model), "data": data, "data_hash": ds.data_hash(), "source": ds.classes[src], "target": ds.classes[tgt] if tgt is not None else None, "device": dev, **cfg.as_dict()}
@@ -486,6 +490,7 @@ def curve(
     steps: int = 300,
     batch_size: int = 64,
     candidates: int = 5,
+    loss: Annotated[str, typer.Option(help="ce or margin")] = "ce",
     limit: Annotated[Optional[int], typer.Option(help="at most N images to make and to measure on")] = None,
     seed: int = 0,
     out: Annotated[Path, typer.Option(help="folder for curve.json and area.png")] = Path("runs/curve"),
@@ -510,10 +515,10 @@ def curve(
     src = resolve_class(source, make.classes)
     tgt = resolve_class(target, make.classes) if target else None
     mk, ts = make.of_class(src).head(limit), test.of_class(src).head(limit)
-    result: dict[str, object] = {"model": model, "data": data, "eval_data": eval_data, "source": make.classes[src], "target": make.classes[tgt] if tgt is not None else None, "steps": steps}
+    result: dict[str, object] = {"model": model, "data": data, "eval_data": eval_data, "source": make.classes[src], "target": make.classes[tgt] if tgt is not None else None, "steps": steps, "loss": loss}
     with recorded("curve", {**result, "sizes": size_list, "placements": placements, "seed": seed, "device": dev}) as run:
         for placement in _model_names(placements):
-            cfg = AttackConfig(placement=placement, target=tgt, steps=steps, batch_size=batch_size, candidates=candidates, seed=seed)
+            cfg = AttackConfig(placement=placement, target=tgt, loss=loss, steps=steps, batch_size=batch_size, candidates=candidates, seed=seed)
             result[placement] = area_curve(net, (mk.float_images(), mk.labels), (ts.float_images(), ts.labels), size_list, cfg, device=dev)
         curves = {f"{model} {p}": result[p]["points"] for p in _model_names(placements)}  # type: ignore[index]
         area_figure(curves, out / "area.png")

@@ -56,6 +56,8 @@ class AttackConfig:
             raise PatchscopeError(f"placement {self.placement!r}: choose {' or '.join(PLACEMENTS)}")
         if self.loss not in ("margin", "ce") or self.optimizer not in ("adam", "sign"):
             raise PatchscopeError("loss must be margin or ce, optimizer adam or sign")
+        if self.kappa < 0:
+            raise PatchscopeError(f"--kappa {self.kappa}: the margin to win by cannot be negative")
         if self.steps < 1 or self.batch_size < 1 or self.candidates < 1:
             raise PatchscopeError("--steps, --batch-size and --candidates must be at least 1")
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from patchscope.attacks.patch import patch_side
+from patchscope.models.train import square_masks
 
 
 def random_square_masks(n: int, side: int, size: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu") -> torch.Tensor:
@@ -27,9 +28,7 @@ def random_square_masks(n: int, side: int, size: int, generator: torch.Generator
     """
     y0 = torch.randint(0, size - side + 1, (n, 1, 1), generator=generator).to(device)
     x0 = torch.randint(0, size - side + 1, (n, 1, 1), generator=generator).to(device)
-    rows = torch.arange(size, device=device).view(1, size, 1)
-    cols = torch.arange(size, device=device).view(1, 1, size)
-    return ((rows >= y0) & (rows < y0 + side) & (cols >= x0) & (cols < x0 + side)).unsqueeze(1)
+    return square_masks(y0, x0, side, size, size).unsqueeze(1)
 
 
 @dataclass
@@ -80,7 +79,10 @@ class MaskAugment:
 
     With probability ``p`` an image gets two masks (a random pair, as in the second round of double
     masking), drawn from the union of the mask sets for each patch area in ``areas`` (k per axis), so
-    the model learns to classify exactly the images that certification shows it.
+    the model learns to classify exactly the images that certification shows it. With ``tries`` > 1
+    each image gets the worst of ``tries`` random pairs (the highest loss, one batched no-grad pass):
+    certification needs *every* pair right, so training where the model is weakest helps most (a cheap
+    cousin of the greedy cutout of Saha et al. 2023).
 
     >>> aug = MaskAugment(areas=(0.024,), image_size=32)
     >>> aug(None, torch.rand(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)).shape
@@ -91,6 +93,7 @@ class MaskAugment:
     image_size: int = 32
     k: int = 6
     p: float = 0.75
+    tries: int = 1
 
     def __post_init__(self) -> None:
         from patchscope.defenses.patchcleanser import mask_set
@@ -100,12 +103,27 @@ class MaskAugment:
     def __call__(self, model: nn.Module | None, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         from patchscope.defenses.patchcleanser import FILL
 
-        n, masks = len(x), self.masks.to(x.device)
-        pick = torch.randint(0, len(masks), (n, 2), generator=generator).to(x.device)
+        n, t, masks = len(x), self.tries if model is not None else 1, self.masks.to(x.device)
+        pick = torch.randint(0, len(masks), (t, n, 2), generator=generator).to(x.device)
         on = (torch.rand(n, generator=generator) < self.p).to(x.device).view(n, 1, 1)
-        covered = (masks[pick[:, 0]] | masks[pick[:, 1]]) & on
-        return torch.where(covered.unsqueeze(1), torch.full_like(x, FILL), x)
+        covered = (masks[pick[..., 0]] | masks[pick[..., 1]]) & on  # (t, n, H, W)
+        if t > 1:
+            covered = covered[self._worst(model, x, y, covered), torch.arange(n, device=x.device)]  # type: ignore[arg-type]
+        return torch.where(covered.reshape(n, 1, *x.shape[-2:]), torch.full_like(x, FILL), x)
+
+    @torch.no_grad()
+    def _worst(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, covered: torch.Tensor) -> torch.Tensor:
+        """Index (n,) of the pair with the highest loss for each image, from one batched forward pass."""
+        from patchscope.defenses.patchcleanser import FILL
+
+        t, n = covered.shape[:2]
+        was_training = model.training
+        model.eval()
+        grey = torch.where(covered.unsqueeze(2), torch.full_like(x, FILL), x.unsqueeze(0)).flatten(0, 1)
+        loss = F.cross_entropy(model(grey), y.repeat(t), reduction="none").view(t, n)
+        model.train(was_training)
+        return loss.argmax(0)
 
     def describe(self) -> dict[str, Any]:
         """The settings, for the model card."""
-        return {"method": "patchcleanser-double-masks", "areas": list(self.areas), "k": self.k, "p": self.p}
+        return {"method": "patchcleanser-double-masks", "areas": list(self.areas), "k": self.k, "p": self.p, "tries": self.tries}

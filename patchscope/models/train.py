@@ -70,10 +70,19 @@ def occlude(x: torch.Tensor, p: float, size: tuple[int, int], generator: torch.G
     y0 = (torch.rand(n, 1, 1, generator=generator).to(dev) * (h - side + 1)).floor()
     x0 = (torch.rand(n, 1, 1, generator=generator).to(dev) * (w - side + 1)).floor()
     on = (torch.rand(n, 1, 1, generator=generator) < p).to(dev)
-    rows = torch.arange(h, device=dev).view(1, h, 1)
-    cols = torch.arange(w, device=dev).view(1, 1, w)
-    mask = on & (rows >= y0) & (rows < y0 + side) & (cols >= x0) & (cols < x0 + side)
+    mask = on & square_masks(y0, x0, side, h, w)
     return torch.where(mask.unsqueeze(1), torch.full_like(x, value), x)
+
+
+def square_masks(top: torch.Tensor, left: torch.Tensor, side: torch.Tensor | int, h: int, w: int) -> torch.Tensor:
+    """(N, H, W) bool masks of squares from their sampled places: ``top``/``left`` (N, 1, 1), ``side`` (N, 1, 1) or int.
+
+    >>> square_masks(torch.tensor([[[1]]]), torch.tensor([[[2]]]), 2, 4, 4)[0].int().tolist()
+    [[0, 0, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 0, 0]]
+    """
+    rows = torch.arange(h, device=top.device).view(1, h, 1)
+    cols = torch.arange(w, device=top.device).view(1, 1, w)
+    return (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
 
 
 def channel_stats(data: ImageSet) -> tuple[list[float], list[float]]:

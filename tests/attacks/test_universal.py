@@ -107,6 +107,8 @@ def test_bad_attack_settings_are_clear():
         AttackConfig(placement="floating")
     with pytest.raises(PatchscopeError):
         AttackConfig(steps=0)
+    with pytest.raises(PatchscopeError, match="kappa"):
+        AttackConfig(loss="margin", kappa=-1.0)
 
 
 def test_torchrun_with_two_cpu_ranks_equals_one_process(tmp_path: Path, tiny_model_path: Path):

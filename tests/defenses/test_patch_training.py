@@ -80,3 +80,28 @@ def test_mask_augment_greys_out_a_union_of_two_patchcleanser_masks():
 def test_cli_rejects_two_recipes_at_once(tmp_path, tiny_model_path):
     r = run_cli("train", "--init", str(tiny_model_path), "--data", "demo", "--patch-training", "0.05", "--mask-training", "0.024", "--out", str(tmp_path / "m"))
     assert r.returncode == 2 and "pick one" in r.stderr and not (tmp_path / "m").exists()
+
+
+def test_mask_augment_tries_picks_the_pair_the_model_likes_least():
+    from patchscope.defenses.patchcleanser import FILL
+
+    class FearsTheTop(torch.nn.Module):  # the more grey in the top 8 rows, the lower the true class's logit
+        def forward(self, x):
+            grey = (x == FILL).all(1)[:, :8].flatten(1).sum(1).float()
+            return torch.stack([-grey, torch.zeros_like(grey)], 1)
+
+    x = torch.rand(200, 3, 32, 32) * 0.4
+    y = torch.zeros(200, dtype=torch.long)
+    top = {}
+    for tries in (1, 16):
+        out = MaskAugment(areas=(0.024,), p=1.0, tries=tries)(FearsTheTop(), x, y, torch.Generator().manual_seed(0))
+        grey = (out == FILL).all(1)
+        assert torch.equal(grey, (out != x).any(1)), "pixels change only by becoming grey"
+        top[tries] = grey[:, :8].flatten(1).sum(1).float()
+    assert top[16].mean() > 2 * top[1].mean()
+    assert (top[16] > 0).all(), "16 tries always find a pair reaching the top rows"
+
+
+def test_cli_rejects_zero_mask_tries(tmp_path, tiny_model_path):
+    r = run_cli("train", "--init", str(tiny_model_path), "--data", "demo", "--mask-training", "0.024", "--mask-tries", "0", "--out", str(tmp_path / "m"))
+    assert r.returncode == 2 and "--mask-tries" in r.stderr and len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
