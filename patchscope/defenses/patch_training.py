@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from patchscope.attacks.patch import patch_side
+from patchscope.defenses.patchcleanser import FILL, mask_set
 from patchscope.models.train import square_masks
 
 
@@ -96,31 +97,25 @@ class MaskAugment:
     tries: int = 1
 
     def __post_init__(self) -> None:
-        from patchscope.defenses.patchcleanser import mask_set
-
         self.masks = torch.cat([mask_set(self.image_size, patch_side(a, self.image_size), self.k) for a in self.areas])
 
     def __call__(self, model: nn.Module | None, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        from patchscope.defenses.patchcleanser import FILL
-
         n, t, masks = len(x), self.tries if model is not None else 1, self.masks.to(x.device)
         pick = torch.randint(0, len(masks), (t, n, 2), generator=generator).to(x.device)
         on = (torch.rand(n, generator=generator) < self.p).to(x.device).view(n, 1, 1)
         covered = (masks[pick[..., 0]] | masks[pick[..., 1]]) & on  # (t, n, H, W)
-        if t > 1:
-            covered = covered[self._worst(model, x, y, covered), torch.arange(n, device=x.device)]  # type: ignore[arg-type]
-        return torch.where(covered.reshape(n, 1, *x.shape[-2:]), torch.full_like(x, FILL), x)
+        grey = torch.where(covered.unsqueeze(2), torch.full_like(x, FILL), x.unsqueeze(0))  # (t, n, C, H, W)
+        if t == 1:
+            return grey[0]
+        return grey[self._worst(model, grey, y), torch.arange(n, device=x.device)]  # type: ignore[arg-type]
 
     @torch.no_grad()
-    def _worst(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, covered: torch.Tensor) -> torch.Tensor:
-        """Index (n,) of the pair with the highest loss for each image, from one batched forward pass."""
-        from patchscope.defenses.patchcleanser import FILL
-
-        t, n = covered.shape[:2]
+    def _worst(self, model: nn.Module, grey: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Index (n,) of the pair with the highest loss for each image, from one batched forward pass over ``grey`` (t, n, C, H, W)."""
+        t, n = grey.shape[:2]
         was_training = model.training
         model.eval()
-        grey = torch.where(covered.unsqueeze(2), torch.full_like(x, FILL), x.unsqueeze(0)).flatten(0, 1)
-        loss = F.cross_entropy(model(grey), y.repeat(t), reduction="none").view(t, n)
+        loss = F.cross_entropy(model(grey.flatten(0, 1)), y.repeat(t), reduction="none").view(t, n)
         model.train(was_training)
         return loss.argmax(0)
 
