@@ -91,10 +91,13 @@ def train(
     ssl: Annotated[Optional[str], typer.Option(help="self-supervised pretraining before fine-tuning: mae (ViT only)")] = None,
     ssl_epochs: Annotated[int, typer.Option(help="pretraining epochs")] = 8,
     ssl_data: Annotated[Optional[str], typer.Option(help="unlabelled pretraining images (default: --data)")] = None,
+    teacher: Annotated[Optional[str], typer.Option(help="distil from this model's soft predictions (zoo name or checkpoint)")] = None,
+    distill_weight: Annotated[float, typer.Option(help="with --teacher: share of the distillation loss")] = 0.5,
 ) -> None:
     """Train a model with the zoo's recipe and write safetensors plus a model card.
 
     Adversarial patch training of a zoo model: ``patchscope train --init gtsrb-cnn --patch-training 0.05 --epochs 3 --name gtsrb-cnn-at``.
+    A ViT distilled from the zoo ResNet: ``patchscope train --arch vit --teacher gtsrb-resnet --device cuda``.
     """
     import torch
 
@@ -106,7 +109,10 @@ def train(
         raise PatchscopeError(f"unknown --ssl {ssl!r}: the one pretraining recipe is mae")
     if ssl and (init or (arch or "vit") != "vit"):
         raise PatchscopeError("--ssl mae pretrains a fresh ViT: use it with --arch vit and without --init")
+    if not 0.0 <= distill_weight <= 1.0:
+        raise PatchscopeError(f"--distill-weight {distill_weight}: give a share between 0 and 1")
     initial = create_model(init) if init else None
+    teacher_model = create_model(teacher) if teacher else None
     if initial is not None:
         arch = arch or initial.card.get("arch")
         if arch != initial.card.get("arch"):
@@ -132,14 +138,14 @@ def train(
     perturb = _training_perturbation(patch_training, patch_steps, mask_training, train_data.image_size, mask_tries)
     recipe = Recipe.for_arch(
         arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, arch_kwargs=kwargs, ema_decay=ema_decay, init=init,
-        patch_training=perturb.describe() if perturb else None,
+        patch_training=perturb.describe() if perturb else None, teacher=teacher, distill_weight=distill_weight if teacher else None,
     )
     weights = out / f"{name}.safetensors"
     with recorded("train", {"name": name, "data": data, "device": dev, "data_hash": train_data.data_hash(), "models": [name], "ssl": ssl, **recipe.__dict__}) as run:
         pretraining = None
         if ssl:
             initial, pretraining = _pretrain_mae(load_data(ssl_data, data_root) if ssl_data else train_data, train_data, kwargs, ssl_epochs, seed, dev, name)
-        model, card = train_model(train_data, recipe, dev, name, initial=initial, perturb=perturb)
+        model, card = train_model(train_data, recipe, dev, name, initial=initial, perturb=perturb, teacher=teacher_model)
         if pretraining:
             card["pretraining"] = pretraining
         if held_out is not None:

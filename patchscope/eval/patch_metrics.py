@@ -46,14 +46,14 @@ def patch_success(
     (same conditions, no patch) and ``conditions`` (one dict per condition with the same four).
     """
     n, c = len(images), len(conditions)
+    images, labels = images.to(device), labels.to(device)
     views = condition_views(conditions, n, patch).to(device)
     pixels, mask = patch.pixels.to(device), patch.mask.to(device)
     stats = torch.zeros(c * n, 4, device=device)
     bad = torch.zeros((), dtype=torch.long, device=device)
     for start in range(0, c * n, batch_size):
         rows = torch.arange(start, min(start + batch_size, c * n), device=device)
-        x = images[rows % n].to(device)
-        y = labels[rows % n].to(device)
+        x, y = images[rows % n], labels[rows % n]
         v = views[rows]
         logits, clean_logits = model(render(x, pixels, mask, v)), model(view(x, v))
         bad += nonfinite_rows(logits) + nonfinite_rows(clean_logits)

@@ -50,6 +50,9 @@ class Recipe:
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     init: str | None = None
     patch_training: dict[str, Any] = field(default_factory=dict)
+    teacher: str | None = None
+    distill_weight: float = 0.5
+    distill_temperature: float = 4.0
 
     @classmethod
     def for_arch(cls, arch: str, **overrides: Any) -> Recipe:
@@ -72,6 +75,19 @@ def occlude(x: torch.Tensor, p: float, size: tuple[int, int], generator: torch.G
     on = (torch.rand(n, 1, 1, generator=generator) < p).to(dev)
     mask = on & square_masks(y0, x0, side, h, w)
     return torch.where(mask.unsqueeze(1), torch.full_like(x, value), x)
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Soft knowledge distillation (Hinton et al. 2015): KL(teacher || student) at ``temperature``, times T^2.
+
+    Both (N, classes) logits; a scalar, zero when the two agree.
+
+    >>> z = torch.tensor([[2.0, 0.0, -1.0]])
+    >>> float(distill_loss(z, z, 4.0))
+    0.0
+    """
+    t = temperature
+    return F.kl_div(F.log_softmax(student / t, 1), F.log_softmax(teacher / t, 1), reduction="batchmean", log_target=True) * t * t
 
 
 def square_masks(top: torch.Tensor, left: torch.Tensor, side: torch.Tensor | int, h: int, w: int) -> torch.Tensor:
@@ -116,12 +132,14 @@ def train_model(
     progress: bool = True,
     initial: Classifier | None = None,
     perturb: Perturb | None = None,
+    teacher: Classifier | None = None,
 ) -> tuple[Classifier, dict[str, Any]]:
     """Train a classifier on ``data`` with ``recipe``; returns the EMA model and its card.
 
     ``initial`` fine-tunes a copy of that model (its normalisation kept) instead of a fresh network;
     ``perturb(model, x, y, generator)`` rewrites each augmented batch, e.g. a
-    :class:`patchscope.defenses.PatchAdversary` for adversarial patch training.
+    :class:`patchscope.defenses.PatchAdversary` for adversarial patch training. ``teacher`` adds
+    :func:`distill_loss` against its logits on the same batch, weighted ``recipe.distill_weight``.
 
     >>> from patchscope.data import load_data
     >>> model, card = train_model(load_data("demo").head(64), Recipe.for_arch("cnn", epochs=1), progress=False)
@@ -131,9 +149,12 @@ def train_model(
     torch.manual_seed(recipe.seed)
     g = torch.Generator().manual_seed(recipe.seed)
     train_set, val_set = split_by_track(data, recipe.val_fraction, recipe.seed)
+    for role, other in (("initial", initial), ("teacher", teacher)):
+        if other is not None and list(other.classes) != list(data.classes):
+            raise PatchscopeError(f"the {role} model's {len(other.classes)} classes differ from the data's {len(data.classes)}")
+    if teacher is not None:
+        teacher = teacher.to(device).eval()
     if initial is not None:
-        if list(initial.classes) != list(data.classes):
-            raise PatchscopeError(f"the initial model's {len(initial.classes)} classes differ from the data's {len(data.classes)}")
         mean, std = initial.mean.flatten().tolist(), initial.std.flatten().tolist()
         net = copy.deepcopy(initial.net).requires_grad_(True)  # attacks freeze weights; fine-tuning needs them back
     else:
@@ -160,7 +181,13 @@ def train_model(
                 x = occlude(occlude(augment(x).clamp_(0, 1), recipe.occlude_p, recipe.occlude_size, g), recipe.occlude_p, recipe.occlude_size, g)
                 if perturb is not None:
                     x = perturb(model, x, y, g)
-                loss = F.cross_entropy(model(x), y, label_smoothing=recipe.label_smoothing)
+                logits = model(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
+                if teacher is not None:
+                    with torch.no_grad():
+                        soft = teacher(x)
+                    w = recipe.distill_weight
+                    loss = (1 - w) * loss + w * distill_loss(logits, soft, recipe.distill_temperature)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

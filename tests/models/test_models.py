@@ -9,7 +9,7 @@ import torch
 
 from patchscope.errors import PatchscopeError
 from patchscope.models import ARCHS, build_net, create_model, list_models, load_state
-from patchscope.models.train import Recipe, occlude, train_model
+from patchscope.models.train import Recipe, distill_loss, occlude, train_model
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))
@@ -100,6 +100,38 @@ def test_training_is_seeded_and_writes_a_complete_card(demo):
     assert card["recipe"]["occlude_p"] > 0
 
 
+def test_distill_loss_is_zero_on_agreement_and_pulls_the_student_toward_the_teacher():
+    teacher = torch.randn(8, 43)
+    assert float(distill_loss(teacher, teacher, 4.0)) == pytest.approx(0.0, abs=1e-6)
+    student = torch.zeros(8, 43, requires_grad=True)
+    loss = distill_loss(student, teacher, 4.0)
+    assert float(loss.detach()) > 0
+    loss.backward()
+    stepped = student.detach() - 10.0 * student.grad
+    assert float(distill_loss(stepped, teacher, 4.0)) < float(loss.detach())
+
+
+def test_distillation_from_a_teacher_is_recorded_and_changes_the_student(demo, tiny_model):
+    small = demo.head(96)
+    kw = dict(epochs=1, batch_size=32, arch_kwargs={"width": 4, "hidden": 16})
+    before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    plain, _ = train_model(small, Recipe.for_arch("cnn", **kw), progress=False)
+    taught, card = train_model(small, Recipe.for_arch("cnn", teacher="tiny", **kw), progress=False, teacher=tiny_model)
+    assert card["recipe"]["teacher"] == "tiny" and card["recipe"]["distill_temperature"] > 0
+    x = torch.rand(4, 3, 32, 32)
+    assert not torch.equal(plain(x), taught(x))
+    assert all(torch.equal(v, tiny_model.state_dict()[k]) for k, v in before.items())  # the teacher is only read
+
+
+def test_a_teacher_with_other_classes_is_refused(demo, tiny_model):
+    import copy
+
+    other = copy.deepcopy(tiny_model)
+    other.classes = list(other.classes)[:-1]
+    with pytest.raises(PatchscopeError, match="teacher model"):
+        train_model(demo.head(32), Recipe.for_arch("cnn", epochs=1), progress=False, teacher=other)
+
+
 @pytest.mark.skipif(not list_models(), reason="no zoo bundled yet")
 def test_zoo_models_classify_the_demo_subset_well(demo):
     for name in list_models():
@@ -110,3 +142,16 @@ def test_zoo_models_classify_the_demo_subset_well(demo):
         # the demo subset is drawn from the test set: its accuracy must agree with the card's number
         assert accuracy(model, demo) > measured - 0.1, name
         assert model.card["data_hash"] and model.card["recipe"]
+
+
+def test_cli_trains_a_student_from_a_teacher_checkpoint(tmp_path: Path, tiny_model_path: Path):
+    from tests.conftest import run_cli
+
+    r = run_cli("train", "--arch", "cnn", "--arch-kwargs", '{"width": 4, "hidden": 16}', "--data", "demo", "--epochs", "1", "--teacher", str(tiny_model_path), "--out", str(tmp_path), "--name", "s")
+    assert r.returncode == 0, r.stderr
+    card = json.loads((tmp_path / "s.json").read_text())
+    assert card["recipe"]["teacher"] == str(tiny_model_path) and card["recipe"]["distill_weight"] == 0.5
+    bad = run_cli("train", "--arch", "cnn", "--teacher", str(tiny_model_path), "--distill-weight", "1.5", "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "--distill-weight" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+    missing = run_cli("train", "--arch", "cnn", "--teacher", "gtsrb-nothing", "--out", str(tmp_path / "y"))
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1 and not (tmp_path / "y").exists()
