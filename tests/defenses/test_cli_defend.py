@@ -40,7 +40,7 @@ def test_certify_patchcleanser(tiny_model_path):
     for key in ("clean_accuracy", "defended_accuracy", "certified_accuracy"):
         assert 0 <= out[key] <= 1
     assert out["certified_accuracy"] <= out["defended_accuracy"]  # certified implies the robust prediction is right
-    assert out["images_per_second"] > 0 and out["precision"] == "fp32"
+    assert out["images_per_second"] > 0 and out["precision"] == "fp32" and out["batch_size"] == 256  # the CPU's default chunk
 
 
 def test_certify_bf16_is_opt_in_and_reported(tiny_model_path):
@@ -59,6 +59,7 @@ def test_certify_derandomized_smoothing(tiny_model_path, defense, band, passes):
     (("--defense", "nope"), "unknown --defense"),
     (("--defense", "patchcleanser", "--patch-size", "0"), "patch-size"),
     (("--defense", "patchcleanser", "--patch-size", "1.5"), "patch-size"),
+    (("--defense", "patchcleanser", "--batch-size", "0"), "batch-size"),
 ])
 def test_certify_rejects_bad_input_in_one_line(tiny_model_path, args, needle):
     _one_line_error(run_cli("certify", "--model", str(tiny_model_path), "--data", "demo", "--limit", "4", *args), needle)
