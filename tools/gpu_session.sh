@@ -8,6 +8,13 @@
 # machine lacks: kornia, ART). Trains on half the training frames (train-a; each half covers every
 # track), because the full training set does not fit in one call's 64 MiB with the test set.
 #
+# What travels (tracked files + .dev) must stay under 64 MiB; with the zoo's weights (~15 MB) and the data
+# (~52 MB) it does not. For the call only, untrack what it does not need and give it back afterwards:
+#   cp .git/info/exclude /tmp/exclude.bak; F="patchscope/models/zoo/gtsrb-vit-ssl.* patchscope/data/demo/*.npz ..."
+#   git rm -q --cached $F; for f in $F; do echo "/$f" >>.git/info/exclude; done   # ... the call ...
+#   cp /tmp/exclude.bak .git/info/exclude; git reset -q
+# and leave the ART wheel out of .dev/whl unless bench/vs_art.py runs.
+#
 # Stages, each bounded by TOTAL seconds for the whole call:
 #  1. side work from the start: PATCH_JOBS patches (tools/make_patch_zoo.sh) and CURVES, on zoo models;
 #  2. training: a one-epoch run of every JOBS entry side by side measures each job's epoch time under
