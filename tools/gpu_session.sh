@@ -58,12 +58,15 @@ VIT='{"dim":192,"depth":7,"heads":3}'
 # --- stage 1: side work on the zoo's own models, in the background from the start
 PATCH_JOBS=${PATCH_JOBS-}; PATCHES_1=${PATCHES_1:-stop-yield,stop-speed60,stop-untargeted}
 CURVES=${CURVES-gtsrb-vit}
+patches() {  # MODELS PATCHES SPARE: tools/make_patch_zoo.sh into .dev/zoo, ending SPARE seconds before TOTAL
+  PS="$PS" PY=$PY DEVICE=$DEV ZOO_DIR=.dev/zoo PATCHES=$2 timeout $(( $(left) - $3 )) bash tools/make_patch_zoo.sh "$1" "$STEPS" >>.dev/zoo/log.txt 2>&1
+}
+curve_of() {  # MODEL NAME SPARE: the area curve into .dev/curves/NAME
+  timeout $(( $(left) - $3 )) $PS curve --model "$1" --steps "$STEPS" --device "$DEV" --out ".dev/curves/$2" ${CURVE_LIMIT:+--limit $CURVE_LIMIT} >".dev/curves/$2.log" 2>&1
+}
 side() {
-  [ -n "$PATCH_JOBS" ] && PS="$PS" PY=$PY DEVICE=$DEV ZOO_DIR=.dev/zoo PATCHES=$PATCHES_1 \
-    timeout $(( $(left) - 5 )) bash tools/make_patch_zoo.sh "$PATCH_JOBS" "$STEPS" >>.dev/zoo/log.txt 2>&1
-  for m in ${CURVES//,/ }; do
-    timeout $(( $(left) - 5 )) $PS curve --model "$m" --steps "$STEPS" --device "$DEV" --out ".dev/curves/$m" ${CURVE_LIMIT:+--limit $CURVE_LIMIT} >".dev/curves/$m.log" 2>&1
-  done
+  [ -n "$PATCH_JOBS" ] && patches "$PATCH_JOBS" "$PATCHES_1" 5
+  for m in ${CURVES//,/ }; do curve_of "$m" "$m" 5; done
 }
 side & SIDE_PID=$!
 
@@ -123,15 +126,15 @@ print(max(vits)[1][:-5] + ".safetensors" if vits else "")
 PYEOF
 )
 log "best ViT by validation accuracy: ${BEST:-none}"
-vit_side() {
+vit_side() {  # its patches go where gtsrb-vit's would (bundle them only with the model); its curve under its own name
   [ -n "$BEST" ] || return
-  PS="$PS" PY=$PY DEVICE=$DEV ZOO_DIR=.dev/zoo timeout $(( $(left) - 50 )) bash tools/make_patch_zoo.sh "gtsrb-vit=$BEST" "$STEPS" >>.dev/zoo/log.txt 2>&1
-  timeout $(( $(left) - 50 )) $PS curve --model "$BEST" --steps "$STEPS" --device "$DEV" --out .dev/curves/gtsrb-vit ${CURVE_LIMIT:+--limit $CURVE_LIMIT} >.dev/curves/gtsrb-vit.log 2>&1
+  patches "gtsrb-vit=$BEST" stop-yield,stop-speed60,stop-untargeted 50
+  curve_of "$BEST" "$(basename "$BEST" .safetensors)" 50
 }
 vit_side & VIT_PID=$!
 certify() {  # model size tag
   local m=$1 s=$2 tag=$3 t=$(( $(left) - 50 ))
-  [ -f "$m" ] || [[ "$m" != *.safetensors ]] || return
+  [[ $m == *.safetensors && ! -f $m ]] && return  # a checkpoint whose training did not finish
   [ "$t" -gt 5 ] || { log "certify $tag: skipped (time)"; return; }
   timeout "$t" $PS certify --model "$m" --defense patchcleanser --patch-size "$s" --data gtsrb:test --device "$DEV" --batch-size 16384 --json ${CERT_LIMIT:+--limit $CERT_LIMIT} >".dev/cert/$tag.json" 2>".dev/cert/$tag.err"
   log "certify $tag: $(tr -d '\n ' <.dev/cert/$tag.json | head -c 420) $(tail -c 200 .dev/cert/$tag.err)"
