@@ -352,7 +352,7 @@ def attack(
     source: Annotated[str, typer.Option(help="class to attack (name or id)")] = "stop",
     target: Annotated[Optional[str], typer.Option(help="class to turn it into; '' for an untargeted patch")] = "yield",
     size: Annotated[float, typer.Option(help="patch area as a fraction of the image")] = 0.05,
-    shape: Annotated[str, typer.Option(help="square | circle | PATH to a mask image")] = "square",
+    shape: Annotated[str, typer.Option(help="square | circle | rect:W:H (e.g. rect:1:2, a bar twice as tall as wide) | PATH to a mask image")] = "square",
     placement: Annotated[str, typer.Option(help="on-object | sticker")] = "on-object",
     location: Annotated[Optional[str], typer.Option(help="TOP,LEFT of an on-object patch (default: searched)")] = None,
     steps: int = 300,
@@ -497,6 +497,7 @@ def curve(
     batch_size: int = 64,
     candidates: int = 5,
     loss: Annotated[str, typer.Option(help="ce or margin")] = "ce",
+    shape: Annotated[str, typer.Option(help="square | circle | rect:W:H | PATH to a mask image")] = "square",
     limit: Annotated[Optional[int], typer.Option(help="at most N images to make and to measure on")] = None,
     seed: int = 0,
     out: Annotated[Path, typer.Option(help="folder for curve.json and area.png")] = Path("runs/curve"),
@@ -521,10 +522,10 @@ def curve(
     src = resolve_class(source, make.classes)
     tgt = resolve_class(target, make.classes) if target else None
     mk, ts = make.of_class(src).head(limit), test.of_class(src).head(limit)
-    result: dict[str, object] = {"model": model, "data": data, "eval_data": eval_data, "source": make.classes[src], "target": make.classes[tgt] if tgt is not None else None, "steps": steps, "loss": loss}
+    result: dict[str, object] = {"model": model, "data": data, "eval_data": eval_data, "source": make.classes[src], "target": make.classes[tgt] if tgt is not None else None, "steps": steps, "loss": loss, "shape": shape}
     with recorded("curve", {**result, "sizes": size_list, "placements": placements, "seed": seed, "device": dev}) as run:
         for placement in _model_names(placements):
-            cfg = AttackConfig(placement=placement, target=tgt, loss=loss, steps=steps, batch_size=batch_size, candidates=candidates, seed=seed)
+            cfg = AttackConfig(shape=shape, placement=placement, target=tgt, loss=loss, steps=steps, batch_size=batch_size, candidates=candidates, seed=seed)
             result[placement] = area_curve(net, (mk.float_images(), mk.labels), (ts.float_images(), ts.labels), size_list, cfg, device=dev)
         curves = {f"{model} {p}": result[p]["points"] for p in _model_names(placements)}  # type: ignore[index]
         area_figure(curves, out / "area.png")

@@ -19,18 +19,38 @@ SHAPES = ("square", "circle")
 
 
 def shape_mask(shape: str, side: int) -> torch.Tensor:
-    """A ``(side, side)`` float mask in {0, 1}: ``square``, ``circle``, or a path to a mask image.
+    """A ``(side, side)`` float mask in {0, 1}: ``square``, ``circle``, ``rect:W:H`` or a path to a mask image.
+
+    ``rect:W:H`` is a centred rectangle with width:height W:H, its long side the full ``side``.
 
     >>> shape_mask("circle", 5).sum().item() < 25
     True
+    >>> shape_mask("rect:1:2", 14).sum(0).nonzero().flatten().tolist()  # 7 columns, 14 rows
+    [3, 4, 5, 6, 7, 8, 9]
     """
     if shape == "square":
         return torch.ones(side, side)
+    if shape.startswith("rect:"):
+        return _rectangle(shape, side)
     if shape == "circle":
         c = (side - 1) / 2
         yy, xx = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
         return (((yy - c) ** 2 + (xx - c) ** 2) <= (side / 2) ** 2 + 1e-6).float()
     return _mask_from_image(Path(shape), side)
+
+
+def _rectangle(shape: str, side: int) -> torch.Tensor:
+    try:
+        w, h = (float(v) for v in shape.split(":")[1:])
+        if not (w > 0 and h > 0 and math.isfinite(w / h)):
+            raise ValueError
+    except ValueError:
+        raise PatchscopeError(f"--shape {shape}: give a rectangle's width:height as rect:W:H with W, H > 0, e.g. rect:1:2") from None
+    cols, rows = (max(1, round(side * min(1.0, r))) for r in (w / h, h / w))
+    mask = torch.zeros(side, side)
+    top, left = (side - rows) // 2, (side - cols) // 2
+    mask[top : top + rows, left : left + cols] = 1.0
+    return mask
 
 
 def _mask_from_image(path: Path, side: int) -> torch.Tensor:
@@ -41,7 +61,7 @@ def _mask_from_image(path: Path, side: int) -> torch.Tensor:
             band = im.getchannel("A") if "A" in im.getbands() else im.convert("L")
             m = band.resize((side, side), Image.NEAREST)
     except FileNotFoundError:
-        raise PatchscopeError(f"--shape {path}: not square, circle, nor an existing mask image") from None
+        raise PatchscopeError(f"--shape {path}: not square, circle, rect:W:H, nor an existing mask image") from None
     except (UnidentifiedImageError, OSError) as e:
         raise PatchscopeError(f"--shape {path}: cannot read mask image ({e.__class__.__name__})") from None
     mask = (torch.frombuffer(bytearray(m.tobytes()), dtype=torch.uint8).view(side, side) > 127).float()

@@ -23,7 +23,7 @@ def _params(placement: str, top: int, left: int, angle: float, scale: float, n: 
     left=st.integers(0, 25),
     angle=st.floats(-90, 90),
     scale=st.floats(0.5, 1.5),
-    shape=st.sampled_from(["square", "circle"]),
+    shape=st.sampled_from(["square", "circle", "rect:1:2", "rect:3:1"]),
     seed=st.integers(0, 2**16),
 )
 def test_paste_leaves_pixels_outside_the_patch_unchanged_and_stays_in_range(placement, top, left, angle, scale, shape, seed):
@@ -89,6 +89,24 @@ def test_patch_sizes_and_shapes():
     for bad in (0.0, 1.0, -0.2, 1.5):
         with pytest.raises(PatchscopeError):
             patch_side(bad, 32)
+
+
+@given(w=st.integers(1, 5), h=st.integers(1, 5), side=st.integers(1, 24))
+def test_rect_shapes_are_centred_rectangles_of_the_asked_proportions(w, h, side):
+    mask = shape_mask(f"rect:{w}:{h}", side)
+    rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+    assert mask.sum() == len(rows) * len(cols)  # one solid rectangle
+    assert max(len(rows), len(cols)) == side  # its long side spans the patch
+    assert abs(len(cols) / len(rows) - w / h) <= max(w / h, 1.0) / min(len(rows), len(cols))  # proportions up to rounding
+    assert abs(int(rows[0]) - (side - int(rows[-1]) - 1)) <= 1 and abs(int(cols[0]) - (side - int(cols[-1]) - 1)) <= 1  # centred
+
+
+def test_a_rect_patch_covers_the_asked_area():
+    side = patch_side(0.1, 32, "rect:1:2")
+    assert abs(shape_mask("rect:1:2", side).sum() / 32**2 - 0.1) < 0.01
+    for bad in ("rect:0:2", "rect:1", "rect:a:b", "rect:1:2:3", "rect:-1:2"):
+        with pytest.raises(PatchscopeError, match="rect:W:H"):
+            shape_mask(bad, 8)
 
 
 def test_hoisted_blur_is_kornias_bit_for_bit():

@@ -49,6 +49,7 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path: Path, tiny_model_path: Pa
         (["attack", "--model", m, "--data", "demo", "--size", "1.5", "--steps", "1", "--out", str(out)], "0 < size < 1"),
         (["attack", "--model", m, "--data", "demo", "--size", "0", "--steps", "1", "--out", str(out)], "0 < size < 1"),
         (["attack", "--model", m, "--data", "demo", "--placement", "floating", "--steps", "1", "--out", str(out)], "placement"),
+        (["attack", "--model", m, "--data", "demo", "--shape", "rect:0:2", "--steps", "1", "--out", str(out)], "rect:W:H"),
         (["evaluate", "--models", m, "--data", "demo", "--patch", str(tmp_path / "nopatch")], "no patch.safetensors"),
         (["train", "--arch", "transformer9000", "--out", str(out)], "unknown --arch"),
         (["evaluate", "--models", m, "--data", "imagenet"], "unknown data"),
