@@ -16,7 +16,7 @@
 # and leave the ART wheel out of .dev/whl unless bench/vs_art.py runs.
 #
 # Stages, each bounded by TOTAL seconds for the whole call:
-#  1. side work from the start: PATCH_JOBS patches (tools/make_patch_zoo.sh) and CURVES, on zoo models;
+#  1. side work from the start: PATCH_JOBS patches (tools/make_patch_zoo.sh) and CURVES (CURVE_SHAPE), on zoo models;
 #  2. training: a one-epoch run of every JOBS entry side by side measures each job's epoch time under
 #     the same contention, then each trains for the epochs that fit TRAIN_SECONDS (stored in its card);
 #  3. the best ViT of the session by validation accuracy (if any) gets its patches and curve, while
@@ -57,12 +57,13 @@ VIT='{"dim":192,"depth":7,"heads":3}'
 
 # --- stage 1: side work on the zoo's own models, in the background from the start
 PATCH_JOBS=${PATCH_JOBS-}; PATCHES_1=${PATCHES_1:-stop-yield,stop-speed60,stop-untargeted}
-CURVES=${CURVES-gtsrb-vit}
+CURVES=${CURVES-gtsrb-cnn,gtsrb-resnet,gtsrb-vit}
+CURVE_SHAPE=${CURVE_SHAPE:-rect:1:2}  # 2026-11-26 (CPU): a 7x14 bar beat the square by ~10 points on gtsrb-cnn
 patches() {  # MODELS PATCHES SPARE: tools/make_patch_zoo.sh into .dev/zoo, ending SPARE seconds before TOTAL
   PS="$PS" PY=$PY DEVICE=$DEV ZOO_DIR=.dev/zoo PATCHES=$2 timeout $(( $(left) - $3 )) bash tools/make_patch_zoo.sh "$1" "$STEPS" >>.dev/zoo/log.txt 2>&1
 }
 curve_of() {  # MODEL NAME SPARE: the area curve into .dev/curves/NAME
-  timeout $(( $(left) - $3 )) $PS curve --model "$1" --steps "$STEPS" --device "$DEV" --out ".dev/curves/$2" ${CURVE_LIMIT:+--limit $CURVE_LIMIT} >".dev/curves/$2.log" 2>&1
+  timeout $(( $(left) - $3 )) $PS curve --model "$1" --steps "$STEPS" --device "$DEV" --shape "$CURVE_SHAPE" --out ".dev/curves/$2" ${CURVE_LIMIT:+--limit $CURVE_LIMIT} >".dev/curves/$2.log" 2>&1
 }
 side() {
   [ -n "$PATCH_JOBS" ] && patches "$PATCH_JOBS" "$PATCHES_1" 5
