@@ -21,6 +21,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 DataOpt = Annotated[str, typer.Option("--data", help="gtsrb:train | gtsrb:test | demo | npz:PATH[:SPLIT] | folder:PATH")]
 RootOpt = Annotated[Optional[Path], typer.Option("--data-root", help="folder holding gtsrb32.npz (default $PATCHSCOPE_DATA)")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu or cuda")]
+ShapeOpt = Annotated[str, typer.Option("--shape", help="square | circle | rect:W:H (e.g. rect:1:2, a bar twice as tall as wide) | PATH to a mask image")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
@@ -352,7 +353,7 @@ def attack(
     source: Annotated[str, typer.Option(help="class to attack (name or id)")] = "stop",
     target: Annotated[Optional[str], typer.Option(help="class to turn it into; '' for an untargeted patch")] = "yield",
     size: Annotated[float, typer.Option(help="patch area as a fraction of the image")] = 0.05,
-    shape: Annotated[str, typer.Option(help="square | circle | rect:W:H (e.g. rect:1:2, a bar twice as tall as wide) | PATH to a mask image")] = "square",
+    shape: ShapeOpt = "square",
     placement: Annotated[str, typer.Option(help="on-object | sticker")] = "on-object",
     location: Annotated[Optional[str], typer.Option(help="TOP,LEFT of an on-object patch (default: searched)")] = None,
     steps: int = 300,
@@ -497,7 +498,7 @@ def curve(
     batch_size: int = 64,
     candidates: int = 5,
     loss: Annotated[str, typer.Option(help="ce or margin")] = "ce",
-    shape: Annotated[str, typer.Option(help="square | circle | rect:W:H | PATH to a mask image")] = "square",
+    shape: ShapeOpt = "square",
     limit: Annotated[Optional[int], typer.Option(help="at most N images to make and to measure on")] = None,
     seed: int = 0,
     out: Annotated[Path, typer.Option(help="folder for curve.json and area.png")] = Path("runs/curve"),

@@ -50,11 +50,11 @@ def _brief(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _adaptive_config(patch: Any, target: int | None, steps: int, batch_size: int, seed: int) -> Any:
     """An :class:`AttackConfig` for a new patch with the given patch's size, shape, placement and location."""
-    from patchscope.attacks import SHAPES, AttackConfig, patch_side
+    from patchscope.attacks import AttackConfig, is_named_shape, patch_side
 
     made = patch.meta.get("config", {}) if isinstance(patch.meta.get("config"), dict) else {}
     n = patch.image_size
-    shape = made.get("shape") if made.get("shape") in SHAPES else "square"
+    shape = made["shape"] if is_named_shape(made.get("shape")) else "square"
     size = float(made.get("size", patch.side**2 / n**2))
     if patch_side(size, n, shape) != patch.side:
         shape, size = "square", patch.side**2 / n**2

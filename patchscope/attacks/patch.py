@@ -18,6 +18,15 @@ from patchscope.io import atomic_path
 SHAPES = ("square", "circle")
 
 
+def is_named_shape(shape: object) -> bool:
+    """Whether ``shape`` is drawn by :func:`shape_mask` itself (``square``, ``circle``, ``rect:W:H``), not read from a file.
+
+    >>> is_named_shape("rect:1:2"), is_named_shape("mask.png")
+    (True, False)
+    """
+    return isinstance(shape, str) and (shape in SHAPES or shape.startswith("rect:"))
+
+
 def shape_mask(shape: str, side: int) -> torch.Tensor:
     """A ``(side, side)`` float mask in {0, 1}: ``square``, ``circle``, ``rect:W:H`` or a path to a mask image.
 

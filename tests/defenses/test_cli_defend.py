@@ -111,3 +111,16 @@ def test_defend_certify_and_explain_runs_are_stored(tmp_path, tiny_model_path, p
     assert runs["certify"].metrics["certified_accuracy"] == cert["certified_accuracy"]
     assert runs["defend"].metrics["patch.defended.targeted_success"] is not None
     assert runs["explain"].artifacts["out"] == str(tmp_path / "ex")
+
+
+def test_the_adaptive_attack_keeps_a_drawn_shape_and_squares_a_lost_mask_file():
+    import torch
+
+    from patchscope.attacks import Patch, shape_mask
+    from patchscope.cli_defend import _adaptive_config
+
+    bar = Patch(torch.rand(3, 14, 14), shape_mask("rect:1:2", 14), "on-object", (9, 9), 32, {"config": {"shape": "rect:1:2", "size": 0.1}})
+    cfg = _adaptive_config(bar, 13, steps=3, batch_size=8, seed=0)
+    assert (cfg.shape, cfg.size, cfg.location) == ("rect:1:2", 0.1, (9, 9))
+    gone = Patch(torch.rand(3, 10, 10), torch.ones(10, 10), "on-object", (9, 9), 32, {"config": {"shape": "/nowhere/mask.png", "size": 0.1}})
+    assert _adaptive_config(gone, 13, steps=3, batch_size=8, seed=0).shape == "square"
