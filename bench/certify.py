@@ -39,6 +39,60 @@ def loop_prediction_map(model: torch.nn.Module, images: torch.Tensor, masks: tor
     return out
 
 
+class Variant(torch.nn.Module):
+    """``model`` run another way: channels-last input, float16 autocast, or both (fp32 logits out)."""
+
+    def __init__(self, model: torch.nn.Module, channels_last: bool, fp16: bool) -> None:
+        super().__init__()
+        self.model, self.channels_last, self.fp16 = model, channels_last, fp16
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, torch.float16, enabled=self.fp16):
+            return self.model(x).float()
+
+
+class Rows(dict):
+    """The result rows; in text mode each row is printed as soon as it is measured (a run cut short keeps them)."""
+
+    def __init__(self, echo: bool) -> None:
+        super().__init__()
+        self.echo = echo
+
+    def __setitem__(self, key: str, value: dict) -> None:
+        super().__setitem__(key, value)
+        if self.echo:
+            print(f"{key:34s} " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items()), flush=True)
+
+
+def variant_rows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, batch: int, device: str, pm: torch.Tensor, cert: torch.Tensor, rows: dict[str, dict[str, float]]) -> None:
+    """Other ways to run the same prediction map, each against the fp32 batched one, into ``rows``: speed and
+    whether every certification decision (and how many of the predictions) stay the same."""
+    if device.startswith("cuda"):
+        model = model.to(memory_format=torch.channels_last)  # weights too (no effect on a contiguous input)
+    variants = {
+        "fp32_channels_last": Variant(model, True, False),
+        "fp16_autocast": Variant(model, True, True),
+        "fp32_compiled": torch.compile(model, dynamic=False),
+        "fp16_compiled": torch.compile(Variant(model, True, True), dynamic=False),
+    }
+    for name, m in variants.items():
+        try:
+            t0 = time.perf_counter()
+            pc_prediction_map(m, x[: batch // len(pair_masks(masks)[0]) + 1], masks, batch)  # warm-up and compile, full and last-chunk shapes
+            warm = time.perf_counter() - t0
+            _sync(device)
+            t = time.perf_counter()
+            pmv, _ = pc_prediction_map(m, x, masks, batch)
+            cv = pc_certify(pmv, y)
+            _sync(device)
+            dt = time.perf_counter() - t
+            rows[f"patchcleanser_{name}"] = {"images_per_s": len(x) / dt, "certified": float(cv.float().mean()), "identical_decisions": bool(torch.equal(cv, cert)), "identical_predictions": float((pmv == pm).float().mean()), "warmup_s": warm}
+        except Exception as e:  # noqa: BLE001  a variant that cannot run here is reported, the others go on
+            rows[f"patchcleanser_{name}"] = {"error": f"{e.__class__.__name__}: {str(e)[:200]}"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="gtsrb-cnn")
@@ -50,13 +104,14 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--skip-loop", action="store_true")
     ap.add_argument("--bf16", action="store_true", help="also time PatchCleanser under bfloat16 autocast and compare decisions")
+    ap.add_argument("--variants", action="store_true", help="also time channels-last, float16 and torch.compile versions and compare decisions")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     model = create_model(a.model, a.device)
     data = load_data(a.data).head(a.images)
     x, y = data.float_images(a.device), data.labels.to(a.device)
     masks = mask_set(32, a.side, a.k, a.device)
-    rows: dict[str, dict[str, float]] = {}
+    rows = Rows(echo=not a.json)
 
     pc_prediction_map(model, x[:8], masks, a.batch_size)  # warm-up: kernel choice, allocator
     _sync(a.device)
@@ -78,6 +133,8 @@ def main() -> None:
             "images_per_s": len(x) / d16, "passes_per_image": passes, "certified": float(cert16.float().mean()),
             "identical_decisions": bool(torch.equal(cert16, cert)), "identical_predictions": float((pm16 == pm).float().mean()),
         }
+    if a.variants:
+        variant_rows(model, x, y, masks, a.batch_size, a.device, pm, cert, rows)
     if not a.skip_loop:
         t = time.perf_counter()
         pm_loop = loop_prediction_map(model, x, masks)
@@ -95,9 +152,6 @@ def main() -> None:
         rows[f"ds_{mode}"] = {"images_per_s": len(x) / (time.perf_counter() - t), "passes_per_image": n, "certified": float(c.float().mean())}
     if a.json:
         print(json.dumps({"model": a.model, "device": a.device, "images": len(x), "side": a.side, "rows": rows}, indent=2))
-    else:
-        for k, v in rows.items():
-            print(f"{k:24s} " + "  ".join(f"{kk} {vv:.3g}" if isinstance(vv, float) else f"{kk} {vv}" for kk, vv in v.items()))
 
 
 if __name__ == "__main__":

@@ -370,6 +370,7 @@ def attack(
     resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.pt")] = False,
     checkpoint_every: int = 50,
     limit: Annotated[Optional[int], typer.Option(help="use at most N source images")] = None,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile each step (CUDA graphs on a GPU): steps 2-5x faster there after 20-60 s of compiling")] = False,
     data_root: RootOpt = None,
     device: DeviceOpt = "cpu",
     as_json: JsonOpt = False,
@@ -390,7 +391,7 @@ def attack(
     if len(victims) == 0:
         raise PatchscopeError(f"--data {data} holds no images of class {ds.classes[src]!r}")
     loc = _location(location)
-    cfg = AttackConfig(size=size, shape=shape, placement=placement, location=loc, target=tgt, loss=loss, kappa=kappa, optimizer=optimizer, lr=lr, steps=steps, batch_size=batch_size, candidates=candidates, tv_weight=tv, nps_weight=nps, seed=seed)
+    cfg = AttackConfig(size=size, shape=shape, placement=placement, location=loc, target=tgt, loss=loss, kappa=kappa, optimizer=optimizer, lr=lr, steps=steps, batch_size=batch_size, candidates=candidates, tv_weight=tv, nps_weight=nps, seed=seed, compile=compile)
     if out.exists() and (out / "patch.safetensors").exists() and not resume and rank == 0:
         typer.echo(f"patchscope: note: overwriting the patch in {out}", err=True)
     config = {"command": "attack", "model": model, "models": _model_names(model), "data": data, "data_hash": ds.data_hash(), "source": ds.classes[src], "target": ds.classes[tgt] if tgt is not None else None, "device": dev, **cfg.as_dict()}

@@ -21,9 +21,8 @@ import math
 from dataclasses import dataclass, fields, replace
 
 import torch
+import torch.nn.functional as F
 from kornia.enhance import jpeg_codec_differentiable
-from kornia.filters import filter2d_separable, get_gaussian_kernel1d
-from kornia.geometry.transform import warp_affine, warp_perspective
 
 PLACEMENTS = ("sticker", "on-object")
 
@@ -216,7 +215,9 @@ def paste(images: torch.Tensor, pixels: torch.Tensor, mask: torch.Tensor, p: Vie
     if p.placement == "on-object":
         return paste_planned(images, pix, on_object_plan(msk, p.location, h, w))
     # one warp for pixels and mask together (grid_sample treats every channel alike)
-    warped = warp_affine(torch.cat([pix, msk], 1), _sticker_matrix(p, s), (h, w), align_corners=True)
+    affine = _sticker_matrix(p, s)
+    m = torch.cat([affine, _last_row(affine.device, affine.dtype).expand(n, 1, 3)], 1)
+    warped = warp_homography(torch.cat([pix, msk], 1), m, (h, w), padding="zeros")
     canvas, alpha = warped[:, :-1], warped[:, -1:].clamp(0, 1)
     return images * (1 - alpha) + canvas * alpha
 
@@ -247,6 +248,11 @@ def paste_planned(images: torch.Tensor, pix: torch.Tensor, plan: tuple[torch.Ten
     return images * keep + canvas * alpha
 
 
+@functools.lru_cache(maxsize=8)
+def _last_row(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return torch.tensor([[[0.0, 0.0, 1.0]]], dtype=dtype).to(device)
+
+
 def _sticker_matrix(p: ViewParams, side: int) -> torch.Tensor:
     """(N, 2, 3) affine maps from patch pixels to image pixels: rotate and scale about the patch centre."""
     c = (side - 1) / 2
@@ -258,15 +264,55 @@ def _sticker_matrix(p: ViewParams, side: int) -> torch.Tensor:
 
 
 def _blur(x: torch.Tensor, side: int, sigma: torch.Tensor) -> torch.Tensor:
-    """``kornia.filters.gaussian_blur2d(x, side, stack([sigma, sigma], 1))`` (reflect borders) without its host
-    check that sigma > 0 (a device sync; the caller clamps sigma) and with the one kernel used along x and y."""
-    kernel = get_gaussian_kernel1d(side, sigma.view(-1, 1))
-    return filter2d_separable(x, kernel, kernel, "reflect")
+    """Per-image Gaussian blur, reflect borders: ``kornia.filters.gaussian_blur2d(x, side, stack([sigma, sigma], 1))``
+    up to float rounding, in two grouped convolutions and without kornia's checks (one of them a host sync on
+    sigma > 0; the caller clamps sigma). ``x`` (N, C, H, W), ``sigma`` (N,)."""
+    n, ch, h, w = x.shape
+    r = side // 2
+    offsets = torch.arange(side, device=x.device, dtype=x.dtype) - r
+    k = torch.exp(-(offsets**2) / (2 * sigma.view(n, 1).to(x.dtype) ** 2))
+    k = (k / k.sum(1, keepdim=True)).repeat_interleave(ch, 0)  # (N*C, side)
+    y = F.pad(x, (r, r, r, r), mode="reflect").reshape(1, n * ch, h + 2 * r, w + 2 * r)
+    y = F.conv2d(F.conv2d(y, k.view(n * ch, 1, 1, side), groups=n * ch), k.view(n * ch, 1, side, 1), groups=n * ch)
+    return y.view(n, ch, h, w)
+
+
+def _adjugate3(m: torch.Tensor) -> torch.Tensor:
+    """(N, 3, 3) adjugates, the inverse up to a scale factor that a homography ignores (no solver, no host sync):
+    row j of adj(m) is the cross product of columns j+1 and j+2 of m."""
+    cols = m.transpose(1, 2)  # cols[:, j] = column j
+    return torch.linalg.cross(cols[:, [1, 2, 0]], cols[:, [2, 0, 1]], dim=2)
+
+
+@functools.lru_cache(maxsize=16)
+def _pixel_grid(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(3, H*W) homogeneous pixel coordinates (x, y, 1), row-major, made once per size and device."""
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=dtype), torch.arange(w, dtype=dtype), indexing="ij")
+    return torch.stack([xs.flatten(), ys.flatten(), torch.ones(h * w, dtype=dtype)]).to(device)
+
+
+@functools.lru_cache(maxsize=16)
+def _to_unit(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(3, 3) map from an H x W image's pixel coordinates to grid_sample's [-1, 1] (align_corners=True)."""
+    return torch.tensor([[2 / max(w - 1, 1), 0.0, -1.0], [0.0, 2 / max(h - 1, 1), -1.0], [0.0, 0.0, 1.0]], dtype=dtype).to(device)
+
+
+def warp_homography(x: torch.Tensor, m: torch.Tensor, size: tuple[int, int] | None = None, padding: str = "border") -> torch.Tensor:
+    """``kornia.geometry.transform.warp_perspective(x, m, size, padding_mode=padding, align_corners=True)`` up to
+    float rounding: output pixel p samples ``x`` bilinearly at ``m^-1 p``. ``x`` (N, C, h, w), ``m`` (N, 3, 3) from
+    source to output pixels, ``size`` the output (H, W) (default: the input's). No solver and no host sync; each
+    row's result is the same in any batch (sums, not a batched GEMM)."""
+    n, _, h, w = x.shape
+    oh, ow = size or (h, w)
+    inv = (_to_unit(h, w, x.device, m.dtype).view(1, 3, 3, 1) * _adjugate3(m).unsqueeze(1)).sum(2)  # to_unit @ adj(m)
+    q = (inv.unsqueeze(-1) * _pixel_grid(oh, ow, x.device, m.dtype).unsqueeze(0)).sum(2)  # (N, 3, H*W)
+    grid = (q[:, :2] / q[:, 2:]).transpose(1, 2).reshape(n, oh, ow, 2)
+    return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode=padding, align_corners=True)
 
 
 def view(images: torch.Tensor, p: ViewParams) -> torch.Tensor:
     """The camera and the light: warp, then brightness/contrast/colour, blur, JPEG-like loss, noise."""
-    x = warp_perspective(images, camera_matrix(p, images.shape[-1]), images.shape[-2:], padding_mode="border", align_corners=True)
+    x = warp_homography(images, camera_matrix(p, images.shape[-1]))
     mean = x.mean((1, 2, 3), keepdim=True)
     light = (p.brightness.view(-1, 1) * p.gain).view(-1, 3, 1, 1)
     x = (((x - mean) * p.contrast.view(-1, 1, 1, 1) + mean) * light).clamp(0, 1)

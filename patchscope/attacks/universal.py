@@ -10,8 +10,10 @@ Under ``torch.distributed`` each rank takes its share of the global batch and gr
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import signal
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,6 +52,7 @@ class AttackConfig:
     nps_weight: float = 0.0
     ranges: ViewRanges = field(default_factory=ViewRanges)
     seed: int = 0
+    compile: bool = False  # torch.compile the render+model+loss step (CUDA graphs on a GPU); same patch up to float rounding
 
     def __post_init__(self) -> None:
         if self.placement not in PLACEMENTS:
@@ -76,6 +79,25 @@ def candidate_locations(n: int, free: int) -> torch.Tensor:
         extra = torch.randint(0, free + 1, (n - len(grid), 2), generator=torch.Generator().manual_seed(n)).float()
         grid = torch.cat([grid, extra])
     return grid[:n]
+
+
+def score_views(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pix: torch.Tensor, mask: torch.Tensor, plan: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, views: ViewParams, c: int, target: int | None, loss: str, kappa: float, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Render the patched views of ``x`` (c * B, 3, H, W), classify, score: (loss per candidate summed over its
+    rows / ``batch``, successes per candidate). ``plan``: an on-object paste's :func:`on_object_plan`, else None."""
+    x = view(paste_planned(x, pix, plan), views) if plan is not None else render(x, pix, mask, views)
+    logits = model(x)
+    losses = attack_loss(logits, y, target, loss, kappa).view(c, -1).sum(1) / batch
+    hit = logits.argmax(1) == target if target is not None else logits.argmax(1) != y
+    return losses, hit.view(c, -1).sum(1)
+
+
+@functools.lru_cache(maxsize=2)
+def _compiled_score(device_type: str) -> Any:
+    """``score_views`` through ``torch.compile``, made once per process: on a GPU in CUDA graphs
+    ("reduce-overhead"), which removes the launch cost of a step's many small kernels on 32-px models."""
+    # the lru_cache'd helpers it meets (pixel grids, constant matrices) are pure: tracing through them is right
+    warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")
+    return torch.compile(score_views, mode="reduce-overhead" if device_type == "cuda" else "default", dynamic=False)
 
 
 class SignSGD(torch.optim.Optimizer):
@@ -158,21 +180,18 @@ class PatchAttack:
         b = self.cfg.batch_size
         return torch.arange(c * b, device=self.device).view(c, b).chunk(self._world, 1)[self._rank].reshape(-1)
 
-    def _losses(self, images: torch.Tensor, labels: torch.Tensor, patches: torch.Tensor, mask: torch.Tensor, idx: torch.Tensor, views: ViewParams, locs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _losses(self, images: torch.Tensor, labels: torch.Tensor, patches: torch.Tensor, mask: torch.Tensor, idx: torch.Tensor, views: ViewParams, locs: torch.Tensor, compiled: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's share of the batch: (loss per candidate, successes per candidate) as sums / global batch."""
         c, b = len(patches), self.cfg.batch_size
         mine = self._cached(f"mine{c}", locs, lambda: self._mine(c))
         rows, views = (idx, views) if mine is None else (idx[mine], views[mine])
         x, y, pix = images[rows], labels[rows], patches.repeat_interleave(len(rows) // c, 0)
+        plan = None
         if self.cfg.placement == "on-object":  # the places stay for many steps: gather index and alpha made once
             plan = self._cached(f"plan{c}", locs, lambda: on_object_plan(mask, views.location, x.shape[-2], x.shape[-1]))
-            x = view(paste_planned(x, pix, plan), views)
-        else:
-            x = render(x, pix, mask, views)
-        logits = self.model(x)
-        loss = attack_loss(logits, y, self.cfg.target, self.cfg.loss, self.cfg.kappa).view(c, -1).sum(1) / b
-        hit = logits.argmax(1) == self.cfg.target if self.cfg.target is not None else logits.argmax(1) != y
-        return loss, hit.view(c, -1).sum(1)
+        score = score_views if not (compiled and self.cfg.compile) else _compiled_score(self.device.type)
+        cfg = self.cfg
+        return score(self.model, x, y, pix, mask, plan, views, c, cfg.target, cfg.loss, cfg.kappa, cfg.batch_size)
 
     def _regulariser(self, patches: torch.Tensor) -> torch.Tensor | None:
         if not (self.cfg.tv_weight or self.cfg.nps_weight):
@@ -187,7 +206,9 @@ class PatchAttack:
         return reg
 
     def _optimiser(self, patches: torch.Tensor) -> torch.optim.Optimizer:
-        return torch.optim.Adam([patches], lr=self.cfg.lr) if self.cfg.optimizer == "adam" else SignSGD([patches], lr=self.cfg.lr)
+        if self.cfg.optimizer == "sign":
+            return SignSGD([patches], lr=self.cfg.lr)
+        return torch.optim.Adam([patches], lr=self.cfg.lr, fused=self.device.type == "cuda")  # fused: one kernel a step on a GPU
 
     def _lr(self, step: int) -> float:
         return self.cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / self.cfg.steps)))
@@ -255,6 +276,8 @@ class PatchAttack:
                 if not chosen and step == switch:
                     patches, locs = self._choose(images, labels, patches.detach(), mask, locs, side, g)
                     opt, chosen = self._optimiser(patches.requires_grad_()), True
+                if cfg.compile and dev.type == "cuda":
+                    torch.compiler.cudagraph_mark_step_begin()  # a new step: the graphs' outputs of the last one may go
                 idx, views = self._views(len(images), locs, size, side, g)
                 loss, hits = self._losses(images, labels, patches, mask, idx, views, locs)
                 total, reg = loss.sum(), self._regulariser(patches)
@@ -291,7 +314,7 @@ class PatchAttack:
     def _choose(self, images: torch.Tensor, labels: torch.Tensor, patches: torch.Tensor, mask: torch.Tensor, locs: torch.Tensor, side: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Keep the candidate with the most successes (then the lowest loss) on a fresh batch."""
         idx, views = self._views(len(images), locs, images.shape[-1], side, g)
-        loss, hits = self._losses(images, labels, patches, mask, idx, views, locs)
+        loss, hits = self._losses(images, labels, patches, mask, idx, views, locs, compiled=False)
         if self._world > 1:
             dist.all_reduce(loss)
             dist.all_reduce(hits)

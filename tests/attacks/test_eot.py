@@ -109,6 +109,34 @@ def test_a_rect_patch_covers_the_asked_area():
             shape_mask(bad, 8)
 
 
+def test_homography_warp_is_kornias_up_to_rounding():
+    from kornia.geometry.transform import warp_perspective
+
+    from patchscope.attacks.eot import camera_matrix, warp_homography
+
+    g = torch.Generator().manual_seed(3)
+    p = ViewParams.cat([sample_view(20, ViewRanges(shift=0.1, scale=(0.3, 1.5), tilt=40.0, rotation=60.0), 32, 7, "on-object", None, g), fixed_view(4, 32, 7)])
+    x = torch.rand(24, 3, 32, 32, generator=g)
+    m = camera_matrix(p, 32)
+    ours, theirs = warp_homography(x, m), warp_perspective(x, m, (32, 32), padding_mode="border", align_corners=True)
+    assert (ours - theirs).abs().max() < 1e-4
+    assert (warp_homography(x, torch.eye(3).expand(24, 3, 3)) - x).abs().max() < 1e-5  # the identity keeps the image
+
+
+def test_sticker_warp_is_kornias_affine_warp_up_to_rounding():
+    from kornia.geometry.transform import warp_affine
+
+    from patchscope.attacks.eot import _sticker_matrix, warp_homography
+
+    g = torch.Generator().manual_seed(4)
+    p = sample_view(30, ViewRanges(patch_rotation=45.0, patch_scale=(0.6, 1.4)), 32, 7, "sticker", None, g)
+    pix = torch.rand(30, 4, 7, 7, generator=g)
+    affine = _sticker_matrix(p, 7)
+    m = torch.cat([affine, torch.tensor([[[0.0, 0.0, 1.0]]]).expand(30, 1, 3)], 1)
+    ours = warp_homography(pix, m, (32, 32), padding="zeros")
+    assert (ours - warp_affine(pix, affine, (32, 32), align_corners=True)).abs().max() < 1e-4
+
+
 def test_hoisted_blur_is_kornias_bit_for_bit():
     from kornia.filters import gaussian_blur2d
 

@@ -82,7 +82,8 @@ def test_same_seed_same_patch_other_seed_other_patch(demo, tiny_model):
     assert torch.equal(a.pixels, b.pixels) and not torch.equal(a.pixels, c.pixels)
 
 
-def test_the_attack_steps_make_no_host_syncs():
+@pytest.mark.parametrize("placement", ["on-object", "sticker"])
+def test_the_attack_steps_make_no_host_syncs(placement):
     """No .item()/float()/bool() on tensors and no data-dependent shapes inside a step (on a GPU each one
     stalls the queue): only the progress read every 10 steps and the final location may read values."""
     from torch.utils._python_dispatch import TorchDispatchMode
@@ -96,10 +97,40 @@ def test_the_attack_steps_make_no_host_syncs():
             return func(*args, **(kwargs or {}))
 
     x, y = torch.rand(16, 3, 32, 32), torch.zeros(16, dtype=torch.long)
-    cfg = AttackConfig(size=0.05, target=1, steps=30, batch_size=8, candidates=1, location=(4, 4), optimizer="sign")
+    cfg = AttackConfig(size=0.05, target=1, steps=30, batch_size=8, candidates=1, location=(4, 4), optimizer="sign", placement=placement)
     with Reads():
         PatchAttack(RedDetector(), cfg, progress=False)(x, y)
     assert reads == []
+
+
+def test_the_compiled_step_scores_as_the_eager_one_and_the_cli_runs_it(tiny_model, tiny_model_path: Path, tmp_path: Path):
+    """``compile=True`` puts the render+model+loss step through torch.compile: same losses, successes and patch
+    gradient as eager up to float rounding; ``attack --compile`` runs it (the same shapes: one compilation,
+    which the CLI's process finds in inductor's on-disk cache) and records it in its config."""
+    import json
+
+    from patchscope.attacks import ViewRanges, sample_view
+    from patchscope.attacks.eot import on_object_plan
+    from patchscope.attacks.universal import _compiled_score, score_views
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(8, 3, 32, 32, generator=g), torch.randint(0, 43, (8,), generator=g)
+    views = sample_view(8, ViewRanges(), 32, 7, "on-object", None, g)
+    mask = torch.ones(7, 7)
+    plan = on_object_plan(mask, views.location, 32, 32)
+    pix = torch.rand(1, 3, 7, 7, generator=g)
+    out = []
+    for score in (score_views, _compiled_score("cpu")):
+        p = pix.clone().requires_grad_()
+        loss, hits = score(tiny_model, x, y, p.repeat_interleave(8, 0), mask, plan, views, 1, 13, "ce", 5.0, 8)
+        loss.sum().backward()
+        out.append((loss.detach(), hits, p.grad))
+    (l1, h1, g1), (l2, h2, g2) = out
+    assert torch.allclose(l1, l2, atol=1e-5) and torch.equal(h1, h2) and torch.allclose(g1, g2, atol=1e-5, rtol=1e-4)
+    r = run_cli("attack", "--model", str(tiny_model_path), "--data", "demo", "--steps", "3", "--batch-size", "8", "--candidates", "1",
+                "--location", "4,4", "--size", "0.05", "--compile", "--out", str(tmp_path / "a"))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["compile"] is True
 
 
 def test_bad_attack_settings_are_clear():
