@@ -306,7 +306,9 @@ def warp_homography(x: torch.Tensor, m: torch.Tensor, size: tuple[int, int] | No
     oh, ow = size or (h, w)
     inv = (_to_unit(h, w, x.device, m.dtype).view(1, 3, 3, 1) * _adjugate3(m).unsqueeze(1)).sum(2)  # to_unit @ adj(m)
     q = (inv.unsqueeze(-1) * _pixel_grid(oh, ow, x.device, m.dtype).unsqueeze(0)).sum(2)  # (N, 3, H*W)
-    grid = (q[:, :2] / q[:, 2:]).transpose(1, 2).reshape(n, oh, ow, 2)
+    z = q[:, 2:]
+    z = torch.where(z.abs() > 1e-8, z, torch.ones_like(z))  # a point at infinity (a plane seen edge-on) as kornia treats it
+    grid = (q[:, :2] / z).transpose(1, 2).reshape(n, oh, ow, 2)
     return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode=padding, align_corners=True)
 
 
