@@ -14,15 +14,14 @@ def pct(v: float) -> str:
 def main(folder: Path) -> None:
     print("| model | defense | clean | defended clean | zoo patch, bare | zoo patch, defended | adaptive patch, defended | adaptive steps | seconds |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for f in sorted(folder.glob("*.json")):
-        r = json.loads(f.read_text())
+    results = sorted((json.loads(f.read_text()) for f in folder.glob("*.json")), key=lambda r: (r["model"], r["defense"]))
+    for r in results:
         a = r["adaptive"]
         print(f"| {r['model']} | {r['defense']}{' (BPDA)' if a['bpda'] else ''} | {pct(r['clean_accuracy'])} | {pct(r['defended_clean_accuracy'])} | "
               f"{pct(r['patch']['undefended']['targeted_success'])} | {pct(r['patch']['defended']['targeted_success'])} | "
               f"{pct(a['defended']['targeted_success'])} | {a['steps']} | {a['seconds']} |")
-    first = next(iter(sorted(folder.glob("*.json"))), None)
-    if first is not None:
-        r = json.loads(first.read_text())
+    if results:
+        r = results[0]
         print(f"\nTargeted (Stop -> Yield) success over the default viewing grid; {r['images']} test images for clean accuracy, "
               f"{r['source_images']} Stop test images for the patches.")
 
