@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -103,6 +104,7 @@ def test_the_attack_steps_make_no_host_syncs(placement):
     assert reads == []
 
 
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("cc", "gcc", "clang")), reason="torch.compile on a CPU needs a C compiler")
 def test_the_compiled_step_scores_as_the_eager_one_and_the_cli_runs_it(tiny_model, tiny_model_path: Path, tmp_path: Path):
     """``compile=True`` puts the render+model+loss step through torch.compile: same losses, successes and patch
     gradient as eager up to float rounding; ``attack --compile`` runs it (the same shapes: one compilation,
