@@ -215,9 +215,7 @@ def paste(images: torch.Tensor, pixels: torch.Tensor, mask: torch.Tensor, p: Vie
     if p.placement == "on-object":
         return paste_planned(images, pix, on_object_plan(msk, p.location, h, w))
     # one warp for pixels and mask together (grid_sample treats every channel alike)
-    affine = _sticker_matrix(p, s)
-    m = torch.cat([affine, _last_row(affine.device, affine.dtype).expand(n, 1, 3)], 1)
-    warped = warp_homography(torch.cat([pix, msk], 1), m, (h, w), padding="zeros")
+    warped = warp_homography(torch.cat([pix, msk], 1), _sticker_matrix(p, s), (h, w), padding="zeros")
     canvas, alpha = warped[:, :-1], warped[:, -1:].clamp(0, 1)
     return images * (1 - alpha) + canvas * alpha
 
@@ -248,19 +246,15 @@ def paste_planned(images: torch.Tensor, pix: torch.Tensor, plan: tuple[torch.Ten
     return images * keep + canvas * alpha
 
 
-@functools.lru_cache(maxsize=8)
-def _last_row(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    return torch.tensor([[[0.0, 0.0, 1.0]]], dtype=dtype).to(device)
-
-
 def _sticker_matrix(p: ViewParams, side: int) -> torch.Tensor:
-    """(N, 2, 3) affine maps from patch pixels to image pixels: rotate and scale about the patch centre."""
+    """(N, 3, 3) affine maps (last row 0 0 1) from patch pixels to image pixels: rotate and scale about the patch centre."""
     c = (side - 1) / 2
     th = torch.deg2rad(p.patch_rotation)
     cos, sin = torch.cos(th) * p.patch_scale, torch.sin(th) * p.patch_scale
     tx = p.location[:, 1] + c - (cos * c - sin * c)
     ty = p.location[:, 0] + c - (sin * c + cos * c)
-    return torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    zero, one = torch.zeros_like(cos), torch.ones_like(cos)
+    return torch.stack([cos, -sin, tx, sin, cos, ty, zero, zero, one], 1).view(-1, 3, 3)
 
 
 def _blur(x: torch.Tensor, side: int, sigma: torch.Tensor) -> torch.Tensor:

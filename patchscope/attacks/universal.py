@@ -182,15 +182,14 @@ class PatchAttack:
 
     def _losses(self, images: torch.Tensor, labels: torch.Tensor, patches: torch.Tensor, mask: torch.Tensor, idx: torch.Tensor, views: ViewParams, locs: torch.Tensor, compiled: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's share of the batch: (loss per candidate, successes per candidate) as sums / global batch."""
-        c, b = len(patches), self.cfg.batch_size
+        c, cfg = len(patches), self.cfg
         mine = self._cached(f"mine{c}", locs, lambda: self._mine(c))
         rows, views = (idx, views) if mine is None else (idx[mine], views[mine])
         x, y, pix = images[rows], labels[rows], patches.repeat_interleave(len(rows) // c, 0)
         plan = None
-        if self.cfg.placement == "on-object":  # the places stay for many steps: gather index and alpha made once
+        if cfg.placement == "on-object":  # the places stay for many steps: gather index and alpha made once
             plan = self._cached(f"plan{c}", locs, lambda: on_object_plan(mask, views.location, x.shape[-2], x.shape[-1]))
-        score = score_views if not (compiled and self.cfg.compile) else _compiled_score(self.device.type)
-        cfg = self.cfg
+        score = _compiled_score(self.device.type) if compiled and cfg.compile else score_views
         return score(self.model, x, y, pix, mask, plan, views, c, cfg.target, cfg.loss, cfg.kappa, cfg.batch_size)
 
     def _regulariser(self, patches: torch.Tensor) -> torch.Tensor | None:
