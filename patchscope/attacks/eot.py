@@ -44,6 +44,13 @@ class ViewRanges:
     patch_rotation: float = 20.0
     patch_scale: tuple[float, float] = (0.9, 1.1)
 
+    @property
+    def still(self) -> bool:
+        """True when every camera and light stage is the identity (``NO_CHANGE``'s view): :func:`view` then returns its
+        input up to float rounding, and an attack may skip it (stickers alone, as in Brown et al. and ART)."""
+        identity = (tuple(self.scale), tuple(self.brightness), tuple(self.contrast)) == ((1.0, 1.0),) * 3
+        return identity and not (self.rotation or self.tilt or self.shift or self.colour or self.blur[1] or self.noise or self.jpeg)
+
 
 NO_CHANGE = ViewRanges(0.0, 0.0, (1.0, 1.0), 0.0, (1.0, 1.0), (1.0, 1.0), 0.0, (0.0, 0.0), 0.0, None, 0.0, (1.0, 1.0))
 

@@ -23,12 +23,16 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from patchscope.attacks.eot import PLACEMENTS, ViewParams, ViewRanges, on_object_plan, paste_planned, render, sample_view, view
+from patchscope.attacks.eot import PLACEMENTS, ViewParams, ViewRanges, on_object_plan, paste, paste_planned, sample_view, view
 from patchscope.attacks.losses import attack_loss, non_printability, printable_colours, total_variation
 from patchscope.attacks.patch import Patch, patch_side, shape_mask
 from patchscope.errors import PatchscopeError
 from patchscope.io import atomic_path
+from patchscope.models.fold import fold_batchnorm
 from patchscope.progress import progress_bar
+
+
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -53,6 +57,7 @@ class AttackConfig:
     ranges: ViewRanges = field(default_factory=ViewRanges)
     seed: int = 0
     compile: bool = False  # torch.compile the render+model+loss step (CUDA graphs on a GPU); same patch up to float rounding
+    precision: str = "fp32"  # "bf16": the model runs under bf16 autocast (channels-last on a CPU); a nearby patch, not the same one
 
     def __post_init__(self) -> None:
         if self.placement not in PLACEMENTS:
@@ -61,6 +66,8 @@ class AttackConfig:
             raise PatchscopeError("loss must be margin or ce, optimizer adam or sign")
         if self.kappa < 0:
             raise PatchscopeError(f"--kappa {self.kappa}: the margin to win by cannot be negative")
+        if self.precision not in PRECISIONS:
+            raise PatchscopeError(f"--precision {self.precision}: choose {' or '.join(PRECISIONS)}")
         if self.steps < 1 or self.batch_size < 1 or self.candidates < 1:
             raise PatchscopeError("--steps, --batch-size and --candidates must be at least 1")
 
@@ -81,11 +88,25 @@ def candidate_locations(n: int, free: int) -> torch.Tensor:
     return grid[:n]
 
 
-def score_views(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pix: torch.Tensor, mask: torch.Tensor, plan: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, views: ViewParams, c: int, target: int | None, loss: str, kappa: float, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+def classify(model: nn.Module, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    """``model(x)`` as float32 logits; ``precision="bf16"`` runs it under bf16 autocast, with channels-last
+    input on a CPU (oneDNN's fast bf16 convolutions, AMX where the CPU has it)."""
+    if precision == "fp32":
+        return model(x)
+    if x.device.type == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16):
+        return model(x).float()
+
+
+def score_views(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pix: torch.Tensor, mask: torch.Tensor, plan: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, views: ViewParams, c: int, target: int | None, loss: str, kappa: float, batch: int, precision: str = "fp32", still: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Render the patched views of ``x`` (c * B, 3, H, W), classify, score: (loss per candidate summed over its
-    rows / ``batch``, successes per candidate). ``plan``: an on-object paste's :func:`on_object_plan`, else None."""
-    x = view(paste_planned(x, pix, plan), views) if plan is not None else render(x, pix, mask, views)
-    logits = model(x)
+    rows / ``batch``, successes per candidate). ``plan``: an on-object paste's :func:`on_object_plan`, else None.
+    ``still`` (the ranges' :attr:`ViewRanges.still`): the camera and light change nothing, so only paste."""
+    x = paste_planned(x, pix, plan) if plan is not None else paste(x, pix, mask, views)
+    if not still:
+        x = view(x, views)
+    logits = classify(model, x, precision)
     losses = attack_loss(logits, y, target, loss, kappa).view(c, -1).sum(1) / batch
     hit = logits.argmax(1) == target if target is not None else logits.argmax(1) != y
     return losses, hit.view(c, -1).sum(1)
@@ -136,13 +157,13 @@ class PatchAttack:
     """
 
     def __init__(self, model: nn.Module, config: AttackConfig, device: str | torch.device = "cpu", checkpoint: Path | None = None, checkpoint_every: int = 50, resume: bool = False, progress: bool = True) -> None:
-        self.model, self.cfg, self.device = model, config, torch.device(device)
+        self.model, self.cfg, self.device = fold_batchnorm(model), config, torch.device(device)  # frozen weights: BN is a fixed affine map
         self.checkpoint, self.checkpoint_every, self.resume, self.progress = checkpoint, checkpoint_every, resume, progress
         self.history: list[dict[str, float]] = []
         self._stop = False
         self._rank, self._world = 0, 1
         self._cache: dict[str, Any] = {}
-        for p in model.parameters():
+        for p in [*model.parameters(), *self.model.parameters()]:
             p.requires_grad_(False)
 
     # -- the pieces of one step ------------------------------------------------------------------
@@ -190,7 +211,7 @@ class PatchAttack:
         if cfg.placement == "on-object":  # the places stay for many steps: gather index and alpha made once
             plan = self._cached(f"plan{c}", locs, lambda: on_object_plan(mask, views.location, x.shape[-2], x.shape[-1]))
         score = _compiled_score(self.device.type) if compiled and cfg.compile else score_views
-        return score(self.model, x, y, pix, mask, plan, views, c, cfg.target, cfg.loss, cfg.kappa, cfg.batch_size)
+        return score(self.model, x, y, pix, mask, plan, views, c, cfg.target, cfg.loss, cfg.kappa, cfg.batch_size, cfg.precision, cfg.ranges.still)
 
     def _regulariser(self, patches: torch.Tensor) -> torch.Tensor | None:
         if not (self.cfg.tv_weight or self.cfg.nps_weight):

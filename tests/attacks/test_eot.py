@@ -66,6 +66,19 @@ def test_no_change_view_is_the_identity_and_conditions_change_the_image():
         assert (view(x, fixed_view(2, 32, 5, **{factor: value})) - x).abs().mean() > 0.01, factor
 
 
+@pytest.mark.parametrize("field, value", [("rotation", 5.0), ("tilt", 5.0), ("scale", (0.9, 1.0)), ("shift", 0.1), ("brightness", (0.9, 1.0)),
+                                          ("contrast", (1.0, 1.1)), ("colour", 0.05), ("blur", (0.0, 0.5)), ("noise", 0.01), ("jpeg", (50.0, 90.0))])
+def test_only_ranges_that_change_nothing_are_still_and_their_views_are_the_identity(field, value):
+    """``ViewRanges.still`` lets an attack skip :func:`view`: true for ``NO_CHANGE`` (whatever the sticker's own
+    rotation and scale), false as soon as any camera or light range opens, and a still sample's view is its input."""
+    from dataclasses import replace
+
+    assert NO_CHANGE.still and replace(NO_CHANGE, patch_rotation=20.0, patch_scale=(0.8, 1.2)).still
+    assert not ViewRanges().still and not replace(NO_CHANGE, **{field: value}).still
+    x = torch.rand(4, 3, 32, 32)
+    assert torch.allclose(view(x, sample_view(4, NO_CHANGE, 32, 5, "sticker", None, torch.Generator().manual_seed(0))), x, atol=1e-5)
+
+
 def test_sampled_values_stay_in_their_ranges():
     r = ViewRanges()
     p = sample_view(500, r, 32, 7, "sticker", None, torch.Generator().manual_seed(0))

@@ -135,6 +135,60 @@ def test_the_compiled_step_scores_as_the_eager_one_and_the_cli_runs_it(tiny_mode
     assert json.loads((tmp_path / "a" / "config.json").read_text())["compile"] is True
 
 
+def test_bf16_precision_scores_near_fp32_and_the_cli_runs_it(tiny_model, tiny_model_path: Path, tmp_path: Path):
+    """``precision="bf16"`` runs the model under bf16 autocast (channels-last on a CPU): the same successes,
+    losses within bf16 rounding, a patch gradient pointing the same way; ``attack --precision bf16`` runs it
+    and records it; an unknown precision is one clear line."""
+    import json
+
+    from patchscope.attacks import ViewRanges, sample_view
+    from patchscope.attacks.eot import on_object_plan
+    from patchscope.attacks.universal import score_views
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(64, 3, 32, 32, generator=g), torch.randint(0, 43, (64,), generator=g)
+    views = sample_view(64, ViewRanges(), 32, 7, "on-object", None, g)
+    mask = torch.ones(7, 7)
+    plan = on_object_plan(mask, views.location, 32, 32)
+    pix = torch.rand(1, 3, 7, 7, generator=g)
+    out = []
+    for precision in ("fp32", "bf16"):
+        p = pix.clone().requires_grad_()
+        loss, hits = score_views(tiny_model, x, y, p.repeat_interleave(64, 0), mask, plan, views, 1, 13, "ce", 5.0, 64, precision)
+        loss.sum().backward()
+        out.append((loss.detach(), hits, p.grad.flatten()))
+    (l1, h1, g1), (l2, h2, g2) = out
+    assert l2.dtype == torch.float32 and torch.allclose(l1, l2, rtol=0.03)
+    assert (h1 - h2).abs().max() <= 2  # an image on the decision boundary may flip under bf16 rounding
+    assert torch.nn.functional.cosine_similarity(g1, g2, dim=0) > 0.9
+    r = run_cli("attack", "--model", str(tiny_model_path), "--data", "demo", "--steps", "3", "--batch-size", "8", "--candidates", "1",
+                "--size", "0.05", "--precision", "bf16", "--out", str(tmp_path / "a"))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["precision"] == "bf16"
+    r = run_cli("attack", "--model", str(tiny_model_path), "--data", "demo", "--steps", "3", "--precision", "fp8", "--out", str(tmp_path / "b"))
+    assert r.returncode == 2 and "--precision fp8" in r.stderr and "Traceback" not in r.stderr and not (tmp_path / "b" / "patch.png").exists()
+
+
+def test_a_still_view_skips_the_camera_with_the_same_scores(tiny_model):
+    """With ranges that change nothing (``NO_CHANGE``: stickers alone), ``score_views(still=True)`` skips the
+    camera and light stages and scores as the full render does, up to float rounding."""
+    from patchscope.attacks import NO_CHANGE, sample_view
+    from patchscope.attacks.universal import score_views
+
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.rand(16, 3, 32, 32, generator=g), torch.randint(0, 43, (16,), generator=g)
+    views = sample_view(16, NO_CHANGE, 32, 7, "sticker", None, g)
+    pix, mask = torch.rand(1, 3, 7, 7, generator=g), torch.ones(7, 7)
+    out = []
+    for still in (False, True):
+        p = pix.clone().requires_grad_()
+        loss, hits = score_views(tiny_model, x, y, p.repeat_interleave(16, 0), mask, None, views, 1, 13, "ce", 5.0, 16, "fp32", still)
+        loss.sum().backward()
+        out.append((loss.detach(), hits, p.grad))
+    (l1, h1, g1), (l2, h2, g2) = out
+    assert torch.allclose(l1, l2, atol=1e-5) and torch.equal(h1, h2) and torch.allclose(g1, g2, atol=1e-5, rtol=1e-3)
+
+
 def test_bad_attack_settings_are_clear():
     with pytest.raises(PatchscopeError):
         AttackConfig(placement="floating")
