@@ -340,6 +340,7 @@ def _patch_metrics(model, ds, patch, source, target, conditions, batch_size, dev
     if grid is None:
         raise PatchscopeError(f"--conditions {conditions!r}: use default, none or sweep")
     out = patch_success(model, victims.float_images(), victims.labels, patch, t, grid, batch_size, dev)
+    out["source_clean_accuracy"] = out.pop("clean_accuracy")  # the source images over the grid; clean_accuracy stays the whole data's
     if t is None:
         out["targeted_success"] = None
     out["source"], out["target"] = ds.classes[victims.labels[0]], ds.classes[t] if t is not None else None

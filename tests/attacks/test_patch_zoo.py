@@ -27,6 +27,10 @@ def test_a_zoo_patch_is_usable_by_name_on_the_command_line():
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout)["models"]["gtsrb-cnn"]
     assert res["source"] == "stop" and res["target"] == "yield" and res["images"] == 270
+    # clean_accuracy is the whole data set's, as without --patch; the Stop images' own is source_clean_accuracy
+    bare = json.loads(run_cli("evaluate", "--models", "gtsrb-cnn", "--data", "demo", "--json").stdout)["models"]["gtsrb-cnn"]
+    assert res["clean_accuracy"] == bare["clean_accuracy"] and res["clean_images"] == bare["clean_images"] > res["images"]
+    assert 0 <= res["source_clean_accuracy"] <= 1
 
 
 def test_every_zoo_patch_ships_its_measured_success_and_zoo_lists_it():
