@@ -63,6 +63,7 @@ import statistics
 import sys
 import time
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -266,27 +267,26 @@ def main() -> None:
     classifier = art_classifier(model)
     pool_np = pool.cpu().numpy()
 
-    def ps(steps: int, short: bool) -> tuple[float, torch.Tensor]:
-        return run_patchscope(model, pool[: a.batch_size] if short else pool, steps, a, ranges)
+    def patchscope_run(options: dict) -> Any:  # type: ignore[type-arg]
+        def run(steps: int, short: bool) -> tuple[float, torch.Tensor]:
+            return run_patchscope(model, pool[: a.batch_size] if short else pool, steps, a, ranges, **options)
+
+        return run
 
     def ar(steps: int, short: bool) -> tuple[float, torch.Tensor, AdversarialPatchPyTorch]:
         # the short runs see one batch per epoch, so epochs = steps; the full run walks the pool
         return run_art(classifier, pool_np[: a.batch_size], steps, side, a) if short else run_art(classifier, pool_np, epochs, side, a)
 
-    ps_ms, (_, ps_patch) = timed(ps, a.steps, warmup)
-    runs = [("patchscope", ps_ms, ps_patch)]
-    variants = {"patchscope_compiled": {"compile": True}} if a.compile else {}
-    if a.bf16:
-        variants["patchscope_bf16"] = {"precision": "bf16"}
-    for label, options in variants.items():  # the same attack, compiled (its throwaway run pays for the compilation) or in bf16
-
-        def variant(steps: int, short: bool, options: dict = options) -> tuple[float, torch.Tensor]:
-            return run_patchscope(model, pool[: a.batch_size] if short else pool, steps, a, ranges, **options)
-
-        v_ms, (_, v_patch) = timed(variant, a.steps, warmup)
-        runs.append((label, v_ms, v_patch))
+    # the same attack as it is, compiled (its throwaway run pays for the compilation) and in bf16
+    variants = {"patchscope": {}} | ({"patchscope_compiled": {"compile": True}} if a.compile else {}) | ({"patchscope_bf16": {"precision": "bf16"}} if a.bf16 else {})
+    tools = {label: patchscope_run(options) for label, options in variants.items()}
+    runs = []
+    for label, run in tools.items():
+        ms, (_, patch) = timed(run, a.steps, warmup)
+        runs.append((label, ms, patch))
+    ps_ms = runs[0][1]
     art_ms, (_, art_patch, art_attack) = timed(ar, a.steps, warmup)
-    tools = {"art": ar, "patchscope": ps} | {label: (lambda steps, short, o=options: run_patchscope(model, pool[: a.batch_size], steps, a, ranges, **o)) for label, options in variants.items()}
+    tools = {"art": ar, **tools}
     folded = fold_batchnorm(model)
     if a.rounds and folded is not model:  # patchscope folds BatchNorm into the convolutions; ART, handed the folded model too
         art_folded = art_classifier(folded)
