@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import shutil
 import sys
 from pathlib import Path
@@ -104,6 +105,27 @@ def test_the_attack_steps_make_no_host_syncs(placement):
     assert reads == []
 
 
+def _score_runs(model, scorers, n: int, placement: str = "on-object", ranges=None, seed: int = 0):  # type: ignore[no-untyped-def]
+    """One 7x7 patch on ``n`` sampled views of random images, scored by each of ``scorers`` (``score_views``-like):
+    a (loss, hits, patch gradient) triple per scorer, for comparing ways of scoring the same step."""
+    from patchscope.attacks import ViewRanges, sample_view
+    from patchscope.attacks.eot import on_object_plan
+
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.rand(n, 3, 32, 32, generator=g), torch.randint(0, 43, (n,), generator=g)
+    views = sample_view(n, ranges or ViewRanges(), 32, 7, placement, None, g)
+    mask = torch.ones(7, 7)
+    plan = on_object_plan(mask, views.location, 32, 32) if placement == "on-object" else None
+    pix = torch.rand(1, 3, 7, 7, generator=g)
+    out = []
+    for score in scorers:
+        p = pix.clone().requires_grad_()
+        loss, hits = score(model, x, y, p.repeat_interleave(n, 0), mask, plan, views, 1, 13, "ce", 5.0, n)
+        loss.sum().backward()
+        out.append((loss.detach(), hits, p.grad))
+    return out
+
+
 @pytest.mark.skipif(not any(shutil.which(c) for c in ("cc", "gcc", "clang")), reason="torch.compile on a CPU needs a C compiler")
 def test_the_compiled_step_scores_as_the_eager_one_and_the_cli_runs_it(tiny_model, tiny_model_path: Path, tmp_path: Path):
     """``compile=True`` puts the render+model+loss step through torch.compile: same losses, successes and patch
@@ -111,23 +133,9 @@ def test_the_compiled_step_scores_as_the_eager_one_and_the_cli_runs_it(tiny_mode
     which the CLI's process finds in inductor's on-disk cache) and records it in its config."""
     import json
 
-    from patchscope.attacks import ViewRanges, sample_view
-    from patchscope.attacks.eot import on_object_plan
     from patchscope.attacks.universal import _compiled_score, score_views
 
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.rand(8, 3, 32, 32, generator=g), torch.randint(0, 43, (8,), generator=g)
-    views = sample_view(8, ViewRanges(), 32, 7, "on-object", None, g)
-    mask = torch.ones(7, 7)
-    plan = on_object_plan(mask, views.location, 32, 32)
-    pix = torch.rand(1, 3, 7, 7, generator=g)
-    out = []
-    for score in (score_views, _compiled_score("cpu")):
-        p = pix.clone().requires_grad_()
-        loss, hits = score(tiny_model, x, y, p.repeat_interleave(8, 0), mask, plan, views, 1, 13, "ce", 5.0, 8)
-        loss.sum().backward()
-        out.append((loss.detach(), hits, p.grad))
-    (l1, h1, g1), (l2, h2, g2) = out
+    (l1, h1, g1), (l2, h2, g2) = _score_runs(tiny_model, (score_views, _compiled_score("cpu")), 8)
     assert torch.allclose(l1, l2, atol=1e-5) and torch.equal(h1, h2) and torch.allclose(g1, g2, atol=1e-5, rtol=1e-4)
     r = run_cli("attack", "--model", str(tiny_model_path), "--data", "demo", "--steps", "3", "--batch-size", "8", "--candidates", "1",
                 "--location", "4,4", "--size", "0.05", "--compile", "--out", str(tmp_path / "a"))
@@ -141,26 +149,12 @@ def test_bf16_precision_scores_near_fp32_and_the_cli_runs_it(tiny_model, tiny_mo
     and records it; an unknown precision is one clear line."""
     import json
 
-    from patchscope.attacks import ViewRanges, sample_view
-    from patchscope.attacks.eot import on_object_plan
     from patchscope.attacks.universal import score_views
 
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.rand(64, 3, 32, 32, generator=g), torch.randint(0, 43, (64,), generator=g)
-    views = sample_view(64, ViewRanges(), 32, 7, "on-object", None, g)
-    mask = torch.ones(7, 7)
-    plan = on_object_plan(mask, views.location, 32, 32)
-    pix = torch.rand(1, 3, 7, 7, generator=g)
-    out = []
-    for precision in ("fp32", "bf16"):
-        p = pix.clone().requires_grad_()
-        loss, hits = score_views(tiny_model, x, y, p.repeat_interleave(64, 0), mask, plan, views, 1, 13, "ce", 5.0, 64, precision)
-        loss.sum().backward()
-        out.append((loss.detach(), hits, p.grad.flatten()))
-    (l1, h1, g1), (l2, h2, g2) = out
+    (l1, h1, g1), (l2, h2, g2) = _score_runs(tiny_model, (score_views, functools.partial(score_views, precision="bf16")), 64)
     assert l2.dtype == torch.float32 and torch.allclose(l1, l2, rtol=0.03)
     assert (h1 - h2).abs().max() <= 2  # an image on the decision boundary may flip under bf16 rounding
-    assert torch.nn.functional.cosine_similarity(g1, g2, dim=0) > 0.9
+    assert torch.nn.functional.cosine_similarity(g1.flatten(), g2.flatten(), dim=0) > 0.9
     r = run_cli("attack", "--model", str(tiny_model_path), "--data", "demo", "--steps", "3", "--batch-size", "8", "--candidates", "1",
                 "--size", "0.05", "--precision", "bf16", "--out", str(tmp_path / "a"))
     assert r.returncode == 0, r.stderr
@@ -172,20 +166,11 @@ def test_bf16_precision_scores_near_fp32_and_the_cli_runs_it(tiny_model, tiny_mo
 def test_a_still_view_skips_the_camera_with_the_same_scores(tiny_model):
     """With ranges that change nothing (``NO_CHANGE``: stickers alone), ``score_views(still=True)`` skips the
     camera and light stages and scores as the full render does, up to float rounding."""
-    from patchscope.attacks import NO_CHANGE, sample_view
+    from patchscope.attacks import NO_CHANGE
     from patchscope.attacks.universal import score_views
 
-    g = torch.Generator().manual_seed(1)
-    x, y = torch.rand(16, 3, 32, 32, generator=g), torch.randint(0, 43, (16,), generator=g)
-    views = sample_view(16, NO_CHANGE, 32, 7, "sticker", None, g)
-    pix, mask = torch.rand(1, 3, 7, 7, generator=g), torch.ones(7, 7)
-    out = []
-    for still in (False, True):
-        p = pix.clone().requires_grad_()
-        loss, hits = score_views(tiny_model, x, y, p.repeat_interleave(16, 0), mask, None, views, 1, 13, "ce", 5.0, 16, "fp32", still)
-        loss.sum().backward()
-        out.append((loss.detach(), hits, p.grad))
-    (l1, h1, g1), (l2, h2, g2) = out
+    scorers = (score_views, functools.partial(score_views, still=True))
+    (l1, h1, g1), (l2, h2, g2) = _score_runs(tiny_model, scorers, 16, placement="sticker", ranges=NO_CHANGE, seed=1)
     assert torch.allclose(l1, l2, atol=1e-5) and torch.equal(h1, h2) and torch.allclose(g1, g2, atol=1e-5, rtol=1e-3)
 
 
