@@ -5,16 +5,25 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+#: the objectives :func:`attack_loss` knows
+LOSSES = ("ce", "margin", "sigmoid")
+
 
 def attack_loss(logits: torch.Tensor, labels: torch.Tensor, target: int | None, kind: str = "margin", kappa: float = 5.0) -> torch.Tensor:
     """Per-row loss (N,) to *minimise*. Targeted when ``target`` is set, else push away from ``labels``.
 
     ``margin``: the logit gap to beat (capped at ``-kappa`` once won, so EOT spreads effort);
-    ``ce``: cross-entropy to the target, or negative cross-entropy to the label.
+    ``ce``: cross-entropy to the target, or negative cross-entropy to the label;
+    ``sigmoid``: the sigmoid of the uncapped gap, a smooth count of the rows not yet won. Bounded on both
+    sides, it spends little effort on views already won or out of reach, and most on those near the
+    boundary: a universal patch's success rate is what it maximises (scale-free optimisers like Adam
+    still move on its small gradients far from the boundary).
 
     >>> z = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
     >>> attack_loss(z, torch.tensor([0, 0]), target=1, kappa=1.0).tolist()
     [2.0, -1.0]
+    >>> attack_loss(z, torch.tensor([0, 0]), target=1, kind="sigmoid") > 0.5  # still to win, won
+    tensor([ True, False])
     """
     if kind == "ce":
         if target is not None:
@@ -24,7 +33,7 @@ def attack_loss(logits: torch.Tensor, labels: torch.Tensor, target: int | None, 
     goal_logit = logits.gather(1, goal[:, None]).squeeze(1)
     others = logits.scatter(1, goal[:, None], float("-inf")).amax(1)
     gap = others - goal_logit if target is not None else goal_logit - others
-    return gap.clamp_min(-kappa)
+    return torch.sigmoid(gap) if kind == "sigmoid" else gap.clamp_min(-kappa)
 
 
 def total_variation(pixels: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch import nn
 
 from patchscope.attacks.eot import PLACEMENTS, ViewParams, ViewRanges, on_object_plan, paste, paste_planned, sample_view, view
-from patchscope.attacks.losses import attack_loss, non_printability, printable_colours, total_variation
+from patchscope.attacks.losses import LOSSES, attack_loss, non_printability, printable_colours, total_variation
 from patchscope.attacks.patch import Patch, patch_side, shape_mask
 from patchscope.errors import PatchscopeError
 from patchscope.io import atomic_path
@@ -62,8 +62,8 @@ class AttackConfig:
     def __post_init__(self) -> None:
         if self.placement not in PLACEMENTS:
             raise PatchscopeError(f"placement {self.placement!r}: choose {' or '.join(PLACEMENTS)}")
-        if self.loss not in ("margin", "ce") or self.optimizer not in ("adam", "sign"):
-            raise PatchscopeError("loss must be margin or ce, optimizer adam or sign")
+        if self.loss not in LOSSES or self.optimizer not in ("adam", "sign"):
+            raise PatchscopeError(f"loss must be one of {', '.join(LOSSES)}; optimizer adam or sign")
         if self.kappa < 0:
             raise PatchscopeError(f"--kappa {self.kappa}: the margin to win by cannot be negative")
         if self.precision not in PRECISIONS:

@@ -27,10 +27,10 @@ class RedDetector(torch.nn.Module):
         return torch.stack([torch.ones_like(diff), 20 * diff], 1)
 
 
-@pytest.mark.parametrize("placement", ["on-object", "sticker"])
-def test_the_attack_finds_the_patch_a_known_model_wants(placement):
+@pytest.mark.parametrize("placement,loss", [("on-object", "ce"), ("sticker", "ce"), ("on-object", "sigmoid")])
+def test_the_attack_finds_the_patch_a_known_model_wants(placement, loss):
     x, y = torch.full((32, 3, 32, 32), 0.5), torch.zeros(32, dtype=torch.long)
-    cfg = AttackConfig(size=0.15, target=1, steps=60, batch_size=16, candidates=2, placement=placement)
+    cfg = AttackConfig(size=0.15, target=1, steps=60, batch_size=16, candidates=2, placement=placement, loss=loss)
     patch = PatchAttack(RedDetector(), cfg, progress=False)(x, y)
     assert patch.pixels[0].mean() > 0.9 and patch.pixels[1].mean() < 0.1  # red up, green down
     random = Patch(torch.rand_like(patch.pixels), patch.mask, patch.placement, patch.location, 32)
