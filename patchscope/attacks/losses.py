@@ -16,8 +16,8 @@ def attack_loss(logits: torch.Tensor, labels: torch.Tensor, target: int | None, 
     ``ce``: cross-entropy to the target, or negative cross-entropy to the label;
     ``sigmoid``: the sigmoid of the uncapped gap, a smooth count of the rows not yet won. Bounded on both
     sides, it spends little effort on views already won or out of reach, and most on those near the
-    boundary: a universal patch's success rate is what it maximises (scale-free optimisers like Adam
-    still move on its small gradients far from the boundary).
+    boundary, a smooth stand-in for the success rate that a universal patch is graded by (a scale-free
+    optimiser like Adam still moves on its small gradients far from the boundary).
 
     >>> z = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
     >>> attack_loss(z, torch.tensor([0, 0]), target=1, kappa=1.0).tolist()
