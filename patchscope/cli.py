@@ -22,6 +22,7 @@ DataOpt = Annotated[str, typer.Option("--data", help="gtsrb:train | gtsrb:test |
 RootOpt = Annotated[Optional[Path], typer.Option("--data-root", help="folder holding gtsrb32.npz (default $PATCHSCOPE_DATA)")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu or cuda")]
 ShapeOpt = Annotated[str, typer.Option("--shape", help="square | circle | rect:W:H (e.g. rect:1:2, a bar twice as tall as wide) | PATH to a mask image")]
+LossOpt = Annotated[str, typer.Option("--loss", help="ce (cross-entropy), margin (the logit gap, capped at --kappa) or sigmoid (a smooth count of the views not yet won)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
@@ -361,7 +362,7 @@ def attack(
     batch_size: Annotated[int, typer.Option(help="global batch (split across torchrun ranks)")] = 64,
     candidates: Annotated[int, typer.Option(help="places (on-object) or starts (sticker) optimised side by side")] = 5,
     lr: float = 0.3,
-    loss: Annotated[str, typer.Option(help="ce (cross-entropy), margin (the logit gap, capped at --kappa) or sigmoid (a smooth count of the views not yet won)")] = "ce",
+    loss: LossOpt = "ce",
     kappa: Annotated[float, typer.Option(help="margin loss: the logit gap at which an image counts as won")] = 5.0,
     optimizer: Annotated[str, typer.Option(help="adam | sign")] = "adam",
     tv: Annotated[float, typer.Option(help="total-variation weight")] = 0.0,
@@ -500,7 +501,7 @@ def curve(
     steps: int = 300,
     batch_size: int = 64,
     candidates: int = 5,
-    loss: Annotated[str, typer.Option(help="ce, margin or sigmoid")] = "ce",
+    loss: LossOpt = "ce",
     shape: ShapeOpt = "square",
     limit: Annotated[Optional[int], typer.Option(help="at most N images to make and to measure on")] = None,
     seed: int = 0,

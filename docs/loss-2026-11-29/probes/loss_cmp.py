@@ -1,5 +1,5 @@
 """Fixed place, different surrogate losses; train-subset and test success over the default grid."""
-import json, sys, time, torch, torch.nn.functional as F
+import json, sys, time, torch
 import patchscope.attacks.universal as U
 from patchscope.data import load_data
 from patchscope.models import create_model

@@ -1,5 +1,5 @@
 """Place sweep: fixed on-object location, short attacks, scored on train Stop (selection) and test Stop (report)."""
-import json, sys, time, itertools, torch
+import json, sys, time, torch
 from patchscope.data import load_data
 from patchscope.models import create_model
 from patchscope.attacks import AttackConfig, PatchAttack
@@ -23,7 +23,6 @@ print("side", side, "h", h, "w", w, "area", float(m.float().mean()) * side * sid
 res = []
 for top in range(0, 32 - side + 1, stride):
     for left in range(0, 32 - side + 1, stride):
-        # skip places where the visible mask would leave the image? (side-box always inside)
         t0 = time.time()
         cfg = AttackConfig(**{**cfg0.as_dict(), "location": (top, left), "ranges": cfg0.ranges})
         p = PatchAttack(model, cfg, progress=False)(xtr, ytr)
