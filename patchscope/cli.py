@@ -69,6 +69,14 @@ def _device(name: str) -> str:
     return name
 
 
+def _warn_bf16(device: str) -> None:
+    """One stderr line where bf16 was asked for on a device that only emulates it (it still runs)."""
+    from patchscope.models.precision import bf16_native
+
+    if not bf16_native(device):
+        typer.echo(f"patchscope: warning: {device} has no bf16 units (AVX512-BF16 or AMX); bf16 is emulated there and slower than fp32", err=True)
+
+
 @app.command()
 def train(
     arch: Annotated[Optional[str], typer.Option(help="cnn | resnet | vit (taken from --init when fine-tuning)")] = None,
@@ -90,6 +98,7 @@ def train(
     patch_steps: Annotated[int, typer.Option(help="signed-gradient steps per training patch")] = 5,
     mask_training: Annotated[Optional[str], typer.Option(help="grey out two PatchCleanser masks (p=0.75) for these patch areas, e.g. 0.024,0.048")] = None,
     mask_tries: Annotated[int, typer.Option(help="with --mask-training: train on the worst of N random mask pairs per image")] = 1,
+    ablation_training: Annotated[Optional[str], typer.Option(help="derandomized smoothing's ablations: keep one random column band (column:B) or block (block:B) of each image, e.g. column:4")] = None,
     ssl: Annotated[Optional[str], typer.Option(help="self-supervised pretraining before fine-tuning: mae (ViT only)")] = None,
     ssl_epochs: Annotated[int, typer.Option(help="pretraining epochs")] = 8,
     ssl_data: Annotated[Optional[str], typer.Option(help="unlabelled pretraining images (default: --data)")] = None,
@@ -137,7 +146,7 @@ def train(
     name = name or f"gtsrb-{arch}"
     if initial is not None:
         kwargs = dict(initial.card.get("arch_kwargs") or {})
-    perturb = _training_perturbation(patch_training, patch_steps, mask_training, train_data.image_size, mask_tries)
+    perturb = _training_perturbation(patch_training, patch_steps, mask_training, train_data.image_size, mask_tries, ablation_training)
     recipe = Recipe.for_arch(
         arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, arch_kwargs=kwargs, ema_decay=ema_decay, init=init,
         patch_training=perturb.describe() if perturb else None, teacher=teacher, distill_weight=distill_weight if teacher else None,
@@ -160,13 +169,18 @@ def train(
     typer.echo(json.dumps(summary))
 
 
-def _training_perturbation(patch_training: float, patch_steps: int, mask_training: str | None, image_size: int, mask_tries: int = 1) -> Any:
-    """The batch perturbation of ``train``: adversarial patches, PatchCleanser masks, or None."""
+def _training_perturbation(patch_training: float, patch_steps: int, mask_training: str | None, image_size: int, mask_tries: int = 1, ablation_training: str | None = None) -> Any:
+    """The batch perturbation of ``train``: adversarial patches, PatchCleanser masks, smoothing's ablations, or None."""
     from patchscope.attacks.patch import patch_side
-    from patchscope.defenses.patch_training import MaskAugment, PatchAdversary
+    from patchscope.defenses.patch_training import AblationAugment, MaskAugment, PatchAdversary
 
-    if patch_training and mask_training:
-        raise PatchscopeError("--mask-training and --patch-training are separate recipes: pick one")
+    if sum(bool(v) for v in (patch_training, mask_training, ablation_training)) > 1:
+        raise PatchscopeError("--patch-training, --mask-training and --ablation-training are separate recipes: pick one")
+    if ablation_training:
+        mode, _, band = ablation_training.partition(":")
+        if mode not in ("column", "block") or not band.isdigit() or not 1 <= int(band) <= image_size:
+            raise PatchscopeError(f"--ablation-training {ablation_training!r}: give column:B or block:B with 1 <= B <= {image_size}, e.g. column:4")
+        return AblationAugment(int(band), mode, image_size)
     if patch_training:
         patch_side(patch_training, image_size)
         return PatchAdversary(area=patch_training, steps=patch_steps)
@@ -373,7 +387,7 @@ def attack(
     checkpoint_every: int = 50,
     limit: Annotated[Optional[int], typer.Option(help="use at most N source images")] = None,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile each step (CUDA graphs on a GPU): steps 2-5x faster there after 20-60 s of compiling")] = False,
-    precision: Annotated[str, typer.Option(help="fp32 | bf16 (the model under bf16 autocast: CNN steps ~2-3x faster on a CPU with AMX or a GPU)")] = "fp32",
+    precision: Annotated[str, typer.Option(help="fp32 | bf16 (the model under bf16 autocast: CNN steps ~2-3x faster on a GPU or a CPU with AMX; slower than fp32 on a CPU without bf16 units)")] = "fp32",
     data_root: RootOpt = None,
     device: DeviceOpt = "cpu",
     as_json: JsonOpt = False,
@@ -395,6 +409,8 @@ def attack(
         raise PatchscopeError(f"--data {data} holds no images of class {ds.classes[src]!r}")
     loc = _location(location)
     cfg = AttackConfig(size=size, shape=shape, placement=placement, location=loc, target=tgt, loss=loss, kappa=kappa, optimizer=optimizer, lr=lr, steps=steps, batch_size=batch_size, candidates=candidates, tv_weight=tv, nps_weight=nps, seed=seed, compile=compile, precision=precision)
+    if precision == "bf16" and rank == 0:
+        _warn_bf16(dev)
     if out.exists() and (out / "patch.safetensors").exists() and not resume and rank == 0:
         typer.echo(f"patchscope: note: overwriting the patch in {out}", err=True)
     config = {"command": "attack", "model": model, "models": _model_names(model), "data": data, "data_hash": ds.data_hash(), "source": ds.classes[src], "target": ds.classes[tgt] if tgt is not None else None, "device": dev, **cfg.as_dict()}

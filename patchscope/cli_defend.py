@@ -168,7 +168,7 @@ def certify(
     import torch
 
     from patchscope.attacks import patch_side
-    from patchscope.cli import _DataCache, _device, recorded
+    from patchscope.cli import _DataCache, _device, _warn_bf16, recorded
     from patchscope.eval.store import flatten
     from patchscope.defenses import CERTIFIED, ablation_set, ds_certify, ds_delta, ds_predict, ds_prediction_map, mask_positions, mask_set, pc_counts
     from patchscope.models import create_model
@@ -181,6 +181,8 @@ def certify(
     if batch_size is not None and batch_size < 1:
         raise PatchscopeError("--batch-size must be at least 1")
     dev = _device(device)
+    if bf16 and defense == "patchcleanser":
+        _warn_bf16(dev)
     batch_size = batch_size or (256 if dev == "cpu" else 16384)
     net = create_model(model, dev)
     n = net.input_size

@@ -18,6 +18,7 @@ from torch import nn
 
 from patchscope.attacks.patch import patch_side
 from patchscope.defenses.patchcleanser import FILL, mask_set
+from patchscope.defenses.smoothing import ablation_set
 from patchscope.models.train import square_masks
 
 
@@ -122,3 +123,38 @@ class MaskAugment:
     def describe(self) -> dict[str, Any]:
         """The settings, for the model card."""
         return {"method": "patchcleanser-double-masks", "areas": list(self.areas), "k": self.k, "p": self.p, "tries": self.tries}
+
+
+@dataclass
+class AblationAugment:
+    """Training for derandomized smoothing (Levine & Feizi 2020): keep one random ablation of each image.
+
+    With probability ``p`` an image keeps only one of :func:`ablation_set`'s regions (a band of ``band``
+    columns, or a ``band`` x ``band`` block, wrapping around) and the rest turns grey, exactly as
+    :func:`patchscope.defenses.ds_prediction_map` shows it; the smoothed classifier only ever sees such
+    images, so the paper trains on them alone (``p=1``).
+
+    >>> aug = AblationAugment(band=4, mode="column")
+    >>> out = aug(None, torch.rand(2, 3, 32, 32), torch.zeros(2, dtype=torch.long))
+    >>> (out != 0.5).any(1).sum((1, 2)).tolist()  # 4 columns of 32 rows kept
+    [128, 128]
+    """
+
+    band: int = 4
+    mode: str = "column"
+    image_size: int = 32
+    p: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.kept = ablation_set(self.image_size, self.band, self.mode)
+
+    def __call__(self, model: nn.Module | None, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        n, kept = len(x), self.kept.to(x.device)
+        pick = torch.randint(0, len(kept), (n,), generator=generator).to(x.device)
+        on = (torch.rand(n, generator=generator) < self.p).to(x.device).view(n, 1, 1)
+        keep = kept[pick] | ~on
+        return torch.where(keep.unsqueeze(1), x, torch.full_like(x, FILL))
+
+    def describe(self) -> dict[str, Any]:
+        """The settings, for the model card."""
+        return {"method": "derandomized-smoothing-ablations", "mode": self.mode, "band": self.band, "p": self.p}

@@ -9,6 +9,7 @@ import torch
 
 from patchscope.attacks import Patch
 from patchscope.defenses import mask_positions
+from patchscope.models.precision import bf16_native
 from tests.conftest import run_cli
 
 
@@ -44,8 +45,10 @@ def test_certify_patchcleanser(tiny_model_path):
 
 
 def test_certify_bf16_is_opt_in_and_reported(tiny_model_path):
-    out = _json(run_cli("certify", "--model", str(tiny_model_path), "--defense", "patchcleanser", "--data", "demo", "--limit", "4", "--k", "2", "--bf16", "--json"))
+    proc = run_cli("certify", "--model", str(tiny_model_path), "--defense", "patchcleanser", "--data", "demo", "--limit", "4", "--k", "2", "--bf16", "--json")
+    out = _json(proc)
     assert out["precision"] == "bf16" and out["images"] == 4 and 0 <= out["certified_accuracy"] <= out["defended_accuracy"] <= 1
+    assert ("bf16 is emulated" in proc.stderr) == (not bf16_native("cpu"))  # warned exactly where the CPU lacks bf16 units
 
 
 @pytest.mark.parametrize(("defense", "band", "passes"), [("ds-column", "4", 32)])

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from patchscope.defenses.patch_training import MaskAugment, PatchAdversary, random_square_masks
+from patchscope.defenses.patch_training import AblationAugment, MaskAugment, PatchAdversary, random_square_masks
 from patchscope.models.train import Recipe, train_model
 from tests.conftest import run_cli
 
@@ -77,8 +78,9 @@ def test_mask_augment_greys_out_a_union_of_two_patchcleanser_masks():
         assert (unions == g).flatten(2).all(-1).any(), "each covered region is one pair of masks"
 
 
-def test_cli_rejects_two_recipes_at_once(tmp_path, tiny_model_path):
-    r = run_cli("train", "--init", str(tiny_model_path), "--data", "demo", "--patch-training", "0.05", "--mask-training", "0.024", "--out", str(tmp_path / "m"))
+@pytest.mark.parametrize("second", [("--mask-training", "0.024"), ("--ablation-training", "column:4")])
+def test_cli_rejects_two_recipes_at_once(tmp_path, tiny_model_path, second):
+    r = run_cli("train", "--init", str(tiny_model_path), "--data", "demo", "--patch-training", "0.05", *second, "--out", str(tmp_path / "m"))
     assert r.returncode == 2 and "pick one" in r.stderr and not (tmp_path / "m").exists()
 
 
@@ -105,3 +107,34 @@ def test_mask_augment_tries_picks_the_pair_the_model_likes_least():
 def test_cli_rejects_zero_mask_tries(tmp_path, tiny_model_path):
     r = run_cli("train", "--init", str(tiny_model_path), "--data", "demo", "--mask-training", "0.024", "--mask-tries", "0", "--out", str(tmp_path / "m"))
     assert r.returncode == 2 and "--mask-tries" in r.stderr and len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize(("mode", "band"), [("column", 4), ("block", 12)])
+def test_ablation_augment_keeps_exactly_one_smoothing_region(mode, band):
+    from patchscope.defenses import FILL, ablation_set
+
+    x = torch.rand(64, 3, 32, 32) * 0.4  # never FILL by chance
+    out = AblationAugment(band, mode)(None, x, torch.zeros(64, dtype=torch.long), torch.Generator().manual_seed(0))
+    kept = (out != FILL).all(1)
+    assert torch.equal(kept, ~(out != x).any(1)), "pixels either stay as they were or turn grey"
+    regions = ablation_set(32, band, mode)
+    assert (regions[None] == kept[:, None]).flatten(2).all(-1).any(1).all(), "what stays is one of the ablations that certification votes over"
+    assert len({tuple(k.flatten().nonzero().flatten()[:3].tolist()) for k in kept}) > 10, "the ablation is drawn per image"
+
+
+def test_ablation_augment_with_p_zero_is_the_identity():
+    x = torch.rand(8, 3, 32, 32)
+    assert torch.equal(AblationAugment(4, "column", p=0.0)(None, x, torch.zeros(8, dtype=torch.long)), x)
+
+
+def test_cli_ablation_training_records_its_recipe(tmp_path, tiny_model_path):
+    r = run_cli("train", "--init", str(tiny_model_path), "--data", "demo", "--epochs", "1", "--ablation-training", "block:12", "--out", str(tmp_path), "--name", "tiny-ds")
+    assert r.returncode == 0, r.stderr
+    recipe = json.loads((tmp_path / "tiny-ds.json").read_text())["recipe"]["patch_training"]
+    assert recipe == {"method": "derandomized-smoothing-ablations", "mode": "block", "band": 12, "p": 1.0}
+
+
+@pytest.mark.parametrize("spec", ["row:4", "column:0", "column:x", "block:33"])
+def test_cli_rejects_a_bad_ablation_spec_in_one_line(tmp_path, tiny_model_path, spec):
+    r = run_cli("train", "--init", str(tiny_model_path), "--data", "demo", "--ablation-training", spec, "--out", str(tmp_path / "m"))
+    assert r.returncode == 2 and "--ablation-training" in r.stderr and len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
