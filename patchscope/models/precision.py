@@ -17,5 +17,6 @@ def bf16_native(device: str | torch.device) -> bool:
     if dev.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if dev.type == "cpu":
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+        probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+        return not all(probes) or any(bool(probe()) for probe in probes)  # private probes: if torch drops them, do not guess
     return True

@@ -22,3 +22,8 @@ def test_cpu_bf16_is_native_only_with_bf16_units(monkeypatch, capsys, avx512_bf1
 def test_cuda_without_a_gpu_is_not_native(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert bf16_native("cuda") is False
+
+
+def test_without_torchs_cpu_probes_it_does_not_guess(monkeypatch):
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert bf16_native("cpu") is True
