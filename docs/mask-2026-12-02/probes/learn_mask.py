@@ -12,12 +12,13 @@ usage: learn_mask.py MODEL AREA CELL STEPS OUT.png [BATCH] [SEED] [MODE: soft | 
 """
 import json, sys, time
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from patchscope.attacks.eot import ViewRanges, sample_view, view
 from patchscope.attacks.losses import attack_loss
+from patchscope.attacks.patch import Patch
 from patchscope.attacks.universal import classify
 from patchscope.data import load_data
+from patchscope.eval.patch_metrics import patch_success
 from patchscope.models import create_model
 from patchscope.models.fold import fold_batchnorm
 
@@ -33,6 +34,7 @@ tr = load_data("gtsrb:train").of_class("stop")
 x_all, y_all = tr.float_images(), tr.labels
 g = torch.Generator().manual_seed(seed)
 n = 32 // cell
+k = max(1, round(area * 1024 / cell**2))  # cells kept
 logit = torch.zeros(n, n, requires_grad=True)
 pix = torch.rand(3, 32, 32, generator=g).requires_grad_()
 opt = torch.optim.Adam([{"params": [pix], "lr": 0.1}, {"params": [logit], "lr": 0.05}])
@@ -43,7 +45,7 @@ for step in range(steps):
     soft = torch.sigmoid(logit)
     if mode == "ste":  # forward: the k best cells; backward: as if soft
         hard = torch.zeros_like(soft).flatten()
-        hard[soft.flatten().topk(max(1, round(area * 1024 / cell**2))).indices] = 1
+        hard[soft.flatten().topk(k).indices] = 1
         soft = hard.view_as(soft) + soft - soft.detach()
     m = soft.repeat_interleave(cell, 0).repeat_interleave(cell, 1)
     x = x_all[idx] * (1 - m) + pix * m
@@ -59,13 +61,10 @@ for step in range(steps):
     if step % 50 == 0 or step == steps - 1:
         win = (logits.argmax(1) == 13).float().mean()
         print(f"step {step} fool {fool.item():.3f} win {win.item():.3f} area {m.mean().item():.3f} lam {lam:.3f} {time.time() - t0:.0f}s", flush=True)
-k = max(1, round(area * 1024 / cell**2))
 keep = torch.zeros(n * n)
 keep[torch.sigmoid(logit).flatten().topk(k).indices] = 1
 mask = keep.view(n, n).repeat_interleave(cell, 0).repeat_interleave(cell, 1)
 Image.fromarray((mask.numpy() * 255).astype("uint8"), "L").save(out)
-from patchscope.attacks.patch import Patch
-from patchscope.eval.patch_metrics import patch_success
 te = load_data("gtsrb:test").of_class("stop")
 res = patch_success(model, te.float_images(), te.labels, Patch(pix.detach().clamp(0, 1), mask, "on-object", (0, 0), 32), 13)
 print("test", res["targeted_success"], flush=True)
