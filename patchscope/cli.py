@@ -104,6 +104,7 @@ def train(
     ssl_data: Annotated[Optional[str], typer.Option(help="unlabelled pretraining images (default: --data)")] = None,
     teacher: Annotated[Optional[str], typer.Option(help="distil from this model's soft predictions (zoo name or checkpoint)")] = None,
     distill_weight: Annotated[float, typer.Option(help="with --teacher: share of the distillation loss")] = 0.5,
+    precision: Annotated[str, typer.Option(help="fp32 | bf16 (forward passes under bf16 autocast: a ViT trains ~1.7x faster on a CPU with AVX512-BF16; slower where bf16 is emulated)")] = "fp32",
 ) -> None:
     """Train a model with the zoo's recipe and write safetensors plus a model card.
 
@@ -150,7 +151,10 @@ def train(
     recipe = Recipe.for_arch(
         arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, arch_kwargs=kwargs, ema_decay=ema_decay, init=init,
         patch_training=perturb.describe() if perturb else None, teacher=teacher, distill_weight=distill_weight if teacher else None,
+        precision=precision,
     )
+    if precision == "bf16":
+        _warn_bf16(dev)
     weights = out / f"{name}.safetensors"
     with recorded("train", {"name": name, "data": data, "device": dev, "data_hash": train_data.data_hash(), "models": [name], "ssl": ssl, **recipe.__dict__}) as run:
         pretraining = None

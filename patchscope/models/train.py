@@ -53,12 +53,15 @@ class Recipe:
     teacher: str | None = None
     distill_weight: float = 0.5
     distill_temperature: float = 4.0
+    precision: str = "fp32"  # "bf16": forward passes under bf16 autocast (weights, optimiser and EMA stay float32)
 
     @classmethod
     def for_arch(cls, arch: str, **overrides: Any) -> Recipe:
         """Defaults that suit ``arch`` (AdamW with warm-up for the ViT), then ``overrides``."""
         base: dict[str, Any] = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05} if arch == "vit" else {}
         base.update({k: v for k, v in overrides.items() if v is not None})
+        if base.get("precision", "fp32") not in ("fp32", "bf16"):
+            raise PatchscopeError(f"--precision {base['precision']}: choose fp32 or bf16")
         return cls(arch=arch, **base)
 
 
@@ -168,6 +171,7 @@ def train_model(
     ).to(device)
     steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
     opt, sched = _optimiser(model, recipe, steps_per_epoch * recipe.epochs)
+    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=recipe.precision == "bf16")
     history: list[dict[str, float]] = []
     start = time.time()
     with progress_bar(recipe.epochs * steps_per_epoch, f"train {name}", progress) as update:
@@ -181,11 +185,12 @@ def train_model(
                 x = occlude(occlude(augment(x).clamp_(0, 1), recipe.occlude_p, recipe.occlude_size, g), recipe.occlude_p, recipe.occlude_size, g)
                 if perturb is not None:
                     x = perturb(model, x, y, g)
-                logits = model(x)
+                with autocast:
+                    logits = model(x).float()
                 loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
                 if teacher is not None:
-                    with torch.no_grad():
-                        soft = teacher(x)
+                    with torch.no_grad(), autocast:
+                        soft = teacher(x).float()
                     w = recipe.distill_weight
                     loss = (1 - w) * loss + w * distill_loss(logits, soft, recipe.distill_temperature)
                 opt.zero_grad(set_to_none=True)
