@@ -3,7 +3,8 @@
     python bench/certify.py --model gtsrb-cnn --images 256 --device cpu --json
 
 The baseline has the shape of PatchCleanser's official code: one forward pass per mask pair on a
-batch of 16 images, with a host copy per pair. Both must give identical certification decisions.
+batch of 16 images, with a host copy per pair. The decision map (`pc_decision_map`) evaluates only the
+entries a decision reads. Every variant must give identical certification (and robust-inference) decisions.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 import torch
 
 from patchscope.data import load_data
-from patchscope.defenses import ablation_set, ds_certify, ds_delta, ds_prediction_map, mask_set, pair_masks, pc_certify, pc_prediction_map
+from patchscope.defenses import ablation_set, ds_certify, ds_delta, ds_prediction_map, mask_set, pair_masks, pc_certify, pc_decision_map, pc_infer, pc_prediction_map
 from patchscope.models import create_model
 
 
@@ -40,16 +41,16 @@ def loop_prediction_map(model: torch.nn.Module, images: torch.Tensor, masks: tor
 
 
 class Variant(torch.nn.Module):
-    """``model`` run another way: channels-last input, float16 autocast, or both (fp32 logits out)."""
+    """``model`` run another way: channels-last input, float16 (or ``dtype``) autocast, or both (fp32 logits out)."""
 
-    def __init__(self, model: torch.nn.Module, channels_last: bool, fp16: bool) -> None:
+    def __init__(self, model: torch.nn.Module, channels_last: bool, fp16: bool, dtype: torch.dtype = torch.float16) -> None:
         super().__init__()
-        self.model, self.channels_last, self.fp16 = model, channels_last, fp16
+        self.model, self.channels_last, self.fp16, self.dtype = model, channels_last, fp16, dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(x.device.type, torch.float16, enabled=self.fp16):
+        with torch.autocast(x.device.type, self.dtype, enabled=self.fp16):
             return self.model(x).float()
 
 
@@ -103,7 +104,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4096)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--skip-loop", action="store_true")
-    ap.add_argument("--bf16", action="store_true", help="also time PatchCleanser under bfloat16 autocast and compare decisions")
+    ap.add_argument("--bf16", action="store_true", help="also time PatchCleanser under bfloat16 autocast (near-ties redone in fp32, and unchecked) and compare decisions")
     ap.add_argument("--variants", action="store_true", help="also time channels-last, float16 and torch.compile versions and compare decisions")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
@@ -121,18 +122,35 @@ def main() -> None:
     _sync(a.device)
     dt = time.perf_counter() - t
     rows["patchcleanser_batched"] = {"images_per_s": len(x) / dt, "passes_per_image": passes, "certified": float(cert.float().mean())}
-    if a.bf16:
-        pc_prediction_map(model, x[:8], masks, a.batch_size, bf16=True)
+    robust = pc_infer(pm, len(model.classes))
+    for bf16 in (False, True) if a.bf16 else (False,):
+        tag = "_bf16" if bf16 else ""
+        pc_decision_map(model, x[:8], y[:8], masks, a.batch_size, bf16=bf16)
         _sync(a.device)
         t = time.perf_counter()
-        pm16, _ = pc_prediction_map(model, x, masks, a.batch_size, bf16=True)
-        cert16 = pc_certify(pm16, y)
+        dm, total = pc_decision_map(model, x, y, masks, a.batch_size, bf16=bf16, num_classes=len(model.classes))
+        cd, rd = pc_certify(dm, y), pc_infer(dm, len(model.classes))
         _sync(a.device)
-        d16 = time.perf_counter() - t
-        rows["patchcleanser_batched_bf16"] = {
-            "images_per_s": len(x) / d16, "passes_per_image": passes, "certified": float(cert16.float().mean()),
-            "identical_decisions": bool(torch.equal(cert16, cert)), "identical_predictions": float((pm16 == pm).float().mean()),
+        dd = time.perf_counter() - t
+        rows[f"patchcleanser_decision_map{tag}"] = {
+            "images_per_s": len(x) / dd, "passes_per_image": total / len(x), "certified": float(cd.float().mean()),
+            "identical_decisions": bool(torch.equal(cd, cert) and torch.equal(rd, robust)), "speedup_vs_full_map": dt / dd,
         }
+        if not bf16:
+            continue
+        for name, m, check in (("batched_bf16", model, True), ("batched_bf16_unchecked", Variant(model, True, True, torch.bfloat16), False)):
+            pc_prediction_map(m, x[:8], masks, a.batch_size, bf16=check)
+            _sync(a.device)
+            t = time.perf_counter()
+            pm16, _ = pc_prediction_map(m, x, masks, a.batch_size, bf16=check)
+            cert16 = pc_certify(pm16, y)
+            _sync(a.device)
+            d16 = time.perf_counter() - t
+            rows[f"patchcleanser_{name}"] = {
+                "images_per_s": len(x) / d16, "passes_per_image": passes, "certified": float(cert16.float().mean()),
+                "identical_decisions": bool(torch.equal(cert16, cert) and torch.equal(pc_infer(pm16, len(model.classes)), robust)),
+                "identical_predictions": float((pm16 == pm).float().mean()),
+            }
     if a.variants:
         variant_rows(model, x, y, masks, a.batch_size, a.device, pm, cert, rows)
     if not a.skip_loop:

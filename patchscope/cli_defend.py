@@ -159,7 +159,7 @@ def certify(
     k: Annotated[int, typer.Option("--k", help="patchcleanser: masks per axis")] = 6,
     band: Annotated[Optional[int], typer.Option(help="ds: kept band width (default 4 columns, 12 for blocks)")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="masked or ablated images per forward pass (default 256 on a CPU, where small chunks stay in cache; 16384 on a GPU)")] = None,
-    bf16: Annotated[bool, typer.Option("--bf16", help="patchcleanser: bfloat16 autocast, faster on a GPU (a near-tie may resolve differently)")] = False,
+    bf16: Annotated[bool, typer.Option("--bf16", help="patchcleanser: bfloat16 autocast, faster on a GPU or a CPU with bf16 units; near-ties are redone in float32")] = False,
     data_root: RootOpt = None,
     device: DeviceOpt = "cpu",
     as_json: JsonOpt = False,
@@ -191,7 +191,7 @@ def certify(
     if defense == "patchcleanser":
         _, m, s = mask_positions(n, side, k)
         regions = mask_set(n, side, k, dev)
-        info = {"k": k, "masks": len(regions), "mask_side": m, "mask_stride": s}
+        info = {"k": k, "masks": len(regions), "mask_side": m, "mask_stride": s, "full_map_passes": len(regions) * (len(regions) + 1) // 2}
     else:
         mode = defense.removeprefix("ds-")
         b = band if band is not None else (4 if mode == "column" else 12)
@@ -208,10 +208,12 @@ def certify(
         with torch.inference_mode(), progress_bar(len(ds), f"certify {defense}") as update:
             for x, y in ds.batches(chunk, dev):
                 if defense == "patchcleanser":
-                    counts, passes = pc_counts(net, x, y, regions, batch_size, bf16, len(net.classes))
+                    counts, chunk_passes = pc_counts(net, x, y, regions, batch_size, bf16, len(net.classes))
                     totals += counts
+                    passes += chunk_passes
                 else:
-                    votes, passes = ds_prediction_map(net, x, regions, batch_size)
+                    votes, per_image = ds_prediction_map(net, x, regions, batch_size)
+                    passes += per_image * len(y)
                     robust, certified = ds_predict(votes), ds_certify(votes, y, delta)
                     totals += torch.stack([(net(x).argmax(1) == y).sum(), (robust == y).sum(), certified.sum()])
                 update(advance=len(y))
@@ -219,7 +221,7 @@ def certify(
         seconds = time.perf_counter() - started
         result = {"model": model, "defense": defense, "data": data, "data_hash": ds.data_hash(), "images": len(ds), "patch_size": patch_size, "patch_side": side, **info,
                   "clean_accuracy": clean / len(ds), "defended_accuracy": defended / len(ds), "certified_accuracy": cert / len(ds),
-                  "forward_passes_per_image": passes, "batch_size": batch_size, "seconds": round(seconds, 3), "images_per_second": round(len(ds) / max(seconds, 1e-9), 2), "device": dev,
+                  "forward_passes_per_image": round(passes / len(ds), 2), "batch_size": batch_size, "seconds": round(seconds, 3), "images_per_second": round(len(ds) / max(seconds, 1e-9), 2), "device": dev,
                   "precision": "bf16" if bf16 and defense == "patchcleanser" else "fp32"}
         run.log(flatten(result))
     _show(result, as_json)

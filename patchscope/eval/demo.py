@@ -212,11 +212,12 @@ class Demo:
             self.stage(f"PatchCleanser certification against any {side}x{side} patch on {len(subset)} images")
             masks = mask_set(32, side, 6, dev)
             t = time.time()
-            counts, passes = pc_counts(self.main, subset.float_images(dev), subset.labels, masks, num_classes=len(self.main.classes))
+            counts, total_passes = pc_counts(self.main, subset.float_images(dev), subset.labels, masks, num_classes=len(self.main.classes))
+            passes = total_passes / len(subset)
             clean, defended, certified = (int(v) / len(subset) for v in counts.cpu())
             r = {"clean": clean, "defended": defended, "certified": certified, "passes": passes, "images_per_second": len(subset) / (time.time() - t)}
             self.results.setdefault("certify", {})[f"{side}px"] = r
-            rows.append([f"{side}x{side} ({side * side / 1024:.1%})", _pct(r["clean"]), _pct(r["defended"]), _pct(r["certified"]), str(passes), f"{r['images_per_second']:.0f}"])
+            rows.append([f"{side}x{side} ({side * side / 1024:.1%})", _pct(r["clean"]), _pct(r["defended"]), _pct(r["certified"]), f"{passes:.0f}", f"{r['images_per_second']:.0f}"])
         self.findings.append(f"PatchCleanser certifies {self.results['certify']['5px']['certified']:.0%} of demo images against <i>any</i> 5x5 patch anywhere, and {self.results['certify']['7px']['certified']:.0%} against 7x7.")
         self.sections.append(Section("Certified: PatchCleanser", "Double masking with 6x6 mask positions: an image is certified when every one- and two-mask prediction is right, so no patch of that size anywhere can change it.",
                                      table={"columns": ["patch", "clean", "defended", "certified", "forward passes / image", "images / s"], "rows": rows},

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from patchscope.defenses import mask_positions, mask_set, masked_predictions, pc_certify, pc_infer, pc_prediction_map
+from patchscope.defenses import UNKNOWN, mask_positions, mask_set, masked_predictions, pc_certify, pc_decision_map, pc_infer, pc_needed, pc_prediction_map, predict_masked
 from patchscope.errors import PatchscopeError
 from tests.defenses._helpers import all_patched, local_net, small_cnn, smooth_images
 
@@ -78,6 +78,39 @@ def test_vectorised_certify_and_infer_match_the_definition(n, k, classes, data):
     assert pc_infer(pm).tolist() == [_infer_reference(pm[i]) for i in range(n)]
     # a certified image is predicted correctly by the robust inference
     assert all(p == int(y) for p, y, c in zip(pc_infer(pm).tolist(), labels, expected_cert) if c)
+
+
+@settings(max_examples=150, deadline=None)
+@given(n=st.integers(1, 4), k=st.integers(1, 5), classes=st.integers(1, 3), data=st.data())
+def test_entries_pc_needed_leaves_out_never_change_a_decision(n, k, classes, data):
+    pm = _sym_maps(n, k, classes, data)
+    if data.draw(st.booleans()):  # mostly one label, so that some images keep every single mask right
+        pm = torch.where(torch.rand(pm.shape) < 0.9, pm.flatten(1)[:, :1, None], pm)
+        pm = torch.where(torch.triu(torch.ones(k, k, dtype=torch.bool)), pm, pm.transpose(1, 2))
+    labels = torch.tensor(data.draw(st.lists(st.integers(0, classes - 1), min_size=n, max_size=n)))
+    rows, full = pc_needed(pm.diagonal(dim1=1, dim2=2), labels, classes)
+    keep = rows[:, :, None] | rows[:, None, :] | full[:, None, None] | torch.eye(k, dtype=torch.bool)
+    partial = torch.where(keep, pm, torch.full_like(pm, UNKNOWN))
+    assert pc_certify(partial, labels).tolist() == pc_certify(pm, labels).tolist()
+    assert pc_infer(partial, classes).tolist() == pc_infer(pm, classes).tolist()
+
+
+@pytest.mark.parametrize("first_round", [1, 5, 1000])
+def test_the_decision_map_decides_as_the_full_map_with_fewer_passes(first_round):
+    model = small_cnn(classes=3, seed=4)
+    x = torch.rand(12, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    masks = mask_set(32, 5, k=3)
+    full, per_image = pc_prediction_map(model, x, masks, batch_size=11)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    y[:3] = (y[:3] + 1) % 3  # some images mislabelled: never certified
+    dm, passes = pc_decision_map(model, x, y, masks, batch_size=11, num_classes=3, first_round=first_round)
+    assert torch.equal(pc_certify(dm, y), pc_certify(full, y)) and torch.equal(pc_infer(dm, 3), pc_infer(full, 3))
+    known = dm != UNKNOWN
+    assert torch.equal(dm[known], full[known]) and torch.equal(dm, dm.transpose(1, 2))
+    assert pc_certify(full, y).any() and not pc_certify(full, y).all()  # both kinds of image are in the test
+    assert len(x) * len(masks) <= passes < len(x) * per_image
+    assert passes == int(known.triu().sum())  # one forward pass per evaluated entry, none twice
 
 
 @settings(max_examples=80, deadline=None)
@@ -151,3 +184,16 @@ def test_bf16_prediction_map_agrees_with_fp32_away_from_ties():
     wide = ((top2[:, 0] - top2[:, 1]) > 0.05 * logits.abs().max()).view(pm32.shape)  # far beyond bf16's ~0.4% rounding
     assert wide.any()
     assert torch.equal(pm16[wide], pm32[wide])
+
+
+def test_bf16_near_ties_are_redone_in_float32():
+    model = small_cnn(classes=4, seed=3)
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    masks = mask_set(32, 5, k=3)
+    rows = torch.arange(4 * len(masks))
+    args = (model, x, masks, rows // len(masks), rows % len(masks), (rows + 1) % len(masks), 8)
+    with torch.inference_mode():
+        p32 = predict_masked(*args)
+        assert torch.equal(predict_masked(*args, bf16=True, recheck=10.0), p32)  # every gap is "near": all redone in fp32
+        raw, checked = predict_masked(*args, bf16=True, recheck=0.0), predict_masked(*args, bf16=True)
+    assert torch.equal(checked[checked != raw], p32[checked != raw])  # what the recheck changed, it changed to fp32's answer
