@@ -220,6 +220,21 @@ def central_pairs(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return i[order], j[order]
 
 
+def row_pairs(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(image, i, j), i < j, of every pair of two distinct masks that holds a mask of ``rows`` (N, K) bool, each once.
+
+    >>> [t.tolist() for t in row_pairs(torch.tensor([[False, True, True]]))]
+    [[0, 0, 0], [0, 0, 1], [1, 2, 2]]
+    """
+    k = rows.shape[1]
+    image, i = rows.nonzero(as_tuple=True)
+    j = torch.arange(k, device=rows.device).repeat(len(i))
+    image, i = image.repeat_interleave(k), i.repeat_interleave(k)
+    key = torch.unique((image * k + torch.minimum(i, j)) * k + torch.maximum(i, j))
+    key = key[key % k != (key // k) % k]  # a mask with itself is a single mask, known already
+    return key // (k * k), (key // k) % k, key % k
+
+
 UNKNOWN = -1  # an entry of a decision map that was not evaluated because no decision reads it
 
 
@@ -262,15 +277,9 @@ def pc_decision_map(
         dm[image, j, i] = pred
         return pred
 
-    # Case II: every pair of each disagreeing mask (each unordered pair once)
-    image, i = rows.nonzero(as_tuple=True)
-    j = torch.arange(k, device=dev).repeat(len(i))
-    image, i = image.repeat_interleave(k), i.repeat_interleave(k)
-    lo, hi = torch.minimum(i, j), torch.maximum(i, j)
-    key = torch.unique((image * k + lo) * k + hi)
-    key = key[key % k != (key // k) % k]  # the single masks are known
-    fill_pairs(key // (k * k), (key // k) % k, key % k)
-    passes += len(key)
+    image, i, j = row_pairs(rows)  # Case II: the rows of the disagreeing masks
+    fill_pairs(image, i, j)
+    passes += len(image)
     # certificates: all pairs of the images with every single mask right, dropping each at its first wrong pair
     pi, pj = central_pairs(masks)
     alive, done, size = full.nonzero().flatten(), 0, max(1, first_round)
