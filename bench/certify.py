@@ -41,16 +41,16 @@ def loop_prediction_map(model: torch.nn.Module, images: torch.Tensor, masks: tor
 
 
 class Variant(torch.nn.Module):
-    """``model`` run another way: channels-last input, float16 (or ``dtype``) autocast, or both (fp32 logits out)."""
+    """``model`` run another way: channels-last input, autocast to ``dtype`` (None: none), or both (fp32 logits out)."""
 
-    def __init__(self, model: torch.nn.Module, channels_last: bool, fp16: bool, dtype: torch.dtype = torch.float16) -> None:
+    def __init__(self, model: torch.nn.Module, channels_last: bool, dtype: torch.dtype | None) -> None:
         super().__init__()
-        self.model, self.channels_last, self.fp16, self.dtype = model, channels_last, fp16, dtype
+        self.model, self.channels_last, self.dtype = model, channels_last, dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(x.device.type, self.dtype, enabled=self.fp16):
+        with torch.autocast(x.device.type, self.dtype or torch.float16, enabled=self.dtype is not None):
             return self.model(x).float()
 
 
@@ -73,10 +73,10 @@ def variant_rows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, masks
     if device.startswith("cuda"):
         model = model.to(memory_format=torch.channels_last)  # weights too (no effect on a contiguous input)
     variants = {
-        "fp32_channels_last": Variant(model, True, False),
-        "fp16_autocast": Variant(model, True, True),
+        "fp32_channels_last": Variant(model, True, None),
+        "fp16_autocast": Variant(model, True, torch.float16),
         "fp32_compiled": torch.compile(model, dynamic=False),
-        "fp16_compiled": torch.compile(Variant(model, True, True), dynamic=False),
+        "fp16_compiled": torch.compile(Variant(model, True, torch.float16), dynamic=False),
     }
     for name, m in variants.items():
         try:
@@ -138,7 +138,7 @@ def main() -> None:
         }
         if not bf16:
             continue
-        for name, m, check in (("batched_bf16", model, True), ("batched_bf16_unchecked", Variant(model, True, True, torch.bfloat16), False)):
+        for name, m, check in (("batched_bf16", model, True), ("batched_bf16_unchecked", Variant(model, True, torch.bfloat16), False)):
             pc_prediction_map(m, x[:8], masks, a.batch_size, bf16=check)
             _sync(a.device)
             t = time.perf_counter()
