@@ -147,8 +147,9 @@ def test_zoo_models_classify_the_demo_subset_well(demo):
 def test_cli_trains_a_student_from_a_teacher_checkpoint(tmp_path: Path, tiny_model_path: Path):
     from tests.conftest import run_cli
 
-    r = run_cli("train", "--arch", "cnn", "--arch-kwargs", '{"width": 4, "hidden": 16}', "--data", "demo", "--epochs", "1", "--teacher", str(tiny_model_path), "--out", str(tmp_path), "--name", "s")
+    r = run_cli("train", "--arch", "cnn", "--arch-kwargs", '{"width": 4, "hidden": 16}', "--data", "demo", "--epochs", "1", "--teacher", str(tiny_model_path), "--out", str(tmp_path), "--name", "s", env={"PATCHSCOPE_PROGRESS_SECONDS": "0"})
     assert r.returncode == 0, r.stderr
+    assert "train s: " in r.stderr and "train s: done" in r.stderr  # a log (not a terminal) still shows progress
     card = json.loads((tmp_path / "s.json").read_text())
     assert card["recipe"]["teacher"] == str(tiny_model_path) and card["recipe"]["distill_weight"] == 0.5
     bad = run_cli("train", "--arch", "cnn", "--teacher", str(tiny_model_path), "--distill-weight", "1.5", "--out", str(tmp_path / "x"))
