@@ -379,6 +379,7 @@ def attack(
     steps: int = 300,
     batch_size: Annotated[int, typer.Option(help="global batch (split across torchrun ranks)")] = 64,
     candidates: Annotated[int, typer.Option(help="places (on-object) or starts (sticker) optimised side by side")] = 5,
+    restarts: Annotated[int, typer.Option(help="random starts per place, side by side; the best is kept when the search ends (a bad start can cost 50 points)")] = 1,
     lr: float = 0.3,
     loss: LossOpt = "ce",
     kappa: Annotated[float, typer.Option(help="margin loss: the logit gap at which an image counts as won")] = 5.0,
@@ -412,7 +413,7 @@ def attack(
     if len(victims) == 0:
         raise PatchscopeError(f"--data {data} holds no images of class {ds.classes[src]!r}")
     loc = _location(location)
-    cfg = AttackConfig(size=size, shape=shape, placement=placement, location=loc, target=tgt, loss=loss, kappa=kappa, optimizer=optimizer, lr=lr, steps=steps, batch_size=batch_size, candidates=candidates, tv_weight=tv, nps_weight=nps, seed=seed, compile=compile, precision=precision)
+    cfg = AttackConfig(size=size, shape=shape, placement=placement, location=loc, target=tgt, loss=loss, kappa=kappa, optimizer=optimizer, lr=lr, steps=steps, batch_size=batch_size, candidates=candidates, restarts=restarts, tv_weight=tv, nps_weight=nps, seed=seed, compile=compile, precision=precision)
     if precision == "bf16" and rank == 0:
         _warn_bf16(dev)
     if out.exists() and (out / "patch.safetensors").exists() and not resume and rank == 0:

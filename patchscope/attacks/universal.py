@@ -51,6 +51,7 @@ class AttackConfig:
     steps: int = 300
     batch_size: int = 64
     candidates: int = 5
+    restarts: int = 1  # random starts per place, optimised side by side until the search keeps the best one
     search_fraction: float = 0.3
     tv_weight: float = 0.0
     nps_weight: float = 0.0
@@ -68,8 +69,8 @@ class AttackConfig:
             raise PatchscopeError(f"--kappa {self.kappa}: the margin to win by cannot be negative")
         if self.precision not in PRECISIONS:
             raise PatchscopeError(f"--precision {self.precision}: choose {' or '.join(PRECISIONS)}")
-        if self.steps < 1 or self.batch_size < 1 or self.candidates < 1:
-            raise PatchscopeError("--steps, --batch-size and --candidates must be at least 1")
+        if self.steps < 1 or self.batch_size < 1 or self.candidates < 1 or self.restarts < 1:
+            raise PatchscopeError("--steps, --batch-size, --candidates and --restarts must be at least 1")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -168,12 +169,16 @@ class PatchAttack:
 
     # -- the pieces of one step ------------------------------------------------------------------
     def _start(self, image_size: int, side: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        n = self.cfg.candidates if self.cfg.location is None or self.cfg.placement == "sticker" else 1
+        """Random start patches and their places: ``restarts`` starts at each of the candidate places
+        (one place where ``location`` fixes it on the object), place-major."""
+        cfg = self.cfg
+        places = cfg.candidates if cfg.location is None or cfg.placement == "sticker" else 1
+        n = places * cfg.restarts
         patches = torch.rand(n, 3, side, side, generator=g, device=self.device)
-        if self.cfg.location is not None:
-            locs = torch.tensor([self.cfg.location], dtype=torch.float32, device=self.device).expand(n, 2)
+        if cfg.location is not None:
+            locs = torch.tensor([cfg.location], dtype=torch.float32, device=self.device).expand(n, 2)
         else:
-            locs = candidate_locations(n, image_size - side).to(self.device)
+            locs = candidate_locations(places, image_size - side).to(self.device).repeat_interleave(cfg.restarts, 0)
         return patches, locs.clone()
 
     def _views(self, n_images: int, locs: torch.Tensor, image_size: int, side: int, g: torch.Generator) -> tuple[torch.Tensor, ViewParams]:

@@ -199,3 +199,28 @@ def test_torchrun_with_two_cpu_ranks_equals_one_process(tmp_path: Path, tiny_mod
     assert p1.location == p2.location
     assert torch.allclose(p1.pixels, p2.pixels, atol=1e-4)
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["config.json", "metrics.json", "patch.png", "patch.safetensors"]
+
+
+@pytest.mark.parametrize("location,candidates,restarts", [((3, 4), 5, 3), (None, 2, 3)])
+def test_restarts_start_several_patches_at_each_place_and_keep_one(monkeypatch, demo, tiny_model, location, candidates, restarts):
+    x, y = _stop_images(demo, 16)
+    seen = {}
+    choose = PatchAttack._choose
+
+    def spy(self, images, labels, patches, mask, locs, side, g):
+        seen["patches"], seen["locs"] = patches.clone(), locs.clone()
+        return choose(self, images, labels, patches, mask, locs, side, g)
+
+    monkeypatch.setattr(PatchAttack, "_choose", spy)
+    cfg = AttackConfig(size=0.05, target=13, steps=6, batch_size=8, candidates=candidates, restarts=restarts, location=location)
+    patch = PatchAttack(tiny_model, cfg, progress=False)(x, y)
+    places = 1 if location else candidates
+    locs, patches = seen["locs"], seen["patches"]
+    assert len(locs) == len(patches) == places * restarts  # every start of every place took part in the search
+    assert torch.equal(locs.view(places, restarts, 2), locs.view(places, restarts, 2)[:, :1].expand(-1, restarts, -1))
+    assert len({tuple(p) for p in locs.view(places, restarts, 2)[:, 0].tolist()}) == places
+    assert all(not torch.equal(patches[i], patches[i + 1]) for i in range(len(patches) - 1))  # distinct starts
+    assert tuple(patch.location) in {tuple(int(v) for v in row) for row in locs.tolist()}
+    assert location is None or tuple(patch.location) == location
+    with pytest.raises(PatchscopeError, match="--restarts"):
+        AttackConfig(restarts=0)
