@@ -53,14 +53,13 @@ class LogLines:
         self.done += advance
         self.fields = _fields(fields) if fields else self.fields
         now = self.clock()
-        if now - self.last >= self.interval:
-            self.last = now
-            elapsed = now - self.start
-            left = elapsed * (self.total - self.done) / self.done if self.done else float("nan")
-            share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
-            eta = f", ~{_duration(left)} left" if self.done else ""
-            tail = f"; {self.fields}" if self.fields else ""
-            self._write(f"{self.description}: {self.done}/{self.total}{share}, {_duration(elapsed)} elapsed{eta}{tail}")
+        if now - self.last < self.interval:
+            return
+        self.last, elapsed = now, now - self.start
+        share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
+        eta = f", ~{_duration(elapsed * (self.total - self.done) / self.done)} left" if self.done else ""
+        tail = f"; {self.fields}" if self.fields else ""
+        self._write(f"{self.description}: {self.done}/{self.total}{share}, {_duration(elapsed)} elapsed{eta}{tail}")
 
     def close(self) -> None:
         if self.printed:
@@ -89,8 +88,8 @@ def progress_bar(
     if not enabled:
         yield lambda advance=1, **fields: None
         return
-    console = Console(stderr=True)
-    if stream is not None or not console.is_terminal:
+    console = Console(stderr=True) if stream is None else None  # a given stream is a log, never a terminal
+    if console is None or not console.is_terminal:
         every = interval if interval is not None else float(os.environ.get("PATCHSCOPE_PROGRESS_SECONDS", LOG_INTERVAL_S))
         lines = LogLines(total, description, every, stream or sys.stderr, clock)
         yield lines
