@@ -184,7 +184,8 @@ def train_model(
                 y = train_set.labels[idx].to(device)
                 x = occlude(occlude(augment(x).clamp_(0, 1), recipe.occlude_p, recipe.occlude_size, g), recipe.occlude_p, recipe.occlude_size, g)
                 if perturb is not None:
-                    x = perturb(model, x, y, g)
+                    with autocast:  # the perturbation's own forward passes (worst-of-N masks, training patches) at the recipe's precision
+                        x = perturb(model, x, y, g)
                 with autocast:
                     logits = model(x).float()
                 loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)

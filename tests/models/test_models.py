@@ -171,6 +171,19 @@ def test_bf16_training_runs_the_forward_in_bf16_and_keeps_float32_weights(demo, 
     assert max(diffs) < 0.05  # ... but only by rounding: two small steps from the same start
 
 
+@pytest.mark.parametrize("precision,expected", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_the_perturbations_forward_passes_run_at_the_recipes_precision(demo, tiny_model, precision, expected):
+    seen: list[torch.dtype] = []
+
+    def spy(model, x, y, g):  # e.g. MaskAugment's worst-of-N pass: 16x the batch, the bulk of a step
+        seen.append(model.net(x).dtype)
+        return x
+
+    kw = {"epochs": 1, "batch_size": 32, "lr": 0.01, "ema_decay": 0.0}
+    train_model(demo.head(64), Recipe.for_arch("cnn", precision=precision, **kw), progress=False, initial=tiny_model, perturb=spy)
+    assert seen == [expected, expected]
+
+
 def test_cli_refuses_an_unknown_training_precision(tmp_path: Path):
     from tests.conftest import run_cli
 
