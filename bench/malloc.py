@@ -46,13 +46,14 @@ def _run(cmd: list[str], system: bool, threads: int, store: Path) -> dict[str, f
     env.pop("PATCHSCOPE_MALLOC", None)
     if system:
         env["PATCHSCOPE_MALLOC"] = "system"
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "patchscope", *cmd], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"bench/malloc.py: `patchscope {' '.join(cmd)}` failed: {err.strip().splitlines()[-1:]}")
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty child cannot fill it and stall before wait4
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "patchscope", *cmd], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            err.seek(0)
+            raise SystemExit(f"bench/malloc.py: `patchscope {' '.join(cmd)}` failed: {err.read().decode().strip().splitlines()[-1:]}")
     return {"wall_s": wall, "user_s": usage.ru_utime, "sys_s": usage.ru_stime}
 
 
