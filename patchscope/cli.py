@@ -106,17 +106,21 @@ def train(
     teacher: Annotated[Optional[str], typer.Option(help="distil from this model's soft predictions (zoo name or checkpoint)")] = None,
     distill_weight: Annotated[float, typer.Option(help="with --teacher: share of the distillation loss")] = 0.5,
     precision: Annotated[str, typer.Option(help="fp32 | bf16 (forward passes under bf16 autocast: a ViT trains ~1.7x faster on a CPU with AVX512-BF16; slower where bf16 is emulated)")] = "fp32",
+    augment: Annotated[Optional[str], typer.Option(help="override the recipe's augmentation, e.g. rotate=5,translate=0.05,jitter=0.1,occlude_p=0.25,scale=0.95:1.05 (defaults 15, 0.1, 0.3, 0.5, 0.9:1.1)")] = None,
 ) -> None:
     """Train a model with the zoo's recipe and write safetensors plus a model card.
 
     Adversarial patch training of a zoo model: ``patchscope train --init gtsrb-cnn --patch-training 0.05 --epochs 3 --name gtsrb-cnn-at``.
     A ViT distilled from the zoo ResNet: ``patchscope train --arch vit --teacher gtsrb-resnet --device cuda``.
+    Last epochs on lighter augmentation: ``patchscope train --init gtsrb-vit --epochs 3 --lr 1e-4 --augment rotate=5,jitter=0.1,occlude_p=0.25``.
     """
     import torch
 
     from patchscope.data import load_data
     from patchscope.models import ARCHS, create_model, save_checkpoint
-    from patchscope.models.train import Recipe, accuracy, train_model
+    from patchscope.models.train import Recipe, accuracy, parse_augment, train_model
+
+    overrides = parse_augment(augment) if augment else {}
 
     if ssl not in (None, "mae"):
         raise PatchscopeError(f"unknown --ssl {ssl!r}: the one pretraining recipe is mae")
@@ -152,7 +156,7 @@ def train(
     recipe = Recipe.for_arch(
         arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, arch_kwargs=kwargs, ema_decay=ema_decay, init=init,
         patch_training=perturb.describe() if perturb else None, teacher=teacher, distill_weight=distill_weight if teacher else None,
-        precision=precision,
+        precision=precision, **overrides,
     )
     if precision == "bf16":
         _warn_bf16(dev)

@@ -65,6 +65,36 @@ class Recipe:
         return cls(arch=arch, **base)
 
 
+AUGMENT_RANGES: dict[str, tuple[float, float]] = {"rotate": (0.0, 180.0), "translate": (0.0, 0.5), "jitter": (0.0, 1.0), "occlude_p": (0.0, 1.0)}
+
+
+def parse_augment(text: str) -> dict[str, Any]:
+    """Recipe overrides for the augmentation, from ``"rotate=5,jitter=0.1,occlude_p=0.25,scale=0.95:1.05"``.
+
+    >>> parse_augment("rotate=5, occlude_p=0")
+    {'rotate': 5.0, 'occlude_p': 0.0}
+    """
+    out: dict[str, Any] = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, sep, value = (t.strip() for t in item.partition("="))
+        if not sep or key not in (*AUGMENT_RANGES, "scale"):
+            raise PatchscopeError(f"--augment {item!r}: give KEY=VALUE with KEY one of {', '.join((*AUGMENT_RANGES, 'scale'))}")
+        try:
+            numbers = [float(v) for v in value.split(":")]
+        except ValueError:
+            raise PatchscopeError(f"--augment {item!r}: {value!r} is not a number") from None
+        if key == "scale":
+            if len(numbers) != 2 or not 0 < numbers[0] <= numbers[1] <= 4:
+                raise PatchscopeError(f"--augment {item!r}: give scale=LOW:HIGH with 0 < LOW <= HIGH <= 4, e.g. scale=0.95:1.05")
+            out[key] = (numbers[0], numbers[1])
+            continue
+        low, high = AUGMENT_RANGES[key]
+        if len(numbers) != 1 or not low <= numbers[0] <= high:
+            raise PatchscopeError(f"--augment {item!r}: {key} takes one number in [{low:g}, {high:g}]")
+        out[key] = numbers[0]
+    return out
+
+
 def occlude(x: torch.Tensor, p: float, size: tuple[int, int], generator: torch.Generator | None = None, value: float = 0.5) -> torch.Tensor:
     """Paint one grey square of side in ``size`` at a random place on each image with probability ``p``.
 
