@@ -120,7 +120,7 @@ def train(
     from patchscope.models import ARCHS, create_model, save_checkpoint
     from patchscope.models.train import Recipe, accuracy, parse_augment, train_model
 
-    overrides = parse_augment(augment) if augment else {}
+    overrides = parse_augment(augment or "")
 
     if ssl not in (None, "mae"):
         raise PatchscopeError(f"unknown --ssl {ssl!r}: the one pretraining recipe is mae")

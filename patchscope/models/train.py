@@ -78,7 +78,7 @@ def parse_augment(text: str) -> dict[str, Any]:
     for item in filter(None, (t.strip() for t in text.split(","))):
         key, sep, value = (t.strip() for t in item.partition("="))
         if not sep or key not in (*AUGMENT_RANGES, "scale"):
-            raise PatchscopeError(f"--augment {item!r}: give KEY=VALUE with KEY one of {', '.join((*AUGMENT_RANGES, 'scale'))}")
+            raise PatchscopeError(f"--augment {item!r}: give KEY=VALUE with KEY one of {', '.join(AUGMENT_RANGES)}, scale")
         try:
             numbers = [float(v) for v in value.split(":")]
         except ValueError:
