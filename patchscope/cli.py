@@ -318,7 +318,7 @@ def evaluate(
     names = _model_names(models)
     loaded = {n: create_model(n, dev) for n in names}
     cache = _DataCache(data, data_root, limit)
-    the_patch = _load_patch(patch) if patch is not None else None
+    the_patch = _load_patch(patch, per_image=True) if patch is not None else None
     result: dict[str, dict[str, object]] = {}
     config = {"models": names, "data": data, "patch": str(patch) if patch else None, "source": source, "target": target, "conditions": conditions, "limit": limit, "device": dev}
     with recorded("evaluate", config) as run:
@@ -340,9 +340,16 @@ def evaluate(
     _print({"data": data, "models": result}, as_json, table)
 
 
-def _load_patch(path: Path | str):  # type: ignore[no-untyped-def]
+def _load_patch(path: Path | str, per_image: bool = False):  # type: ignore[no-untyped-def]
+    """A universal patch (run folder, file or zoo name); with ``per_image``, a folder of per-image patches too."""
     from patchscope.attacks import load_patch
 
+    if per_image and (Path(path) / "patches.safetensors").exists() or str(path).endswith("patches.safetensors"):
+        from patchscope.attacks.per_image import PerImagePatches
+
+        if not per_image:
+            raise PatchscopeError(f"--patch {path}: per-image patches (attack --per-image) are measured by evaluate only")
+        return PerImagePatches.load(path)
     return load_patch(path)
 
 
@@ -360,6 +367,12 @@ def _patch_metrics(model, ds, patch, source, target, conditions, batch_size, dev
     victims = ds.of_class(src)
     if len(victims) == 0:
         raise PatchscopeError(f"the data holds no images of class {src!r}")
+    from patchscope.attacks.per_image import PerImagePatches
+
+    if isinstance(patch, PerImagePatches):  # the first len(patch) source images, exactly those attacked
+        victims = victims.head(len(patch))
+        if len(victims) != len(patch) or victims.data_hash() != patch.images_hash:
+            raise PatchscopeError(f"these {len(patch)} per-image patches were made for other images ({patch.meta.get('data')}, class {patch.meta.get('source')}): evaluate them on their attack's --data and --source")
     grid = {"default": DEFAULT_GRID, "none": [{}], "sweep": sweep_conditions()}.get(conditions)
     if grid is None:
         raise PatchscopeError(f"--conditions {conditions!r}: use default, none or sweep")
@@ -398,11 +411,15 @@ def attack(
     limit: Annotated[Optional[int], typer.Option(help="use at most N source images")] = None,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile each step (CUDA graphs on a GPU): steps 2-5x faster there after 20-60 s of compiling")] = False,
     precision: Annotated[str, typer.Option(help="fp32 | bf16 (the model under bf16 autocast: CNN steps ~2-3x faster on a GPU or a CPU with AMX; slower than fp32 on a CPU without bf16 units)")] = "fp32",
+    per_image: Annotated[bool, typer.Option("--per-image", help="one patch for each source image, made on the images it is measured on (e.g. --data gtsrb:test): the strongest attacker; --batch-size is then rows per forward pass")] = False,
+    views: Annotated[int, typer.Option(help="--per-image: EOT views of each image per place and step")] = 8,
+    init: Annotated[Optional[str], typer.Option(help="--per-image: start every image's patch from this universal patch (run folder or zoo:NAME), at its place, shape and size")] = None,
     data_root: RootOpt = None,
     device: DeviceOpt = "cpu",
     as_json: JsonOpt = False,
 ) -> None:
-    """Optimise a universal patch with EOT and write patch.png, patch.safetensors, config.json, metrics.json."""
+    """Optimise a universal patch with EOT and write patch.png, patch.safetensors, config.json, metrics.json
+    (with --per-image: one patch per image, patches.safetensors and patches.png)."""
     import time
 
     from patchscope.attacks import AttackConfig, AttackInterrupted, PatchAttack
@@ -424,6 +441,17 @@ def attack(
     if out.exists() and (out / "patch.safetensors").exists() and not resume and rank == 0:
         typer.echo(f"patchscope: note: overwriting the patch in {out}", err=True)
     config = {"command": "attack", "model": model, "models": _model_names(model), "data": data, "data_hash": ds.data_hash(), "source": ds.classes[src], "target": ds.classes[tgt] if tgt is not None else None, "device": dev, **cfg.as_dict()}
+    if per_image:
+        import torch.distributed as dist
+
+        if resume or (dist.is_available() and dist.is_initialized()):
+            raise PatchscopeError("--per-image runs in one process and has no checkpoints: drop --resume and torchrun")
+        start = _load_patch(init) if init is not None else None
+        if start is not None:
+            start.meta["name"] = init
+        return _attack_per_image(net, cfg, views, victims, ds, src, tgt, {**config, "per_image": True, "views": views, "limit": limit, "init": init}, out, dev, start)
+    if init is not None:
+        raise PatchscopeError("--init starts per-image patches: add --per-image")
     with recorded("attack", config) as run:
         started = time.time()
         runner = PatchAttack(net, cfg, dev, checkpoint=out / "checkpoint.pt", checkpoint_every=checkpoint_every, resume=resume)
@@ -455,6 +483,34 @@ def _finish_attack(net, patch, victims, ds, src, tgt, model, data, dev, history,
     write_json(out / "metrics.json", metrics)
     (out / "checkpoint.pt").unlink(missing_ok=True)
     return {"out": str(out), **{k: v for k, v in metrics.items() if k != "history"}}
+
+
+def _attack_per_image(net, cfg, views, victims, ds, src, tgt, config, out, dev, start):  # type: ignore[no-untyped-def]
+    """``attack --per-image``: optimise, measure on the same images over the default grid, write the run folder."""
+    import time
+
+    from patchscope.attacks.per_image import PerImageAttack
+    from patchscope.eval import DEFAULT_GRID, patch_success
+    from patchscope.io import write_json
+
+    with recorded("attack", config) as run:
+        started = time.time()
+        runner = PerImageAttack(net, cfg, views, dev, start=start)
+        patches = runner(victims.float_images(), victims.labels)
+        seconds = time.time() - started
+        patches.images_hash = victims.data_hash()
+        patches.meta.update({"model": config["model"], "source": ds.classes[src], "target": ds.classes[tgt] if tgt is not None else None, "data": config["data"], "data_hash": ds.data_hash()})
+        check = patch_success(net, victims.float_images(), victims.labels, patches, tgt, DEFAULT_GRID, device=dev)
+        metrics = {"attack_images": len(victims), "seconds": round(seconds, 1), "patch_area": patches.area_fraction, "patch_side": patches.side, "per_image": True,
+                   "targeted_success": check["targeted_success"] if tgt is not None else None, "untargeted_success": check["untargeted_success"],
+                   "source_clean_accuracy": check["clean_accuracy"], "history": runner.history}
+        patches.save(out)
+        write_json(out / "config.json", config)
+        write_json(out / "metrics.json", metrics)
+        summary = {"out": str(out), **{k: v for k, v in metrics.items() if k != "history"}}
+        run.log(summary)
+        run.artifact("patches", out / "patches.safetensors")
+    _print(summary, True)
 
 
 def _location(text: str | None) -> tuple[int, int] | None:

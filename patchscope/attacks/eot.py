@@ -169,8 +169,9 @@ def _location_rows(n: int, location: tuple[int, int] | torch.Tensor | None, free
     return loc.expand(n, 2).clone() if loc.ndim == 1 else loc
 
 
-def fixed_view(n: int, image_size: int, side: int, placement: str = "on-object", location: tuple[int, int] | None = None, **values: float) -> ViewParams:
-    """``n`` identical rows for one viewing condition (``rotation=``, ``yaw=``, ``brightness=``...).
+def fixed_view(n: int, image_size: int, side: int, placement: str = "on-object", location: tuple[int, int] | torch.Tensor | None = None, **values: float) -> ViewParams:
+    """``n`` rows for one viewing condition (``rotation=``, ``yaw=``, ``brightness=``...), the patch at
+    ``location`` (one place, or (n, 2) places, one per row).
 
     Unnamed factors take their no-change value; a sticker without ``location`` sits in the centre.
     """

@@ -139,6 +139,8 @@ class Patch:
         path = Path(path)
         file = path / "patch.safetensors" if path.is_dir() else path
         if not file.exists():
+            if (path / "patches.safetensors").exists():
+                raise PatchscopeError(f"--patch {path}: per-image patches (attack --per-image) are measured by evaluate only")
             raise PatchscopeError(f"--patch {path}: no patch.safetensors there")
         try:
             t = load_file(str(file))

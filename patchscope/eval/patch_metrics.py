@@ -10,14 +10,16 @@ from torch import nn
 
 from patchscope.attacks.eot import ViewParams, ViewRanges, fixed_view, render, sample_view, view
 from patchscope.attacks.patch import Patch
+from patchscope.attacks.per_image import PerImagePatches
+from patchscope.errors import PatchscopeError
 from patchscope.eval.conditions import DEFAULT_GRID, Condition
 from patchscope.models.wrapper import check_finite, nonfinite_rows
 
 
-def condition_views(conditions: Sequence[Condition], n: int, patch: Patch, seed: int = 0) -> ViewParams:
+def condition_views(conditions: Sequence[Condition], n: int, patch: Patch | PerImagePatches, seed: int = 0) -> ViewParams:
     """Views for ``n`` images under each condition, stacked condition-major: (len(conditions) * n) rows.
 
-    A sticker gets a seeded random place, rotation and scale per image (the same for every condition).
+    Per-image on-object patches keep each image's own place. A sticker gets a seeded random place, rotation and scale per image (the same for every condition).
     """
     rows = [fixed_view(n, patch.image_size, patch.side, patch.placement, patch.location, **{k: v for k, v in c.items() if k != "factor"}) for c in conditions]
     views = ViewParams.cat(rows)
@@ -34,18 +36,22 @@ def patch_success(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
-    patch: Patch,
+    patch: Patch | PerImagePatches,
     target: int | None,
     conditions: Sequence[Condition] = DEFAULT_GRID,
     batch_size: int = 1024,
     device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """Success of ``patch`` on ``images`` under every condition; the means are over (condition, image).
+    Per-image patches (N, 3, s, s) go on the N ``images`` in order, patch n on image n.
 
     Returns ``targeted_success``, ``untargeted_success``, ``target_confidence``, ``clean_accuracy``
     (same conditions, no patch) and ``conditions`` (one dict per condition with the same four).
     """
     n, c = len(images), len(conditions)
+    own = isinstance(patch, PerImagePatches)
+    if own and len(patch) != n:
+        raise PatchscopeError(f"{len(patch)} per-image patches for {n} images: they go only on the images they were made for")
     images, labels = images.to(device), labels.to(device)
     views = condition_views(conditions, n, patch).to(device)
     pixels, mask = patch.pixels.to(device), patch.mask.to(device)
@@ -55,7 +61,7 @@ def patch_success(
         rows = torch.arange(start, min(start + batch_size, c * n), device=device)
         x, y = images[rows % n], labels[rows % n]
         v = views[rows]
-        logits, clean_logits = model(render(x, pixels, mask, v)), model(view(x, v))
+        logits, clean_logits = model(render(x, pixels[rows % n] if own else pixels, mask, v)), model(view(x, v))
         bad += nonfinite_rows(logits) + nonfinite_rows(clean_logits)
         probs, clean = logits.softmax(1), clean_logits.argmax(1)
         pred = probs.argmax(1)
