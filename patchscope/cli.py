@@ -448,7 +448,8 @@ def attack(
             raise PatchscopeError("--per-image runs in one process and has no checkpoints: drop --resume and torchrun")
         start = _load_patch(init) if init is not None else None
         if start is not None:
-            start.meta["name"] = init
+            start.meta["name"] = init  # its shape, size and place replace the options': record those
+            config.update(size=start.area_fraction, shape=f"from --init ({start.side}px box)", location=list(start.location) if start.location else None, candidates=1, restarts=1)
         return _attack_per_image(net, cfg, views, victims, ds, src, tgt, {**config, "per_image": True, "views": views, "limit": limit, "init": init}, out, dev, start)
     if init is not None:
         raise PatchscopeError("--init starts per-image patches: add --per-image")

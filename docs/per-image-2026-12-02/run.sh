@@ -11,3 +11,5 @@ ps() { .venv/bin/patchscope attack --data gtsrb:test --source stop --target yiel
 ps --model gtsrb-cnn --init $L/cnn-rect-1-2-sigmoid-bs256 --steps 200 --lr 0.05 --out $D/cnn-bar-init > $D/cnn-bar-init.log 2>&1
 ps --model gtsrb-resnet --init $L/resnet-square-sigmoid-bs256 --steps 150 --lr 0.05 --out $D/resnet-sq10-init > $D/resnet-sq10-init.log 2>&1
 ps --model gtsrb-cnn --init $L/cnn-square5-sigmoid-bs256 --steps 200 --lr 0.1 --out $D/cnn-sq7-init > $D/cnn-sq7-init.log 2>&1
+# 3. the ViT's 4.7% bar on its token grid (54.5% universal), refined per image (2026-12-03)
+ps --model gtsrb-vit --init zoo:gtsrb-vit/stop-yield-small --steps 150 --lr 0.05 --out $D/vit-bar-small-init > $D/vit-bar-small-init.log 2>&1

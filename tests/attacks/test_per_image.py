@@ -119,3 +119,17 @@ def test_a_universal_start_at_zero_learning_rate_is_the_universal_patch(tiny_mod
     assert not torch.equal(moved.pixels, own.pixels) and moved.location.tolist() == own.location.tolist()
     with pytest.raises(PatchscopeError, match="--init"):
         PerImageAttack(tiny_model, AttackConfig(placement="sticker"), start=uni)
+
+
+def test_attack_per_image_from_a_universal_patch_records_its_shape_size_and_place(tmp_path: Path, tiny_model_path: Path):
+    from patchscope.attacks import load_patch
+
+    start = load_patch("zoo:gtsrb-cnn/stop-yield")
+    out = tmp_path / "warm"
+    r = run_cli("attack", "--model", str(tiny_model_path), "--data", "demo", "--per-image", "--init", "zoo:gtsrb-cnn/stop-yield", "--limit", "3",
+                "--steps", "1", "--views", "1", "--size", "0.02", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    config = json.loads((out / "config.json").read_text())
+    made = PerImagePatches.load(out)
+    assert config["size"] == pytest.approx(start.area_fraction) == pytest.approx(made.area_fraction)
+    assert config["location"] == list(start.location) and config["shape"].startswith("from --init") and config["init"] == "zoo:gtsrb-cnn/stop-yield"
