@@ -41,9 +41,12 @@ def patch_success(
     conditions: Sequence[Condition] = DEFAULT_GRID,
     batch_size: int = 1024,
     device: str | torch.device = "cpu",
+    by_image: bool = False,
 ) -> dict[str, Any]:
     """Success of ``patch`` on ``images`` under every condition; the means are over (condition, image).
     Per-image patches (N, 3, s, s) go on the N ``images`` in order, patch n on image n.
+    ``by_image``: also ``image_success``, a list of N shares of the conditions each image was won in
+    (targeted, or untargeted without a target), to see which images resist.
 
     Returns ``targeted_success``, ``untargeted_success``, ``target_confidence``, ``clean_accuracy``
     (same conditions, no patch) and ``conditions`` (one dict per condition with the same four).
@@ -75,6 +78,8 @@ def patch_success(
     out["patch_area"] = patch.area_fraction
     out["images"] = n
     out["conditions"] = [{**cond, **{k: round(float(per[j, i]), 4) for i, k in enumerate(keys)}} for j, cond in enumerate(conditions)]
+    if by_image:
+        out["image_success"] = stats.view(c, n, 4)[:, :, 0 if target is not None else 1].mean(0).cpu().tolist()
     return out
 
 

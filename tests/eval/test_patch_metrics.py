@@ -69,3 +69,15 @@ def test_figures_and_report_render(tmp_path: Path):
     page = render_report([Section("Curves", "a <b>test</b>", [(tmp_path / "c.png", "curves")], {"columns": ["x"], "rows": [["<script>"]]}, ["patchscope evaluate"])], tmp_path)
     html = page.read_text()
     assert "data:image/png;base64," in html and "&lt;script&gt;" in html and "http" not in html.replace("http-equiv", "")
+
+
+def test_by_image_success_names_the_images_that_resist():
+    from patchscope.attacks.per_image import PerImagePatches
+
+    x, y = torch.full((4, 3, 32, 32), 0.5), torch.zeros(4, dtype=torch.long)
+    pixels = torch.zeros(4, 3, 4, 4)
+    pixels[:2, 0] = 1  # images 0 and 1 get the red corner, 2 and 3 a black one
+    patches = PerImagePatches(pixels, torch.ones(4, 4), "on-object", torch.zeros(4, 2), 32)
+    out = patch_success(ConstantOnPatch(), x, y, patches, 1, [{}, {"brightness": 0.5}], by_image=True)
+    assert out["image_success"] == [0.5, 0.5, 0.0, 0.0]  # won undimmed only, and only where red
+    assert "image_success" not in patch_success(ConstantOnPatch(), x, y, _red_patch(), 1, [{}])
