@@ -13,3 +13,9 @@ ps --model gtsrb-resnet --init $L/resnet-square-sigmoid-bs256 --steps 150 --lr 0
 ps --model gtsrb-cnn --init $L/cnn-square5-sigmoid-bs256 --steps 200 --lr 0.1 --out $D/cnn-sq7-init > $D/cnn-sq7-init.log 2>&1
 # 3. the ViT's 4.7% bar on its token grid (54.5% universal), refined per image (2026-12-03)
 ps --model gtsrb-vit --init zoo:gtsrb-vit/stop-yield-small --steps 150 --lr 0.05 --out $D/vit-bar-small-init > $D/vit-bar-small-init.log 2>&1
+# 4. the same without EOT (a still picture), and the image-by-image comparison
+.venv/bin/python $D/still.py $D/vit-still > $D/vit-still.log 2>&1
+.venv/bin/python $D/analyse.py gtsrb-cnn $L/cnn-rect-1-2-sigmoid-bs256 $D/cnn-bar $D/cnn-bar-init > $D/analyse-cnn-bar.txt
+.venv/bin/python $D/analyse.py gtsrb-resnet $L/resnet-square-sigmoid-bs256 $D/resnet-sq10-init > $D/analyse-resnet.txt
+.venv/bin/python $D/analyse.py gtsrb-cnn $L/cnn-square5-sigmoid-bs256 $D/cnn-sq7-init > $D/analyse-cnn-sq7.txt
+.venv/bin/python $D/analyse.py gtsrb-vit zoo:gtsrb-vit/stop-yield-small $D/vit-bar-small-init > $D/analyse-vit-small.txt
