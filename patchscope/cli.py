@@ -344,13 +344,11 @@ def _load_patch(path: Path | str, per_image: bool = False):  # type: ignore[no-u
     """A universal patch (run folder, file or zoo name); with ``per_image``, a folder of per-image patches too."""
     from patchscope.attacks import load_patch
 
-    if per_image and (Path(path) / "patches.safetensors").exists() or str(path).endswith("patches.safetensors"):
+    if per_image and ((Path(path) / "patches.safetensors").exists() or Path(path).name == "patches.safetensors"):
         from patchscope.attacks.per_image import PerImagePatches
 
-        if not per_image:
-            raise PatchscopeError(f"--patch {path}: per-image patches (attack --per-image) are measured by evaluate only")
         return PerImagePatches.load(path)
-    return load_patch(path)
+    return load_patch(path)  # refuses per-image patches with one line
 
 
 def _patch_metrics(model, ds, patch, source, target, conditions, batch_size, dev):  # type: ignore[no-untyped-def]
@@ -497,11 +495,12 @@ def _attack_per_image(net, cfg, views, victims, ds, src, tgt, config, out, dev, 
     with recorded("attack", config) as run:
         started = time.time()
         runner = PerImageAttack(net, cfg, views, dev, start=start)
-        patches = runner(victims.float_images(), victims.labels)
+        images = victims.float_images()
+        patches = runner(images, victims.labels)
         seconds = time.time() - started
         patches.images_hash = victims.data_hash()
         patches.meta.update({"model": config["model"], "source": ds.classes[src], "target": ds.classes[tgt] if tgt is not None else None, "data": config["data"], "data_hash": ds.data_hash()})
-        check = patch_success(net, victims.float_images(), victims.labels, patches, tgt, DEFAULT_GRID, device=dev)
+        check = patch_success(net, images, victims.labels, patches, tgt, DEFAULT_GRID, device=dev)
         metrics = {"attack_images": len(victims), "seconds": round(seconds, 1), "patch_area": patches.area_fraction, "patch_side": patches.side, "per_image": True,
                    "targeted_success": check["targeted_success"] if tgt is not None else None, "untargeted_success": check["untargeted_success"],
                    "source_clean_accuracy": check["clean_accuracy"], "history": runner.history}

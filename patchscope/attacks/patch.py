@@ -138,9 +138,9 @@ class Patch:
         """Load a patch from a run folder or a ``patch.safetensors`` file."""
         path = Path(path)
         file = path / "patch.safetensors" if path.is_dir() else path
+        if path.name == "patches.safetensors" or (not file.exists() and (path / "patches.safetensors").exists()):
+            raise PatchscopeError(f"--patch {path}: per-image patches (attack --per-image) are measured by evaluate only")
         if not file.exists():
-            if (path / "patches.safetensors").exists():
-                raise PatchscopeError(f"--patch {path}: per-image patches (attack --per-image) are measured by evaluate only")
             raise PatchscopeError(f"--patch {path}: no patch.safetensors there")
         try:
             t = load_file(str(file))
