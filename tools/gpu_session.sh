@@ -90,7 +90,7 @@ side & SIDE_PID=$!
 # gtsrb-cnn-pc8 (mask training, --mask-tries 8); a later call trained gtsrb-cnn-pc16 alone (120 epochs in 287 s,
 # certified 77.5% / 60.6%: bundled). The ViT's 98.5% is the open training goal.
 # 2026-12-02 (CPU): fine-tuning the bundled ViT on all training frames with the ResNet as teacher reached
-# 98.44% (docs/vit-kd-2026-12-02/); gtsrb-vit-ft is that recipe, longer, on the GPU.
+# 98.44% (docs/runs/vit-kd-2026-12-02/); gtsrb-vit-ft is that recipe, longer, on the GPU.
 JOBS=(
   "gtsrb-vit-256|vit|300|--arch-kwargs '$VIT' --batch-size 256"
   "gtsrb-vit-ft|vit|60|--init gtsrb-vit --teacher gtsrb-resnet --lr 3e-4"
