@@ -61,6 +61,8 @@ def find_class(value: str | int, classes: Sequence[str], wnids: Sequence[str] | 
     key = _norm(text)
     hits = [i for i, c in enumerate(classes) if _norm(c) == key]
     if len(hits) > 1:
+        hits = [i for i in hits if classes[i] == text] or hits  # "Cardigan" the dog, "cardigan" the sweater
+    if len(hits) > 1:
         raise PatchscopeError(f"class {text!r} names several classes ({', '.join(map(str, hits))}): give the id")
     if hits:
         return hits[0]
