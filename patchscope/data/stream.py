@@ -95,7 +95,8 @@ def default_workers(n_images: int, batch_size: int) -> int:
     """Loader worker processes: none for a single batch, else up to 4, leaving one CPU core to the main process."""
     if n_images <= batch_size:
         return 0
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(4, cores - 1))
 
 
 @dataclass(frozen=True)
@@ -194,11 +195,13 @@ class ImageStream:
 
     def load(self, batch_size: int = 256) -> ImageSet:
         """Read every viewed image into an in-memory :class:`ImageSet` (for small selections: attack victims)."""
-        parts = list(self.iter_uint8(batch_size))
-        side = self.image_size
-        x = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, 3, side, side, dtype=torch.uint8)
-        y = torch.cat([p[1] for p in parts]) if parts else torch.zeros(0, dtype=torch.long)
-        return ImageSet(x, y, self.classes, self.name, skipped=tuple(self.skipped))
+        x = torch.empty(len(self), 3, self.image_size, self.image_size, dtype=torch.uint8)
+        y = torch.empty(len(self), dtype=torch.long)
+        filled = 0
+        for xb, yb in self.iter_uint8(batch_size):
+            x[filled : filled + len(yb)], y[filled : filled + len(yb)] = xb, yb
+            filled += len(yb)
+        return ImageSet(x[:filled], y[:filled], self.classes, self.name, skipped=tuple(self.skipped))
 
     def float_images(self, device: str | torch.device = "cpu") -> torch.Tensor:
         """All viewed images as float in [0, 1] on ``device``: reads them all into memory (see :meth:`load`)."""
