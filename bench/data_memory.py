@@ -66,14 +66,21 @@ def make_tree(root: Path, n: int, side: int = 224) -> None:
 
 
 def measure(root: Path, mode: str, batch: int, workers: int) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(root), mode, str(batch), str(workers)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(root), mode, str(batch), str(workers)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, nargs="+", default=[1000, 2000], help="image counts (default 1000 2000)")
-    ap.add_argument("--modes", nargs="+", default=["baseline", "stream", "load"], choices=["baseline", "stream", "load"])
+    ap.add_argument(
+        "--modes", nargs="+", default=["baseline", "stream", "load"], choices=["baseline", "stream", "load"]
+    )
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=1, help="loader worker processes for the streamed pass")
     ap.add_argument("--json", action="store_true", help="one JSON object per row")
@@ -84,9 +91,21 @@ def main() -> None:
             root = Path(tmp) / f"n{n}"
             make_tree(root, n)
             for mode in args.modes:
-                row = {"n": n, "mode": mode, "batch_size": args.batch_size, "workers": args.workers if mode == "stream" else 0, **measure(root, mode, args.batch_size, args.workers)}
+                row = {
+                    "n": n,
+                    "mode": mode,
+                    "batch_size": args.batch_size,
+                    "workers": args.workers if mode == "stream" else 0,
+                    **measure(root, mode, args.batch_size, args.workers),
+                }
                 rows.append(row)
-                print(json.dumps(row) if args.json else f"N={n:>6} {mode:>8}: main {row['main_mb']:7.0f} MB  workers {row['workers_mb']:6.0f} MB  ({row['images']} images)", flush=True)
+                print(
+                    json.dumps(row)
+                    if args.json
+                    else f"N={n:>6} {mode:>8}: main {row['main_mb']:7.0f} MB  workers {row['workers_mb']:6.0f} MB"
+                    f"  ({row['images']} images)",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -57,7 +57,9 @@ def find_class(value: str | int, classes: Sequence[str], wnids: Sequence[str] | 
         idx = int(text)
         if 0 <= idx < len(classes):
             return idx
-        raise PatchscopeError(f"class id {idx} is out of range: there are {len(classes)} classes (0..{len(classes) - 1})")
+        raise PatchscopeError(
+            f"class id {idx} is out of range: there are {len(classes)} classes (0..{len(classes) - 1})"
+        )
     key = _norm(text)
     hits = [i for i, c in enumerate(classes) if _norm(c) == key]
     if len(hits) > 1:
@@ -70,7 +72,10 @@ def find_class(value: str | int, classes: Sequence[str], wnids: Sequence[str] | 
         ids = wnids_for(classes, wnids)
         if ids is None:
             need = "; install timm (pip install 'patchscope[timm]') for ImageNet's" if len(classes) == 1000 else ""
-            raise PatchscopeError(f"class {text!r} is a WordNet id but this model's WordNet ids are unknown{need}, or map it with a class map")
+            raise PatchscopeError(
+                f"class {text!r} is a WordNet id but this model's WordNet ids are unknown{need}, "
+                "or map it with a class map"
+            )
         return list(ids).index(text) if text in ids else None
     return None
 

@@ -29,13 +29,21 @@ def load_class_map(path: str | os.PathLike[str]) -> dict[str, str | int]:
         raise PatchscopeError(f"class_map: no such file {p}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise PatchscopeError(f"class_map: {p} is not valid JSON ({e})") from None
-    if not isinstance(data, dict) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in data.values()):
-        raise PatchscopeError(f'class_map: {p} must be one JSON object of folder name -> class id or name, e.g. {{"my stops": "stop"}}')
+    if not isinstance(data, dict) or not all(
+        isinstance(v, (str, int)) and not isinstance(v, bool) for v in data.values()
+    ):
+        raise PatchscopeError(
+            f'class_map: {p} must be one JSON object of folder name -> class id or name, e.g. {{"my stops": "stop"}}'
+        )
     return data
 
 
 def match_folders(
-    folders: Sequence[str], classes: Sequence[str], class_map: ClassMap | None = None, wnids: Sequence[str] | None = None, name: str = "data"
+    folders: Sequence[str],
+    classes: Sequence[str],
+    class_map: ClassMap | None = None,
+    wnids: Sequence[str] | None = None,
+    name: str = "data",
 ) -> dict[str, int]:
     """Map each folder name to the index of a model class.
 
@@ -61,19 +69,26 @@ def match_folders(
     unmatched: list[str] = []
     for folder in folders:
         try:
-            found = find_class(mapped[folder], classes, wnids) if folder in mapped else find_class(folder, classes, wnids)
+            found = (
+                find_class(mapped[folder], classes, wnids) if folder in mapped else find_class(folder, classes, wnids)
+            )
         except PatchscopeError as e:
             raise PatchscopeError(f"{name}: folder {folder!r}: {e}") from None
         if found is None and folder in mapped:
-            raise PatchscopeError(f"{name}: class_map maps folder {folder!r} to {mapped[folder]!r}, which is no class of the model")
+            raise PatchscopeError(
+                f"{name}: class_map maps folder {folder!r} to {mapped[folder]!r}, which is no class of the model"
+            )
         if found is None:
             unmatched.append(folder)
         else:
             out[folder] = found
     if unmatched:
-        shown = ", ".join(repr(f) for f in unmatched[:5]) + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
+        shown = ", ".join(repr(f) for f in unmatched[:5]) + (
+            f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else ""
+        )
         raise PatchscopeError(
-            f"{name}: folder{'s' if len(unmatched) > 1 else ''} {shown} match{'es' if len(unmatched) == 1 else ''} no class of the model "
-            f"({len(classes)} classes, e.g. {classes[0]!r}): name folders by class id, class name or WordNet id, or give a class_map"
+            f"{name}: folder{'s' if len(unmatched) > 1 else ''} {shown} match{'es' if len(unmatched) == 1 else ''} "
+            f"no class of the model ({len(classes)} classes, e.g. {classes[0]!r}): name folders by class id, "
+            "class name or WordNet id, or give a class_map"
         )
     return out

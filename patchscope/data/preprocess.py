@@ -40,7 +40,9 @@ class Preprocess:
 
     def __post_init__(self) -> None:
         if self.interpolation not in INTERPOLATIONS:
-            raise PatchscopeError(f"preprocess interpolation {self.interpolation!r}: use one of {', '.join(INTERPOLATIONS)}")
+            raise PatchscopeError(
+                f"preprocess interpolation {self.interpolation!r}: use one of {', '.join(INTERPOLATIONS)}"
+            )
         sizes = (self.resize,) if isinstance(self.resize, int) else tuple(self.resize)
         if self.crop < 1 or not all(isinstance(s, int) and s >= self.crop for s in sizes):
             raise PatchscopeError(f"preprocess: resize {self.resize} must be integers >= the crop {self.crop}")
@@ -57,7 +59,9 @@ class Preprocess:
         if not spec:
             return cls.square(input_size)
         if not isinstance(spec, dict) or "resize" not in spec:
-            raise PatchscopeError(f"model card's preprocess must be an object with resize (and crop, interpolation), got {spec!r}")
+            raise PatchscopeError(
+                f"model card's preprocess must be an object with resize (and crop, interpolation), got {spec!r}"
+            )
         resize = spec["resize"]
         resize = int(resize) if isinstance(resize, (int, float)) else (int(resize[0]), int(resize[1]))
         return cls(resize, int(spec.get("crop", input_size)), str(spec.get("interpolation", "bilinear")))

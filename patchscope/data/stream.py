@@ -44,7 +44,9 @@ class Batches(Protocol):
 
     def __len__(self) -> int: ...
 
-    def iter_batches(self, batch_size: int, device: str | torch.device = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+    def iter_batches(
+        self, batch_size: int, device: str | torch.device = "cpu"
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
 
 
 class FolderImages(Dataset):
@@ -71,7 +73,9 @@ class FolderImages(Dataset):
 class NpzImages(Dataset):
     """Rows of a uint8 image array stored uncompressed inside an ``.npz``, memory-mapped (opened in each worker)."""
 
-    def __init__(self, path: str, offset: int, shape: tuple[int, ...], labels: Sequence[int], preprocess: Preprocess | None) -> None:
+    def __init__(
+        self, path: str, offset: int, shape: tuple[int, ...], labels: Sequence[int], preprocess: Preprocess | None
+    ) -> None:
         self.path, self.offset, self.shape, self.labels, self.preprocess = path, offset, shape, list(labels), preprocess
         self._array: np.ndarray | None = None
 
@@ -136,7 +140,16 @@ class ImageStream:
 
     def subset(self, index: torch.Tensor) -> ImageStream:
         """The items at ``index`` (a bool mask or integer indices into this view)."""
-        return ImageStream(self.items, self.labels[index], self.index[index], self.classes, self.name, self.image_size, self.skip_bad, self.skipped)
+        return ImageStream(
+            self.items,
+            self.labels[index],
+            self.index[index],
+            self.classes,
+            self.name,
+            self.image_size,
+            self.skip_bad,
+            self.skipped,
+        )
 
     def of_class(self, cls: str | int) -> ImageStream:
         """Only the images of one class (a name or an id)."""
@@ -151,8 +164,10 @@ class ImageStream:
         idx = torch.arange(len(self))
         return self.subset(idx[0::2]), self.subset(idx[1::2])
 
-    def iter_uint8(self, batch_size: int, device: str | torch.device = "cpu", workers: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield ``(uint8 (B,3,S,S), labels (B,))`` in order; unreadable images raise, or are skipped with ``skip_bad``."""
+    def iter_uint8(
+        self, batch_size: int, device: str | torch.device = "cpu", workers: int | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield ``(uint8 (B,3,S,S), labels (B,))`` in order; unreadable images raise (skipped with ``skip_bad``)."""
         dev = torch.device(device)
         n_workers = default_workers(len(self), batch_size) if workers is None else workers
         loader = DataLoader(
@@ -170,17 +185,24 @@ class ImageStream:
                     continue
             yield x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
 
-    def _drop_bad(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, errors: Sequence[str], bad: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _drop_bad(
+        self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, errors: Sequence[str], bad: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         files = getattr(self.items, "files", None)
         where = [files[int(idx[k])] if files else f"image {int(idx[k])}" for k in bad]
         if not self.skip_bad:
-            raise PatchscopeError(f"{self.name}: cannot read image {where[0]} ({errors[bad[0]]}); pass skip_bad=True to skip unreadable images")
+            raise PatchscopeError(
+                f"{self.name}: cannot read image {where[0]} ({errors[bad[0]]}); "
+                "pass skip_bad=True to skip unreadable images"
+            )
         self.skipped.update({w: errors[k] for w, k in zip(where, bad)})
         keep = torch.ones(len(y), dtype=torch.bool)
         keep[bad] = False
         return x[keep], y[keep]
 
-    def iter_batches(self, batch_size: int, device: str | torch.device = "cpu", workers: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def iter_batches(
+        self, batch_size: int, device: str | torch.device = "cpu", workers: int | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield ``(images float [0,1] (B,3,S,S), labels (B,))`` in order, on ``device``.
 
         Args:
@@ -209,7 +231,9 @@ class ImageStream:
 
     def data_hash(self) -> str:
         """sha256 (16 hex digits) of the viewed files (relative name, size), labels and preparation: names the data."""
-        h = hashlib.sha256(repr((self.name.partition(":")[0], self.image_size, getattr(self.items, "preprocess", None))).encode())
+        h = hashlib.sha256(
+            repr((self.name.partition(":")[0], self.image_size, getattr(self.items, "preprocess", None))).encode()
+        )
         files = getattr(self.items, "files", None)
         for i, label in zip(self.index.tolist(), self.labels.tolist()):
             if files:
@@ -227,7 +251,10 @@ def scan_folder(path: Path, name: str) -> dict[str, list[str]]:
     folders = sorted(d.name for d in path.iterdir() if d.is_dir())
     if not folders:
         raise PatchscopeError(f"{name}: {path} has no class sub-folders (expected {path}/CLASS/IMAGE.png)")
-    tree = {c: sorted(str(f) for f in (path / c).iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()) for c in folders}
+    tree = {
+        c: sorted(str(f) for f in (path / c).iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+        for c in folders
+    }
     if not any(tree.values()):
         raise PatchscopeError(f"{name}: no images ({', '.join(IMAGE_EXTENSIONS)}) under {path}")
     return tree
@@ -295,8 +322,10 @@ def _stored_array(path: Path, member: str) -> tuple[int, tuple[int, ...]] | None
     return (offset, tuple(shape)) if dtype == np.uint8 and not fortran and len(shape) == 4 else None
 
 
-def open_npz_stream(path: Path, split: str | None, name: str, preprocess: Preprocess | None = None, min_bytes: int = STREAM_BYTES) -> ImageStream | None:
-    """A large uncompressed ``.npz`` image array as a memory-mapped :class:`ImageStream`; None when small or compressed."""
+def open_npz_stream(
+    path: Path, split: str | None, name: str, preprocess: Preprocess | None = None, min_bytes: int = STREAM_BYTES
+) -> ImageStream | None:
+    """A large uncompressed ``.npz`` image array, memory-mapped, as an :class:`ImageStream`; None if small or packed."""
     try:
         with zipfile.ZipFile(path) as z:
             keys = [n[:-4] for n in z.namelist() if n.endswith(".npy")]
@@ -317,7 +346,11 @@ def open_npz_stream(path: Path, split: str | None, name: str, preprocess: Prepro
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or len(y) != stored[1][0]:
         return None  # load_data reports it
     n = int(y.max()) + 1 if y.size else 0
-    classes = tuple(str(c).lower() for c in given) if given is not None else (gtsrb_classes() if n <= 43 else tuple(f"class_{i}" for i in range(n)))
+    classes = (
+        tuple(str(c).lower() for c in given)
+        if given is not None
+        else (gtsrb_classes() if n <= 43 else tuple(f"class_{i}" for i in range(n)))
+    )
     side = preprocess.crop if preprocess is not None else stored[1][2]
     items = NpzImages(str(path), stored[0], stored[1], y.astype(np.int64).tolist(), preprocess)
     return ImageStream(items, torch.from_numpy(y.astype(np.int64)), torch.arange(len(y)), classes, name, int(side))
@@ -336,10 +369,12 @@ def open_data(
     """Open ``spec`` for batched reading: a stream for folders and large ``.npz`` files, else an in-memory set.
 
     Args:
-        spec: as :func:`~patchscope.data.sources.load_data` (``gtsrb:test``, ``demo``, ``npz:PATH[:split]``, ``folder:PATH``).
+        spec: as :func:`~patchscope.data.sources.load_data`: ``gtsrb:test``, ``demo``, ``npz:PATH[:split]``,
+            ``folder:PATH``.
         root: where GTSRB lives (default :func:`~patchscope.data.sources.default_data_root`).
         classes: the model's class names; a folder's sub-folders are matched to them.
-        preprocess: the model's preparation (``model.preprocess``); images already at its crop size are left as they are.
+        preprocess: the model's preparation (``model.preprocess``); images already at its crop size are
+            left as they are.
         class_map: folder name -> class id or name, for folders the model's classes do not name.
         wnids: the classes' WordNet ids, when not ImageNet-1k's.
         skip_bad: skip unreadable images in a folder (listed in ``skipped``) instead of raising.

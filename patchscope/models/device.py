@@ -40,5 +40,8 @@ def resolve_device(name: str | torch.device | None = "auto") -> str:
     if not torch.cuda.is_available():
         raise PatchscopeError(f"device {text!r}: CUDA is not available on this machine; use cpu (or auto)")
     if index and int(index) >= torch.cuda.device_count():
-        raise PatchscopeError(f"device {text!r}: this machine has {torch.cuda.device_count()} CUDA device(s) (cuda:0..cuda:{torch.cuda.device_count() - 1})")
+        raise PatchscopeError(
+            f"device {text!r}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+            f"(cuda:0..cuda:{torch.cuda.device_count() - 1})"
+        )
     return text

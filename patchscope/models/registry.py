@@ -71,10 +71,25 @@ def _tv_card(name: str, weights: Any, source: str) -> dict[str, Any]:
     """The card of a torchvision model from its weights' metadata: classes, input size, preprocessing, mean/std."""
     t = weights.transforms() if weights is not None else None
     if t is None or not hasattr(t, "crop_size"):
-        return {"arch": f"tv:{name}", "weights": source, "classes": [f"class_{i}" for i in range(1000)], "input_size": 224, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+        return {
+            "arch": f"tv:{name}",
+            "weights": source,
+            "classes": [f"class_{i}" for i in range(1000)],
+            "input_size": 224,
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+        }
     crop, resize = int(t.crop_size[0]), int(t.resize_size[0])
     prep = Preprocess(max(resize, crop), crop, t.interpolation.value)
-    return {"arch": f"tv:{name}", "weights": source, "classes": list(weights.meta["categories"]), "input_size": crop, "mean": list(t.mean), "std": list(t.std), "preprocess": prep.as_dict()}
+    return {
+        "arch": f"tv:{name}",
+        "weights": source,
+        "classes": list(weights.meta["categories"]),
+        "input_size": crop,
+        "mean": list(t.mean),
+        "std": list(t.std),
+        "preprocess": prep.as_dict(),
+    }
 
 
 def _tv_cached_file(weights: Any) -> Path:
@@ -107,7 +122,9 @@ def _build_tv(name: str, weights: Any, state: dict[str, torch.Tensor] | None) ->
         try:
             return torchvision.models.get_model(name, weights=weights)
         except RuntimeError as e:
-            raise PatchscopeError(f"tv:{name}: weights do not fit torchvision's {name} ({str(e).splitlines()[0][:160]})") from None
+            raise PatchscopeError(
+                f"tv:{name}: weights do not fit torchvision's {name} ({str(e).splitlines()[0][:160]})"
+            ) from None
 
 
 def _torchvision(spec: str) -> Classifier:
@@ -137,13 +154,28 @@ def _timm_card(net: nn.Module, name: str, source: str) -> dict[str, Any]:
     cfg = resolve_data_config({}, model=net)
     crop = int(cfg["input_size"][-1])
     resize = crop if cfg.get("crop_mode") == "squash" else int(math.floor(crop / float(cfg.get("crop_pct") or 1.0)))
-    prep = Preprocess(resize if cfg.get("crop_mode") != "squash" else (resize, resize), crop, _timm_interpolation(cfg.get("interpolation")))
-    card: dict[str, Any] = {"arch": f"timm:{name}", "weights": source, "input_size": crop, "mean": list(cfg["mean"]), "std": list(cfg["std"]), "preprocess": prep.as_dict()}
+    prep = Preprocess(
+        resize if cfg.get("crop_mode") != "squash" else (resize, resize),
+        crop,
+        _timm_interpolation(cfg.get("interpolation")),
+    )
+    card: dict[str, Any] = {
+        "arch": f"timm:{name}",
+        "weights": source,
+        "input_size": crop,
+        "mean": list(cfg["mean"]),
+        "std": list(cfg["std"]),
+        "preprocess": prep.as_dict(),
+    }
     subset = infer_imagenet_subset(net)
     if subset:
         info = ImageNetInfo(subset)
         card["wnids"] = list(info.label_names())
-        card["classes"] = _imagenet1k_names() if subset == "imagenet-1k" else [d.split(",")[0].strip() for d in info.label_descriptions()]
+        card["classes"] = (
+            _imagenet1k_names()
+            if subset == "imagenet-1k"
+            else [d.split(",")[0].strip() for d in info.label_descriptions()]
+        )
     else:
         card["classes"] = [f"class_{i}" for i in range(net.num_classes)]  # type: ignore[attr-defined]
     return card
@@ -172,12 +204,17 @@ def _timm(spec: str) -> Classifier:
     except RuntimeError as e:
         raise PatchscopeError(f"timm:{name}: {str(e).splitlines()[0]}") from None
     except Exception as e:  # noqa: BLE001  (huggingface_hub's offline and HTTP errors all mean the same here)
-        raise PatchscopeError(f"timm:{name}: could not fetch pretrained weights ({e.__class__.__name__}); use timm:{name}:PATH (a state dict) or timm:{name}:random") from None
+        raise PatchscopeError(
+            f"timm:{name}: could not fetch pretrained weights ({e.__class__.__name__}); "
+            f"use timm:{name}:PATH (a state dict) or timm:{name}:random"
+        ) from None
     if mode and mode != "random":
         try:
             net.load_state_dict(load_state(Path(mode).expanduser()), strict=True)
         except RuntimeError as e:
-            raise PatchscopeError(f"{mode}: weights do not fit timm's {name} ({str(e).splitlines()[0][:160]})") from None
+            raise PatchscopeError(
+                f"{mode}: weights do not fit timm's {name} ({str(e).splitlines()[0][:160]})"
+            ) from None
     card = _timm_card(net, name, mode or "pretrained")
     return Classifier(net, card["classes"], card["input_size"], card["mean"], card["std"], f"timm:{spec}", card)
 

@@ -10,7 +10,18 @@ import pytest
 import torch
 from PIL import Image
 
-from patchscope.data import ImageSet, ImageStream, Preprocess, gtsrb_classes, load_class_map, load_data, match_folders, open_data, open_folder, resolve_class
+from patchscope.data import (
+    ImageSet,
+    ImageStream,
+    Preprocess,
+    gtsrb_classes,
+    load_class_map,
+    load_data,
+    match_folders,
+    open_data,
+    open_folder,
+    resolve_class,
+)
 from patchscope.data.stream import open_npz_stream
 from patchscope.errors import PatchscopeError
 
@@ -67,7 +78,10 @@ def test_imagenet_wordnet_ids_from_timm(tmp_path: Path):
 def test_user_classes_resolve_by_id_name_underscores_and_refuse_ambiguity():
     assert resolve_class("Street_Sign", IMAGENET) == 919
     assert resolve_class(" 919 ", IMAGENET) == 919
-    assert (resolve_class("Cardigan", IMAGENET), resolve_class("cardigan", IMAGENET)) == (264, 474)  # the dog, the sweater
+    assert (resolve_class("Cardigan", IMAGENET), resolve_class("cardigan", IMAGENET)) == (
+        264,
+        474,
+    )  # the dog, the sweater
     with pytest.raises(PatchscopeError, match="names several classes"):
         resolve_class("CARDIGAN", IMAGENET)
     with pytest.raises(PatchscopeError, match="out of range"):
@@ -106,7 +120,9 @@ def test_model_preprocessing_is_torchvisions_resize_then_centre_crop(tmp_path: P
 def test_timm_preprocessing_matches_timms_transform():
     timm_data = pytest.importorskip("timm.data")
     img = Image.fromarray(np.random.default_rng(2).integers(0, 255, (50, 70, 3), dtype=np.uint8))
-    t = timm_data.create_transform(input_size=(3, 32, 32), interpolation="bicubic", crop_pct=0.875, mean=(0, 0, 0), std=(1, 1, 1))
+    t = timm_data.create_transform(
+        input_size=(3, 32, 32), interpolation="bicubic", crop_pct=0.875, mean=(0, 0, 0), std=(1, 1, 1)
+    )
     ours = Preprocess(int(32 / 0.875), 32, "bicubic")(img)
     assert torch.allclose(ours.float() / 255, t(img), atol=1 / 255 + 1e-6)
 
@@ -131,8 +147,14 @@ def test_open_data_keeps_gtsrb_in_memory_and_streams_folders(tmp_path: Path):
     _tree(tmp_path, {"stop": 1})
     s = open_data(f"folder:{tmp_path}", classes=gtsrb_classes(), preprocess=Preprocess(36, 32))
     assert isinstance(s, ImageStream) and s.image_size == 32
-    assert s.data_hash() == open_data(f"folder:{tmp_path}", classes=gtsrb_classes(), preprocess=Preprocess(36, 32)).data_hash()
-    assert s.data_hash() != open_data(f"folder:{tmp_path}", classes=gtsrb_classes(), preprocess=Preprocess(40, 32)).data_hash()
+    assert (
+        s.data_hash()
+        == open_data(f"folder:{tmp_path}", classes=gtsrb_classes(), preprocess=Preprocess(36, 32)).data_hash()
+    )
+    assert (
+        s.data_hash()
+        != open_data(f"folder:{tmp_path}", classes=gtsrb_classes(), preprocess=Preprocess(40, 32)).data_hash()
+    )
 
 
 def test_large_uncompressed_npz_is_memory_mapped_and_reads_the_same(tmp_path: Path):

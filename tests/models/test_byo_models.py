@@ -36,7 +36,9 @@ def _stand_in_state() -> dict[str, torch.Tensor]:
     return torchvision.models.get_model(TV, weights=None).state_dict()
 
 
-def test_tv_pretrained_comes_from_torchvisions_cache_with_its_card(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline: None):
+def test_tv_pretrained_comes_from_torchvisions_cache_with_its_card(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline: None
+):
     import torchvision
 
     weights = torchvision.models.get_model_weights(TV).DEFAULT
@@ -52,9 +54,13 @@ def test_tv_pretrained_comes_from_torchvisions_cache_with_its_card(tmp_path: Pat
     assert m.card["mean"] == pytest.approx([0.485, 0.456, 0.406])
 
 
-def test_tv_without_cached_weights_offline_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline: None):
+def test_tv_without_cached_weights_offline_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline: None
+):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(PatchscopeError, match=f"tv:{TV}: pretrained weights are not in torchvision's cache .*tv:{TV}:PATH"):
+    with pytest.raises(
+        PatchscopeError, match=f"tv:{TV}: pretrained weights are not in torchvision's cache .*tv:{TV}:PATH"
+    ):
         create_model(f"tv:{TV}")
 
 
@@ -96,11 +102,17 @@ def test_a_users_folder_runs_through_a_models_preprocessing_end_to_end(tmp_path:
     import torchvision
 
     classes = torchvision.models.ResNet18_Weights.DEFAULT.meta["categories"]
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 1000))
-    model = Classifier(net, classes, 24, card={"preprocess": {"resize": 28, "crop": 24, "interpolation": "bicubic"}}).eval()
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 1000)
+    )
+    model = Classifier(
+        net, classes, 24, card={"preprocess": {"resize": 28, "crop": 24, "interpolation": "bicubic"}}
+    ).eval()
     for folder in ("street_sign", "919", "tench"):
         (tmp_path / folder).mkdir()
-        Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(tmp_path / folder / "a.png")
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(
+            tmp_path / folder / "a.png"
+        )
     s = open_folder(tmp_path, model.classes, model.preprocess)
     assert sorted(s.labels.tolist()) == [0, 919, 919]
     with torch.no_grad():
