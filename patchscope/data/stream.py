@@ -193,7 +193,7 @@ class ImageStream:
         if not self.skip_bad:
             raise PatchscopeError(
                 f"{self.name}: cannot read image {where[0]} ({errors[bad[0]]}); "
-                "pass skip_bad=True to skip unreadable images"
+                "skip_bad skips unreadable images"
             )
         self.skipped.update({w: errors[k] for w, k in zip(where, bad)})
         keep = torch.ones(len(y), dtype=torch.bool)
