@@ -245,14 +245,18 @@ class ImageStream:
 
 
 def scan_folder(path: Path, name: str) -> dict[str, list[str]]:
-    """``{class folder: sorted image files}`` of an ImageFolder tree; clear errors for a missing or empty tree."""
+    """``{class folder: sorted image files}`` of an ImageFolder tree; hidden entries (``.ipynb_checkpoints``) left out."""
     if not path.is_dir():
         raise PatchscopeError(f"{name}: {path} is not a folder")
-    folders = sorted(d.name for d in path.iterdir() if d.is_dir())
+    folders = sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not folders:
         raise PatchscopeError(f"{name}: {path} has no class sub-folders (expected {path}/CLASS/IMAGE.png)")
     tree = {
-        c: sorted(str(f) for f in (path / c).iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+        c: sorted(
+            str(f)
+            for f in (path / c).iterdir()
+            if f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".") and f.is_file()
+        )
         for c in folders
     }
     if not any(tree.values()):
@@ -293,11 +297,11 @@ def open_folder(
         gtsrb_ids = len(folders) == len(gt) and all(c.isdigit() and int(c) < len(gt) for c in folders)
         names = tuple(gt[int(c)] if gtsrb_ids else c.lower() for c in folders)
         labels_of = {c: i for i, c in enumerate(folders)}
-    else:
+    else:  # a folder without images labels nothing: it need not match a class
         names = tuple(classes)
-        labels_of = match_folders(list(tree), names, class_map, wnids, name)
+        labels_of = match_folders([c for c in tree if tree[c]], names, class_map, wnids, name)
     files = [f for c in tree for f in tree[c]]
-    labels = [labels_of[c] for c in tree for _ in tree[c]]
+    labels = [labels_of[c] for c in tree for _ in tree[c]]  # an empty folder has no file to label
     prep = preprocess or Preprocess.square(32)
     items = FolderImages(files, labels, prep)
     y = torch.tensor(labels, dtype=torch.long)

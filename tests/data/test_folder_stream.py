@@ -56,6 +56,13 @@ def test_a_folder_matching_no_class_is_one_error_naming_it(tmp_path: Path):
     assert open_folder(tmp_path, gtsrb_classes(), class_map={"bicycle": 29}).labels.tolist() == [29, 14]
 
 
+def test_hidden_and_empty_folders_need_no_class(tmp_path: Path):
+    _tree(tmp_path, {"stop": 1, ".ipynb_checkpoints": 1, "notes": 0})
+    (tmp_path / "stop" / "._0.png").write_bytes(b"macOS resource fork, not an image")
+    s = open_folder(tmp_path, gtsrb_classes())
+    assert s.labels.tolist() == [14] and len(list(s.iter_batches(4))) == 1
+
+
 def test_imagenet_folders_by_name_or_wordnet_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     _tree(tmp_path, {"street sign": 1, "n03196217": 1})  # 919 by name; 531 (digital clock) by WordNet id
     wnids = [f"n{i:08d}" for i in range(1000)]
