@@ -245,7 +245,7 @@ class ImageStream:
 
 
 def scan_folder(path: Path, name: str) -> dict[str, list[str]]:
-    """``{class folder: sorted image files}`` of an ImageFolder tree; hidden entries (``.ipynb_checkpoints``) left out."""
+    """``{class folder: sorted image files}`` of an ImageFolder tree, hidden entries (``.cache``) left out."""
     if not path.is_dir():
         raise PatchscopeError(f"{name}: {path} is not a folder")
     folders = sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
