@@ -77,6 +77,7 @@ class NpzImages(Dataset):
         self, path: str, offset: int, shape: tuple[int, ...], labels: Sequence[int], preprocess: Preprocess | None
     ) -> None:
         self.path, self.offset, self.shape, self.labels, self.preprocess = path, offset, shape, list(labels), preprocess
+        self.fingerprint = ""
         self._array: np.ndarray | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -165,9 +166,16 @@ class ImageStream:
         return self.subset(idx[0::2]), self.subset(idx[1::2])
 
     def iter_uint8(
-        self, batch_size: int, device: str | torch.device = "cpu", workers: int | None = None
+        self,
+        batch_size: int,
+        device: str | torch.device = "cpu",
+        workers: int | None = None,
+        skipped: dict[str, str] | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield ``(uint8 (B,3,S,S), labels (B,))`` in order; unreadable images raise (skipped with ``skip_bad``)."""
+        """Yield ``(uint8 (B,3,S,S), labels (B,))`` in order; unreadable images raise (skipped with ``skip_bad``).
+
+        Images skipped go to ``self.skipped`` and, when given, to ``skipped`` (this pass's alone).
+        """
         dev = torch.device(device)
         n_workers = default_workers(len(self), batch_size) if workers is None else workers
         loader = DataLoader(
@@ -180,22 +188,28 @@ class ImageStream:
         for x, y, idx, errors in loader:
             bad = [k for k, e in enumerate(errors) if e]
             if bad:
-                x, y = self._drop_bad(x, y, idx, errors, bad)
+                x, y = self._drop_bad(x, y, idx, errors, bad, skipped)
                 if not len(y):
                     continue
             yield x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
 
     def _drop_bad(
-        self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, errors: Sequence[str], bad: list[int]
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        idx: torch.Tensor,
+        errors: Sequence[str],
+        bad: list[int],
+        this_pass: dict[str, str] | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         files = getattr(self.items, "files", None)
         where = [files[int(idx[k])] if files else f"image {int(idx[k])}" for k in bad]
         if not self.skip_bad:
             raise PatchscopeError(
-                f"{self.name}: cannot read image {where[0]} ({errors[bad[0]]}); "
-                "skip_bad skips unreadable images"
+                f"{self.name}: cannot read image {where[0]} ({errors[bad[0]]}); skip_bad skips unreadable images"
             )
-        self.skipped.update({w: errors[k] for w, k in zip(where, bad)})
+        for target in (self.skipped, this_pass if this_pass is not None else {}):
+            target.update({w: errors[k] for w, k in zip(where, bad)})
         keep = torch.ones(len(y), dtype=torch.bool)
         keep[bad] = False
         return x[keep], y[keep]
@@ -219,20 +233,22 @@ class ImageStream:
         """Read every viewed image into an in-memory :class:`ImageSet` (for small selections: attack victims)."""
         x = torch.empty(len(self), 3, self.image_size, self.image_size, dtype=torch.uint8)
         y = torch.empty(len(self), dtype=torch.long)
-        filled = 0
-        for xb, yb in self.iter_uint8(batch_size):
+        filled, skipped = 0, {}
+        for xb, yb in self.iter_uint8(batch_size, skipped=skipped):
             x[filled : filled + len(yb)], y[filled : filled + len(yb)] = xb, yb
             filled += len(yb)
-        return ImageSet(x[:filled], y[:filled], self.classes, self.name, skipped=tuple(self.skipped))
+        return ImageSet(x[:filled], y[:filled], self.classes, self.name, skipped=tuple(skipped))
 
     def float_images(self, device: str | torch.device = "cpu") -> torch.Tensor:
         """All viewed images as float in [0, 1] on ``device``: reads them all into memory (see :meth:`load`)."""
         return self.load().float_images(device)
 
     def data_hash(self) -> str:
-        """sha256 (16 hex digits) of the viewed files (relative name, size), labels and preparation: names the data."""
+        """sha256 (16 hex digits) of the viewed items (a file's folder, name and size; an array's checksum and row),
+        labels and preparation: names the data without reading every pixel again."""
+        items = self.items
         h = hashlib.sha256(
-            repr((self.name.partition(":")[0], self.image_size, getattr(self.items, "preprocess", None))).encode()
+            repr((self.image_size, getattr(items, "preprocess", None), getattr(items, "fingerprint", ""))).encode()
         )
         files = getattr(self.items, "files", None)
         for i, label in zip(self.index.tolist(), self.labels.tolist()):
@@ -308,8 +324,8 @@ def open_folder(
     return ImageStream(items, y, torch.arange(len(files)), names, name, prep.crop, skip_bad)
 
 
-def _stored_array(path: Path, member: str) -> tuple[int, tuple[int, ...]] | None:
-    """(byte offset, shape) of an uncompressed C-order uint8 ``member`` of the zip at ``path``; None otherwise."""
+def _stored_array(path: Path, member: str) -> tuple[int, tuple[int, ...], int] | None:
+    """(byte offset, shape, CRC-32) of an uncompressed C-order uint8 ``member`` of the zip at ``path``; else None."""
     with zipfile.ZipFile(path) as z:
         info = z.getinfo(member)
     if info.compress_type != zipfile.ZIP_STORED:
@@ -323,7 +339,7 @@ def _stored_array(path: Path, member: str) -> tuple[int, tuple[int, ...]] | None
         read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran, dtype = read(f)
         offset = f.tell()
-    return (offset, tuple(shape)) if dtype == np.uint8 and not fortran and len(shape) == 4 else None
+    return (offset, tuple(shape), info.CRC) if dtype == np.uint8 and not fortran and len(shape) == 4 else None
 
 
 def open_npz_stream(
@@ -357,6 +373,7 @@ def open_npz_stream(
     )
     side = preprocess.crop if preprocess is not None else stored[1][2]
     items = NpzImages(str(path), stored[0], stored[1], y.astype(np.int64).tolist(), preprocess)
+    items.fingerprint = f"crc32 {stored[2]:08x}"  # the zip's own checksum of the image array: names its pixels
     return ImageStream(items, torch.from_numpy(y.astype(np.int64)), torch.arange(len(y)), classes, name, int(side))
 
 

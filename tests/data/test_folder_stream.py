@@ -145,6 +145,7 @@ def test_unreadable_image_is_one_clear_error_or_skipped_and_counted(tmp_path: Pa
     lenient = open_folder(tmp_path, gtsrb_classes(), skip_bad=True)
     assert sum(len(y) for _, y in lenient.iter_batches(2, workers=1)) == 2
     assert list(lenient.skipped) == [str(tmp_path / "stop" / "1.png")]
+    assert lenient.head(1).load().skipped == ()  # a load lists only what it skipped itself
     data = load_data(f"folder:{tmp_path}", classes=gtsrb_classes(), skip_bad=True)
     assert len(data) == 2 and data.skipped == (str(tmp_path / "stop" / "1.png"),)
 
@@ -173,6 +174,8 @@ def test_large_uncompressed_npz_is_memory_mapped_and_reads_the_same(tmp_path: Pa
     got = torch.cat([b for b, _ in s.iter_batches(3, workers=1)])
     assert torch.equal(got, load_data(f"npz:{tmp_path / 'd.npz'}").float_images())
     assert open_npz_stream(tmp_path / "d.npz", None, "npz") is None  # small: in memory as before
+    np.savez(tmp_path / "e.npz", x_test=255 - x, y_test=y)
+    assert s.data_hash() != open_npz_stream(tmp_path / "e.npz", None, "npz", min_bytes=0).data_hash()
     np.savez_compressed(tmp_path / "c.npz", x_test=x, y_test=y)
     assert open_npz_stream(tmp_path / "c.npz", None, "npz", min_bytes=0) is None  # compressed: cannot be mapped
     resized = open_npz_stream(tmp_path / "d.npz", None, "npz", Preprocess.square(16), min_bytes=0)
