@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from patchscope.data import Preprocess, open_folder
+from patchscope.data import Preprocess, gtsrb_classes, open_folder
 from patchscope.errors import PatchscopeError
 from patchscope.models import Classifier, create_model, default_device, resolve_device
 
@@ -135,3 +135,21 @@ def test_device_auto_resolves_and_bad_names_are_clear():
     else:
         with pytest.raises(PatchscopeError, match="CUDA device"):
             resolve_device(f"cuda:{torch.cuda.device_count()}")
+
+
+def test_accuracy_streams_a_folder_and_counts_only_the_images_read(tmp_path: Path):
+    from patchscope.models.train import accuracy
+
+    class AlwaysStop(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.one_hot(torch.full((len(x),), 14), 43).float()
+
+    model = Classifier(AlwaysStop(), gtsrb_classes(), 32)
+    for folder, n in (("stop", 3), ("yield", 1)):
+        (tmp_path / folder).mkdir()
+        for k in range(n):
+            Image.new("RGB", (40, 40), (k * 40, 0, 0)).save(tmp_path / folder / f"{k}.png")
+    (tmp_path / "stop" / "zz.png").write_bytes(b"truncated")
+    data = open_folder(tmp_path, model.classes, model.preprocess, skip_bad=True)
+    assert accuracy(model, data, batch_size=2) == pytest.approx(3 / 4)  # the unreadable image counts nowhere
+    assert len(data.skipped) == 1
