@@ -13,8 +13,9 @@ peak resident memory (``ru_maxrss``):
 * ``load``: ``load_data("folder:...")`` with the same preparation, the whole set as one uint8
   tensor, then the same batched pass over it.
 
-``main_mb`` is the main process's peak; ``workers_mb`` the largest peak among the loader's worker
-processes (``RUSAGE_CHILDREN``, after they exit). The streamed pass should not grow with N: its
+``main_mb`` is the main process's peak; ``workers_mb`` the largest peak among its child processes
+(``RUSAGE_CHILDREN``, after they exit): the loader's workers, and any process forked while the
+libraries load, which counts the parent's size at the fork (hence a figure for ``baseline`` too). The streamed pass should not grow with N: its
 memory is the batch times the loader's prefetch, not the data set; the loaded one grows by
 N x 3 x 224 x 224 bytes (147 KiB an image).
 """
@@ -95,7 +96,7 @@ def main() -> None:
                     "n": n,
                     "mode": mode,
                     "batch_size": args.batch_size,
-                    "workers": args.workers if mode == "stream" else 0,
+                    "workers": {"stream": args.workers, "load": "auto"}.get(mode, "-"),
                     **measure(root, mode, args.batch_size, args.workers),
                 }
                 rows.append(row)
