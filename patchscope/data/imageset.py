@@ -27,6 +27,7 @@ class ImageSet:
     name: str
     tracks: torch.Tensor | None = None
     _hash: list[str] = field(default_factory=list, repr=False, compare=False)
+    skipped: tuple[str, ...] = ()  # unreadable files left out when it was read with ``skip_bad``
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
@@ -75,6 +76,14 @@ class ImageSet:
         for start in range(0, len(self), batch_size):
             x = self.images[start : start + batch_size].to(device, non_blocking=True).float().div_(255)
             yield x, self.labels[start : start + batch_size].to(device, non_blocking=True)
+
+    def iter_batches(self, batch_size: int, device: str | torch.device = "cpu", workers: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """As :meth:`batches`; the signature :class:`~patchscope.data.stream.ImageStream` shares (``workers`` unused)."""
+        return self.batches(batch_size, device)
+
+    def load(self) -> ImageSet:
+        """Itself: already in memory (an :class:`~patchscope.data.stream.ImageStream` reads its images here)."""
+        return self
 
     def data_hash(self) -> str:
         """sha256 of images and labels (first 16 hex digits): names the data a model or run used."""

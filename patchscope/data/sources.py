@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -18,10 +19,13 @@ import torch.nn.functional as F
 
 from patchscope.data.classes import gtsrb_classes
 from patchscope.data.imageset import ImageSet
+from patchscope.data.labels import ClassMap
+from patchscope.data.preprocess import Preprocess
+from patchscope.data.stream import IMAGE_EXTENSIONS, open_folder
 from patchscope.errors import PatchscopeError
 
 GTSRB_FILE = "gtsrb32.npz"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".webp", ".tif", ".tiff")
+__all__ = ["IMAGE_EXTENSIONS", "default_data_root", "load_data", "resize"]
 
 
 def default_data_root() -> Path:
@@ -29,8 +33,27 @@ def default_data_root() -> Path:
     return Path(os.environ.get("PATCHSCOPE_DATA", Path.home() / ".patchscope" / "data")).expanduser()
 
 
-def load_data(spec: str, root: str | os.PathLike[str] | None = None, size: int | None = None) -> ImageSet:
-    """Load the data set named by ``spec``; ``size`` resizes (folder images always; others if they differ).
+def load_data(
+    spec: str,
+    root: str | os.PathLike[str] | None = None,
+    size: int | None = None,
+    *,
+    classes: Sequence[str] | None = None,
+    preprocess: Preprocess | None = None,
+    class_map: ClassMap | None = None,
+    skip_bad: bool = False,
+) -> ImageSet:
+    """Load the data set named by ``spec`` into memory; ``size`` resizes (folder images always; others if they differ).
+
+    For large data use :func:`~patchscope.data.stream.open_data`, which streams folders and big ``.npz`` files.
+
+    Args:
+        spec: ``gtsrb:train``, ``gtsrb:test``, ``demo``, ``npz:PATH[:split]`` or ``folder:PATH``.
+        root: where GTSRB lives (default :func:`default_data_root`).
+        size: square side to resize to (a folder: 32 when neither this nor ``preprocess`` is given).
+        classes, preprocess, class_map, skip_bad: for a folder, as :func:`~patchscope.data.stream.open_folder`.
+    Returns:
+        The whole set as uint8 tensors (``skipped`` lists unreadable files left out with ``skip_bad``).
 
     >>> demo = load_data("demo")
     >>> demo.images.shape[1:], demo.classes[14]
@@ -46,7 +69,9 @@ def load_data(spec: str, root: str | os.PathLike[str] | None = None, size: int |
         path, split = (rest, "") if Path(rest).exists() or ":" not in rest else rest.rsplit(":", 1)
         data = _npz(Path(path), split or None, spec)
     elif kind == "folder" and rest:
-        data = _folder(Path(rest), size or 32, spec)
+        prep = preprocess or Preprocess.square(size or 32)
+        data = open_folder(rest, classes, prep, class_map, skip_bad=skip_bad, name=spec).load()
+        size = prep.crop
     else:
         raise PatchscopeError(f"unknown data {spec!r}: use gtsrb:train, gtsrb:test, demo, npz:PATH or folder:PATH")
     if len(data) == 0:
@@ -116,29 +141,3 @@ def _gtsrb(root: Path, split: str) -> ImageSet:
         build_cache(root, split, cached)
     return _npz(cached, split, f"gtsrb:{split}")
 
-
-def _folder(path: Path, size: int, name: str) -> ImageSet:
-    from PIL import Image, UnidentifiedImageError
-
-    if not path.is_dir():
-        raise PatchscopeError(f"{name}: {path} is not a folder")
-    classes = sorted(d.name for d in path.iterdir() if d.is_dir())
-    if not classes:
-        raise PatchscopeError(f"{name}: {path} has no class sub-folders (expected {path}/CLASS/IMAGE.png)")
-    images, labels = [], []
-    for label, cls in enumerate(classes):
-        for f in sorted((path / cls).iterdir()):
-            if f.suffix.lower() not in IMAGE_EXTENSIONS:
-                continue
-            try:
-                with Image.open(f) as im:
-                    rgb = im.convert("RGB").resize((size, size), Image.BILINEAR)
-            except (UnidentifiedImageError, OSError) as e:
-                raise PatchscopeError(f"{name}: cannot read image {f} ({e.__class__.__name__})") from None
-            images.append(np.asarray(rgb))
-            labels.append(label)
-    if not images:
-        raise PatchscopeError(f"{name}: no images ({', '.join(IMAGE_EXTENSIONS)}) under {path}")
-    gt = gtsrb_classes()
-    named = tuple(gt[int(c)] if c.isdigit() and int(c) < len(gt) and len(classes) == len(gt) else c.lower() for c in classes)
-    return _from_arrays(np.stack(images), np.asarray(labels), named, name)

@@ -1,19 +1,26 @@
 """timm-style registry: `create_model(name)` and `list_models()`.
 
-Names: the bundled zoo (``gtsrb-cnn``, ...), ``tv:NAME`` (torchvision, pretrained; ``tv:NAME:random``
-for random weights), ``timm:NAME`` (timm, optional extra; ``:random`` likewise) and a path to a
-``.safetensors`` (or weights-only ``.pt``) checkpoint with its JSON model card beside it.
+Names: the bundled zoo (``gtsrb-cnn``, ...), ``tv:NAME`` (torchvision, pretrained: read from torchvision's
+cache ``$TORCH_HOME/hub/checkpoints`` when there, weights-only; ``tv:NAME:random`` for random weights,
+``tv:NAME:PATH`` for a state dict file), ``timm:NAME`` (timm, optional extra; ``:random`` and ``:PATH``
+likewise) and a path to a ``.safetensors`` (or weights-only ``.pt``) checkpoint with its JSON model card
+beside it. torchvision's and timm's models carry the card their library's metadata gives: class names,
+input size, mean/std and preprocessing (resize, centre crop), so ``model.preprocess`` prepares images for them.
 """
 
 from __future__ import annotations
 
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
+from patchscope.data.preprocess import Preprocess
 from patchscope.errors import PatchscopeError
 from patchscope.models.archs import ARCHS
 from patchscope.models.checkpoint import load_state, read_card
@@ -60,37 +67,156 @@ def load_checkpoint(path: Path, name: str | None = None) -> Classifier:
     return Classifier(net, card["classes"], card["input_size"], card.get("mean", (0.5,) * 3), card.get("std", (0.5,) * 3), name or path.stem, card)
 
 
+def _tv_card(name: str, weights: Any, source: str) -> dict[str, Any]:
+    """The card of a torchvision model from its weights' metadata: classes, input size, preprocessing, mean/std."""
+    t = weights.transforms() if weights is not None else None
+    if t is None or not hasattr(t, "crop_size"):
+        return {
+            "arch": f"tv:{name}",
+            "weights": source,
+            "classes": [f"class_{i}" for i in range(1000)],
+            "input_size": 224,
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+        }
+    crop, resize = int(t.crop_size[0]), int(t.resize_size[0])
+    prep = Preprocess(max(resize, crop), crop, t.interpolation.value)
+    return {
+        "arch": f"tv:{name}",
+        "weights": source,
+        "classes": list(weights.meta["categories"]),
+        "input_size": crop,
+        "mean": list(t.mean),
+        "std": list(t.std),
+        "preprocess": prep.as_dict(),
+    }
+
+
+def _tv_cached_file(weights: Any) -> Path:
+    """Where torchvision keeps these weights once downloaded: ``$TORCH_HOME/hub/checkpoints/FILE``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+
+
+def _tv_pretrained_state(name: str, weights: Any) -> dict[str, torch.Tensor]:
+    """The default weights: from torchvision's cache (weights-only load), else downloaded as torchvision would."""
+    cached = _tv_cached_file(weights)
+    if cached.is_file():
+        return load_state(cached)
+    try:
+        return torch.hub.load_state_dict_from_url(weights.url, progress=False, check_hash=True, weights_only=True)
+    except (OSError, RuntimeError) as e:  # URLError is an OSError: offline
+        raise PatchscopeError(
+            f"tv:{name}: pretrained weights are not in torchvision's cache ({cached}) and could not be fetched "
+            f"({e.__class__.__name__}); put the file there, or use tv:{name}:PATH (a state dict) or tv:{name}:random"
+        ) from None
+
+
+def _build_tv(name: str, weights: Any, state: dict[str, torch.Tensor] | None) -> nn.Module:
+    """torchvision's own builder, fed ``state`` (already loaded safely) instead of its download."""
+    import torchvision
+    from torchvision.models._api import WeightsEnum
+
+    if state is None:
+        return torchvision.models.get_model(name, weights=None)
+    with patch.object(WeightsEnum, "get_state_dict", lambda self, *a, **k: state):
+        try:
+            return torchvision.models.get_model(name, weights=weights)
+        except RuntimeError as e:
+            raise PatchscopeError(
+                f"tv:{name}: weights do not fit torchvision's {name} ({str(e).splitlines()[0][:160]})"
+            ) from None
+
+
 def _torchvision(spec: str) -> Classifier:
+    """``NAME`` (default weights, from torchvision's cache), ``NAME:random`` or ``NAME:PATH`` (a state dict)."""
     import torchvision
 
     name, _, mode = spec.partition(":")
     try:
-        weights = None if mode == "random" else torchvision.models.get_model_weights(name).DEFAULT
-        net = torchvision.models.get_model(name, weights=weights)
-    except (ValueError, KeyError):
+        weights = torchvision.models.get_model_weights(name).DEFAULT
+    except (ValueError, KeyError, AttributeError):
         raise PatchscopeError(f"unknown torchvision model {name!r}; see torchvision.models.list_models()") from None
-    except OSError as e:  # URLError is an OSError: the download route, offline
-        raise PatchscopeError(f"tv:{name}: could not fetch pretrained weights ({e.__class__.__name__}); use tv:{name}:random or a checkpoint") from None
-    classes = list(weights.meta["categories"]) if weights else [f"class_{i}" for i in range(1000)]
-    size = 224 if not weights else int(weights.transforms().crop_size[0])
-    return Classifier(net, classes, size, IMAGENET_MEAN, IMAGENET_STD, f"tv:{spec}", {"arch": f"tv:{name}"})
+    if mode == "random":
+        state, source = None, "random"
+    elif mode:
+        state, source = load_state(Path(mode).expanduser()), mode
+    else:
+        state, source = _tv_pretrained_state(name, weights), str(weights)
+    card = _tv_card(name, weights, source)
+    net = _build_tv(name, weights, state)
+    return Classifier(net, card["classes"], card["input_size"], card["mean"], card["std"], f"tv:{spec}", card)
+
+
+def _timm_card(net: nn.Module, name: str, source: str) -> dict[str, Any]:
+    """The card of a timm model from its pretrained config: ImageNet class names and WordNet ids where known."""
+    from timm.data import ImageNetInfo, infer_imagenet_subset, resolve_data_config
+
+    cfg = resolve_data_config({}, model=net)
+    crop = int(cfg["input_size"][-1])
+    resize = crop if cfg.get("crop_mode") == "squash" else int(math.floor(crop / float(cfg.get("crop_pct") or 1.0)))
+    prep = Preprocess(
+        resize if cfg.get("crop_mode") != "squash" else (resize, resize),
+        crop,
+        _timm_interpolation(cfg.get("interpolation")),
+    )
+    card: dict[str, Any] = {
+        "arch": f"timm:{name}",
+        "weights": source,
+        "input_size": crop,
+        "mean": list(cfg["mean"]),
+        "std": list(cfg["std"]),
+        "preprocess": prep.as_dict(),
+    }
+    subset = infer_imagenet_subset(net)
+    if subset:
+        info = ImageNetInfo(subset)
+        card["wnids"] = list(info.label_names())
+        card["classes"] = (
+            _imagenet1k_names()
+            if subset == "imagenet-1k"
+            else [d.split(",")[0].strip() for d in info.label_descriptions()]
+        )
+    else:
+        card["classes"] = [f"class_{i}" for i in range(net.num_classes)]  # type: ignore[attr-defined]
+    return card
+
+
+def _timm_interpolation(name: str | None) -> str:
+    return name if name in ("nearest", "bilinear", "bicubic") else "bilinear"
+
+
+def _imagenet1k_names() -> list[str]:
+    """ImageNet-1k's class names as torchvision ships them (``tench`` ... ``toilet tissue``)."""
+    import torchvision
+
+    return list(torchvision.models.ResNet18_Weights.DEFAULT.meta["categories"])
 
 
 def _timm(spec: str) -> Classifier:
+    """``NAME`` (pretrained, timm's own cache and loader), ``NAME:random`` or ``NAME:PATH`` (a state dict)."""
     try:
         import timm
     except ImportError:
         raise PatchscopeError("timm models need the optional extra: pip install 'patchscope[timm]'") from None
     name, _, mode = spec.partition(":")
     try:
-        net = timm.create_model(name, pretrained=mode != "random")
+        net = timm.create_model(name, pretrained=mode == "")
     except RuntimeError as e:
         raise PatchscopeError(f"timm:{name}: {str(e).splitlines()[0]}") from None
-    except OSError as e:
-        raise PatchscopeError(f"timm:{name}: could not fetch pretrained weights ({e.__class__.__name__}); use timm:{name}:random") from None
-    cfg = net.pretrained_cfg
-    classes = [f"class_{i}" for i in range(net.num_classes)]
-    return Classifier(net, classes, cfg["input_size"][-1], cfg["mean"], cfg["std"], f"timm:{spec}", {"arch": f"timm:{name}"})
+    except Exception as e:  # noqa: BLE001  (huggingface_hub's offline and HTTP errors all mean the same here)
+        raise PatchscopeError(
+            f"timm:{name}: could not fetch pretrained weights ({e.__class__.__name__}); "
+            f"use timm:{name}:PATH (a state dict) or timm:{name}:random"
+        ) from None
+    if mode and mode != "random":
+        try:
+            net.load_state_dict(load_state(Path(mode).expanduser()), strict=True)
+        except RuntimeError as e:
+            raise PatchscopeError(
+                f"{mode}: weights do not fit timm's {name} ({str(e).splitlines()[0][:160]})"
+            ) from None
+    card = _timm_card(net, name, mode or "pretrained")
+    return Classifier(net, card["classes"], card["input_size"], card["mean"], card["std"], f"timm:{spec}", card)
 
 
 def create_model(name: str, device: str | torch.device = "cpu") -> Classifier:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import patchscope
-from patchscope.data import ImageSet, split_by_track
+from patchscope.data import Batches, ImageSet, split_by_track
 from patchscope.errors import PatchscopeError
 from patchscope.models.registry import build_net
 from patchscope.models.wrapper import Classifier, check_finite, nonfinite_rows
@@ -141,17 +141,19 @@ def channel_stats(data: ImageSet) -> tuple[list[float], list[float]]:
 
 
 @torch.no_grad()
-def accuracy(model: torch.nn.Module, data: ImageSet, device: str | torch.device = "cpu", batch_size: int = 512) -> float:
-    """Top-1 accuracy of ``model`` on ``data``."""
+def accuracy(model: torch.nn.Module, data: Batches, device: str | torch.device = "cpu", batch_size: int = 512) -> float:
+    """Top-1 accuracy of ``model`` on ``data`` (in memory or streamed), over the images actually read."""
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
     bad = torch.zeros((), dtype=torch.long, device=device)
-    for x, y in data.batches(batch_size, device):
+    seen = 0
+    for x, y in data.iter_batches(batch_size, device):
         logits = model(x)
         correct += (logits.argmax(1) == y).sum()
         bad += nonfinite_rows(logits)
+        seen += len(y)
     check_finite(bad, getattr(model, "name", "the model"))
-    return int(correct) / max(len(data), 1)
+    return int(correct) / max(seen, 1)
 
 
 Perturb = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]

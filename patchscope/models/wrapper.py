@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from patchscope.data.preprocess import Preprocess
+
 
 class Classifier(nn.Module):
     """Normalises ``x`` in [0,1] with ``mean``/``std`` and runs ``net``; carries names and card.
@@ -41,6 +43,17 @@ class Classifier(nn.Module):
         return self.net((x - self.mean) / self.std)
 
     @property
+    def preprocess(self) -> Preprocess:
+        """How to prepare an image for this model: the card's resize and centre crop, else a square resize to ``input_size``."""
+        return Preprocess.from_card(self.card, self.input_size)
+
+    @property
+    def wnids(self) -> list[str] | None:
+        """The classes' WordNet ids when the card names them (timm's ImageNet models); None otherwise."""
+        ids = self.card.get("wnids")
+        return list(ids) if ids else None
+
+    @property
     def num_params(self) -> int:
         return sum(p.numel() for p in self.net.parameters())
 
@@ -66,6 +79,7 @@ class Ensemble(nn.Module):
         self.members = nn.ModuleList(members)
         self.classes, self.input_size = members[0].classes, members[0].input_size
         self.name = "+".join(m.name for m in members)
+        self.preprocess, self.wnids = members[0].preprocess, members[0].wnids
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([m(x) for m in self.members]).mean(0)
