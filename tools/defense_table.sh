@@ -5,7 +5,7 @@
 #
 #   PATCHSCOPE_DATA=... bash tools/defense_table.sh OUTDIR [MODELS] [STEPS] [LIMIT]
 #
-# One JSON per cell (patchscope defend --json), skipped when already there (rerun to resume), then table.md.
+# Every registered defense unless DEFENSES lists some. One JSON per cell (patchscope defend --json), skipped when already there (rerun to resume), then table.md.
 # The adaptive patch is optimised on the same Stop images it is graded on: a white-box upper bound.
 set -u
 OUT=${1:?usage: tools/defense_table.sh OUTDIR [MODELS] [STEPS] [LIMIT]}
@@ -13,7 +13,7 @@ MODELS=${2:-gtsrb-cnn,gtsrb-cnn-at}; STEPS=${3:-100}; LIMIT=${4:-100}
 PY=${PY:-.venv/bin/python}
 mkdir -p "$OUT"
 for m in ${MODELS//,/ }; do
-  for d in ${DEFENSES:-jpeg blur median bits lgs clip}; do
+  for d in ${DEFENSES:-$($PY -c 'from patchscope.defenses import list_defenses; print(*list_defenses())')}; do
     f="$OUT/$m-$d.json"
     [ -s "$f" ] && continue
     start=$SECONDS

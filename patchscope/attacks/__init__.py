@@ -1,8 +1,11 @@
 """Attacks: patches, replayable EOT (sample, then apply), the universal patch attack and per-image patches.
 
 >>> from patchscope.attacks import AttackConfig, PatchAttack, PerImageAttack, ViewRanges, sample_view, render
+>>> from patchscope.attacks import create_attack, list_attacks, register_attack
 """
 
+from patchscope.attacks.registry import create_attack, list_attacks, register_attack
+from patchscope.attacks.frozen import frozen
 from patchscope.attacks.eot import NO_CHANGE, PLACEMENTS, ViewParams, ViewRanges, camera_matrix, fixed_view, paste, render, render_clean, sample_view, view
 from patchscope.attacks.losses import attack_loss, non_printability, printable_colours, total_variation
 from patchscope.attacks.patch import SHAPES, Patch, is_named_shape, list_patches, load_patch, patch_side, patch_zoo_dir, shape_mask
@@ -11,6 +14,6 @@ from patchscope.attacks.per_image import PerImageAttack, PerImagePatches
 
 __all__ = [
     "NO_CHANGE", "PLACEMENTS", "SHAPES", "AttackConfig", "AttackInterrupted", "Patch", "PatchAttack", "PerImageAttack", "PerImagePatches", "SignSGD", "ViewParams", "ViewRanges",
-    "attack_loss", "list_patches", "load_patch", "patch_zoo_dir", "camera_matrix", "fixed_view", "is_named_shape", "non_printability", "paste", "patch_side", "printable_colours", "render", "render_clean",
+    "attack_loss", "create_attack", "frozen", "list_attacks", "register_attack", "list_patches", "load_patch", "patch_zoo_dir", "camera_matrix", "fixed_view", "is_named_shape", "non_printability", "paste", "patch_side", "printable_colours", "render", "render_clean",
     "sample_view", "shape_mask", "total_variation", "view",
 ]

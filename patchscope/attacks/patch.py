@@ -54,7 +54,7 @@ def _rectangle(shape: str, side: int) -> torch.Tensor:
         if not (w > 0 and h > 0 and math.isfinite(w / h)):
             raise ValueError
     except ValueError:
-        raise PatchscopeError(f"--shape {shape}: give a rectangle's width:height as rect:W:H with W, H > 0, e.g. rect:1:2") from None
+        raise PatchscopeError(f"shape {shape}: give a rectangle's width:height as rect:W:H with W, H > 0, e.g. rect:1:2", params=("shape",)) from None
     cols, rows = (max(1, round(side * min(1.0, r))) for r in (w / h, h / w))
     mask = torch.zeros(side, side)
     top, left = (side - rows) // 2, (side - cols) // 2
@@ -70,12 +70,12 @@ def _mask_from_image(path: Path, side: int) -> torch.Tensor:
             band = im.getchannel("A") if "A" in im.getbands() else im.convert("L")
             m = band.resize((side, side), Image.NEAREST)
     except FileNotFoundError:
-        raise PatchscopeError(f"--shape {path}: not square, circle, rect:W:H, nor an existing mask image") from None
+        raise PatchscopeError(f"shape {path}: not square, circle, rect:W:H, nor an existing mask image", params=("shape",)) from None
     except (UnidentifiedImageError, OSError) as e:
-        raise PatchscopeError(f"--shape {path}: cannot read mask image ({e.__class__.__name__})") from None
+        raise PatchscopeError(f"shape {path}: cannot read mask image ({e.__class__.__name__})", params=("shape",)) from None
     mask = (torch.frombuffer(bytearray(m.tobytes()), dtype=torch.uint8).view(side, side) > 127).float()
     if mask.sum() == 0:
-        raise PatchscopeError(f"--shape {path}: the mask is empty")
+        raise PatchscopeError(f"shape {path}: the mask is empty", params=("shape",))
     return mask
 
 
@@ -139,9 +139,9 @@ class Patch:
         path = Path(path)
         file = path / "patch.safetensors" if path.is_dir() else path
         if path.name == "patches.safetensors" or (not file.exists() and (path / "patches.safetensors").exists()):
-            raise PatchscopeError(f"--patch {path}: per-image patches (attack --per-image) are measured by evaluate only")
+            raise PatchscopeError(f"patch {path}: per-image patches (the per-image attack's) are measured by evaluate only", params=("patch",))
         if not file.exists():
-            raise PatchscopeError(f"--patch {path}: no patch.safetensors there")
+            raise PatchscopeError(f"patch {path}: no patch.safetensors there", params=("patch",))
         try:
             t = load_file(str(file))
             from safetensors import safe_open
@@ -152,9 +152,9 @@ class Patch:
             location = json.loads(meta.get("location", "null"))
             patch = cls(pixels, mask, meta.get("placement", "sticker"), tuple(location) if location else None, int(meta.get("image_size", 32)), json.loads(meta.get("meta", "{}")))
         except (SafetensorError, KeyError, ValueError, OSError) as e:
-            raise PatchscopeError(f"--patch {file}: not a patchscope patch ({str(e).splitlines()[0][:120]})") from None
+            raise PatchscopeError(f"patch {file}: not a patchscope patch ({str(e).splitlines()[0][:120]})", params=("patch",)) from None
         if pixels.ndim != 3 or pixels.shape[0] != 3 or mask.shape != pixels.shape[1:] or pixels.shape[-1] > patch.image_size:
-            raise PatchscopeError(f"--patch {file}: inconsistent shapes pixels {tuple(pixels.shape)} mask {tuple(mask.shape)}")
+            raise PatchscopeError(f"patch {file}: inconsistent shapes pixels {tuple(pixels.shape)} mask {tuple(mask.shape)}", params=("patch",))
         return patch
 
 

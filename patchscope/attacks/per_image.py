@@ -23,11 +23,12 @@ from torch import nn
 
 from patchscope.attacks.eot import on_object_plan, paste, paste_planned, sample_view, view
 from patchscope.attacks.losses import attack_loss
+from patchscope.attacks.frozen import frozen
 from patchscope.attacks.patch import Patch, patch_side, shape_mask
+from patchscope.attacks.registry import register_attack
 from patchscope.attacks.universal import AttackConfig, SignSGD, candidate_locations, classify
 from patchscope.errors import PatchscopeError
 from patchscope.io import atomic_path
-from patchscope.models.fold import fold_batchnorm
 from patchscope.progress import progress_bar
 
 FILE = "patches.safetensors"
@@ -94,16 +95,18 @@ class PerImagePatches:
                 meta = fh.metadata() or {}
             out = cls(t["pixels"], t["mask"], meta.get("placement", "on-object"), t.get("location"), int(meta.get("image_size", 32)), meta.get("images_hash", ""), json.loads(meta.get("meta", "{}")))
         except (SafetensorError, KeyError, ValueError, OSError) as e:
-            raise PatchscopeError(f"--patch {file}: not a patchscope per-image patch file ({str(e).splitlines()[0][:120]})") from None
+            raise PatchscopeError(f"patch {file}: not a patchscope per-image patch file ({str(e).splitlines()[0][:120]})", params=("patch",)) from None
         n = len(out.pixels)
         bad_loc = out.location is not None and tuple(out.location.shape) != (n, 2)
         if out.pixels.ndim != 4 or out.pixels.shape[1] != 3 or out.mask.shape != out.pixels.shape[-2:] or out.side > out.image_size or bad_loc:
-            raise PatchscopeError(f"--patch {file}: inconsistent shapes pixels {tuple(out.pixels.shape)} mask {tuple(out.mask.shape)}")
+            raise PatchscopeError(f"patch {file}: inconsistent shapes pixels {tuple(out.pixels.shape)} mask {tuple(out.mask.shape)}", params=("patch",))
         return out
 
 
+@register_attack("per-image")
 class PerImageAttack:
-    """One EOT patch per image; called as ``attack(images, labels) -> PerImagePatches``.
+    """One EOT patch per image; called as ``attack(images, labels) -> PerImagePatches``. The caller's model is left
+    as it was (see :func:`~patchscope.attacks.frozen.frozen`).
 
     ``config`` is the universal attack's :class:`AttackConfig`; here ``batch_size`` is the number of
     rendered rows per forward pass (memory, not the objective) and ``views`` the EOT views of each image
@@ -124,16 +127,15 @@ class PerImageAttack:
 
     def __init__(self, model: nn.Module, config: AttackConfig, views: int = 8, device: str | torch.device = "cpu", progress: bool = True, start: Patch | None = None) -> None:
         if views < 1:
-            raise PatchscopeError("--views must be at least 1")
+            raise PatchscopeError("views must be at least 1", params=("views",))
         if config.tv_weight or config.nps_weight or config.compile:
-            raise PatchscopeError("per-image patches: --tv, --nps and --compile are the universal attack's only")
+            raise PatchscopeError("per-image patches: tv_weight, nps_weight and compile are the universal attack's only", params=("tv_weight", "nps_weight", "compile"))
         if start is not None and (start.placement != config.placement or (config.placement == "on-object" and start.location is None)):
-            raise PatchscopeError(f"--init: a {start.placement} patch cannot start {config.placement} per-image patches")
-        self.model, self.cfg, self.views, self.device, self.progress = fold_batchnorm(model), config, views, torch.device(device), progress
+            raise PatchscopeError(f"start: a {start.placement} patch cannot start {config.placement} per-image patches", params=("start",))
+        self.target_model, self.cfg, self.views, self.device, self.progress = model, config, views, torch.device(device), progress
+        self.model: nn.Module = model  # while attacking: the frozen, BN-folded model
         self.start = start
         self.history: list[dict[str, float]] = []
-        for p in [*model.parameters(), *self.model.parameters()]:
-            p.requires_grad_(False)
 
     def _places(self, n: int, image_size: int, side: int) -> torch.Tensor:
         """(c, n, 2) starting places: every image starts at each candidate place (one where ``location`` fixes it)."""
@@ -188,7 +190,15 @@ class PerImageAttack:
         return patches[best, n][None].clone(), places[best, n][None].clone()
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> PerImagePatches:
-        """Optimise one patch per image of ``images`` (N, 3, H, H) in [0,1] with true ``labels`` (N,)."""
+        """Optimise one patch per image of ``images`` (N, 3, H, H) in [0,1] with true ``labels`` (N,).
+
+        Returns:
+            :class:`PerImagePatches`, patch n for image n.
+        """
+        with frozen(self.target_model) as self.model:
+            return self._optimise(images, labels)
+
+    def _optimise(self, images: torch.Tensor, labels: torch.Tensor) -> PerImagePatches:
         cfg, dev = self.cfg, self.device
         if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] != images.shape[-2] or len(images) == 0:
             raise PatchscopeError(f"the attack needs square RGB images (N, 3, H, H), got {tuple(images.shape)}")
@@ -197,7 +207,7 @@ class PerImageAttack:
         g = torch.Generator(device=dev).manual_seed(cfg.seed)
         if self.start is not None:
             if self.start.image_size != size:
-                raise PatchscopeError(f"--init: the patch was made for {self.start.image_size}px images, these are {size}px")
+                raise PatchscopeError(f"start: the patch was made for {self.start.image_size}px images, these are {size}px", params=("start",))
             mask, side = self.start.mask.to(dev), self.start.side
             loc = torch.tensor(self.start.location or (0, 0), dtype=torch.float32, device=dev)
             places = loc.view(1, 1, 2).expand(1, n, 2).contiguous()

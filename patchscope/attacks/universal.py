@@ -25,10 +25,11 @@ from torch import nn
 
 from patchscope.attacks.eot import PLACEMENTS, ViewParams, ViewRanges, on_object_plan, paste, paste_planned, sample_view, view
 from patchscope.attacks.losses import LOSSES, attack_loss, non_printability, printable_colours, total_variation
+from patchscope.attacks.frozen import frozen
 from patchscope.attacks.patch import Patch, patch_side, shape_mask
+from patchscope.attacks.registry import register_attack
 from patchscope.errors import PatchscopeError
 from patchscope.io import atomic_path
-from patchscope.models.fold import fold_batchnorm
 from patchscope.progress import progress_bar
 
 
@@ -62,15 +63,18 @@ class AttackConfig:
 
     def __post_init__(self) -> None:
         if self.placement not in PLACEMENTS:
-            raise PatchscopeError(f"placement {self.placement!r}: choose {' or '.join(PLACEMENTS)}")
-        if self.loss not in LOSSES or self.optimizer not in ("adam", "sign"):
-            raise PatchscopeError(f"loss must be one of {', '.join(LOSSES)}; optimizer adam or sign")
+            raise PatchscopeError(f"placement {self.placement!r}: choose {' or '.join(PLACEMENTS)}", params=("placement",))
+        if self.loss not in LOSSES:
+            raise PatchscopeError(f"loss {self.loss!r}: choose from {', '.join(LOSSES)}", params=("loss",))
+        if self.optimizer not in ("adam", "sign"):
+            raise PatchscopeError(f"optimizer {self.optimizer!r}: choose adam or sign", params=("optimizer",))
         if self.kappa < 0:
-            raise PatchscopeError(f"--kappa {self.kappa}: the margin to win by cannot be negative")
+            raise PatchscopeError(f"kappa {self.kappa}: the margin to win by cannot be negative", params=("kappa",))
         if self.precision not in PRECISIONS:
-            raise PatchscopeError(f"--precision {self.precision}: choose {' or '.join(PRECISIONS)}")
-        if self.steps < 1 or self.batch_size < 1 or self.candidates < 1 or self.restarts < 1:
-            raise PatchscopeError("--steps, --batch-size, --candidates and --restarts must be at least 1")
+            raise PatchscopeError(f"precision {self.precision}: choose {' or '.join(PRECISIONS)}", params=("precision",))
+        counts = ("steps", "batch_size", "candidates", "restarts")
+        if min(getattr(self, k) for k in counts) < 1:
+            raise PatchscopeError("steps, batch_size, candidates and restarts must be at least 1", params=counts)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,8 +121,6 @@ def score_views(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pix: torch.T
 def _compiled_score(device_type: str) -> Any:
     """``score_views`` through ``torch.compile``, made once per process: on a GPU in CUDA graphs
     ("reduce-overhead"), which removes the launch cost of a step's many small kernels on 32-px models."""
-    # the lru_cache'd helpers it meets (pixel grids, constant matrices) are pure: tracing through them is right
-    warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")
     return torch.compile(score_views, mode="reduce-overhead" if device_type == "cuda" else "default", dynamic=False)
 
 
@@ -137,15 +139,16 @@ class SignSGD(torch.optim.Optimizer):
 
 
 class AttackInterrupted(Exception):
-    """Raised after a SIGINT/SIGTERM once the checkpoint is safely on disk."""
+    """Raised after a SIGINT/SIGTERM once the checkpoint is safely on disk (``resume=True`` continues from it)."""
 
 
 def _rank_world() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
 
 
+@register_attack("universal")
 class PatchAttack:
-    """Universal adversarial patch with EOT.
+    """Universal adversarial patch with EOT. The caller's model is left as it was (see :func:`frozen`).
 
     >>> import torch
     >>> from patchscope.models.archs import cnn
@@ -158,14 +161,13 @@ class PatchAttack:
     """
 
     def __init__(self, model: nn.Module, config: AttackConfig, device: str | torch.device = "cpu", checkpoint: Path | None = None, checkpoint_every: int = 50, resume: bool = False, progress: bool = True) -> None:
-        self.model, self.cfg, self.device = fold_batchnorm(model), config, torch.device(device)  # frozen weights: BN is a fixed affine map
+        self.target_model, self.cfg, self.device = model, config, torch.device(device)
+        self.model: nn.Module = model  # while attacking: the frozen, BN-folded model (see :func:`frozen`)
         self.checkpoint, self.checkpoint_every, self.resume, self.progress = checkpoint, checkpoint_every, resume, progress
         self.history: list[dict[str, float]] = []
         self._stop = False
         self._rank, self._world = 0, 1
         self._cache: dict[str, Any] = {}
-        for p in [*model.parameters(), *self.model.parameters()]:
-            p.requires_grad_(False)
 
     # -- the pieces of one step ------------------------------------------------------------------
     def _start(self, image_size: int, side: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -215,8 +217,12 @@ class PatchAttack:
         plan = None
         if cfg.placement == "on-object":  # the places stay for many steps: gather index and alpha made once
             plan = self._cached(f"plan{c}", locs, lambda: on_object_plan(mask, views.location, x.shape[-2], x.shape[-1]))
-        score = _compiled_score(self.device.type) if compiled and cfg.compile else score_views
-        return score(self.model, x, y, pix, mask, plan, views, c, cfg.target, cfg.loss, cfg.kappa, cfg.batch_size, cfg.precision, cfg.ranges.still)
+        args = (self.model, x, y, pix, mask, plan, views, c, cfg.target, cfg.loss, cfg.kappa, cfg.batch_size, cfg.precision, cfg.ranges.still)
+        if not (compiled and cfg.compile):
+            return score_views(*args)
+        with warnings.catch_warnings():  # the lru_cache'd helpers it traces (pixel grids, constant matrices) are pure
+            warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")
+            return _compiled_score(self.device.type)(*args)
 
     def _regulariser(self, patches: torch.Tensor) -> torch.Tensor | None:
         if not (self.cfg.tv_weight or self.cfg.nps_weight):
@@ -251,7 +257,7 @@ class PatchAttack:
         try:
             return torch.load(self.checkpoint, map_location=self.device, weights_only=True)
         except Exception as e:  # noqa: BLE001  any unreadable checkpoint is the user's file problem
-            raise PatchscopeError(f"--resume: checkpoint {self.checkpoint} is unreadable ({e.__class__.__name__})") from None
+            raise PatchscopeError(f"resume: checkpoint {self.checkpoint} is unreadable ({e.__class__.__name__})", params=("resume",)) from None
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
@@ -270,7 +276,15 @@ class PatchAttack:
 
     # -- the loop ----------------------------------------------------------------------------------
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> Patch:
-        """Optimise a patch on ``images`` (N, 3, H, W) in [0,1] with true ``labels`` (N,)."""
+        """Optimise a patch on ``images`` (N, 3, H, W) in [0,1] with true ``labels`` (N,).
+
+        Returns:
+            The best candidate's :class:`Patch` (its config in ``meta["config"]``).
+        """
+        with frozen(self.target_model) as self.model:
+            return self._optimise(images, labels)
+
+    def _optimise(self, images: torch.Tensor, labels: torch.Tensor) -> Patch:
         cfg, dev = self.cfg, self.device
         if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] != images.shape[-2] or len(images) == 0:
             raise PatchscopeError(f"the attack needs square RGB images (N, 3, H, H), got {tuple(images.shape)}")
@@ -329,7 +343,7 @@ class PatchAttack:
                 if self.checkpoint is not None and (self._stop or (self.checkpoint_every and done % self.checkpoint_every == 0)):
                     self._save({"step": done, "patches": patches.detach(), "locations": locs, "chosen": chosen, "opt": opt.state_dict(), "gen": g.get_state(), "history": self.history})
                 if self._stop:
-                    raise AttackInterrupted(f"interrupted at step {done}; checkpoint saved to {self.checkpoint}; rerun with --resume")
+                    raise AttackInterrupted(f"interrupted at step {done}; checkpoint saved to {self.checkpoint}")
         if not chosen:
             patches, locs = self._choose(images, labels, patches.detach(), mask, locs, side, g)
         location = tuple(int(v) for v in locs[0].round().tolist()) if cfg.placement == "on-object" else None

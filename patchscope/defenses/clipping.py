@@ -22,6 +22,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from patchscope.defenses.registry import register_defense
 from patchscope.errors import PatchscopeError
 
 
@@ -133,3 +134,19 @@ class ActivationClipping(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with self._clamped():
             return self.model(x)
+
+
+@register_defense("clip")
+def clip_defense(model: nn.Module, clean_images: torch.Tensor, stages: int = 2, quantile: float = 1.0) -> ActivationClipping:
+    """Activation clipping: the first ``stages`` stages clamped to the ``quantile`` of their range on ``clean_images``.
+
+    Args:
+        model: a classifier with ``stages()``.
+        clean_images: (N,3,H,W) in [0,1], the images the bounds are measured on.
+        stages: how many early stages to clip.
+        quantile: bound quantile over the clean images (1.0: the largest seen).
+
+    Returns:
+        The defended model (differentiable: attacks need no BPDA).
+    """
+    return ActivationClipping.fit(model, clean_images, stages, quantile)

@@ -19,6 +19,7 @@ from torch import nn
 from patchscope.attacks.patch import patch_side
 from patchscope.defenses.patchcleanser import FILL, mask_set
 from patchscope.defenses.smoothing import ablation_set
+from patchscope.errors import PatchscopeError
 from patchscope.models.train import square_masks
 
 
@@ -158,3 +159,48 @@ class AblationAugment:
     def describe(self) -> dict[str, Any]:
         """The settings, for the model card."""
         return {"method": "derandomized-smoothing-ablations", "mode": self.mode, "band": self.band, "p": self.p}
+
+
+def training_perturbation(
+    image_size: int,
+    patch_training: float = 0.0,
+    patch_steps: int = 5,
+    mask_training: tuple[float, ...] = (),
+    mask_tries: int = 1,
+    ablation_training: str | None = None,
+) -> PatchAdversary | MaskAugment | AblationAugment | None:
+    """The batch perturbation of a training recipe: adversarial patches, PatchCleanser masks, smoothing's ablations, or None.
+
+    Args:
+        image_size: the training images' side.
+        patch_training: adversarial patch training's patch area (0: off).
+        patch_steps: signed-gradient steps per training patch.
+        mask_training: patch areas whose PatchCleanser masks grey out the images (empty: off).
+        mask_tries: train on the worst of this many random mask pairs per image.
+        ablation_training: ``column:B`` or ``block:B``: keep one random band or block of each image (None: off).
+
+    Returns:
+        The perturbation for :func:`patchscope.models.train.train_model`'s ``perturb``, or None.
+
+    >>> training_perturbation(32, ablation_training="column:4").band
+    4
+    """
+    names = ("patch_training", "mask_training", "ablation_training")
+    if sum(bool(v) for v in (patch_training, mask_training, ablation_training)) > 1:
+        raise PatchscopeError("patch_training, mask_training and ablation_training are separate recipes: pick one", params=names)
+    if ablation_training:
+        mode, _, band = ablation_training.partition(":")
+        if mode not in ("column", "block") or not band.isdigit() or not 1 <= int(band) <= image_size:
+            raise PatchscopeError(f"ablation_training {ablation_training!r}: give column:B or block:B with 1 <= B <= {image_size}, e.g. column:4",
+                                  params=("ablation_training",))
+        return AblationAugment(int(band), mode, image_size)
+    if patch_training:
+        patch_side(patch_training, image_size)
+        return PatchAdversary(area=patch_training, steps=patch_steps)
+    if mask_training:
+        for a in mask_training:
+            patch_side(a, image_size)
+        if mask_tries < 1:
+            raise PatchscopeError(f"mask_tries {mask_tries}: need at least 1", params=("mask_tries",))
+        return MaskAugment(tuple(mask_training), image_size, tries=mask_tries)
+    return None

@@ -22,6 +22,7 @@ from kornia.enhance import jpeg_codec_differentiable
 from kornia.filters import gaussian_blur2d, median_blur, spatial_gradient
 from torch import nn
 
+from patchscope.defenses.registry import register_defense
 from patchscope.errors import PatchscopeError
 
 
@@ -60,6 +61,7 @@ class InputDefense(nn.Module):
         return self.model(self.preprocess(x))
 
 
+@register_defense("jpeg")
 class JpegDefense(InputDefense):
     """JPEG compression at ``quality`` (kornia's differentiable codec; its rounding is a smooth
     polynomial, so gradients exist even without ``bpda``; ``bpda`` makes them the identity's)."""
@@ -77,6 +79,7 @@ class JpegDefense(InputDefense):
         return jpeg_codec_differentiable(x, q).clamp(0, 1)
 
 
+@register_defense("blur")
 class BlurDefense(InputDefense):
     """Gaussian blur, ``sigma`` in pixels, odd ``kernel`` side (differentiable; reflect border)."""
 
@@ -92,6 +95,7 @@ class BlurDefense(InputDefense):
         return gaussian_blur2d(x, self.kernel, (self.sigma, self.sigma))
 
 
+@register_defense("median", bpda=True)
 class MedianDefense(InputDefense):
     """Median filter over odd ``kernel`` x ``kernel`` windows (reflect border); gradients are sparse, use ``bpda``."""
 
@@ -107,6 +111,7 @@ class MedianDefense(InputDefense):
         return median_blur(x, self.kernel)
 
 
+@register_defense("bits", bpda=True)
 class BitDepthDefense(InputDefense):
     """Colour-depth reduction to ``bits`` per channel (feature squeezing); zero gradient, use ``bpda``."""
 
@@ -137,6 +142,7 @@ def gradient_magnitude(x: torch.Tensor) -> torch.Tensor:
     return mag / mag.amax((1, 2, 3), keepdim=True).clamp_min(1 / 255)
 
 
+@register_defense("lgs", bpda=True)
 class LocalGradientSmoothing(InputDefense):
     """Local Gradient Smoothing (Naseer et al., WACV 2019), batched.
 

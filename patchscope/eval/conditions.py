@@ -6,6 +6,8 @@ from typing import Any
 
 import torch
 
+from patchscope.errors import PatchscopeError
+
 Condition = dict[str, float]
 
 #: the ranges of the default grid: rotation and tilt up to +-15 deg, distance (scale) 0.85-1.0,
@@ -49,3 +51,22 @@ def condition_label(c: dict[str, Any]) -> str:
     neutral = {"rotation": 0.0, "yaw": 0.0, "pitch": 0.0, "scale": 1.0, "brightness": 1.0, "blur": 0.0, "noise": 0.0}
     parts = [f"{k}={v:g}" for k, v in c.items() if k in neutral and v != neutral[k]]
     return " ".join(parts) or "no change"
+
+
+#: the named condition sets a measurement can take
+CONDITION_SETS = ("default", "none", "sweep")
+
+
+def condition_grid(name: str) -> list[Condition]:
+    """The named set of viewing conditions: ``default`` (:data:`DEFAULT_GRID`), ``none`` (one, no change) or ``sweep``.
+
+    >>> len(condition_grid("none")), len(condition_grid("default"))
+    (1, 33)
+    """
+    if name == "default":
+        return DEFAULT_GRID
+    if name == "none":
+        return [{}]
+    if name == "sweep":
+        return sweep_conditions()
+    raise PatchscopeError(f"conditions {name!r}: use {', '.join(CONDITION_SETS)}", params=("conditions",))

@@ -14,19 +14,21 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from patchscope.attacks import AttackConfig, Patch, PatchAttack
-from patchscope.data import ImageSet, load_data, resolve_class
-from patchscope.defenses import create_defense, mask_set, pc_counts
+from patchscope.attacks import AttackConfig, Patch, create_attack, patch_side
+from patchscope.data import load_data, resolve_class
+from patchscope.defenses import certify, create_defense, defense_spec, list_defenses
 from patchscope.eval.conditions import DEFAULT_GRID, sweep_conditions
 from patchscope.eval.figures import condition_curves, transfer_figure
 from patchscope.eval.patch_metrics import patch_success
 from patchscope.eval.report import Section, render_report
+from patchscope.eval.reproduce import command_line
 from patchscope.explain import explain_patch
 from patchscope.io import write_json
-from patchscope.models import Classifier, create_model, list_models
+from patchscope.models import create_model, list_models
 from patchscope.models.train import accuracy
 
-DEFENSES = ("jpeg", "blur", "median", "bits", "lgs", "clip")
+ADAPTIVE = ("jpeg", "clip")
+"""The registered defenses the demo also attacks adaptively (every registered defense is measured against the patch)."""
 DEMO_MODELS = ("gtsrb-cnn", "gtsrb-resnet", "gtsrb-vit")
 """The bundled models the demo measures (the zoo's defended and pretrained variants are for the study)."""
 
@@ -112,7 +114,7 @@ class Demo:
         self.stage(f"optimising a {s.size:.0%} on-object {s.source}->{s.target} patch on {s.model} ({s.steps} steps, EOT)")
         cfg = AttackConfig(size=s.size, placement="on-object", target=self.tgt, steps=s.steps, batch_size=s.batch_size, candidates=s.candidates, seed=s.seed)
         t = time.time()
-        patch = PatchAttack(self.main, cfg, s.device)(self.make_set.float_images(), self.make_set.labels)
+        patch = create_attack("universal", self.main, cfg, s.device)(self.make_set.float_images(), self.make_set.labels)
         patch.meta.update({"model": s.model, "source": s.source, "target": s.target, "data": "demo"})
         patch.save(self.out / "patch")
         patch.to_png(self.out / "patch" / "patch-large.png", scale=16)
@@ -143,9 +145,11 @@ class Demo:
         if others:
             self.findings.append("Transfer to other networks: " + ", ".join(f"{n} {v:.0%}" for n, v in others.items()) + ".")
         rows = [[n, _pct(clean[n]), _pct(r["clean_accuracy"]), _pct(r["targeted_success"]), _pct(r["untargeted_success"]), f"{r['target_confidence']:.2f}"] for n, r in grid.items()]
-        cmd = f"patchscope evaluate --patch {self.out / 'patch'} --models {','.join(self.models)} --data demo --source stop --target yield --json"
+        cmd = command_line("evaluate", {"patch": self.out / "patch", "models": list(self.models), "data": "demo", "source": self.s.source, "target": self.s.target, "as_json": True})
         self.sections.append(Section("The patch", f"Optimised on {self.s.model} with EOT, placed on the sign at (top, left) = {patch.location}.", [(self.out / "patch" / "patch-large.png", f"{patch.side}x{patch.side} px, {patch.area_fraction:.1%} of the image")], patch_figure=True,
-                                     commands=[f"patchscope attack --model {self.s.model} --data demo --source stop --target yield --size {self.s.size} --placement on-object --steps {self.s.steps} --batch-size {self.s.batch_size} --seed {self.s.seed} --out runs/demo-patch"]))
+                                     commands=[command_line("attack", {"model": self.s.model, "data": "demo", "source": self.s.source, "target": self.s.target, "size": self.s.size,
+                                                                       "placement": "on-object", "steps": self.s.steps, "batch_size": self.s.batch_size,
+                                                                       "candidates": self.s.candidates, "seed": self.s.seed, "out": "runs/demo-patch"})]))
         self.sections.append(Section("Across viewing conditions and networks", f"Success over the default viewing grid ({len(self.test_set)} held-out Stop images on {self.s.model}, the first {min(self.s.transfer_images, len(self.test_set))} on the other networks), with each network's clean accuracy under the same conditions.",
                                      [(self.out / "curves.png", "One factor at a time: solid lines the patch's targeted success, dashed the clean accuracy"), (self.out / "transfer.png", "The patch on every bundled network")],
                                      {"columns": ["model", f"accuracy ({len(self.clean_set)} demo images)", "clean acc. (grid)", "targeted", "untargeted", "target conf."], "rows": rows}, [cmd]))
@@ -172,56 +176,68 @@ class Demo:
                f"which covers {patch.area_fraction:.1%} of the image.")
         self.sections.append(Section("Why: the patch's signal through the layers", why, figures[1:],
                                      {"columns": ["model", "adversarial share, first layer", "last layer", "amplification", "natural features kept, last layer", "max z", "heat-map mass on the patch, clean -> patched"], "rows": table},
-                                     [f"patchscope explain --model {n} --patch {self.out / 'patch'} --data demo --source stop --limit {self.s.explain_images} --out explain-{n}" for n in self.models]))
+                                     [command_line("explain", {"model": n, "patch": self.out / "patch", "data": "demo", "source": self.s.source, "limit": self.s.explain_images,
+                                                               "out": f"explain-{n}"}) for n in self.models]))
 
     def defend(self, patch: Patch) -> None:
-        self.stage(f"defenses on {self.s.model}: {', '.join(DEFENSES)}; adaptive attacks through JPEG and clipping")
+        names = list_defenses()
+        self.stage(f"defenses on {self.s.model}: {', '.join(names)}; adaptive attacks through {', '.join(ADAPTIVE)}")
         s, dev = self.s, self.s.device
-        x, y = self.test_set.float_images(dev), self.test_set.labels
         grid = DEFAULT_GRID[: s.defense_conditions]
-        clean = self.clean_set
         rows, out = [], {}
         trained = f"{s.model}-at"
-        for name in (*DEFENSES, *([trained] if trained in list_models() else [])):
-            if name == trained:  # adversarial patch training: a model, not a wrapper
-                d = create_model(trained, dev)
-            else:
-                d = create_defense(name, self.main, bpda=name in ("jpeg", "median", "bits"), clean_images=self.data.float_images(dev)[:512] if name == "clip" else None)
-            r = {"clean_accuracy": accuracy(d, clean, dev), "patch": patch_success(d, x, y, patch, self.tgt, grid, device=dev)["targeted_success"]}
-            if name in ("jpeg", "clip", trained):
-                cfg = AttackConfig(size=s.size, placement="on-object", location=patch.location, target=self.tgt, steps=s.adaptive_steps, batch_size=s.batch_size, candidates=1, seed=s.seed)
-                adaptive = PatchAttack(d, cfg, dev, progress=False)(self.make_set.float_images(dev), self.make_set.labels)
-                r["adaptive"] = patch_success(d, x, y, adaptive, self.tgt, grid, device=dev)["targeted_success"]
-            out[name] = r
+        for name in (*names, *([trained] if trained in list_models() else [])):
+            out[name] = self._defense_row(name, trained, patch, grid)
+            r = out[name]
             rows.append([f"adversarial patch training ({name})" if name == trained else name, _pct(r["clean_accuracy"]), _pct(r["patch"]), _pct(r.get("adaptive"))])
+        x, y = self.test_set.float_images(dev), self.test_set.labels
         bare = patch_success(self.main, x, y, patch, self.tgt, grid, device=dev)["targeted_success"]
-        rows.insert(0, ["none", _pct(accuracy(self.main, clean, dev)), _pct(bare), "-"])
+        rows.insert(0, ["none", _pct(accuracy(self.main, self.clean_set, dev)), _pct(bare), "-"])
         self.results["defend"] = out
+        bpda = [n for n in ADAPTIVE if defense_spec(n).bpda]
+        how = f"BPDA through {', '.join(bpda)}" if bpda else "plain gradients: each of these defenses is differentiable"
+        common = {"patch": self.out / "patch", "data": "demo", "source": s.source, "target": s.target}
+        commands = [command_line("defend", {"model": s.model, "defense": n, **common, "adaptive": n in ADAPTIVE, "as_json": True}) for n in names]
+        if trained in out:
+            commands += [command_line("attack", {"model": trained, "data": "demo", "source": s.source, "target": s.target, "size": s.size, "placement": "on-object",
+                                                 "steps": s.adaptive_steps, "out": "runs/at-patch"}),
+                         command_line("evaluate", {**common, "patch": "runs/at-patch", "models": trained, "as_json": True})]
         self.sections.append(Section("Defenses, against the patch and against an adaptive attacker",
-                                     f"Targeted success on held-out Stop images over the first {len(grid)} viewing conditions: the original patch through each defense, and a new patch optimised through it (BPDA for JPEG's rounding; for the adversarially trained model, a patch made on it). Clean accuracy on {len(clean)} demo images.",
-                                     table={"columns": ["defense", "clean accuracy", "original patch", "adaptive patch"], "rows": rows},
-                                     commands=[f"patchscope defend --model {s.model} --defense {n} --patch {self.out / 'patch'} --data demo --source stop --target yield{' --adaptive' if n in ('jpeg', 'clip') else ''} --json" for n in DEFENSES]
-                                     + ([f"patchscope attack --model {trained} --data demo --source stop --target yield --size {s.size} --placement on-object --steps {s.adaptive_steps} --out runs/at-patch",
-                                         f"patchscope evaluate --patch runs/at-patch --models {trained} --data demo --source stop --target yield --json"] if trained in out else [])))
+                                     f"Targeted success on held-out Stop images over the first {len(grid)} viewing conditions: the original patch through each defense, and a new patch optimised through it ({how}; for the adversarially trained model, a patch made on it). Clean accuracy on {len(self.clean_set)} demo images.",
+                                     table={"columns": ["defense", "clean accuracy", "original patch", "adaptive patch"], "rows": rows}, commands=commands))
+
+    def _defense_row(self, name: str, trained: str, patch: Patch, grid: list[dict[str, float]]) -> dict[str, float | None]:
+        """Clean accuracy and patch success through one registered defense (or the adversarially trained model)."""
+        s, dev = self.s, self.s.device
+        x, y = self.test_set.float_images(dev), self.test_set.labels
+        if name == trained:  # adversarial patch training: a model, not a wrapper
+            d = create_model(trained, dev)
+        else:
+            d = create_defense(name, self.main, clean_images=self.data.float_images(dev)[:512] if defense_spec(name).needs_clean_images else None)
+        r = {"clean_accuracy": accuracy(d, self.clean_set, dev), "patch": patch_success(d, x, y, patch, self.tgt, grid, device=dev)["targeted_success"]}
+        if name in (*ADAPTIVE, trained):
+            cfg = AttackConfig(size=s.size, placement="on-object", location=patch.location, target=self.tgt, steps=s.adaptive_steps, batch_size=s.batch_size, candidates=1, seed=s.seed)
+            adaptive = create_attack("universal", d, cfg, dev, progress=False)(self.make_set.float_images(dev), self.make_set.labels)
+            r["adaptive"] = patch_success(d, x, y, adaptive, self.tgt, grid, device=dev)["targeted_success"]
+        return r
 
     def certify(self) -> None:
         s, dev = self.s, self.s.device
         subset = self.data.subset(torch.randperm(len(self.data), generator=torch.Generator().manual_seed(0))[: s.certify_images])
         rows = []
-        for side in (5, 7):
+        for area in (0.025, 0.048):  # 5x5 and 7x7 on 32 px
+            side = patch_side(area, subset.image_size)
             self.stage(f"PatchCleanser certification against any {side}x{side} patch on {len(subset)} images")
-            masks = mask_set(32, side, 6, dev)
-            t = time.time()
-            counts, total_passes = pc_counts(self.main, subset.float_images(dev), subset.labels, masks, num_classes=len(self.main.classes))
-            passes = total_passes / len(subset)
-            clean, defended, certified = (int(v) / len(subset) for v in counts.cpu())
-            r = {"clean": clean, "defended": defended, "certified": certified, "passes": passes, "images_per_second": len(subset) / (time.time() - t)}
-            self.results.setdefault("certify", {})[f"{side}px"] = r
-            rows.append([f"{side}x{side} ({side * side / 1024:.1%})", _pct(r["clean"]), _pct(r["defended"]), _pct(r["certified"]), f"{passes:.0f}", f"{r['images_per_second']:.0f}"])
+            r = certify(self.main, subset, "patchcleanser", area, batch_size=512, device=dev, progress=False, k=6)
+            self.results.setdefault("certify", {})[f"{side}px"] = {"clean": r.clean_accuracy, "defended": r.defended_accuracy, "certified": r.certified_accuracy,
+                                                                   "passes": r.forward_passes_per_image, "images_per_second": r.images_per_second}
+            rows.append([f"{side}x{side} ({side * side / 1024:.1%})", _pct(r.clean_accuracy), _pct(r.defended_accuracy), _pct(r.certified_accuracy),
+                         f"{r.forward_passes_per_image:.0f}", f"{r.images_per_second:.0f}"])
         self.findings.append(f"PatchCleanser certifies {self.results['certify']['5px']['certified']:.0%} of demo images against <i>any</i> 5x5 patch anywhere, and {self.results['certify']['7px']['certified']:.0%} against 7x7.")
         self.sections.append(Section("Certified: PatchCleanser", "Double masking with 6x6 mask positions: an image is certified when every one- and two-mask prediction is right, so no patch of that size anywhere can change it.",
                                      table={"columns": ["patch", "clean", "defended", "certified", "forward passes / image", "images / s"], "rows": rows},
-                                     commands=[f"patchscope certify --model {s.model} --defense patchcleanser --patch-size {a} --data demo --limit {s.certify_images} --json" for a in (0.025, 0.048)]))
+                                     commands=[command_line("certify", {"model": s.model, "defense": "patchcleanser", "patch_size": a, "data": "demo", "limit": s.certify_images, "as_json": True})
+                                               for a in (0.025, 0.048)]))
 
 
 def run_demo(out: Path, settings: DemoSettings | None = None, console: Console | None = None) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -11,8 +12,9 @@ from torch import nn
 from patchscope.attacks.eot import ViewParams, ViewRanges, fixed_view, render, sample_view, view
 from patchscope.attacks.patch import Patch
 from patchscope.attacks.per_image import PerImagePatches
+from patchscope.data import ImageSet, resolve_class
 from patchscope.errors import PatchscopeError
-from patchscope.eval.conditions import DEFAULT_GRID, Condition
+from patchscope.eval.conditions import DEFAULT_GRID, Condition, condition_grid
 from patchscope.models.wrapper import check_finite, nonfinite_rows
 
 
@@ -87,3 +89,82 @@ def transfer_matrix(models: dict[str, nn.Module], patches: dict[str, Patch], ima
     """``matrix[patch_name][model_name]``: targeted (or untargeted) success of each patch on each model."""
     key = "targeted_success" if target is not None else "untargeted_success"
     return {p: {m: patch_success(model, images, labels, patch, target, conditions, device=device)[key] for m, model in models.items()} for p, patch in patches.items()}
+
+
+@dataclass
+class PatchMeasurement:
+    """A patch's success on a class's images over viewing conditions (shares of (condition, image) pairs).
+
+    ``targeted_success`` is None for an untargeted patch; ``source_clean_accuracy`` is the model's accuracy on the
+    same source images under the same conditions without the patch; ``conditions`` has one dict per condition.
+    """
+
+    source: str
+    target: str | None
+    targeted_success: float | None
+    untargeted_success: float
+    target_confidence: float
+    source_clean_accuracy: float
+    patch_area: float
+    images: int
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self, conditions: bool = True) -> dict[str, Any]:
+        """JSON-ready; ``conditions=False`` leaves out the per-condition list."""
+        out = asdict(self)
+        if not conditions:
+            out.pop("conditions")
+        return out
+
+
+def measure_patch(
+    model: nn.Module,
+    data: ImageSet,
+    patch: Patch | PerImagePatches,
+    source: str | int | None = None,
+    target: str | int | None = None,
+    conditions: str | Sequence[Condition] = "default",
+    batch_size: int = 1024,
+    device: str | torch.device = "cpu",
+) -> PatchMeasurement:
+    """Success of ``patch`` on the ``source`` images of ``data`` over viewing ``conditions``.
+
+    Args:
+        model: the classifier (or a defended one), on ``device``.
+        data: images with class names; only the source class's are used (for per-image patches: the first
+            ``len(patch)``, which must be exactly the images they were made for).
+        patch: a universal or per-image patch.
+        source: the attacked class (name or id); default: the patch's own (``meta["source"]``).
+        target: the class the patch aims for; default: the patch's own; None on both: untargeted.
+        conditions: ``default``, ``none``, ``sweep`` (:func:`condition_grid`) or a list of conditions.
+        batch_size: rendered images per forward pass.
+        device: where to run.
+
+    Returns:
+        A :class:`PatchMeasurement`.
+    """
+    name = getattr(model, "name", "the model")
+    if patch.image_size != getattr(model, "input_size", patch.image_size):
+        raise PatchscopeError(f"the patch was made for {patch.image_size}px images but {name} takes {model.input_size}px")
+    src = source if source is not None else patch.meta.get("source")
+    if src is None:
+        raise PatchscopeError("source: which class does the patch attack? (name or id)", params=("source",))
+    tgt_name = target if target is not None else patch.meta.get("target")
+    tgt = resolve_class(tgt_name, data.classes) if tgt_name is not None else None
+    victims = _victims(data, src, patch)
+    grid = condition_grid(conditions) if isinstance(conditions, str) else list(conditions)
+    m = patch_success(model, victims.float_images(), victims.labels, patch, tgt, grid, batch_size, device)
+    return PatchMeasurement(data.classes[int(victims.labels[0])], data.classes[tgt] if tgt is not None else None, m["targeted_success"] if tgt is not None else None,
+                            m["untargeted_success"], m["target_confidence"], m["clean_accuracy"], m["patch_area"], m["images"], m["conditions"])
+
+
+def _victims(data: ImageSet, source: str | int, patch: Patch | PerImagePatches) -> ImageSet:
+    victims = data.of_class(source)
+    if len(victims) == 0:
+        raise PatchscopeError(f"the data holds no images of class {source!r}")
+    if isinstance(patch, PerImagePatches):  # the first len(patch) source images, exactly those attacked
+        victims = victims.head(len(patch))
+        if len(victims) != len(patch) or victims.data_hash() != patch.images_hash:
+            raise PatchscopeError(f"these {len(patch)} per-image patches were made for other images ({patch.meta.get('data')}, class {patch.meta.get('source')}): "
+                                  "measure them on their attack's data and source", params=("data", "source"))
+    return victims

@@ -21,11 +21,10 @@ from typing import Any
 
 import torch
 
-from patchscope.attacks import AttackConfig, Patch, PatchAttack
-from patchscope.attacks.patch import patch_side
+from patchscope.attacks import AttackConfig, Patch, create_attack
 from patchscope.data import ImageSet, resolve_class
+from patchscope.defenses import certify
 from patchscope.errors import PatchscopeError
-from patchscope.defenses import mask_set, pc_counts
 from patchscope.eval.conditions import DEFAULT_GRID
 from patchscope.eval.patch_metrics import patch_success
 from patchscope.explain.attention import explain_attention
@@ -91,7 +90,7 @@ class RobustnessStudy:
     def _attack(self, name: str, model: Classifier, size: float, placement: str) -> Patch:
         self.log(f"{name}: optimising a {size:.0%} {placement} {self.s.source}->{self.s.target} patch ({self.s.steps} steps)")
         cfg = AttackConfig(size=size, placement=placement, target=self.tgt, steps=self.s.steps, batch_size=self.s.batch_size, candidates=self.s.candidates, seed=self.s.seed)
-        patch = PatchAttack(model, cfg, self.s.device, progress=False)(self.make.float_images(self.s.device), self.make.labels)
+        patch = create_attack("universal", model, cfg, self.s.device, progress=False)(self.make.float_images(self.s.device), self.make.labels)
         patch.meta.update({"model": name, "source": self.s.source, "target": self.s.target, "data": self.data.name})
         return patch
 
@@ -106,12 +105,10 @@ class RobustnessStudy:
 
     def _certify(self, name: str, model: Classifier) -> dict[str, Any]:
         s, dev = self.s, self.s.device
-        side = patch_side(s.certify_size, self.data.image_size)
-        self.log(f"{name}: clean accuracy on {len(self.data)} images; PatchCleanser against {side}x{side} patches on {s.certify_images}")
+        self.log(f"{name}: clean accuracy on {len(self.data)} images; PatchCleanser against {s.certify_size:.0%} patches on {s.certify_images}")
         pick = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(s.seed))[: s.certify_images]
-        subset = self.data.subset(pick)
-        counts, _ = pc_counts(model, subset.float_images(dev), subset.labels, mask_set(self.data.image_size, side, 6, dev), num_classes=len(model.classes))
-        return {"clean_accuracy": accuracy(model, self.data, dev), "certified_accuracy": int(counts[2]) / max(len(subset), 1)}
+        result = certify(model, self.data.subset(pick), "patchcleanser", s.certify_size, batch_size=512, device=dev, progress=False, k=6)
+        return {"clean_accuracy": accuracy(model, self.data, dev), "certified_accuracy": result.certified_accuracy}
 
     def _transfer(self, patches: dict[str, Patch], x: torch.Tensor, y: torch.Tensor) -> dict[str, dict[str, float]]:
         self.log(f"transfer: {len(patches)} patches on {len(self.models)} models")
@@ -159,3 +156,41 @@ def study_figure(results: dict[str, Any], path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=130, format="png", bbox_inches="tight")
     plt.close(fig)
+
+
+def study_metrics(results: dict[str, Any]) -> dict[str, Any]:
+    """The scalar numbers of a study, flat (``MODEL.KEY``), for the run store."""
+    rows = results["models"].items()
+    return ({f"{n}.{k}": v for n, r in rows for k, v in r.items() if not isinstance(v, dict)}
+            | {f"{n}.white_box.{k}": v for n, r in rows for k, v in r["white_box"].items()})
+
+
+def save_study(results: dict[str, Any], out: Path, data: str) -> Path:
+    """Write a study's patches (``out/patches/MODEL/KEY``), ``study.json``, ``study.png`` and ``report.html``.
+
+    Args:
+        results: what :class:`RobustnessStudy` returned (its ``patches`` are taken out and saved).
+        out: the folder.
+        data: the data spec the study ran on (for the report and its reproducing command).
+
+    Returns:
+        The report's path.
+    """
+    from patchscope.eval.report import Section, render_report
+    from patchscope.eval.reproduce import command_line
+    from patchscope.io import write_json
+
+    for model_name, patches in results.pop("patches").items():
+        for key, patch in patches.items():
+            patch.save(out / "patches" / model_name.replace("/", "_") / key.replace("@", "-"))
+    write_json(out / "study.json", results)
+    study_figure(results, out / "study.png")
+    s, names = results["settings"], list(results["models"])
+    cmd = command_line("study robustness", {"models": names, "data": data, "sizes": s["sizes"], "steps": s["steps"], "batch_size": s["batch_size"],
+                                            "candidates": s["candidates"], "conditions": s["conditions"], "certify_images": s["certify_images"], "seed": s["seed"]})
+    text = (f"{s['source']} -> {s['target']} patches optimised on {results['source_images']['make']} {s['source']} images and measured on "
+            f"{results['source_images']['measure']} others over {s['conditions']} viewing conditions; transfer uses each model's {s['transfer_size']:.0%} "
+            f"on-object patch; certified: PatchCleanser against {s['certify_size']:.0%} patches on {s['certify_images']} images.")
+    section = Section("Which models fear patches less?", text, [(out / "study.png", "White-box success per attack setting (red) and certified accuracy (blue)")],
+                      study_table(results), [cmd])
+    return render_report([section], out, "patchscope study: robustness", f"{len(names)} models on {data}")

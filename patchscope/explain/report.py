@@ -59,7 +59,7 @@ def explain_patch(
     if n == 0:
         raise PatchscopeError("no images to explain")
     if not 0 <= index < n:
-        raise PatchscopeError(f"--index {index} is out of range: there are {n} images (0..{n - 1})")
+        raise PatchscopeError(f"index {index} is out of range: there are {n} images (0..{n - 1})", params=("index",))
     check_patch(model, patch, int(images.shape[-1]))
     dev = images.device
     names = tuple(getattr(model, "classes", ())) or tuple(str(i) for i in range(int(labels.max()) + 1))

@@ -222,5 +222,5 @@ def test_restarts_start_several_patches_at_each_place_and_keep_one(monkeypatch, 
     assert all(not torch.equal(patches[i], patches[i + 1]) for i in range(len(patches) - 1))  # distinct starts
     assert tuple(patch.location) in {tuple(int(v) for v in row) for row in locs.tolist()}
     assert location is None or tuple(patch.location) == location
-    with pytest.raises(PatchscopeError, match="--restarts"):
+    with pytest.raises(PatchscopeError, match="restarts must be at least 1"):
         AttackConfig(restarts=0)

@@ -121,7 +121,7 @@ def test_the_adaptive_attack_keeps_a_drawn_shape_and_squares_a_lost_mask_file():
     import torch
 
     from patchscope.attacks import Patch, shape_mask
-    from patchscope.cli_defend import _adaptive_config
+    from patchscope.eval.defend import adaptive_config as _adaptive_config
 
     bar = Patch(torch.rand(3, 14, 14), shape_mask("rect:1:2", 14), "on-object", (9, 9), 32, {"config": {"shape": "rect:1:2", "size": 0.1}})
     cfg = _adaptive_config(bar, 13, steps=3, batch_size=8, seed=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from patchscope.cli import _warn_bf16
+from patchscope.cli.common import warn_bf16 as _warn_bf16
 from patchscope.models.precision import bf16_native
 
 

@@ -9,31 +9,26 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from patchscope.cli.common import JsonOpt, StoreOpt, print_json, store_path
+
 if TYPE_CHECKING:
     from patchscope.eval.store import Run, RunStore
 
-StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="run database (default $PATCHSCOPE_STORE, else ~/.patchscope/runs.db)")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
-
-runs_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Browse stored runs: list, show, compare.")
+app = typer.Typer(name="runs", no_args_is_help=True, help="Browse stored runs: list, show, compare.")
 
 _STATUS_STYLE = {"running": "cyan", "done": "green", "failed": "red", "interrupted": "yellow"}
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``runs`` sub-command group to ``app``."""
-    app.add_typer(runs_app, name="runs")
-
-
 def store_for(path: Path | None) -> RunStore:
-    """The run store a command writes to: ``--store PATH`` if given, else ``$PATCHSCOPE_STORE`` or ``~/.patchscope/runs.db``."""
+    """The run store a command reads: its ``--store PATH``, else the root's ``patchscope --store PATH``, else
+    ``$PATCHSCOPE_STORE`` or ``~/.patchscope/runs.db``."""
     from patchscope.eval.store import store_for as _store_for
 
-    return _store_for(path)
+    return _store_for(store_path(path))
 
 
 def _echo_json(obj: object) -> None:
-    typer.echo(json.dumps(obj, indent=2, default=str))
+    print_json(obj)
 
 
 def _when(iso: str | None) -> str:
@@ -85,10 +80,14 @@ def _console():  # type: ignore[no-untyped-def]
     return Console()
 
 
-@runs_app.command("list")
+@app.command("list")
 def list_runs(
-    kind: Annotated[Optional[str], typer.Option("--kind", help="only runs of this kind (train, attack, evaluate, ...)")] = None,
-    status: Annotated[Optional[str], typer.Option("--status", help="only runs with this status (running, done, failed, interrupted)")] = None,
+    kind: Annotated[
+        Optional[str], typer.Option("--kind", help="only runs of this kind (train, attack, evaluate, ...)")
+    ] = None,
+    status: Annotated[
+        Optional[str], typer.Option("--status", help="only runs with this status (running, done, failed, interrupted)")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", help="show at most N runs, newest first (0: all)")] = 20,
     as_json: JsonOpt = False,
     store: StoreOpt = None,
@@ -110,11 +109,20 @@ def list_runs(
     for column in ("models", "seed", "metrics"):
         t.add_column(column, overflow="fold")
     for r in runs:
-        t.add_row(str(r.id), _short(r.kind), _status(r.status), _when(r.started), _duration(r.seconds), _short(",".join(r.models) or None), _short(r.seed), _headline(r))
+        t.add_row(
+            str(r.id),
+            _short(r.kind),
+            _status(r.status),
+            _when(r.started),
+            _duration(r.seconds),
+            _short(",".join(r.models) or None),
+            _short(r.seed),
+            _headline(r),
+        )
     _console().print(t)
 
 
-@runs_app.command("show")
+@app.command("show")
 def show_run(
     run_id: Annotated[str, typer.Argument(metavar="ID", help="run id (see `patchscope runs list`)")],
     as_json: JsonOpt = False,
@@ -129,23 +137,42 @@ def show_run(
     if as_json:
         _echo_json(run.as_dict())
         return
-    t = Table("", "field", "value", title=f"run {run.id} ({_short(run.kind)}, {run.status})", title_justify="left", show_lines=False)
-    about = {
-        "status": _status(run.status), "started": _when(run.started), "ended": _when(run.ended), "time": _duration(run.seconds),
-        "models": _short(",".join(run.models) or None, 200), "seed": _short(run.seed), "data hash": _short(run.data_hash),
-        "version": _short(run.version), "git commit": _short(run.git_commit), "command": _short(run.command, 200),
-        "process": _short(f"{run.pid} on {run.host}" if run.pid else None),
-    }
-    if run.message:
-        about["message"] = _short(run.message, 500)
-    for section, entries in (("run", about), ("config", flatten(run.config)), ("metrics", flatten(run.metrics)), ("artifacts", flatten(run.artifacts))):
+    title = f"run {run.id} ({_short(run.kind)}, {run.status})"
+    t = Table("", "field", "value", title=title, title_justify="left", show_lines=False)
+    sections = (
+        ("run", _about(run)),
+        ("config", flatten(run.config)),
+        ("metrics", flatten(run.metrics)),
+        ("artifacts", flatten(run.artifacts)),
+    )
+    for section, entries in sections:
         for i, (k, v) in enumerate(entries.items()):
             t.add_row(section if i == 0 else "", _short(k), v if section == "run" else _short(v, 200))
         t.add_section()
     _console().print(t)
 
 
-@runs_app.command("compare")
+def _about(run: Run) -> dict[str, str]:
+    """The run's own fields as table cells (rich markup)."""
+    about = {
+        "status": _status(run.status),
+        "started": _when(run.started),
+        "ended": _when(run.ended),
+        "time": _duration(run.seconds),
+        "models": _short(",".join(run.models) or None, 200),
+        "seed": _short(run.seed),
+        "data hash": _short(run.data_hash),
+        "version": _short(run.version),
+        "git commit": _short(run.git_commit),
+        "command": _short(run.command, 200),
+        "process": _short(f"{run.pid} on {run.host}" if run.pid else None),
+    }
+    if run.message:
+        about["message"] = _short(run.message, 500)
+    return about
+
+
+@app.command("compare")
 def compare_runs(
     a: Annotated[str, typer.Argument(metavar="ID_A", help="first run id")],
     b: Annotated[str, typer.Argument(metavar="ID_B", help="second run id")],
@@ -163,7 +190,15 @@ def compare_runs(
     if not sections:
         typer.echo(f"runs {diff['a']} and {diff['b']} have the same config and metrics")
         return
-    t = Table("", "key", f"run {diff['a']}", f"run {diff['b']}", "b - a", title=f"run {diff['a']} vs run {diff['b']}", title_justify="left")
+    t = Table(
+        "",
+        "key",
+        f"run {diff['a']}",
+        f"run {diff['b']}",
+        "b - a",
+        title=f"run {diff['a']} vs run {diff['b']}",
+        title_justify="left",
+    )
     for section, entries in sections:
         for i, (k, e) in enumerate(entries.items()):
             missing = e.get("only_in")

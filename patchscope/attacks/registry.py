@@ -1,0 +1,75 @@
+"""The attack registry: ``@register_attack(name)`` on a class, then ``list_attacks()`` and ``create_attack(name, ...)``.
+
+An attack is built as ``cls(model, config, device=..., **options)`` and called as ``attack(images, labels)`` on
+(N, 3, H, H) images in [0,1]; it returns a patch (:class:`~patchscope.attacks.patch.Patch` or per-image patches).
+Adding an attack is one module in ``patchscope/attacks/`` with a decorated class: every module of the package is
+imported the first time the registry is read.
+
+>>> list_attacks()
+['per-image', 'universal']
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from patchscope.errors import PatchscopeError
+
+T = TypeVar("T")
+_ATTACKS: dict[str, Callable[..., Any]] = {}
+
+
+def register_attack(name: str) -> Callable[[T], T]:
+    """Class decorator: make the attack available as ``create_attack(name, ...)``.
+
+    >>> @register_attack("doc-example")
+    ... class Nothing:
+    ...     def __init__(self, model, config, device="cpu"): ...
+    >>> "doc-example" in list_attacks()
+    True
+    >>> _ = _ATTACKS.pop("doc-example")
+    """
+
+    def add(cls: T) -> T:
+        if name in _ATTACKS and _ATTACKS[name] is not cls:
+            raise ValueError(f"attack {name!r} is registered twice")
+        _ATTACKS[name] = cls  # type: ignore[assignment]
+        return cls
+
+    return add
+
+
+def _discover() -> None:
+    """Import every module of :mod:`patchscope.attacks`, so that their decorators have run."""
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        importlib.import_module(f"{__package__}.{info.name}")
+
+
+def list_attacks() -> list[str]:
+    """The registered attack names, sorted."""
+    _discover()
+    return sorted(_ATTACKS)
+
+
+def create_attack(name: str, model: Any, config: Any, device: str = "cpu", **options: Any) -> Any:
+    """The attack ``name`` on ``model`` with an :class:`~patchscope.attacks.universal.AttackConfig`; ``options`` go to
+    its constructor (e.g. ``views`` and ``start`` for ``per-image``, ``checkpoint`` for ``universal``).
+
+    >>> import torch
+    >>> from patchscope.attacks.universal import AttackConfig
+    >>> from patchscope.models.archs import cnn
+    >>> from patchscope.models.wrapper import Classifier
+    >>> model = Classifier(cnn(num_classes=2, width=4), ["a", "b"]).eval()
+    >>> config = AttackConfig(size=0.1, target=1, steps=2, batch_size=4, candidates=1)
+    >>> attack = create_attack("universal", model, config, progress=False)
+    >>> attack(torch.rand(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)).side
+    10
+    """
+    names = list_attacks()
+    if name not in _ATTACKS:
+        raise PatchscopeError(f"unknown attack {name!r}: choose from {', '.join(names)}", params=("attack",))
+    return _ATTACKS[name](model, config, device=device, **options)

@@ -1,0 +1,302 @@
+"""`patchscope attack`, `transfer` and `curve`: make patches, measure them across models and against their area."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from patchscope.cli.common import (
+    DataCache,
+    DataOpt,
+    DeviceOpt,
+    JsonOpt,
+    LossOpt,
+    RootOpt,
+    ShapeOpt,
+    load_models,
+    load_patch_arg,
+    note,
+    print_json,
+    recorded,
+    resolve_device,
+    same_named,
+    split_names,
+    warn_bf16,
+)
+from patchscope.errors import PatchscopeError
+
+if TYPE_CHECKING:
+    from patchscope.attacks import Patch
+    from patchscope.eval.attack_runs import AttackImages
+
+app = typer.Typer()
+
+
+@app.command()
+def attack(
+    model: Annotated[
+        str, typer.Option(help="model name; several joined by commas attack their ensemble")
+    ] = "gtsrb-cnn",
+    data: DataOpt = "gtsrb:train",
+    source: Annotated[str, typer.Option(help="class to attack (name or id)")] = "stop",
+    target: Annotated[Optional[str], typer.Option(help="class to turn it into; '' for an untargeted patch")] = "yield",
+    size: Annotated[float, typer.Option(help="patch area as a fraction of the image")] = 0.05,
+    shape: ShapeOpt = "square",
+    placement: Annotated[str, typer.Option(help="on-object | sticker")] = "on-object",
+    location: Annotated[Optional[str], typer.Option(help="TOP,LEFT of an on-object patch (default: searched)")] = None,
+    steps: int = 300,
+    batch_size: Annotated[int, typer.Option(help="global batch (split across torchrun ranks)")] = 64,
+    candidates: Annotated[int, typer.Option(help="places (on-object) or starts (sticker) optimised side by side")] = 5,
+    restarts: Annotated[
+        int,
+        typer.Option(
+            help="random starts per place, side by side; the best is kept "
+            "when the search ends (a bad start can cost 50 points)"
+        ),
+    ] = 1,
+    lr: float = 0.3,
+    loss: LossOpt = "ce",
+    kappa: Annotated[float, typer.Option(help="margin loss: the logit gap at which an image counts as won")] = 5.0,
+    optimizer: Annotated[str, typer.Option(help="adam | sign")] = "adam",
+    tv: Annotated[float, typer.Option(help="total-variation weight")] = 0.0,
+    nps: Annotated[float, typer.Option(help="non-printability weight")] = 0.0,
+    seed: int = 0,
+    out: Annotated[Path, typer.Option(help="run folder")] = Path("runs/attack"),
+    resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.pt")] = False,
+    checkpoint_every: int = 50,
+    limit: Annotated[Optional[int], typer.Option(help="use at most N source images")] = None,
+    compile: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="torch.compile each step (CUDA graphs on a GPU): steps 2-5x faster there after 20-60 s of compiling",
+        ),
+    ] = False,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="fp32 | bf16 (the model under bf16 autocast: CNN steps ~2-3x faster on "
+            "a GPU or a CPU with AMX; slower than fp32 on a CPU without bf16 units)"
+        ),
+    ] = "fp32",
+    per_image: Annotated[
+        bool,
+        typer.Option(
+            "--per-image",
+            help="one patch for each source image, made on the images it is measured on (e.g. --data "
+            "gtsrb:test): the strongest attacker; --batch-size is then rows per forward pass",
+        ),
+    ] = False,
+    views: Annotated[int, typer.Option(help="--per-image: EOT views of each image per place and step")] = 8,
+    init: Annotated[
+        Optional[str],
+        typer.Option(
+            help="--per-image: start every image's patch from this universal "
+            "patch (run folder or zoo:NAME), at its place, shape and size"
+        ),
+    ] = None,
+    data_root: RootOpt = None,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Optimise a universal patch with EOT and write patch.png, patch.safetensors, config.json, metrics.json
+    (with --per-image: one patch per image, patches.safetensors and patches.png)."""
+    from patchscope.attacks import AttackConfig
+    from patchscope.eval.attack_runs import AttackImages
+
+    args = dict(locals())
+    dev = resolve_device(device)
+    rank = _maybe_distributed(dev)
+    net = load_models(model, dev)
+    images = AttackImages.select(DataCache(data, data_root).get(net.input_size), source, target, limit)
+    taken = ("location", "target", "tv_weight", "nps_weight")
+    cfg = AttackConfig(
+        **same_named(args, AttackConfig, taken),
+        location=_location(location),
+        target=images.target,
+        tv_weight=tv,
+        nps_weight=nps,
+    )
+    if precision == "bf16" and rank == 0:
+        warn_bf16(dev)
+    if (out / "patch.safetensors").exists() and not resume and rank == 0:
+        note(f"note: overwriting the patch in {out}")
+    config = {"command": "attack", "model": model, "models": split_names(model, "--model"), "data": data}
+    config |= {"data_hash": images.data_hash, "source": images.source_name, "target": images.target_name, "device": dev}
+    config |= cfg.as_dict()
+    if per_image:
+        options = _per_image_options(config, init, views, limit, resume)
+    elif init is not None:
+        raise PatchscopeError("--init starts per-image patches: add --per-image")
+    else:
+        options = {"checkpoint": out / "checkpoint.pt", "checkpoint_every": checkpoint_every, "resume": resume}
+    _run_attack(net, images, cfg, config, out, rank, options)
+
+
+def _per_image_options(
+    config: dict[str, Any], init: str | None, views: int, limit: int | None, resume: bool
+) -> dict[str, Any]:
+    """The per-image attack's options (its start patch, if any); ``config`` records what it will do."""
+    import torch.distributed as dist
+
+    if resume or (dist.is_available() and dist.is_initialized()):
+        raise PatchscopeError("--per-image runs in one process and has no checkpoints: drop --resume and torchrun")
+    start: Patch | None = load_patch_arg(init) if init is not None else None  # type: ignore[assignment]
+    if start is not None:
+        start.meta["name"] = init  # its shape, size and place replace the options': record those
+        config.update(
+            size=start.area_fraction,
+            shape=f"from --init ({start.side}px box)",
+            location=list(start.location) if start.location else None,
+            candidates=1,
+            restarts=1,
+        )
+    config.update(per_image=True, views=views, limit=limit, init=init)
+    return {"views": views, "start": start}
+
+
+def _run_attack(
+    net: Any, images: AttackImages, cfg: Any, config: dict[str, Any], out: Path, rank: int, options: dict[str, Any]
+) -> None:
+    """Attack, measure and write the run folder (rank 0), recorded as one run; an interrupt keeps the checkpoint."""
+    from patchscope.attacks import AttackInterrupted
+    from patchscope.eval.attack_runs import run_attack
+
+    per_image = config.get("per_image", False)
+    with recorded("attack", config) as run:
+        try:
+            result = run_attack(
+                net,
+                images,
+                cfg,
+                attack="per-image" if per_image else "universal",
+                device=config["device"],
+                meta={"model": config["model"], "data": config["data"]},
+                measure=rank == 0,
+                **options,
+            )
+        except AttackInterrupted as e:
+            note(f"{e}; rerun with --resume")
+            raise SystemExit(130) from None
+        if rank != 0:
+            return
+        summary = result.save(out, config)
+        run.log(summary)
+        run.artifact(
+            "patches" if per_image else "patch", out / ("patches.safetensors" if per_image else "patch.safetensors")
+        )
+    print_json(summary)
+
+
+def _location(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        top, left = (int(v) for v in text.split(","))
+    except ValueError:
+        raise PatchscopeError(f"--location {text!r}: give TOP,LEFT in pixels, e.g. 4,12") from None
+    return top, left
+
+
+def _maybe_distributed(dev: str) -> int:
+    """Join the torchrun process group when launched by torchrun; return this process's rank."""
+    import os
+
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.startswith("cuda") else "gloo")
+    return dist.get_rank()
+
+
+@app.command()
+def transfer(
+    patches: Annotated[str, typer.Option(help="comma-separated patch folders")],
+    models: Annotated[str, typer.Option(help="comma-separated model names")] = "gtsrb-cnn,gtsrb-resnet,gtsrb-vit",
+    data: DataOpt = "gtsrb:test",
+    source: str = "stop",
+    target: Annotated[Optional[str], typer.Option()] = "yield",
+    limit: Optional[int] = None,
+    data_root: RootOpt = None,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Transfer matrix: success of every patch on every model over the default viewing grid."""
+    from patchscope.data import resolve_class
+    from patchscope.eval import transfer_matrix
+    from patchscope.models import create_model
+
+    dev = resolve_device(device)
+    loaded = {n: create_model(n, dev) for n in split_names(models)}
+    ps = {p: load_patch_arg(Path(p)) for p in split_names(patches, "--patches")}
+    ds = DataCache(data, data_root, None).get(next(iter(loaded.values())).input_size)
+    victims = ds.of_class(source).head(limit)
+    t = resolve_class(target, ds.classes) if target else None
+    matrix = transfer_matrix(loaded, ps, victims.float_images(), victims.labels, t, device=dev)  # type: ignore[arg-type]
+    print_json({"metric": "targeted_success" if t is not None else "untargeted_success", "matrix": matrix})
+
+
+@app.command()
+def curve(
+    model: Annotated[str, typer.Option(help="model name (several joined by commas: their ensemble)")] = "gtsrb-cnn",
+    data: Annotated[str, typer.Option(help="images the patches are made on")] = "gtsrb:train",
+    eval_data: Annotated[str, typer.Option(help="images the patches are measured on")] = "gtsrb:test",
+    sizes: Annotated[str, typer.Option(help="comma-separated area fractions")] = "0.02,0.04,0.06,0.08,0.1,0.12",
+    placements: Annotated[str, typer.Option(help="on-object, sticker or both")] = "on-object,sticker",
+    source: str = "stop",
+    target: Annotated[Optional[str], typer.Option()] = "yield",
+    steps: int = 300,
+    batch_size: int = 64,
+    candidates: int = 5,
+    loss: LossOpt = "ce",
+    shape: ShapeOpt = "square",
+    limit: Annotated[Optional[int], typer.Option(help="at most N images to make and to measure on")] = None,
+    seed: int = 0,
+    out: Annotated[Path, typer.Option(help="folder for curve.json and area.png")] = Path("runs/curve"),
+    data_root: RootOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Success against patch area (one attack per size) and A90, the smallest area reaching 90%."""
+    from patchscope.attacks import AttackConfig
+    from patchscope.cli.common import parse_floats
+    from patchscope.eval.attack_runs import AttackImages
+    from patchscope.eval.curves import area_curves
+
+    dev = resolve_device(device)
+    size_list = parse_floats(sizes, "--sizes", "0.02,0.05")
+    net = load_models(model, dev)
+    make = AttackImages.select(DataCache(data, data_root).get(net.input_size), source, target, limit)
+    test = AttackImages.select(DataCache(eval_data, data_root).get(net.input_size), source, target, limit)
+    cfg = AttackConfig(
+        shape=shape, target=make.target, loss=loss, steps=steps, batch_size=batch_size, candidates=candidates, seed=seed
+    )
+    head = {
+        "model": model,
+        "data": data,
+        "eval_data": eval_data,
+        "source": make.source_name,
+        "target": make.target_name,
+        "steps": steps,
+        "loss": loss,
+        "shape": shape,
+    }
+    with recorded("curve", {**head, "sizes": size_list, "placements": placements, "seed": seed, "device": dev}) as run:
+        result = area_curves(
+            net,
+            make.images,
+            test.images,
+            size_list,
+            split_names(placements, "--placements"),
+            cfg,
+            out,
+            model,
+            head,
+            device=dev,
+        )
+        run.log({p: {"a90": r["a90"], "points": r["points"]} for p, r in result.items()})
+        run.artifact("curve", out / "curve.json")
+    print_json({**head, **result})

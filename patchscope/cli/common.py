@@ -1,0 +1,252 @@
+"""What every command shares: option types, the device, the run store, loading models and patches, printing, and the
+translation of library errors (which name parameters) into this command line's flags.
+
+Imports nothing of the other command modules; heavy libraries (torch, rich) load inside the functions that need them,
+so ``patchscope runs`` and ``--help`` start fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from patchscope.errors import PatchscopeError
+
+if TYPE_CHECKING:
+    from patchscope.attacks import Patch, PerImagePatches
+    from patchscope.data import ImageSet
+
+DataOpt = Annotated[
+    str, typer.Option("--data", help="gtsrb:train | gtsrb:test | demo | npz:PATH[:SPLIT] | folder:PATH")
+]
+RootOpt = Annotated[
+    Optional[Path], typer.Option("--data-root", help="folder holding gtsrb32.npz (default $PATCHSCOPE_DATA)")
+]
+DeviceOpt = Annotated[
+    str, typer.Option("--device", help="auto (CUDA when present, else the CPU) | cpu | cuda | cuda:N")
+]
+ShapeOpt = Annotated[
+    str,
+    typer.Option(
+        "--shape", help="square | circle | rect:W:H (e.g. rect:1:2, a bar twice as tall as wide) | PATH to a mask image"
+    ),
+]
+LossOpt = Annotated[
+    str,
+    typer.Option(
+        "--loss",
+        help="ce (cross-entropy), margin (the logit gap, capped at --kappa) "
+        "or sigmoid (a smooth count of the views not yet won)",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+LimitOpt = Annotated[Optional[int], typer.Option(help="use only the first N images")]
+StoreOpt = Annotated[
+    Optional[Path], typer.Option("--store", help="run database (default $PATCHSCOPE_STORE, else ~/.patchscope/runs.db)")
+]
+
+#: library parameters whose flag is not ``--`` plus the name with dashes
+FLAGS = {
+    "tv_weight": "--tv",
+    "nps_weight": "--nps",
+    "start": "--init",
+    "clean_images": "--fit-data",
+    "certifier": "--defense",
+}
+
+
+@dataclass
+class State:
+    """Options of the root command that sub-commands read (set once per invocation)."""
+
+    store: Path | None = None
+
+
+STATE = State()
+
+
+def flag(param: str) -> str:
+    """The command-line flag of a library parameter: ``batch_size`` -> ``--batch-size``, ``tv_weight`` -> ``--tv``."""
+    return FLAGS.get(param, "--" + param.replace("_", "-"))
+
+
+def translate(error: PatchscopeError) -> str:
+    """The error's message with each parameter it names (its first mention, unquoted) written as this CLI's flag.
+
+    >>> error = PatchscopeError("steps and batch_size must be at least 1", params=("steps", "batch_size"))
+    >>> translate(error)
+    '--steps and --batch-size must be at least 1'
+    """
+    text = str(error)
+    for param in getattr(error, "params", ()):
+        pattern = rf"(?<![\w'\"./-]){re.escape(param)}(?![\w'\"-])"
+        text = re.sub(pattern, lambda _m, p=param: flag(p), text, count=1)
+    return text
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; ``cuda`` without a GPU is an error."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PatchscopeError(f"--device {name}: CUDA is not available on this machine; use --device cpu (or auto)")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise PatchscopeError(f"--device {name!r}: use auto, cpu or cuda")
+    return name
+
+
+def warn_bf16(device: str) -> None:
+    """One stderr line where bf16 was asked for on a device that only emulates it (it still runs)."""
+    from patchscope.models.precision import bf16_native
+
+    if not bf16_native(device):
+        typer.echo(
+            f"patchscope: warning: {device} has no bf16 units (AVX512-BF16 "
+            "or AMX); bf16 is emulated there and slower than fp32",
+            err=True,
+        )
+
+
+def note(text: str) -> None:
+    """One ``patchscope: TEXT`` line on stderr."""
+    typer.echo(f"patchscope: {text}", err=True)
+
+
+class _NoRun:
+    """The run handle of a torchrun rank other than 0: records nothing (rank 0 records the run)."""
+
+    def log(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def artifact(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def recorded(kind: str, config: dict[str, Any]) -> Iterator[Any]:
+    """Record the enclosed command as a run in the store (rank 0 only under torchrun); yields its handle."""
+    from patchscope.eval.store import record
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield _NoRun()
+        return
+    with record(STATE.store, kind, config) as run:
+        yield run
+
+
+def store_path(option: Path | None) -> Path | None:
+    """The run store a command reads: its own ``--store``, else the root's ``patchscope --store``, else the default."""
+    return option if option is not None else STATE.store
+
+
+def split_names(text: str, option: str = "--models") -> list[str]:
+    """Comma-separated names, blanks dropped; at least one."""
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if not names:
+        raise PatchscopeError(f"{option}: give at least one name")
+    return names
+
+
+def parse_floats(text: str, option: str, example: str) -> list[float]:
+    """Comma-separated numbers, e.g. ``--sizes 0.02,0.05``; at least one."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise PatchscopeError(f"{option} {text!r}: give comma-separated numbers such as {example}") from None
+    if not values:
+        raise PatchscopeError(f"{option}: give at least one number, e.g. {example}")
+    return values
+
+
+def load_models(spec: str, device: str) -> Any:
+    """The model named by ``spec``; several joined by commas: their ensemble."""
+    from patchscope.models import Ensemble, create_model
+
+    members = [create_model(n, device) for n in split_names(spec, "--model")]
+    return members[0] if len(members) == 1 else Ensemble(members).eval()
+
+
+def load_patch_arg(path: Path | str, per_image: bool = False) -> Patch | PerImagePatches:
+    """A universal patch (run folder, file or zoo name); with ``per_image``, a folder of per-image patches too."""
+    from patchscope.attacks import load_patch
+
+    if per_image and ((Path(path) / "patches.safetensors").exists() or Path(path).name == "patches.safetensors"):
+        from patchscope.attacks.per_image import PerImagePatches
+
+        return PerImagePatches.load(path)
+    return load_patch(path)  # refuses per-image patches with one line
+
+
+class DataCache:
+    """Load a data spec once per input size, keeping the first ``limit`` images."""
+
+    def __init__(self, spec: str, root: Path | None, limit: int | None = None) -> None:
+        self.spec, self.root, self.limit = spec, root, limit
+        self.cache: dict[int, ImageSet] = {}
+
+    def get(self, size: int) -> ImageSet:
+        from patchscope.data import load_data
+
+        if size not in self.cache:
+            self.cache[size] = load_data(self.spec, self.root, size).head(self.limit)
+        return self.cache[size]
+
+
+def print_json(obj: object) -> None:
+    """``obj`` as indented JSON on stdout."""
+    typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+def show(obj: object, as_json: bool, table: Callable[[], None] | None = None) -> None:
+    """JSON when asked for (or when there is no table), else the table."""
+    if as_json or table is None:
+        print_json(obj)
+    else:
+        table()
+
+
+def key_value_table(obj: dict[str, Any]) -> None:
+    """A nested dict as a two-column table of dotted keys and values."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from patchscope.eval.store import flatten
+
+    t = Table("key", "value")
+    for k, v in flatten(obj).items():
+        t.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
+    Console().print(t)
+
+
+def rich_table(columns: list[str], rows: list[list[str]], title: str | None = None) -> None:
+    """Print one table of text cells."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(*columns, title=title)
+    for row in rows:
+        t.add_row(*row)
+    Console().print(t)
+
+
+def same_named(options: Mapping[str, Any], fn: Callable[..., Any], skip: Iterable[str] = ()) -> dict[str, Any]:
+    """The command's ``options`` that ``fn`` takes under the same name (the CLI's flags are the library's parameters),
+    except those in ``skip`` (passed another way).
+
+    >>> def f(steps, seed=0, device="cpu"): ...
+    >>> same_named({"steps": 3, "seed": 1, "out": "x", "device": "auto"}, f, skip=["device"])
+    {'steps': 3, 'seed': 1}
+    """
+    names = set(inspect.signature(fn).parameters) - set(skip)
+    return {k: v for k, v in options.items() if k in names}

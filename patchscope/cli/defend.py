@@ -1,0 +1,245 @@
+"""`patchscope defend`, `certify` and `defenses`: empirical defenses against a patch, certified accuracy, and the
+registered defenses and certifiers with their options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from patchscope.cli.common import (
+    DataCache,
+    DataOpt,
+    DeviceOpt,
+    JsonOpt,
+    RootOpt,
+    key_value_table,
+    load_patch_arg,
+    recorded,
+    resolve_device,
+    rich_table,
+    same_named,
+    show,
+    warn_bf16,
+)
+from patchscope.errors import PatchscopeError
+
+app = typer.Typer()
+
+OptionOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--option",
+        "-o",
+        help="any option of the defense as KEY=VALUE (repeatable), e.g. -o sigma=0.1; see `patchscope defenses`",
+    ),
+]
+
+
+@app.command()
+def defend(
+    defense: Annotated[
+        str,
+        typer.Option(
+            help="a registered defense: jpeg, blur, median, bits, lgs, clip, ... (`patchscope defenses` lists them)"
+        ),
+    ],
+    patch: Annotated[Path, typer.Option(help="a patch folder (from attack) or zoo:MODEL/NAME")],
+    model: Annotated[str, typer.Option(help="model name or checkpoint")] = "gtsrb-cnn",
+    data: DataOpt = "gtsrb:test",
+    source: Annotated[Optional[str], typer.Option(help="class the patch attacks (default: the patch's)")] = None,
+    target: Annotated[Optional[str], typer.Option(help="class the patch aims for (default: the patch's)")] = None,
+    adaptive: Annotated[
+        bool, typer.Option(help="also optimise a new patch through the defense (BPDA where needed)")
+    ] = False,
+    steps: Annotated[int, typer.Option(help="steps of the adaptive attack")] = 200,
+    attack_batch_size: Annotated[int, typer.Option(help="batch of the adaptive attack")] = 64,
+    out: Annotated[Optional[Path], typer.Option(help="save the adaptive patch into this folder")] = None,
+    conditions: Annotated[str, typer.Option(help="default (the viewing grid) | none | sweep")] = "default",
+    limit: Annotated[Optional[int], typer.Option(help="use the first N images (and at most N source images)")] = None,
+    option: OptionOpt = None,
+    quality: Annotated[Optional[float], typer.Option(help="jpeg: quality 1-100")] = None,
+    sigma: Annotated[Optional[float], typer.Option(help="blur (and any defense with a sigma option): sigma")] = None,
+    kernel: Annotated[Optional[int], typer.Option(help="blur, median: odd kernel side")] = None,
+    bits: Annotated[Optional[int], typer.Option(help="bits: colour depth 1-8")] = None,
+    window: Annotated[Optional[int], typer.Option(help="lgs: window side")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="lgs: window threshold on the gradient")] = None,
+    smoothing: Annotated[Optional[float], typer.Option(help="lgs: smoothing factor")] = None,
+    stages: Annotated[Optional[int], typer.Option(help="clip: how many early stages to clip")] = None,
+    quantile: Annotated[Optional[float], typer.Option(help="clip: bound quantile over clean images")] = None,
+    fit_data: Annotated[
+        Optional[str], typer.Option(help="clip: clean data to measure bounds on (default --data)")
+    ] = None,
+    fit_limit: Annotated[int, typer.Option(help="clip: at most this many clean images for the bounds")] = 1024,
+    batch_size: int = 1024,
+    seed: int = 0,
+    data_root: RootOpt = None,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Clean accuracy and patch success through an empirical defense; --adaptive attacks the defense itself."""
+    from patchscope.defenses import defense_spec
+    from patchscope.defenses.registry import check_options
+    from patchscope.eval.defend import defend_patch
+    from patchscope.models import create_model
+
+    args = dict(locals())
+    spec = defense_spec(defense)
+    named = {k: args[k] for k in NAMED_OPTIONS}  # --kernel 3 and -o kernel=3 alike; one a defense lacks is refused
+    options = check_options("defense", defense, spec.options, {**named, **spec.parse(option or [])})
+    if fit_limit < 1:
+        raise PatchscopeError("--fit-limit must be at least 1")
+    dev = resolve_device(device)
+    net = create_model(model, dev)
+    ds = DataCache(data, data_root).get(net.input_size)
+    fit = _fit_images(spec.needs_clean_images, fit_data, data_root, ds, fit_limit, dev)
+    config = {k: args[k] for k in ("model", "defense", "data", "adaptive", "steps", "seed")}
+    config |= {"models": [model], "patch": str(patch), "device": dev, "options": options}
+    config["data_hash"] = ds.head(limit).data_hash()
+    extra = {"options": options, "fit_images": fit, "device": dev, "meta": {"model": model}, "progress": True}
+    with recorded("defend", config) as run:
+        kwargs = same_named(args, defend_patch, ("model", "data", "patch", "defense", *extra)) | extra
+        result = defend_patch(net, ds, load_patch_arg(patch), defense, **kwargs)  # type: ignore[arg-type]
+        summary = _defense_summary(result, model, data, patch, out)
+        if out is not None and result.adaptive is not None:
+            result.adaptive.patch.save(out)
+            run.artifact("adaptive_patch", out)
+        run.log(_flat(summary))
+    show(summary, as_json, lambda: key_value_table(summary))
+
+
+#: defense options with a flag of their own (any option also goes as ``-o KEY=VALUE``)
+NAMED_OPTIONS = ("quality", "sigma", "kernel", "bits", "window", "threshold", "smoothing", "stages", "quantile")
+
+
+def _fit_images(needed: bool, fit_data: str | None, root: Path | None, data: Any, limit: int, device: str) -> Any:
+    """The clean images a fitted defense measures itself on: the first ``limit`` of ``--fit-data`` (or ``--data``)."""
+    if not needed:
+        return None
+    source = DataCache(fit_data, root).get(data.image_size) if fit_data else data
+    return source.head(limit).float_images(device)
+
+
+def _defense_summary(result: Any, model: str, data: str, patch: Path, out: Path | None) -> dict[str, Any]:
+    """The printed result: the library's, with the model, data and patch as given on the command line."""
+    body = result.as_dict()
+    summary = {"model": model, "defense": body.pop("defense"), "data": data, **body}
+    summary["patch"] = {"path": str(patch), **summary["patch"]}
+    if out is not None and "adaptive" in summary:
+        summary["adaptive"]["out"] = str(out)
+    return summary
+
+
+def _flat(obj: dict[str, Any]) -> dict[str, Any]:
+    from patchscope.eval.store import flatten
+
+    return flatten(obj)
+
+
+@app.command()
+def certify(
+    defense: Annotated[
+        str,
+        typer.Option(
+            help="a registered certifier: patchcleanser | ds-column | ds-block (`patchscope defenses` lists them)"
+        ),
+    ],
+    model: Annotated[str, typer.Option(help="model name or checkpoint")] = "gtsrb-cnn",
+    patch_size: Annotated[float, typer.Option(help="square patch area as a fraction of the image")] = 0.05,
+    data: DataOpt = "gtsrb:test",
+    limit: Annotated[Optional[int], typer.Option(help="use only the first N images")] = None,
+    k: Annotated[Optional[int], typer.Option("--k", help="patchcleanser: masks per axis (default 6)")] = None,
+    band: Annotated[Optional[int], typer.Option(help="ds: kept band width (default 4 columns, 12 for blocks)")] = None,
+    option: OptionOpt = None,
+    batch_size: Annotated[
+        Optional[int],
+        typer.Option(
+            help="masked or ablated images per forward pass (default 256 on "
+            "a CPU, where small chunks stay in cache; 16384 on a GPU)"
+        ),
+    ] = None,
+    bf16: Annotated[
+        bool,
+        typer.Option(
+            "--bf16",
+            help="patchcleanser: bfloat16 autocast, faster on a GPU or a "
+            "CPU with bf16 units; near-ties are redone in float32",
+        ),
+    ] = False,
+    data_root: RootOpt = None,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Certified accuracy against any square patch of --patch-size: PatchCleanser or derandomized smoothing."""
+    from patchscope.defenses import certifier_spec
+    from patchscope.defenses import certify as certify_data
+    from patchscope.defenses.registry import check_options
+    from patchscope.models import create_model
+
+    spec = certifier_spec(defense)
+    options = check_options(
+        "certifier", defense, spec.options, {"k": k, "band": band, "bf16": bf16 or None, **spec.parse(option or [])}
+    )
+    dev = resolve_device(device)
+    if options.get("bf16"):
+        warn_bf16(dev)
+    net = create_model(model, dev)
+    ds = DataCache(data, data_root, limit).get(net.input_size)
+    config = {
+        "model": model,
+        "models": [model],
+        "defense": defense,
+        "patch_size": patch_size,
+        "data": data,
+        "limit": limit,
+        "device": dev,
+        "data_hash": ds.data_hash(),
+        "options": options,
+    }
+    with recorded("certify", config) as run:
+        result = {
+            "model": model,
+            "data": data,
+            **certify_data(net, ds, defense, patch_size, batch_size=batch_size, device=dev, **options).as_dict(),
+        }
+        run.log(_flat(result))
+    show(result, as_json, lambda: key_value_table(result))
+
+
+@app.command()
+def defenses(as_json: JsonOpt = False) -> None:
+    """List the registered defenses and certifiers: their options (with defaults) and whether attacks need BPDA."""
+    from patchscope.defenses import certifier_spec, defense_spec, list_certifiers, list_defenses
+
+    rows = [
+        {
+            "name": n,
+            "kind": "defense",
+            "bpda": defense_spec(n).bpda,
+            "options": defense_spec(n).options,
+            "summary": defense_spec(n).summary,
+        }
+        for n in list_defenses()
+    ]
+    rows += [
+        {
+            "name": n,
+            "kind": "certifier",
+            "bpda": None,
+            "options": certifier_spec(n).options,
+            "summary": certifier_spec(n).summary,
+        }
+        for n in list_certifiers()
+    ]
+    table = [
+        [
+            r["name"],
+            r["kind"],
+            {True: "yes", False: "no", None: "-"}[r["bpda"]],
+            ", ".join(f"{k}={v}" for k, v in r["options"].items()) or "-",
+            r["summary"],
+        ]
+        for r in rows
+    ]
+    show(rows, as_json, lambda: rich_table(["name", "kind", "BPDA", "options (-o KEY=VALUE)", "what it does"], table))

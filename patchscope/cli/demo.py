@@ -1,0 +1,36 @@
+"""`patchscope demo`: the whole story on the bundled models and data, as one HTML report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from patchscope.cli.common import DeviceOpt, recorded, resolve_device
+from patchscope.errors import PatchscopeError
+
+app = typer.Typer()
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="report folder")] = Path("demo-report"),
+    steps: Annotated[int, typer.Option(help="attack steps")] = 150,
+    size: Annotated[float, typer.Option(help="patch area fraction")] = 0.08,
+    quick: Annotated[bool, typer.Option(help="a tiny budget that only checks every stage runs")] = False,
+    device: DeviceOpt = "auto",
+) -> None:
+    """The whole story on the bundled models and data: attack, measure, explain, defend, certify, report."""
+    from dataclasses import replace
+
+    from patchscope.eval.demo import DemoSettings, quick_settings, run_demo
+
+    dev = resolve_device(device)
+    if not 0 < size < 1 or steps < 1:
+        raise PatchscopeError("--size must be in (0, 1) and --steps at least 1")
+    settings = quick_settings(dev) if quick else replace(DemoSettings(device=dev), steps=steps, size=size)
+    with recorded("demo", {"out": str(out), **settings.__dict__}) as run:
+        path = run_demo(out, settings)
+        run.artifact("report", path)
+    typer.echo(f"report: {path.resolve()}")

@@ -1,0 +1,169 @@
+"""`patchscope zoo` and `patchscope evaluate`: the bundled models and patches, clean accuracy and patch success."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from patchscope.cli.common import (
+    DataCache,
+    DataOpt,
+    DeviceOpt,
+    JsonOpt,
+    RootOpt,
+    load_patch_arg,
+    recorded,
+    resolve_device,
+    rich_table,
+    show,
+    split_names,
+)
+
+app = typer.Typer()
+
+
+@app.command()
+def zoo(as_json: JsonOpt = False) -> None:
+    """List the bundled models: parameters, input size, measured accuracy."""
+    rows, patches = _zoo_models(), _zoo_patches()
+
+    def table() -> None:
+        pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
+        rich_table(
+            ["model", "arch", "params", "input", "accuracy", "val accuracy"],
+            [
+                [
+                    r["name"],
+                    r["arch"],
+                    f"{r['params']:,}",
+                    f"{r['input_size']}px",
+                    ", ".join(f"{v:.2%} ({k})" for k, v in r["accuracy"].items()) or "-",
+                    f"{r['val_accuracy']:.2%}" if r["val_accuracy"] is not None else "-",
+                ]
+                for r in rows
+            ],
+        )
+        if patches:
+            rich_table(
+                ["patch (--patch zoo:NAME)", "area", "targeted", "untargeted"],
+                [
+                    [r["name"], pct(r["area"]), pct(r["targeted_success"]), pct(r["untargeted_success"])]
+                    for r in patches
+                ],
+                title="measured on the model's own gtsrb:test Stop images, 33 viewing conditions",
+            )
+
+    show({"models": rows, "patches": patches}, as_json, table)
+
+
+def _zoo_models() -> list[dict[str, Any]]:
+    """Each bundled model's card: architecture, size, measured accuracy."""
+    from patchscope.models import list_models, read_card, zoo_dir
+
+    rows = []
+    for name in list_models():
+        card = read_card(zoo_dir() / f"{name}.safetensors")
+        rows.append(
+            {
+                "name": name,
+                "arch": card["arch"],
+                "params": card.get("params"),
+                "input_size": card["input_size"],
+                "accuracy": card.get("accuracy", {}),
+                "val_accuracy": card.get("val_accuracy"),
+                "data_hash": card.get("data_hash"),
+            }
+        )
+    return rows
+
+
+def _zoo_patches() -> list[dict[str, Any]]:
+    """The bundled patches with the success measured when they were made (``evaluate.json`` beside each)."""
+    from patchscope.attacks import list_patches, patch_zoo_dir
+
+    rows = []
+    for name in list_patches():
+        path = patch_zoo_dir() / name / "evaluate.json"
+        measured = json.loads(path.read_text())["models"].get(name.split("/")[0], {}) if path.exists() else {}
+        rows.append(
+            {
+                "name": name,
+                "area": measured.get("patch_area"),
+                "targeted_success": measured.get("targeted_success"),
+                "untargeted_success": measured.get("untargeted_success"),
+                "data": "gtsrb:test" if measured else None,
+            }
+        )
+    return rows
+
+
+@app.command()
+def evaluate(
+    models: Annotated[str, typer.Option(help="comma-separated model names")] = "gtsrb-cnn",
+    data: DataOpt = "gtsrb:test",
+    patch: Annotated[Optional[Path], typer.Option(help="a patch folder (from attack) or zoo:MODEL/NAME")] = None,
+    source: Annotated[Optional[str], typer.Option(help="class the patch attacks (name or id)")] = None,
+    target: Annotated[Optional[str], typer.Option(help="class the patch aims for; omit for untargeted")] = None,
+    conditions: Annotated[str, typer.Option(help="default (the viewing grid) | none | sweep")] = "default",
+    limit: Annotated[Optional[int], typer.Option(help="use only the first N images")] = None,
+    batch_size: int = 1024,
+    data_root: RootOpt = None,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Clean accuracy of each model; with --patch, its success over viewing conditions too."""
+    from patchscope.eval.patch_metrics import measure_patch
+    from patchscope.models import create_model
+    from patchscope.models.train import accuracy
+
+    dev = resolve_device(device)
+    names = split_names(models)
+    loaded = {n: create_model(n, dev) for n in names}
+    cache = DataCache(data, data_root, limit)
+    the_patch = load_patch_arg(patch, per_image=True) if patch is not None else None
+    result: dict[str, dict[str, object]] = {}
+    config = {
+        "models": names,
+        "data": data,
+        "patch": str(patch) if patch else None,
+        "source": source,
+        "target": target,
+        "conditions": conditions,
+        "limit": limit,
+        "device": dev,
+    }
+    with recorded("evaluate", config) as run:
+        for name, model in loaded.items():
+            ds = cache.get(model.input_size)
+            result[name] = {
+                "clean_accuracy": accuracy(model, ds, dev, batch_size),
+                "clean_images": len(ds),
+                "data_hash": ds.data_hash(),
+            }
+            if the_patch is not None:
+                result[name].update(
+                    measure_patch(model, ds, the_patch, source, target, conditions, batch_size, dev).as_dict()
+                )
+        run.log({"models": result})
+    show({"data": data, "models": result}, as_json, lambda: _evaluate_table(result, the_patch is not None))
+
+
+def _evaluate_table(result: dict[str, dict[str, Any]], patched: bool) -> None:
+    rows = []
+    for n, e in result.items():
+        extra = (
+            [
+                f"{e['targeted_success']:.1%}" if e.get("targeted_success") is not None else "-",
+                f"{e['untargeted_success']:.1%}",
+                f"{e['target_confidence']:.3f}",
+            ]
+            if patched
+            else []
+        )
+        rows.append([n, str(e["clean_images"]), f"{e['clean_accuracy']:.2%}", *extra])
+    rich_table(
+        ["model", "images", "clean accuracy", *(["targeted", "untargeted", "target conf."] if patched else [])], rows
+    )

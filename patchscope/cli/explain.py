@@ -1,0 +1,151 @@
+"""`patchscope explain`: where the model looks, how its probabilities move, how the patch's signal grows.
+
+Writes OUT/attention.png, OUT/propagation.png, OUT/anomaly.png and OUT/explain.json.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from patchscope.cli.common import (
+    DataOpt,
+    DeviceOpt,
+    RootOpt,
+    load_patch_arg,
+    recorded,
+    resolve_device,
+    rich_table,
+    show,
+)
+from patchscope.errors import PatchscopeError
+
+app = typer.Typer()
+
+
+@app.command()
+def explain(
+    patch: Annotated[Path, typer.Option(help="a patch folder (from attack) or zoo:MODEL/NAME")],
+    model: Annotated[str, typer.Option(help="model name or checkpoint path")] = "gtsrb-cnn",
+    data: DataOpt = "gtsrb:test",
+    source: Annotated[
+        Optional[str], typer.Option(help="class the patch attacks (default: the patch's, else stop)")
+    ] = None,
+    index: Annotated[int, typer.Option(help="the source-class image shown in attention.png")] = 0,
+    limit: Annotated[Optional[int], typer.Option(help="use at most N source-class images")] = None,
+    method: Annotated[str, typer.Option(help="heatmaps: auto (Grad-CAM) | gradcam | rollout (ViT)")] = "auto",
+    out: Annotated[Path, typer.Option(help="folder for the figures and explain.json")] = Path("runs/explain"),
+    batch_size: int = 256,
+    data_root: RootOpt = None,
+    device: DeviceOpt = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="print the full JSON instead of a table")] = False,
+) -> None:
+    """Explain a patch: attention before/after, layer-by-layer propagation, abnormal activations."""
+    from patchscope.data import load_data
+    from patchscope.explain.report import check_patch
+    from patchscope.models import create_model
+
+    if method not in ("auto", "gradcam", "rollout"):
+        raise PatchscopeError(f"--method {method!r}: use auto, gradcam or rollout")
+    if batch_size < 1 or (limit is not None and limit < 1):
+        raise PatchscopeError("--batch-size and --limit must be at least 1")
+    dev = resolve_device(device)
+    the_patch = load_patch_arg(patch)
+    net = create_model(model, dev)
+    check_patch(net, the_patch, net.input_size)
+    ds = load_data(data, data_root, net.input_size)
+    victims = _victims(ds, source if source is not None else the_patch.meta.get("source") or "stop", limit, index, data)
+    head = {
+        "patch": str(patch),
+        "data": data,
+        "data_hash": victims.data_hash(),
+        "source": ds.classes[int(victims.labels[0])],
+    }
+    config = {
+        "model": model,
+        "models": [model],
+        **head,
+        "index": index,
+        "limit": limit,
+        "method": method,
+        "device": dev,
+    }
+    with recorded("explain", config) as run:
+        result = _explain(net, victims, the_patch, index, out, method, batch_size, dev, head)
+        run.log(_headline(result))
+        run.artifact("out", out)
+    show(result, as_json, lambda: _table(result, index))
+
+
+def _victims(ds: Any, source: str | int, limit: int | None, index: int, data: str) -> Any:
+    """The first ``limit`` images of the source class; ``index`` must pick one of them."""
+    from patchscope.data import resolve_class
+
+    src = resolve_class(source, ds.classes)
+    victims = ds.of_class(src).head(limit)
+    if len(victims) == 0:
+        raise PatchscopeError(f"--data {data} holds no images of class {ds.classes[src]!r}")
+    if not 0 <= index < len(victims):
+        used = f"{len(victims)} {ds.classes[src]!r} images are used (0..{len(victims) - 1})"
+        raise PatchscopeError(f"--index {index} is out of range: {used}")
+    return victims
+
+
+def _explain(
+    net: Any,
+    victims: Any,
+    patch: Any,
+    index: int,
+    out: Path,
+    method: str,
+    batch_size: int,
+    device: str,
+    head: dict[str, Any],
+) -> dict[str, Any]:
+    """:func:`~patchscope.explain.explain_patch` into ``out``, with ``explain.json`` (``head`` first) beside it."""
+    from patchscope.explain import explain_patch
+    from patchscope.io import write_json
+
+    found = explain_patch(net, victims.float_images(device), victims.labels, patch, index, out, method, batch_size)  # type: ignore[arg-type]
+    result = {"command": "explain", **head, **found}
+    write_json(out / "explain.json", result)
+    result["files"].append(str(out / "explain.json"))
+    return result
+
+
+def _headline(result: dict[str, Any]) -> dict[str, Any]:
+    """The numbers a stored explain run keeps."""
+    layers = result["layers"]
+    return {
+        "images": result["images"],
+        "clean_accuracy": result["clean_accuracy"],
+        "patched_accuracy": result["patched_accuracy"],
+        "adversarial_share_first": layers[0]["adversarial_share"],
+        "adversarial_share_last": layers[-1]["adversarial_share"],
+        "natural_ratio_last": layers[-1]["natural_ratio"],
+    }
+
+
+def _table(result: dict[str, Any], index: int) -> None:
+    def fmt(v: object) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    rows = [
+        [
+            row["name"],
+            "x".join(map(str, row["grid"])),
+            fmt(row["adversarial_share"]),
+            fmt(row["natural_ratio"]),
+            fmt(row["max_z"]),
+            fmt(one["max_z"]),
+        ]
+        for row, one in zip(result["layers"], result["single"]["layers"])
+    ]
+    title = (
+        f"{result['model']} on {result['images']} {result['source']!r} images: "
+        f"accuracy {result['clean_accuracy']:.0%} -> {result['patched_accuracy']:.0%}"
+    )
+    rich_table(["layer", "grid", "adversarial share", "natural ratio", "max_z", f"max_z (image {index})"], rows, title)
+    typer.echo(f"wrote {', '.join(result['files'])}")

@@ -1,0 +1,91 @@
+"""`patchscope study robustness`: the same patch measurements for several models, one table, one figure.
+
+Writes OUT/study.json, OUT/study.png, OUT/report.html and every patch under OUT/patches/MODEL/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from patchscope.cli.common import (
+    DataOpt,
+    DeviceOpt,
+    RootOpt,
+    parse_floats,
+    recorded,
+    resolve_device,
+    rich_table,
+    same_named,
+    show,
+    split_names,
+)
+from patchscope.errors import PatchscopeError
+
+app = typer.Typer(name="study", no_args_is_help=True, help="Experiments that compare models.")
+
+
+@app.command()
+def robustness(
+    models: Annotated[
+        str, typer.Option(help="comma-separated model names or checkpoints")
+    ] = "gtsrb-cnn,gtsrb-resnet,gtsrb-vit,gtsrb-vit-ssl,gtsrb-cnn-at",
+    data: DataOpt = "gtsrb:test",
+    source: str = "stop",
+    target: str = "yield",
+    sizes: Annotated[str, typer.Option(help="patch areas, comma-separated")] = "0.02,0.05",
+    steps: Annotated[int, typer.Option(help="optimisation steps per patch")] = 150,
+    batch_size: int = 32,
+    candidates: Annotated[int, typer.Option(help="places (on-object) or starts (sticker) tried per patch")] = 2,
+    conditions: Annotated[int, typer.Option(help="viewing conditions from the default grid (1-33)")] = 9,
+    certify_images: Annotated[int, typer.Option(help="images certified with PatchCleanser per model")] = 256,
+    out: Annotated[Path, typer.Option(help="folder for study.json, study.png, report.html, patches/")] = Path(
+        "runs/study"
+    ),
+    seed: int = 0,
+    data_root: RootOpt = None,
+    device: DeviceOpt = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
+) -> None:
+    """White-box success (sticker and on-object, each size), transfer in and out, propagation and certified accuracy
+    per model."""
+    from rich.console import Console
+
+    from patchscope.attacks import patch_side
+    from patchscope.data import load_data
+    from patchscope.eval.conditions import DEFAULT_GRID
+    from patchscope.eval.study import RobustnessStudy, StudySettings, save_study, study_metrics, study_table
+    from patchscope.models import create_model
+
+    args = dict(locals())
+    areas = tuple(parse_floats(sizes, "--sizes", "0.02,0.05"))
+    if not 1 <= conditions <= len(DEFAULT_GRID) or min(steps, batch_size, candidates, certify_images) < 1:
+        counts = "--steps, --batch-size, --candidates, --certify-images at least 1"
+        raise PatchscopeError(f"--conditions must be 1-{len(DEFAULT_GRID)}; {counts}")
+    dev = resolve_device(device)
+    names = split_names(models)
+    loaded = {n: create_model(n, dev) for n in names}
+    images = load_data(data, data_root)
+    for area in areas:
+        patch_side(area, images.image_size)
+    chosen = same_named(args, StudySettings, ("sizes", "certify_images", "device"))
+    settings = StudySettings(
+        areas, **chosen, certify_images=min(certify_images, len(images)), transfer_size=max(areas), device=dev
+    )
+    console = Console(stderr=True)
+    with recorded(
+        "study", {"models": names, "data": data, "data_hash": images.data_hash(), **settings.__dict__}
+    ) as run:
+        results = RobustnessStudy(loaded, images, settings, lambda t: console.print(f"[bold cyan]>[/] {t}"))()
+        report = save_study(results, out, data)
+        run.log(study_metrics(results))
+        run.artifact("study", out / "study.json")
+        run.artifact("report", report)
+    show(results, as_json, lambda: _table(study_table(results), report))
+
+
+def _table(table: dict[str, Any], report: Path) -> None:
+    rich_table(table["columns"], table["rows"])
+    typer.echo(f"report: {report}")

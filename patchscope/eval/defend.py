@@ -1,0 +1,209 @@
+"""An empirical defense against a patch: clean accuracy and the patch's success with and without it, and optionally an
+adaptive attacker who optimises a new patch through the defense (BPDA where the defense's registration says so).
+
+>>> from patchscope.attacks import Patch
+>>> from patchscope.data import load_data
+>>> from patchscope.models.archs import cnn
+>>> from patchscope.models.wrapper import Classifier
+>>> data = load_data("demo")
+>>> model = Classifier(cnn(num_classes=len(data.classes), width=4), data.classes).eval()
+>>> meta = {"source": "stop", "target": "yield"}
+>>> patch = Patch(torch.rand(3, 7, 7), torch.ones(7, 7), "on-object", (12, 12), 32, meta)
+>>> r = defend_patch(model, data, patch, "median", conditions="none", limit=8)
+>>> r.images, r.source_images, r.adaptive is None
+(8, 8, True)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from patchscope.attacks import AttackConfig, Patch, create_attack, is_named_shape, patch_side
+from patchscope.attacks.per_image import PerImagePatches
+from patchscope.data import ImageSet, resolve_class
+from patchscope.defenses import create_defense, defense_spec
+from patchscope.errors import PatchscopeError
+from patchscope.eval.conditions import Condition
+from patchscope.eval.patch_metrics import PatchMeasurement, measure_patch
+from patchscope.models.train import accuracy
+
+
+@dataclass
+class AdaptiveResult:
+    """A new patch optimised through the defense (``bpda``: with straight-through gradients), measured both ways."""
+
+    patch: Patch
+    steps: int
+    bpda: bool
+    seconds: float
+    undefended: PatchMeasurement
+    defended: PatchMeasurement
+
+
+@dataclass
+class DefenseResult:
+    """What :func:`defend_patch` measured; accuracies on the first ``images`` images, patches on ``source_images``."""
+
+    defense: str
+    options: dict[str, Any]
+    data_hash: str
+    images: int
+    source_images: int
+    clean_accuracy: float
+    defended_clean_accuracy: float
+    undefended: PatchMeasurement
+    defended: PatchMeasurement
+    adaptive: AdaptiveResult | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, the per-condition lists left out."""
+        out: dict[str, Any] = {
+            "defense": self.defense,
+            "data_hash": self.data_hash,
+            "images": self.images,
+            "source_images": self.source_images,
+            "clean_accuracy": self.clean_accuracy,
+            "defended_clean_accuracy": self.defended_clean_accuracy,
+            "patch": {"undefended": self.undefended.as_dict(False), "defended": self.defended.as_dict(False)},
+        }
+        if self.adaptive is not None:
+            a = self.adaptive
+            out["adaptive"] = {
+                "steps": a.steps,
+                "bpda": a.bpda,
+                "seconds": round(a.seconds, 1),
+                "undefended": a.undefended.as_dict(False),
+                "defended": a.defended.as_dict(False),
+            }
+        return out
+
+
+def adaptive_config(patch: Patch, target: int | None, steps: int, batch_size: int, seed: int) -> AttackConfig:
+    """An :class:`AttackConfig` for a new patch with the given patch's size, shape, placement and location (a shape
+    that cannot be redrawn, e.g. a mask file that is gone, becomes a square of the same area)."""
+    made = patch.meta.get("config", {}) if isinstance(patch.meta.get("config"), dict) else {}
+    n = patch.image_size
+    shape = made["shape"] if is_named_shape(made.get("shape")) else "square"
+    size = float(made.get("size", patch.side**2 / n**2))
+    if patch_side(size, n, shape) != patch.side:
+        shape, size = "square", patch.side**2 / n**2
+    location = tuple(patch.location) if patch.placement == "on-object" and patch.location is not None else None
+    return AttackConfig(
+        size=size,
+        shape=shape,
+        placement=patch.placement,
+        location=location,
+        target=target,
+        steps=steps,
+        batch_size=batch_size,
+        seed=seed,
+    )  # type: ignore[arg-type]
+
+
+def defend_patch(
+    model: nn.Module,
+    data: ImageSet,
+    patch: Patch,
+    defense: str,
+    *,
+    options: Mapping[str, Any] | None = None,
+    source: str | int | None = None,
+    target: str | int | None = None,
+    conditions: str | list[Condition] = "default",
+    limit: int | None = None,
+    fit_images: torch.Tensor | None = None,
+    adaptive: bool = False,
+    steps: int = 200,
+    attack_batch_size: int = 64,
+    seed: int = 0,
+    batch_size: int = 1024,
+    device: str | torch.device = "cpu",
+    meta: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> DefenseResult:
+    """Measure the registered ``defense`` on ``model`` against ``patch``.
+
+    Args:
+        model: the classifier, on ``device``.
+        data: the images: the first ``limit`` for clean accuracy, the first ``limit`` of the source class for the patch.
+        patch: a universal patch.
+        defense: a registered defense (:func:`~patchscope.defenses.list_defenses`).
+        options: the defense's options (e.g. ``{"kernel": 3}``).
+        source: the attacked class; default: the patch's own.
+        target: the class aimed for; default: the patch's own (None on both: untargeted).
+        conditions: viewing conditions (``default``, ``none``, ``sweep`` or a list).
+        limit: at most this many images (and source images).
+        fit_images: (N,3,H,W) clean images for defenses that measure themselves first (default: the first 1024 of
+            ``data``).
+        adaptive: also optimise a new patch through the defense for ``steps`` steps of ``attack_batch_size``.
+        steps: the adaptive attack's steps.
+        attack_batch_size: the adaptive attack's batch.
+        seed: the adaptive attack's seed.
+        batch_size: images per forward pass when measuring.
+        device: where to run.
+        meta: extra facts for the adaptive patch's ``meta`` (e.g. the model's name).
+        progress: show the adaptive attack's progress bar.
+
+    Returns:
+        A :class:`DefenseResult`.
+    """
+    if min(steps, attack_batch_size, batch_size) < 1:
+        raise PatchscopeError(
+            "steps, attack_batch_size and batch_size must be at least 1",
+            params=("steps", "attack_batch_size", "batch_size"),
+        )
+    if isinstance(patch, PerImagePatches):
+        raise PatchscopeError(
+            "patch: a defense is measured against a universal patch, not per-image ones", params=("patch",)
+        )
+    spec = defense_spec(defense)
+    if spec.needs_clean_images and fit_images is None:
+        fit_images = data.head(1024).float_images(device)
+    defended = create_defense(defense, model, clean_images=fit_images, **dict(options or {}))
+    src = source if source is not None else patch.meta.get("source")
+    if src is None:
+        raise PatchscopeError("source: which class does the patch attack? (name or id)", params=("source",))
+    clean, victims = data.head(limit), data.of_class(src).head(limit)
+    tgt_name = target if target is not None else patch.meta.get("target")
+    tgt = resolve_class(tgt_name, data.classes) if tgt_name is not None else None
+
+    def measure(m: nn.Module, p: Patch) -> PatchMeasurement:
+        return measure_patch(m, victims, p, src, tgt, conditions, batch_size, device)
+
+    result = DefenseResult(
+        defense,
+        {k: v for k, v in (options or {}).items() if v is not None},
+        clean.data_hash(),
+        len(clean),
+        len(victims),
+        accuracy(model, clean, device, batch_size),
+        accuracy(defended, clean, device, batch_size),
+        measure(model, patch),
+        measure(defended, patch),
+    )
+    if adaptive:
+        started = time.time()
+        config = adaptive_config(patch, tgt, steps, attack_batch_size, seed)
+        new = create_attack("universal", defended, config, device=str(device), progress=progress)(
+            victims.float_images(), victims.labels
+        )
+        new.meta.update(
+            {
+                "defense": defense,
+                "source": result.undefended.source,
+                "target": result.undefended.target,
+                "data": data.name,
+                "adaptive": True,
+                **(meta or {}),
+            }
+        )
+        result.adaptive = AdaptiveResult(
+            new, steps, spec.bpda, time.time() - started, measure(model, new), measure(defended, new)
+        )
+    return result

@@ -1,0 +1,78 @@
+"""`certify`: the certification loop as a library call with a typed result, for every registered certifier."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from patchscope.data import load_data
+from patchscope.defenses import (
+    CertifyResult,
+    ablation_set,
+    certify,
+    ds_certify,
+    ds_predict,
+    ds_prediction_map,
+    list_certifiers,
+)
+from patchscope.errors import PatchscopeError
+
+
+@pytest.fixture(scope="module")
+def images():
+    return load_data("demo").head(12)
+
+
+@pytest.mark.parametrize("name", ["patchcleanser", "ds-column", "ds-block"])
+def test_every_certifier_gives_a_consistent_typed_result(tiny_model, images, name):
+    assert name in list_certifiers()
+    r = certify(tiny_model, images, name, 0.05, progress=False, chunk=5)
+    assert isinstance(r, CertifyResult) and r.images == 12 and r.patch_side == 7 and r.certifier == name
+    assert 0 <= r.certified_accuracy <= r.defended_accuracy <= 1 and 0 <= r.clean_accuracy <= 1
+    assert r.batch_size == 256 and r.precision == "fp32" and r.forward_passes_per_image > 0
+    flat = r.as_dict()
+    assert flat["defense"] == name and set(r.settings) <= set(flat) and "settings" not in flat
+
+
+def test_chunks_do_not_change_the_numbers(tiny_model, images):
+    a, b = (certify(tiny_model, images, "patchcleanser", 0.05, progress=False, chunk=c, k=3) for c in (1, 256))
+    assert (a.clean_accuracy, a.defended_accuracy, a.certified_accuracy, a.forward_passes_per_image) == (
+        b.clean_accuracy,
+        b.defended_accuracy,
+        b.certified_accuracy,
+        b.forward_passes_per_image,
+    )
+
+
+def test_column_smoothing_counts_as_the_pure_functions(tiny_model, images):
+    r = certify(tiny_model, images, "ds-column", 0.05, progress=False, band=4)
+    x, y = images.float_images(), images.labels
+    votes, _ = ds_prediction_map(tiny_model, x, ablation_set(32, 4, "column"))
+    assert r.defended_accuracy == pytest.approx(int((ds_predict(votes) == y).sum()) / len(y))
+    assert r.certified_accuracy == pytest.approx(int(ds_certify(votes, y, 7 + 4 - 1).sum()) / len(y))
+    assert r.settings == {"band": 4, "ablations": 32, "delta": 10}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"patch_size": 0.0}, "patch_size"),
+        ({"patch_size": 1.5}, "patch_size"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"certifier": "nope"}, "certifier"),
+        ({"k": 0}, "k"),
+        ({"band": 99}, "band"),
+    ],
+)
+def test_bad_settings_name_their_parameter(tiny_model, images, kwargs, param):
+    args = {"certifier": "patchcleanser" if "band" not in kwargs else "ds-column", "patch_size": 0.05, **kwargs}
+    with pytest.raises(PatchscopeError) as e:
+        certify(tiny_model, images, progress=False, **args)
+    assert param in e.value.params and "--" not in str(e.value)
+
+
+def test_an_empty_data_set_is_refused(tiny_model, images):
+    with pytest.raises(PatchscopeError, match="holds no images"):
+        certify(
+            tiny_model, images.subset(torch.zeros(len(images), dtype=torch.bool)), "patchcleanser", 0.05, progress=False
+        )
