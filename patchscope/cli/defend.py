@@ -39,12 +39,7 @@ OptionOpt = Annotated[
 
 @app.command()
 def defend(
-    defense: Annotated[
-        str,
-        typer.Option(
-            help="a registered defense: jpeg, blur, median, bits, lgs, clip, ... (`patchscope defenses` lists them)"
-        ),
-    ],
+    defense: Annotated[str, typer.Option(help="a registered defense (`patchscope defenses` lists them)")],
     patch: Annotated[Path, typer.Option(help="a patch folder (from attack) or zoo:MODEL/NAME")],
     model: Annotated[str, typer.Option(help="model name or checkpoint")] = "gtsrb-cnn",
     data: DataOpt = "gtsrb:test",
@@ -139,12 +134,7 @@ def _flat(obj: dict[str, Any]) -> dict[str, Any]:
 
 @app.command()
 def certify(
-    defense: Annotated[
-        str,
-        typer.Option(
-            help="a registered certifier: patchcleanser | ds-column | ds-block (`patchscope defenses` lists them)"
-        ),
-    ],
+    defense: Annotated[str, typer.Option(help="a registered certifier (`patchscope defenses` lists them)")],
     model: Annotated[str, typer.Option(help="model name or checkpoint")] = "gtsrb-cnn",
     patch_size: Annotated[float, typer.Option(help="square patch area as a fraction of the image")] = 0.05,
     data: DataOpt = "gtsrb:test",

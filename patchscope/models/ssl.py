@@ -104,7 +104,7 @@ def pretrain_mae(data: ImageSet, encoder: ViT, mean: list[float], std: list[floa
     colour jitter) and 75% of their tokens hidden.
     """
     if not isinstance(encoder, ViT):
-        raise PatchscopeError("MAE pretraining needs the zoo ViT (--arch vit)")
+        raise PatchscopeError("MAE pretraining needs the zoo ViT (arch vit)", params=("arch",))
     torch.manual_seed(recipe.seed)
     g = torch.Generator().manual_seed(recipe.seed)
     mae = MaskedAutoencoder(encoder, recipe.decoder_dim, recipe.decoder_depth).to(device)

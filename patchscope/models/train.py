@@ -61,7 +61,7 @@ class Recipe:
         base: dict[str, Any] = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05} if arch == "vit" else {}
         base.update({k: v for k, v in overrides.items() if v is not None})
         if base.get("precision", "fp32") not in ("fp32", "bf16"):
-            raise PatchscopeError(f"--precision {base['precision']}: choose fp32 or bf16")
+            raise PatchscopeError(f"precision {base['precision']}: choose fp32 or bf16", params=("precision",))
         return cls(arch=arch, **base)
 
 
@@ -78,19 +78,19 @@ def parse_augment(text: str) -> dict[str, Any]:
     for item in filter(None, (t.strip() for t in text.split(","))):
         key, sep, value = (t.strip() for t in item.partition("="))
         if not sep or key not in (*AUGMENT_RANGES, "scale"):
-            raise PatchscopeError(f"--augment {item!r}: give KEY=VALUE with KEY one of {', '.join(AUGMENT_RANGES)}, scale")
+            raise PatchscopeError(f"augment {item!r}: give KEY=VALUE with KEY one of {', '.join(AUGMENT_RANGES)}, scale", params=("augment",))
         try:
             numbers = [float(v) for v in value.split(":")]
         except ValueError:
-            raise PatchscopeError(f"--augment {item!r}: {value!r} is not a number") from None
+            raise PatchscopeError(f"augment {item!r}: {value!r} is not a number", params=("augment",)) from None
         if key == "scale":
             if len(numbers) != 2 or not 0 < numbers[0] <= numbers[1] <= 4:
-                raise PatchscopeError(f"--augment {item!r}: give scale=LOW:HIGH with 0 < LOW <= HIGH <= 4, e.g. scale=0.95:1.05")
+                raise PatchscopeError(f"augment {item!r}: give scale=LOW:HIGH with 0 < LOW <= HIGH <= 4, e.g. scale=0.95:1.05", params=("augment",))
             out[key] = (numbers[0], numbers[1])
             continue
         low, high = AUGMENT_RANGES[key]
         if len(numbers) != 1 or not low <= numbers[0] <= high:
-            raise PatchscopeError(f"--augment {item!r}: {key} takes one number in [{low:g}, {high:g}]")
+            raise PatchscopeError(f"augment {item!r}: {key} takes one number in [{low:g}, {high:g}]", params=("augment",))
         out[key] = numbers[0]
     return out
 
@@ -191,7 +191,7 @@ def train_model(
         teacher = teacher.to(device).eval()
     if initial is not None:
         mean, std = initial.mean.flatten().tolist(), initial.std.flatten().tolist()
-        net = copy.deepcopy(initial.net).requires_grad_(True)  # attacks freeze weights; fine-tuning needs them back
+        net = copy.deepcopy(initial.net).requires_grad_(True)  # every weight of the copy trains, whatever the caller froze
     else:
         mean, std = channel_stats(train_set)
         net = build_net(recipe.arch, len(data.classes), recipe.arch_kwargs)
