@@ -16,6 +16,7 @@ import typer
 
 from patchscope.errors import PatchscopeError
 from patchscope.memory import keep_freed_memory
+from patchscope.validate import check_batch, check_fraction, check_positive
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Attack, explain, defend and certify image classifiers against adversarial patches.")
 
@@ -27,7 +28,7 @@ LossOpt = Annotated[str, typer.Option("--loss", help="ce (cross-entropy), margin
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
-_STATE: dict[str, Path | None] = {"store": None}
+_STATE: dict[str, Any] = {"store": None, "recording": False}
 
 
 @app.callback()
@@ -57,6 +58,7 @@ def recorded(kind: str, config: dict[str, object]) -> Iterator[Any]:
         yield _NoRun()
         return
     with record(_STATE["store"], kind, config) as run:
+        _STATE["recording"] = True
         yield run
 
 
@@ -120,6 +122,8 @@ def train(
     from patchscope.models import ARCHS, create_model, save_checkpoint
     from patchscope.models.train import Recipe, accuracy, parse_augment, train_model
 
+    name = name or (f"gtsrb-{arch}" if arch else None)
+    check_out(out, *((f"{name}.safetensors", f"{name}.json") if name else ()))
     overrides = parse_augment(augment or "")
 
     if ssl not in (None, "mae"):
@@ -138,18 +142,21 @@ def train(
         raise PatchscopeError("--arch is required (cnn, resnet or vit) unless --init names a model to fine-tune")
     if arch not in ARCHS:
         raise PatchscopeError(f"unknown --arch {arch!r}: choose from {', '.join(sorted(ARCHS))}")
-    if epochs < 1 or batch_size < 1:
-        raise PatchscopeError("--epochs and --batch-size must be at least 1")
+    check_positive("epochs", epochs, 100_000)
+    check_batch("batch_size", batch_size)
     try:
         kwargs = json.loads(arch_kwargs)
     except json.JSONDecodeError as e:
         raise PatchscopeError(f"--arch-kwargs is not JSON ({e})") from None
-    if threads:
-        torch.set_num_threads(threads)
+    if not isinstance(kwargs, dict):
+        raise PatchscopeError(f"--arch-kwargs must be a JSON object such as '{{\"width\": 24}}', got {arch_kwargs!r}")
+    if threads is not None:
+        torch.set_num_threads(check_positive("threads", threads, 1024))
     dev = _device(device)
     train_data = load_data(data, data_root)
     held_out = load_data(eval_data, data_root) if eval_data else None
     name = name or f"gtsrb-{arch}"
+    check_out(out, f"{name}.safetensors", f"{name}.json")
     if initial is not None:
         kwargs = dict(initial.card.get("arch_kwargs") or {})
     perturb = _training_perturbation(patch_training, patch_steps, mask_training, train_data.image_size, mask_tries, ablation_training)
@@ -315,6 +322,9 @@ def evaluate(
     from patchscope.models.train import accuracy
 
     dev = _device(device)
+    if limit is not None:
+        check_positive("limit", limit)
+    check_batch("batch_size", batch_size)
     names = _model_names(models)
     loaded = {n: create_model(n, dev) for n in names}
     cache = _DataCache(data, data_root, limit)
@@ -423,6 +433,7 @@ def attack(
     from patchscope.attacks import AttackConfig, AttackInterrupted, PatchAttack
     from patchscope.data import resolve_class
 
+    check_out(out)
     dev = _device(device)
     rank = _maybe_distributed(dev)
     net = _attack_model(model, dev)
@@ -453,12 +464,12 @@ def attack(
         raise PatchscopeError("--init starts per-image patches: add --per-image")
     with recorded("attack", config) as run:
         started = time.time()
-        runner = PatchAttack(net, cfg, dev, checkpoint=out / "checkpoint.pt", checkpoint_every=checkpoint_every, resume=resume)
+        runner = PatchAttack(net, cfg, dev, checkpoint=out / "checkpoint.pt", checkpoint_every=checkpoint_every, resume=resume,
+                             identity={"model": model, "data_hash": ds.data_hash(), "images": len(victims)})
         try:
             patch = runner(victims.float_images(), victims.labels)
         except AttackInterrupted as e:
-            typer.echo(f"patchscope: {e}", err=True)
-            raise SystemExit(130) from None
+            raise AttackInterrupted(f"{e}; rerun with --resume" if "checkpoint saved" in str(e) else str(e), e.signum) from None
         if rank != 0:
             return
         summary = _finish_attack(net, patch, victims, ds, src, tgt, model, data, dev, runner.history, time.time() - started, config, out)
@@ -563,7 +574,10 @@ def transfer(
 
     dev = _device(device)
     loaded = {n: create_model(n, dev) for n in _model_names(models)}
-    ps = {p: _load_patch(Path(p)) for p in _model_names(patches)}
+    patch_names = [p.strip() for p in patches.split(",") if p.strip()]
+    if not patch_names:
+        raise PatchscopeError("--patches: give at least one patch folder or zoo:MODEL/NAME")
+    ps = {p: _load_patch(Path(p) if not p.startswith("zoo:") else p) for p in patch_names}
     ds = _DataCache(data, data_root, None).get(next(iter(loaded.values())).input_size)
     victims = ds.of_class(source).head(limit)
     t = resolve_class(target, ds.classes) if target else None
@@ -598,11 +612,18 @@ def curve(
     from patchscope.eval.figures import area_figure
     from patchscope.io import write_json
 
+    check_out(out)
     dev = _device(device)
     try:
         size_list = [float(v) for v in sizes.split(",") if v.strip()]
     except ValueError:
         raise PatchscopeError(f"--sizes {sizes!r}: give comma-separated fractions like 0.02,0.05") from None
+    if not size_list:
+        raise PatchscopeError(f"--sizes {sizes!r}: give at least one area fraction, e.g. 0.02,0.05")
+    for v in size_list:
+        check_fraction("sizes", v)
+    for p in _model_names(placements):
+        AttackConfig(placement=p, loss=loss, steps=steps, batch_size=batch_size, candidates=candidates, seed=seed)  # refuse bad settings before any work
     net = _attack_model(model, dev)
     make = _DataCache(data, data_root).get(net.input_size)
     test = _DataCache(eval_data, data_root).get(net.input_size)
@@ -635,9 +656,10 @@ def demo(
 
     from patchscope.eval.demo import DemoSettings, quick_settings, run_demo
 
+    check_out(out)
     dev = _device(device)
-    if not 0 < size < 1 or steps < 1:
-        raise PatchscopeError("--size must be in (0, 1) and --steps at least 1")
+    check_fraction("size", size)
+    check_positive("steps", steps, 10**6)
     settings = quick_settings(dev) if quick else replace(DemoSettings(device=dev), steps=steps, size=size)
     with recorded("demo", {"out": str(out), **settings.__dict__}) as run:
         path = run_demo(out, settings)
@@ -654,6 +676,7 @@ def report(
     from patchscope.eval.report import runs_report
     from patchscope.eval.store import store_for
 
+    check_out(out)
     store = store_for(_STATE["store"])
     path = runs_report([store.get(r.strip()) for r in runs.split(",") if r.strip()], out)
     typer.echo(f"report: {path.resolve()}")
@@ -665,20 +688,103 @@ __import__("patchscope.cli_defend").cli_defend.register(app)  # `patchscope defe
 __import__("patchscope.cli_study").cli_study.register(app)  # `patchscope study robustness`
 
 
+def check_out(out: Path | None, *names: str) -> None:
+    """Refuse, before any work, an ``--out`` folder that cannot be written: a file, or under a read-only folder;
+    ``names`` are file names the command will put inside (each must be a plain name, no folders)."""
+    import os
+
+    for name in names:
+        if not name or name in (".", "..") or Path(name).name != name or "\x00" in name:
+            raise PatchscopeError(f"--name {name!r}: give a plain file name, without folders")
+    if out is None:
+        return
+    if out.exists() and not out.is_dir():
+        raise PatchscopeError(f"--out {out}: a file is there; give a folder")
+    for name in names:
+        if (out / name).is_dir():
+            raise PatchscopeError(f"--out {out}: {name} there is a folder, not a file")
+    existing = out.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise PatchscopeError(f"--out {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PatchscopeError(f"--out {out}: {existing} is not writable")
+
+
+def _flags(message: str) -> str:
+    """Library errors name parameters (``batch_size must be >= 1``); say the option instead (``--batch-size``)."""
+    import re
+
+    m = re.match(r"^([a-z][a-z0-9_]*)( must | is | has |: the checkpoint)", message)
+    if m is None or m.group(1) in ("the", "a", "an", "model", "target", "mask", "pixels"):
+        return message
+    return "--" + m.group(1).replace("_", "-") + message[m.end(1):]
+
+
+def _command_name(argv: list[str]) -> str:
+    words, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--store":
+            skip = True
+        elif not a.startswith("-"):
+            words.append(a)
+            if a not in ("runs", "study") or len(words) == 2:
+                break
+    return " ".join(words) or "patchscope"
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    from patchscope.errors import Interrupted
+
+    raise Interrupted("", signum)
+
+
+def _interrupt_line(e: BaseException, command: str) -> str:
+    from patchscope.errors import Interrupted
+
+    name = e.signal_name if isinstance(e, Interrupted) else "SIGINT"
+    detail = str(e) if isinstance(e, Interrupted) and str(e) else "no results were written"
+    recorded_note = "; the run is recorded as interrupted" if _STATE.get("recording") else ""
+    return f"patchscope: {command} interrupted by {name}: {detail}{recorded_note}"
+
+
 def main() -> None:
-    """Entry point: run the app; a :class:`PatchscopeError` becomes one line and exit status 2."""
+    """Entry point: run the app. A :class:`PatchscopeError` becomes one line and exit status 2; SIGINT and SIGTERM
+    one line saying what was interrupted and kept, and exit status 130 or 143."""
+    import signal
+    import warnings
+
+    from patchscope.errors import Interrupted
+
     keep_freed_memory()  # reuse freed host memory: page faults were half of a CPU mask-training step
+    warnings.filterwarnings("ignore", category=UserWarning)  # torch's notes would break the one-line contract
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    command = _command_name(sys.argv[1:])
+    for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+        if signal.getsignal(sig) is default:
+            signal.signal(sig, _on_signal)
     try:
-        app(standalone_mode=False)
+        status = app(standalone_mode=False)
     except PatchscopeError as e:
-        print(f"patchscope: error: {e}", file=sys.stderr)
+        print(f"patchscope: error: {_flags(str(e))}", file=sys.stderr)
         sys.exit(2)
-    except (typer.Abort, KeyboardInterrupt):
-        print("patchscope: interrupted", file=sys.stderr)
+    except Interrupted as e:
+        print(_interrupt_line(e, command), file=sys.stderr)
+        sys.exit(e.exit_status)
+    except (typer.Abort, KeyboardInterrupt) as e:
+        print(_interrupt_line(e, command), file=sys.stderr)
         sys.exit(130)
     except typer.Exit as e:
         sys.exit(e.exit_code if hasattr(e, "exit_code") else 0)
     except typer.TyperException as e:  # usage errors: unknown option, bad value (help already shown if empty)
         if e.format_message():
-            print(f"patchscope: error: {e.format_message()}", file=sys.stderr)
+            print(f"patchscope: error: {' '.join(e.format_message().split())}", file=sys.stderr)
         sys.exit(2)
+    if status == 130:  # typer turned a KeyboardInterrupt into this status
+        print(_interrupt_line(KeyboardInterrupt(), command), file=sys.stderr)
+        sys.exit(130)
+    if isinstance(status, int) and status:
+        sys.exit(status)

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from patchscope.errors import PatchscopeError
+from patchscope.validate import check_batch, check_positive
 
 DataOpt = Annotated[str, typer.Option("--data", help="gtsrb:train | gtsrb:test | demo | npz:PATH[:SPLIT] | folder:PATH")]
 RootOpt = Annotated[Optional[Path], typer.Option("--data-root", help="folder holding gtsrb32.npz (default $PATCHSCOPE_DATA)")]
@@ -93,7 +94,7 @@ def defend(
     as_json: JsonOpt = False,
 ) -> None:
     """Clean accuracy and patch success through an empirical defense; --adaptive attacks the defense itself."""
-    from patchscope.cli import _DataCache, _device, _load_patch, _patch_metrics, recorded
+    from patchscope.cli import _DataCache, _device, _load_patch, _patch_metrics, check_out, recorded
     from patchscope.eval.store import flatten
     from patchscope.data import resolve_class
     from patchscope.defenses import EMPIRICAL, create_defense
@@ -102,8 +103,13 @@ def defend(
 
     if defense not in EMPIRICAL:
         raise PatchscopeError(f"unknown --defense {defense!r}: choose from {', '.join(EMPIRICAL)}")
-    if steps < 1 or attack_batch_size < 1 or batch_size < 1 or fit_limit < 1:
-        raise PatchscopeError("--steps, --attack-batch-size, --batch-size and --fit-limit must be at least 1")
+    check_positive("steps", steps, 10**7)
+    check_batch("attack_batch_size", attack_batch_size)
+    check_batch("batch_size", batch_size)
+    check_positive("fit_limit", fit_limit)
+    if limit is not None:
+        check_positive("limit", limit)
+    check_out(out)
     dev = _device(device)
     net = create_model(model, dev)
     the_patch = _load_patch(patch)
@@ -169,6 +175,7 @@ def certify(
 
     from patchscope.attacks import patch_side
     from patchscope.cli import _DataCache, _device, _warn_bf16, recorded
+    from patchscope.validate import check_fraction
     from patchscope.eval.store import flatten
     from patchscope.defenses import CERTIFIED, ablation_set, ds_certify, ds_delta, ds_predict, ds_prediction_map, mask_positions, mask_set, pc_counts
     from patchscope.models import create_model
@@ -176,10 +183,11 @@ def certify(
 
     if defense not in CERTIFIED:
         raise PatchscopeError(f"unknown --defense {defense!r}: choose from {', '.join(CERTIFIED)}")
-    if not 0 < patch_size < 1:
-        raise PatchscopeError(f"--patch-size {patch_size} must be a fraction of the image area, 0 < size < 1")
-    if batch_size is not None and batch_size < 1:
-        raise PatchscopeError("--batch-size must be at least 1")
+    check_fraction("patch_size", patch_size)
+    if batch_size is not None:
+        check_batch("batch_size", batch_size)
+    if limit is not None:
+        check_positive("limit", limit)
     dev = _device(device)
     if bf16 and defense == "patchcleanser":
         _warn_bf16(dev)
@@ -203,7 +211,8 @@ def certify(
         raise PatchscopeError(f"--data {data} holds no images")
     with recorded("certify", {"model": model, "models": [model], "defense": defense, "patch_size": patch_size, "data": data, "limit": limit, "device": dev, "data_hash": ds.data_hash(), **info}) as run:
         totals = torch.zeros(3, dtype=torch.long, device=dev)  # clean, defended, certified
-        passes, chunk = 0, max(1, min(256, batch_size))
+        per_image = info.get("full_map_passes", len(regions))  # images per chunk: a progress line at least every ~64k passes
+        passes, chunk = 0, max(1, min(256, batch_size, 65536 // max(per_image, 1)))
         started = time.perf_counter()
         with torch.inference_mode(), progress_bar(len(ds), f"certify {defense}") as update:
             for x, y in ds.batches(chunk, dev):

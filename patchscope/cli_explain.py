@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="print the full JSON instead of a table")] = False,
     ) -> None:
         """Explain a patch: attention before/after, layer-by-layer propagation, abnormal activations."""
-        from patchscope.cli import _device, _load_patch, _print, recorded
+        from patchscope.cli import _device, _load_patch, _print, check_out, recorded
         from patchscope.data import load_data, resolve_class
         from patchscope.explain import explain_patch
         from patchscope.explain.report import check_patch
@@ -43,6 +43,7 @@ def register(app: typer.Typer) -> None:
             raise PatchscopeError(f"--method {method!r}: use auto, gradcam or rollout")
         if batch_size < 1 or (limit is not None and limit < 1):
             raise PatchscopeError("--batch-size and --limit must be at least 1")
+        check_out(out)
         dev = _device(device)
         the_patch = _load_patch(patch)
         net = create_model(model, dev)

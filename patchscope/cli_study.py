@@ -41,7 +41,7 @@ def robustness(
     """White-box success (sticker and on-object, each size), transfer in and out, propagation and certified accuracy per model."""
     from rich.console import Console
 
-    from patchscope.cli import _device, _model_names, _print, recorded
+    from patchscope.cli import _device, _model_names, _print, check_out, recorded
     from patchscope.data import load_data
     from patchscope.eval.conditions import DEFAULT_GRID
     from patchscope.eval.report import Section, render_report
@@ -57,6 +57,7 @@ def robustness(
         raise PatchscopeError(f"--sizes needs at least one area; --conditions must be 1-{len(DEFAULT_GRID)}; --steps, --batch-size, --candidates, --certify-images at least 1")
     from patchscope.attacks.patch import patch_side
 
+    check_out(out)
     dev = _device(device)
     names = _model_names(models)
     loaded = {n: create_model(n, dev) for n in names}

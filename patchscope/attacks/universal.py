@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import math
 import signal
 import warnings
@@ -26,10 +27,11 @@ from torch import nn
 from patchscope.attacks.eot import PLACEMENTS, ViewParams, ViewRanges, on_object_plan, paste, paste_planned, sample_view, view
 from patchscope.attacks.losses import LOSSES, attack_loss, non_printability, printable_colours, total_variation
 from patchscope.attacks.patch import Patch, patch_side, shape_mask
-from patchscope.errors import PatchscopeError
+from patchscope.errors import Interrupted, PatchscopeError
 from patchscope.io import atomic_path
 from patchscope.models.fold import fold_batchnorm
 from patchscope.progress import progress_bar
+from patchscope.validate import MAX_BATCH, check_batch, check_choice, check_fraction, check_int, check_non_negative, check_positive, check_range
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -61,16 +63,37 @@ class AttackConfig:
     precision: str = "fp32"  # "bf16": the model runs under bf16 autocast (channels-last on a CPU); a nearby patch, not the same one
 
     def __post_init__(self) -> None:
-        if self.placement not in PLACEMENTS:
-            raise PatchscopeError(f"placement {self.placement!r}: choose {' or '.join(PLACEMENTS)}")
-        if self.loss not in LOSSES or self.optimizer not in ("adam", "sign"):
-            raise PatchscopeError(f"loss must be one of {', '.join(LOSSES)}; optimizer adam or sign")
-        if self.kappa < 0:
-            raise PatchscopeError(f"--kappa {self.kappa}: the margin to win by cannot be negative")
-        if self.precision not in PRECISIONS:
-            raise PatchscopeError(f"--precision {self.precision}: choose {' or '.join(PRECISIONS)}")
-        if self.steps < 1 or self.batch_size < 1 or self.candidates < 1 or self.restarts < 1:
-            raise PatchscopeError("--steps, --batch-size, --candidates and --restarts must be at least 1")
+        check_fraction("size", self.size)
+        check_choice("placement", self.placement, PLACEMENTS)
+        check_choice("loss", self.loss, tuple(LOSSES))
+        check_choice("optimizer", self.optimizer, ("adam", "sign"))
+        check_choice("precision", self.precision, PRECISIONS)
+        check_non_negative("kappa", self.kappa)
+        check_range("lr", self.lr, 0.0, 1e3, low_open=True)
+        self.steps = check_positive("steps", self.steps, 10**7)
+        self.batch_size = check_batch("batch_size", self.batch_size)
+        self.candidates = check_positive("candidates", self.candidates, 1024)
+        self.restarts = check_positive("restarts", self.restarts, 1024)
+        if self.candidates * self.restarts * self.batch_size > MAX_BATCH * 16:
+            raise PatchscopeError(f"batch_size x candidates x restarts must be <= {MAX_BATCH * 16} images per step, got {self.batch_size} x {self.candidates} x {self.restarts}")
+        check_range("search_fraction", self.search_fraction, 0.0, 1.0)
+        check_non_negative("tv_weight", self.tv_weight)
+        check_non_negative("nps_weight", self.nps_weight)
+        self.seed = check_int("seed", self.seed, 0, 2**63 - 1)
+        if self.target is not None:
+            self.target = check_int("target", self.target, 0)
+        if self.location is not None:
+            if len(self.location) != 2:
+                raise PatchscopeError(f"location must be (top, left), got {self.location!r}")
+            self.location = (check_int("location top", self.location[0], 0), check_int("location left", self.location[1], 0))
+
+    def check_fits(self, image_size: int, side: int) -> None:
+        """Refuse a fixed ``location`` that puts the ``side``-px patch (partly) off an ``image_size``-px image."""
+        if self.location is not None and self.placement == "on-object":
+            top, left = self.location
+            free = image_size - side
+            if top > free or left > free:
+                raise PatchscopeError(f"location must keep the {side}px patch on the {image_size}px image (top and left in 0..{free}), got {top},{left}")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,6 +145,18 @@ def _compiled_score(device_type: str) -> Any:
     return torch.compile(score_views, mode="reduce-overhead" if device_type == "cuda" else "default", dynamic=False)
 
 
+def check_target(model: nn.Module, target: int | None, labels: torch.Tensor) -> None:
+    """A ``target`` class the model has, and not the class every attacked image already is."""
+    classes = getattr(model, "classes", None)
+    if target is None:
+        return
+    if classes is not None and target >= len(classes):
+        raise PatchscopeError(f"target must be a class id in 0..{len(classes) - 1}, got {target}")
+    if len(labels) and bool((labels == target).all()):
+        name = f" ({classes[target]})" if classes is not None else ""
+        raise PatchscopeError(f"target must differ from the class of the attacked images, got {target}{name} for both")
+
+
 class SignSGD(torch.optim.Optimizer):
     """Signed-gradient steps (the patch analogue of PGD): ``p -= lr * sign(grad)``."""
 
@@ -136,8 +171,8 @@ class SignSGD(torch.optim.Optimizer):
                     p.add_(p.grad.sign(), alpha=-group["lr"])
 
 
-class AttackInterrupted(Exception):
-    """Raised after a SIGINT/SIGTERM once the checkpoint is safely on disk."""
+class AttackInterrupted(Interrupted):
+    """Raised after a SIGINT/SIGTERM once the checkpoint (if any) is safely on disk; ``signum`` says which signal."""
 
 
 def _rank_world() -> tuple[int, int]:
@@ -157,11 +192,14 @@ class PatchAttack:
     (torch.Size([3, 10, 10]), 'on-object')
     """
 
-    def __init__(self, model: nn.Module, config: AttackConfig, device: str | torch.device = "cpu", checkpoint: Path | None = None, checkpoint_every: int = 50, resume: bool = False, progress: bool = True) -> None:
+    def __init__(self, model: nn.Module, config: AttackConfig, device: str | torch.device = "cpu", checkpoint: Path | None = None, checkpoint_every: int = 50, resume: bool = False, progress: bool = True, identity: dict[str, Any] | None = None) -> None:
+        """``identity``: what else must match for ``resume`` to continue a checkpoint (e.g. model name, data hash)."""
         self.model, self.cfg, self.device = fold_batchnorm(model), config, torch.device(device)  # frozen weights: BN is a fixed affine map
         self.checkpoint, self.checkpoint_every, self.resume, self.progress = checkpoint, checkpoint_every, resume, progress
+        self.checkpoint_every = check_int("checkpoint_every", checkpoint_every, 0)
+        self.identity = dict(identity or {})
         self.history: list[dict[str, float]] = []
-        self._stop = False
+        self._stop, self._stop_signal = False, int(signal.SIGINT)
         self._rank, self._world = 0, 1
         self._cache: dict[str, Any] = {}
         for p in [*model.parameters(), *self.model.parameters()]:
@@ -249,14 +287,39 @@ class PatchAttack:
         if not (self.resume and self.checkpoint is not None and self.checkpoint.exists()):
             return None
         try:
-            return torch.load(self.checkpoint, map_location=self.device, weights_only=True)
+            state = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
         except Exception as e:  # noqa: BLE001  any unreadable checkpoint is the user's file problem
-            raise PatchscopeError(f"--resume: checkpoint {self.checkpoint} is unreadable ({e.__class__.__name__})") from None
+            raise PatchscopeError(f"resume: checkpoint {self.checkpoint} is unreadable ({e.__class__.__name__})") from None
+        if not isinstance(state, dict) or not {"patches", "locations", "step", "chosen", "opt", "gen"} <= set(state):
+            raise PatchscopeError(f"resume: checkpoint {self.checkpoint} is not an attack checkpoint")
+        self._check_same(state)
+        return state
+
+    def _shaping(self) -> dict[str, Any]:
+        """What decides the patch, as stored in a checkpoint: the config (less ``compile``) and the identity."""
+        made = {k: v for k, v in self.cfg.as_dict().items() if k != "compile"}
+        made["location"] = list(made["location"]) if made["location"] is not None else None
+        return {**json.loads(json.dumps(made, default=str)), **{k: str(v) for k, v in self.identity.items()}}
+
+    def _check_same(self, state: dict[str, Any]) -> None:
+        """Refuse to continue a checkpoint made with other settings (one line naming the first difference)."""
+        saved = state.get("shaping")
+        if saved is None:
+            return  # a checkpoint from before settings were stored: nothing to compare
+        try:
+            saved = json.loads(saved)
+        except (TypeError, ValueError):
+            raise PatchscopeError(f"resume: checkpoint {self.checkpoint} has unreadable settings") from None
+        now = self._shaping()
+        for key in sorted(set(saved) | set(now)):
+            if saved.get(key) != now.get(key):
+                raise PatchscopeError(f"resume: the checkpoint was made with {key} {_show(saved.get(key))}, not {_show(now.get(key))}; "
+                                      f"resume with the same settings or start afresh without resume")
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
         def stop(signum: int, frame: Any) -> None:
-            self._stop = True
+            self._stop, self._stop_signal = True, signum
 
         try:
             old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -275,10 +338,12 @@ class PatchAttack:
         if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] != images.shape[-2] or len(images) == 0:
             raise PatchscopeError(f"the attack needs square RGB images (N, 3, H, H), got {tuple(images.shape)}")
         images, labels = images.to(dev), labels.to(dev)
+        check_target(self.model, self.cfg.target, labels)
         self._rank, self._world = _rank_world()
         self._cache = {}
         size = images.shape[-1]
         side = patch_side(cfg.size, size, cfg.shape)
+        cfg.check_fits(size, side)
         mask = shape_mask(cfg.shape, side).to(dev)
         g = torch.Generator(device=dev).manual_seed(cfg.seed)
         patches, locs = self._start(size, side, g)
@@ -327,9 +392,10 @@ class PatchAttack:
                     update(advance=min(10, cfg.steps - step) if step % 10 == 0 else 0, loss=value, success=rate)
                 done = step + 1
                 if self.checkpoint is not None and (self._stop or (self.checkpoint_every and done % self.checkpoint_every == 0)):
-                    self._save({"step": done, "patches": patches.detach(), "locations": locs, "chosen": chosen, "opt": opt.state_dict(), "gen": g.get_state(), "history": self.history})
+                    self._save({"shaping": json.dumps(self._shaping()), "step": done, "patches": patches.detach(), "locations": locs, "chosen": chosen, "opt": opt.state_dict(), "gen": g.get_state(), "history": self.history})
                 if self._stop:
-                    raise AttackInterrupted(f"interrupted at step {done}; checkpoint saved to {self.checkpoint}; rerun with --resume")
+                    kept = f"checkpoint saved to {self.checkpoint} (resume continues from it)" if self.checkpoint is not None and self._rank == 0 else "nothing kept"
+                    raise AttackInterrupted(f"attack interrupted at step {done} of {cfg.steps}; {kept}", self._stop_signal)
         if not chosen:
             patches, locs = self._choose(images, labels, patches.detach(), mask, locs, side, g)
         location = tuple(int(v) for v in locs[0].round().tolist()) if cfg.placement == "on-object" else None
@@ -345,3 +411,7 @@ class PatchAttack:
             dist.all_reduce(hits)
         best = int(torch.argmax(hits.float() * 1e3 - loss))
         return patches[best : best + 1].clone(), locs[best : best + 1].clone()
+
+
+def _show(value: Any) -> str:
+    return "none" if value is None else json.dumps(value) if not isinstance(value, str) else value

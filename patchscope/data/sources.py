@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from patchscope.data.classes import gtsrb_classes
 from patchscope.data.imageset import ImageSet
 from patchscope.errors import PatchscopeError
+from patchscope.validate import check_labels
 
 GTSRB_FILE = "gtsrb32.npz"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".webp", ".tif", ".tiff")
@@ -72,9 +73,10 @@ def _from_arrays(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], name: s
 
 
 def _classes_for(n_labels: int, given: np.ndarray | None) -> tuple[str, ...]:
+    """The npz's own ``classes`` names, else GTSRB's 43 (labels beyond them need a ``classes`` array)."""
     if given is not None:
         return tuple(str(c).lower() for c in given)
-    return gtsrb_classes() if n_labels <= 43 else tuple(f"class_{i}" for i in range(n_labels))
+    return gtsrb_classes()
 
 
 def _read_npz(path: Path | os.PathLike[str], name: str) -> dict[str, np.ndarray]:
@@ -98,7 +100,12 @@ def _npz(path: Path | os.PathLike[str], split: str | None, name: str) -> ImageSe
     if xk not in arrays or yk not in arrays:
         raise PatchscopeError(f"{name}: {path} has no arrays {xk!r} and {yk!r} (found {sorted(arrays)})")
     y = arrays[yk]
-    classes = _classes_for(int(y.max()) + 1 if y.size else 0, arrays.get("classes"))
+    given = arrays.get("classes")
+    if given is not None and (given.ndim != 1 or len(given) == 0):
+        raise PatchscopeError(f"{name}: {path}'s classes must be a 1-d array of names, got shape {given.shape}")
+    classes = _classes_for(0, given)
+    check_labels(f"{name}: {yk}", y, len(classes))
+    y = y.astype(np.int64)
     tk = "train_track" if split == "train" else f"{split}_track"
     return _from_arrays(arrays[xk], y, classes, name, arrays.get(tk))
 
