@@ -122,6 +122,8 @@ def train(
     from patchscope.models import ARCHS, create_model, save_checkpoint
     from patchscope.models.train import Recipe, accuracy, parse_augment, train_model
 
+    if name is not None and (not name or name.startswith(".") or Path(name).name != name or "\x00" in name):
+        raise PatchscopeError(f"--name {name!r}: give a plain file name, without folders or a leading dot")
     name = name or (f"gtsrb-{arch}" if arch else None)
     check_out(out, *((f"{name}.safetensors", f"{name}.json") if name else ()))
     overrides = parse_augment(augment or "")
@@ -694,8 +696,8 @@ def check_out(out: Path | None, *names: str) -> None:
     import os
 
     for name in names:
-        if not name or name in (".", "..") or Path(name).name != name or "\x00" in name:
-            raise PatchscopeError(f"--name {name!r}: give a plain file name, without folders")
+        if not name or name.startswith(".") or Path(name).name != name or "\x00" in name:
+            raise PatchscopeError(f"--name {name.split('.')[0] if name.startswith('.') else Path(name).stem!r}: give a plain file name, without folders or a leading dot")
     if out is None:
         return
     if out.exists() and not out.is_dir():
@@ -716,7 +718,7 @@ def _flags(message: str) -> str:
     """Library errors name parameters (``batch_size must be >= 1``); say the option instead (``--batch-size``)."""
     import re
 
-    m = re.match(r"^([a-z][a-z0-9_]*)( must | is | has |: the checkpoint)", message)
+    m = re.match(r"^([a-z][a-z0-9_]*)( must | is | has )", message) or re.match(r"^(arch_kwargs|resume)\b", message)
     if m is None or m.group(1) in ("the", "a", "an", "model", "target", "mask", "pixels"):
         return message
     return "--" + m.group(1).replace("_", "-") + message[m.end(1):]
@@ -763,6 +765,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=UserWarning)  # torch's notes would break the one-line contract
     warnings.filterwarnings("ignore", category=FutureWarning)
     command = _command_name(sys.argv[1:])
+    _STATE["recording"] = False
     for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
         if signal.getsignal(sig) is default:
             signal.signal(sig, _on_signal)

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from patchscope.errors import PatchscopeError
+from patchscope.validate import check_batch, check_positive
 
 
 def register(app: typer.Typer) -> None:
@@ -41,8 +42,9 @@ def register(app: typer.Typer) -> None:
 
         if method not in ("auto", "gradcam", "rollout"):
             raise PatchscopeError(f"--method {method!r}: use auto, gradcam or rollout")
-        if batch_size < 1 or (limit is not None and limit < 1):
-            raise PatchscopeError("--batch-size and --limit must be at least 1")
+        check_batch("batch_size", batch_size)
+        if limit is not None:
+            check_positive("limit", limit)
         check_out(out)
         dev = _device(device)
         the_patch = _load_patch(patch)

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from patchscope.errors import PatchscopeError
+from patchscope.validate import check_batch, check_fraction, check_int, check_positive
 
 study_app = typer.Typer(no_args_is_help=True, help="Experiments that compare models.")
 
@@ -53,8 +54,15 @@ def robustness(
         areas = tuple(float(v) for v in sizes.split(",") if v.strip())
     except ValueError:
         raise PatchscopeError(f"--sizes {sizes!r}: give patch areas such as 0.02,0.05") from None
-    if not areas or not 1 <= conditions <= len(DEFAULT_GRID) or min(steps, batch_size, candidates, certify_images) < 1:
-        raise PatchscopeError(f"--sizes needs at least one area; --conditions must be 1-{len(DEFAULT_GRID)}; --steps, --batch-size, --candidates, --certify-images at least 1")
+    if not areas:
+        raise PatchscopeError(f"--sizes {sizes!r}: give at least one patch area, e.g. 0.02,0.05")
+    check_int("conditions", conditions, 1, len(DEFAULT_GRID))
+    check_positive("steps", steps, 10**7)
+    check_batch("batch_size", batch_size)
+    check_positive("candidates", candidates, 1024)
+    check_positive("certify_images", certify_images)
+    for area in areas:
+        check_fraction("sizes", area)
     from patchscope.attacks.patch import patch_side
 
     check_out(out)

@@ -174,8 +174,12 @@ class Patch:
             raise PatchscopeError(f"the patch side must be in 1..{self.image_size} (its image size), got {side}")
         if tuple(mask.shape) != (side, side):
             raise PatchscopeError(f"mask must be ({side}, {side}) like the pixels, got shape {tuple(mask.shape)}")
-        if not pixels.is_floating_point() or not bool(torch.isfinite(pixels).all()) or float(pixels.min()) < 0 or float(pixels.max()) > 1:
-            raise PatchscopeError("pixels must be finite numbers in [0, 1]" + ("" if not pixels.is_floating_point() else f", got values in [{float(pixels.nan_to_num(-1).min()):g}, {float(pixels.nan_to_num(2).max()):g}]" + (" and NaN" if bool(pixels.isnan().any()) else "")))
+        if not pixels.is_floating_point():
+            raise PatchscopeError(f"pixels must be float numbers in [0, 1], got {pixels.dtype}")
+        if not bool(torch.isfinite(pixels).all()):
+            raise PatchscopeError(f"pixels must be finite numbers in [0, 1], got {int((~torch.isfinite(pixels)).sum())} NaN or inf values")
+        if float(pixels.min()) < 0 or float(pixels.max()) > 1:
+            raise PatchscopeError(f"pixels must be in [0, 1], got values in [{float(pixels.min()):g}, {float(pixels.max()):g}]")
         if not mask.is_floating_point() or not bool(torch.isfinite(mask).all()) or not bool(((mask == 0) | (mask == 1)).all()):
             raise PatchscopeError("mask must hold only 0 and 1")
         if float(mask.sum()) == 0:
