@@ -311,7 +311,7 @@ class PatchAttack:
         except (TypeError, ValueError):
             raise PatchscopeError(f"resume: checkpoint {self.checkpoint} has unreadable settings") from None
         now = self._shaping()
-        for key in sorted(set(saved) | set(now)):
+        for key in [*now, *(k for k in saved if k not in now)]:  # the config's order, then the identity's
             if saved.get(key) != now.get(key):
                 raise PatchscopeError(f"resume: the checkpoint was made with {key} {_show(saved.get(key))}, not {_show(now.get(key))}; "
                                       f"resume with the same settings or start afresh without resume")

@@ -13,6 +13,8 @@ from patchscope.attacks import AttackConfig, PatchAttack
 from patchscope.eval.conditions import DEFAULT_GRID, Condition
 from patchscope.eval.figures import a90
 from patchscope.eval.patch_metrics import patch_success
+from patchscope.errors import PatchscopeError
+from patchscope.validate import check_fraction
 
 
 def area_curve(
@@ -30,6 +32,10 @@ def area_curve(
     Returns ``points`` [(area, targeted success)], per-size details and ``a90`` (smallest area reaching
     90%, interpolated between measured sizes, or None).
     """
+    if not sizes:
+        raise PatchscopeError("sizes must hold at least one patch area")
+    for size in sizes:
+        check_fraction("sizes", size)
     rows = []
     for size in sorted(sizes):
         patch = PatchAttack(model, replace(config, size=size), device, progress=progress)(*make)
