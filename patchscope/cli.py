@@ -739,8 +739,9 @@ def _command_name(argv: list[str]) -> str:
 
 
 def _on_signal(signum: int, frame: object) -> None:
-    from patchscope.errors import Interrupted
+    from patchscope.errors import Interrupted, note_interrupt
 
+    note_interrupt(signum)  # if this raise is swallowed (inside a finaliser), the next progress update raises again
     raise Interrupted("", signum)
 
 
@@ -759,13 +760,14 @@ def main() -> None:
     import signal
     import warnings
 
-    from patchscope.errors import Interrupted
+    from patchscope.errors import Interrupted, clear_interrupt
 
     keep_freed_memory()  # reuse freed host memory: page faults were half of a CPU mask-training step
     warnings.filterwarnings("ignore", category=UserWarning)  # torch's notes would break the one-line contract
     warnings.filterwarnings("ignore", category=FutureWarning)
     command = _command_name(sys.argv[1:])
     _STATE["recording"] = False
+    clear_interrupt()
     for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
         if signal.getsignal(sig) is default:
             signal.signal(sig, _on_signal)

@@ -30,3 +30,29 @@ class Interrupted(BaseException):
     @property
     def exit_status(self) -> int:
         return 128 + self.signum
+
+
+#: the signal number of an interrupt already raised as :class:`Interrupted` (see :func:`interrupt_pending`)
+_PENDING: list[int] = []
+
+
+def note_interrupt(signum: int) -> None:
+    """Remember that ``signum`` stopped the work, so long loops end even if the first raise was swallowed
+    (a signal handler's exception raised inside a finaliser is only printed, never propagated)."""
+    _PENDING[:] = [int(signum)]
+
+
+def clear_interrupt() -> None:
+    """Forget a noted interrupt (a new command starts)."""
+    _PENDING.clear()
+
+
+def interrupt_pending() -> int | None:
+    """The signal of an interrupt noted by :func:`note_interrupt`, or None."""
+    return _PENDING[0] if _PENDING else None
+
+
+def raise_if_interrupted() -> None:
+    """Raise :class:`Interrupted` again if an interrupt was noted: long loops call this at every progress update."""
+    if _PENDING:
+        raise Interrupted("", _PENDING[0])

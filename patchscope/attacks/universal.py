@@ -27,7 +27,7 @@ from torch import nn
 from patchscope.attacks.eot import PLACEMENTS, ViewParams, ViewRanges, on_object_plan, paste, paste_planned, sample_view, view
 from patchscope.attacks.losses import LOSSES, attack_loss, non_printability, printable_colours, total_variation
 from patchscope.attacks.patch import Patch, patch_side, shape_mask
-from patchscope.errors import Interrupted, PatchscopeError
+from patchscope.errors import Interrupted, PatchscopeError, interrupt_pending
 from patchscope.io import atomic_path
 from patchscope.models.fold import fold_batchnorm
 from patchscope.progress import progress_bar
@@ -325,6 +325,9 @@ class PatchAttack:
             old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
         except ValueError:  # not the main thread: no handlers
             old = {}
+        pending = interrupt_pending()
+        if pending is not None:  # a signal came before these handlers and its exception was lost: stop at once
+            self._stop, self._stop_signal = True, pending
         try:
             yield
         finally:
