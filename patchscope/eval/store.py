@@ -474,12 +474,10 @@ class RunStore:
 def _as_id(run_id: int | str) -> int:
     if isinstance(run_id, bool):
         raise PatchscopeError(f"run id {run_id!r}: give a number")
-    if isinstance(run_id, int):
-        return run_id
     text = str(run_id).strip().lstrip("#")
-    if not text.isdigit():
+    if not isinstance(run_id, int) and not (text.isascii() and text.isdigit()):
         raise PatchscopeError(f"run id {run_id!r}: give a number such as 12 (see `patchscope runs list`)")
-    return int(text)
+    return check_int("run id", int(text), 1, 2**63 - 1)
 
 
 # ----------------------------------------------------------------------------------------- compare
