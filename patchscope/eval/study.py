@@ -32,7 +32,7 @@ from patchscope.explain.attention import explain_attention
 from patchscope.explain.propagation import apply_patch, patch_footprint, trace_layers
 from patchscope.models import Classifier
 from patchscope.models.train import accuracy
-from patchscope.validate import check_batch, check_fraction, check_positive
+from patchscope.validate import check_batch, check_fraction, check_int, check_positive
 
 
 @dataclass
@@ -65,6 +65,7 @@ class StudySettings:
         check_positive("conditions", self.conditions)
         check_positive("certify_images", self.certify_images)
         check_positive("explain_images", self.explain_images)
+        check_int("seed", self.seed, 0, 2**63 - 1)
 
 
 def _key(size: float, placement: str) -> str:

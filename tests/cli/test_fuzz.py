@@ -29,7 +29,7 @@ from safetensors.torch import save_file
 from tests.reliability._contract import assert_contract, invoke
 
 settings.register_profile("ci", max_examples=20, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-settings.register_profile("long", max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+settings.register_profile("long", max_examples=int(os.environ.get("PATCHSCOPE_FUZZ_EXAMPLES", "400")), deadline=None, suppress_health_check=list(HealthCheck))
 settings.load_profile("long" if os.environ.get("PATCHSCOPE_FUZZ") == "long" else "ci")
 
 # -- value pools, by option type --------------------------------------------------------------------------------------
