@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(STAMP)
 	  ( (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
 	    || echo "note: could not install chromium; the report's browser test will be skipped" )
 	$(BIN)/python -m pytest
+
+# the command-line fuzzer at length (CI runs a few hundred cases inside `make test`)
+fuzz: $(STAMP)
+	PATCHSCOPE_FUZZ=long $(BIN)/python -m pytest -q tests/cli/test_fuzz.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

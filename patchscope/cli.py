@@ -584,7 +584,17 @@ def transfer(
     victims = ds.of_class(source).head(limit)
     t = resolve_class(target, ds.classes) if target else None
     matrix = transfer_matrix(loaded, ps, victims.float_images(), victims.labels, t, device=dev)
-    _print({"metric": "targeted_success" if t is not None else "untargeted_success", "matrix": matrix}, True)
+
+    def table() -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        grid = Table("patch", *loaded, title=f"{'targeted' if t is not None else 'untargeted'} success on {len(victims)} {source!r} images")
+        for p, row in matrix.items():
+            grid.add_row(p, *(f"{row[m]:.1%}" for m in loaded))
+        Console().print(grid)
+
+    _print({"metric": "targeted_success" if t is not None else "untargeted_success", "matrix": matrix}, as_json, table)
 
 
 @app.command()
