@@ -12,6 +12,7 @@ patchscope.errors.PatchscopeError: limit must be >= 1, got -3
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,9 +30,14 @@ def _is_number(value: Any) -> bool:
 
 def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
     """``value`` as an int within ``[low, high]`` (either bound may be None); refuses floats with a fraction, bools, text."""
-    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and math.isfinite(value) and value.is_integer())):
+    if isinstance(value, bool):
         raise PatchscopeError(f"{name} must be a whole number, got {value!r}")
-    value = int(value)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    try:
+        value = operator.index(value)  # int, numpy and torch integers; not floats, text or None
+    except TypeError:
+        raise PatchscopeError(f"{name} must be a whole number, got {value!r}") from None
     if low is not None and high is not None and not low <= value <= high:
         raise PatchscopeError(f"{name} must be in {low}..{high}, got {value}")
     if low is not None and value < low:
