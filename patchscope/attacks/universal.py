@@ -69,7 +69,7 @@ class AttackConfig:
         check_choice("optimizer", self.optimizer, ("adam", "sign"))
         check_choice("precision", self.precision, PRECISIONS)
         check_non_negative("kappa", self.kappa)
-        check_range("lr", self.lr, 0.0, 1e3, low_open=True)
+        check_range("lr", self.lr, 0.0, 1e3)
         self.steps = check_positive("steps", self.steps, 10**7)
         self.batch_size = check_batch("batch_size", self.batch_size)
         self.candidates = check_positive("candidates", self.candidates, 1024)
@@ -152,7 +152,7 @@ def check_target(model: nn.Module, target: int | None, labels: torch.Tensor) -> 
         return
     if classes is not None and target >= len(classes):
         raise PatchscopeError(f"target must be a class id in 0..{len(classes) - 1}, got {target}")
-    if len(labels) and bool((labels == target).all()):
+    if len(labels) and bool((labels.detach().cpu().numpy() == target).all()):  # numpy: no device sync inside the attack's trace
         name = f" ({classes[target]})" if classes is not None else ""
         raise PatchscopeError(f"target must differ from the class of the attacked images, got {target}{name} for both")
 
