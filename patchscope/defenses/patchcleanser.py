@@ -40,7 +40,7 @@ def mask_positions(image_size: int, patch_side: int, k: int = 6) -> tuple[list[i
     """
     if not 1 <= patch_side <= image_size:
         raise PatchscopeError(f"a {patch_side}px patch does not fit a {image_size}px image")
-    k = check_int("k", k, 1, image_size - patch_side + 1)  # more masks than places would only repeat them
+    k = check_int("k", k, 1)  # more masks than places only repeat places: the set is the same as with one per place
     stride = math.ceil((image_size - patch_side + 1) / k)
     side = patch_side + stride - 1
     starts = list(range(0, image_size - side + 1, stride))
