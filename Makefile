@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test docs bench clean
+.PHONY: demo test docs bench clean fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[docs]'
 	$(BIN)/mkdocs build --strict -d build/site
+
+# the command-line fuzzer at length (CI runs a few hundred cases inside `make test`)
+fuzz: $(STAMP)
+	PATCHSCOPE_FUZZ=long $(BIN)/python -m pytest -q tests/cli/test_fuzz.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
