@@ -2,6 +2,7 @@
 #   make demo   - create .venv, install, run the main job on the bundled models and data (no network)
 #   make test   - create .venv, install with test extras, run the test suite
 #   make docs   - install the docs extra and build the site into build/site (mkdocs, strict)
+#   make fuzz   - the command-line fuzzer at length (hypothesis; `make test` runs a short pass)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
