@@ -2,12 +2,13 @@
 #   make demo   - create .venv, install, run the main job on the bundled models and data (no network)
 #   make test   - create .venv, install with test extras, run the test suite
 #   make docs   - install the docs extra and build the site into build/site (mkdocs, strict)
+#   make fuzz   - the command-line fuzzer at length (hypothesis; `make test` runs a short pass)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test docs bench clean
+.PHONY: demo test docs bench clean fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +28,10 @@ test: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[docs]'
 	$(BIN)/mkdocs build --strict -d build/site
+
+# the command-line fuzzer at length (CI runs a few hundred cases inside `make test`)
+fuzz: $(STAMP)
+	PATCHSCOPE_FUZZ=long $(BIN)/python -m pytest -q tests/cli/test_fuzz.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,6 +1,8 @@
-"""The one exception type that the command line turns into a one-line message and exit status 2."""
+"""The exceptions the command line turns into one line on stderr: bad input (exit 2) and interrupts (exit 130/143)."""
 
 from __future__ import annotations
+
+import signal
 
 
 class PatchscopeError(Exception):
@@ -25,3 +27,52 @@ class PatchscopeError(Exception):
 
 def _rebuild(cls: type[PatchscopeError], message: str, params: tuple[str, ...]) -> PatchscopeError:
     return cls(message, params=params)
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM stopped the work; ``str()`` says what was interrupted and what was kept.
+
+    A ``BaseException`` (like ``KeyboardInterrupt``) so that ``except Exception`` blocks do not swallow it;
+    the exit status is ``128 + signum`` (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, message: str = "", signum: int = int(signal.SIGINT)) -> None:
+        super().__init__(message)
+        self.signum = int(signum)
+
+    @property
+    def signal_name(self) -> str:
+        try:
+            return signal.Signals(self.signum).name
+        except ValueError:
+            return f"signal {self.signum}"
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum
+
+
+#: the signal number of an interrupt already raised as :class:`Interrupted` (see :func:`interrupt_pending`)
+_PENDING: list[int] = []
+
+
+def note_interrupt(signum: int) -> None:
+    """Remember that ``signum`` stopped the work, so long loops end even if the first raise was swallowed
+    (a signal handler's exception raised inside a finaliser is only printed, never propagated)."""
+    _PENDING[:] = [int(signum)]
+
+
+def clear_interrupt() -> None:
+    """Forget a noted interrupt (a new command starts)."""
+    _PENDING.clear()
+
+
+def interrupt_pending() -> int | None:
+    """The signal of an interrupt noted by :func:`note_interrupt`, or None."""
+    return _PENDING[0] if _PENDING else None
+
+
+def raise_if_interrupted() -> None:
+    """Raise :class:`Interrupted` again if an interrupt was noted: long loops call this at every progress update."""
+    if _PENDING:
+        raise Interrupted("", _PENDING[0])

@@ -24,6 +24,8 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from patchscope.errors import raise_if_interrupted
+
 Update = Callable[..., None]
 LOG_INTERVAL_S = 30.0  # seconds between plain lines in a log; PATCHSCOPE_PROGRESS_SECONDS overrides
 
@@ -50,6 +52,7 @@ class LogLines:
         self.done, self.fields, self.printed = 0, "", False
 
     def __call__(self, advance: int = 1, **fields: Any) -> None:
+        raise_if_interrupted()
         self.done += advance
         self.fields = _fields(fields) if fields else self.fields
         now = self.clock()
@@ -86,7 +89,7 @@ def progress_bar(
     most every ``interval`` seconds (default 30, or ``$PATCHSCOPE_PROGRESS_SECONDS``), so a long job's log
     shows that it runs and how long it has left while a short one prints nothing."""
     if not enabled:
-        yield lambda advance=1, **fields: None
+        yield lambda advance=1, **fields: raise_if_interrupted()
         return
     console = Console(stderr=True) if stream is None else None  # a given stream is a log, never a terminal
     if console is None or not console.is_terminal:
@@ -100,6 +103,7 @@ def progress_bar(
         task = bar.add_task(description, total=total, info="")
 
         def update(advance: int = 1, **fields: Any) -> None:
+            raise_if_interrupted()
             bar.update(task, advance=advance, **({"info": _fields(fields)} if fields else {}))
 
         yield update

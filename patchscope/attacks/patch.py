@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from patchscope.errors import PatchscopeError
 from patchscope.io import atomic_path
+from patchscope.validate import MAX_IMAGE_SIZE
 
 SHAPES = ("square", "circle")
 
@@ -151,11 +152,44 @@ class Patch:
             pixels, mask = t["pixels"], t["mask"]
             location = json.loads(meta.get("location", "null"))
             patch = cls(pixels, mask, meta.get("placement", "sticker"), tuple(location) if location else None, int(meta.get("image_size", 32)), json.loads(meta.get("meta", "{}")))
-        except (SafetensorError, KeyError, ValueError, OSError) as e:
+            if not isinstance(patch.meta, dict):
+                raise ValueError("meta is not a JSON object")
+        except (SafetensorError, KeyError, ValueError, OSError, TypeError) as e:
             raise PatchscopeError(f"patch {file}: not a patchscope patch ({str(e).splitlines()[0][:120]})", params=("patch",)) from None
-        if pixels.ndim != 3 or pixels.shape[0] != 3 or mask.shape != pixels.shape[1:] or pixels.shape[-1] > patch.image_size:
-            raise PatchscopeError(f"patch {file}: inconsistent shapes pixels {tuple(pixels.shape)} mask {tuple(mask.shape)}", params=("patch",))
+        try:
+            patch.check()
+        except PatchscopeError as e:
+            raise PatchscopeError(f"patch {file}: {e}", params=("patch",)) from None
         return patch
+
+    def check(self) -> None:
+        """Refuse a patch whose tensors or fields make no sense (one line naming the first problem)."""
+        pixels, mask = self.pixels, self.mask
+        if not isinstance(self.image_size, int) or not 1 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise PatchscopeError(f"image_size must be in 1..{MAX_IMAGE_SIZE}, got {self.image_size!r}")
+        if pixels.ndim != 3 or pixels.shape[0] != 3 or pixels.shape[1] != pixels.shape[2]:
+            raise PatchscopeError(f"pixels must be a square RGB tensor (3, S, S), got shape {tuple(pixels.shape)}")
+        side = pixels.shape[-1]
+        if not 1 <= side <= self.image_size:
+            raise PatchscopeError(f"the patch side must be in 1..{self.image_size} (its image size), got {side}")
+        if tuple(mask.shape) != (side, side):
+            raise PatchscopeError(f"mask must be ({side}, {side}) like the pixels, got shape {tuple(mask.shape)}")
+        if not pixels.is_floating_point():
+            raise PatchscopeError(f"pixels must be float numbers in [0, 1], got {pixels.dtype}")
+        if not bool(torch.isfinite(pixels).all()):
+            raise PatchscopeError(f"pixels must be finite numbers in [0, 1], got {int((~torch.isfinite(pixels)).sum())} NaN or inf values")
+        if float(pixels.min()) < 0 or float(pixels.max()) > 1:
+            raise PatchscopeError(f"pixels must be in [0, 1], got values in [{float(pixels.min()):g}, {float(pixels.max()):g}]")
+        if not mask.is_floating_point() or not bool(torch.isfinite(mask).all()) or not bool(((mask == 0) | (mask == 1)).all()):
+            raise PatchscopeError("mask must hold only 0 and 1")
+        if float(mask.sum()) == 0:
+            raise PatchscopeError("mask is empty: the patch covers no pixel")
+        if self.placement not in ("sticker", "on-object"):
+            raise PatchscopeError(f"placement must be sticker or on-object, got {self.placement!r}")
+        if self.location is not None:
+            free = self.image_size - side
+            if len(self.location) != 2 or not all(isinstance(v, int) and 0 <= v <= free for v in self.location):
+                raise PatchscopeError(f"location must be (top, left) in 0..{free} to keep the {side}px patch on the {self.image_size}px image, got {self.location!r}")
 
 
 def patch_zoo_dir() -> Path:

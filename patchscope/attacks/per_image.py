@@ -26,10 +26,11 @@ from patchscope.attacks.losses import attack_loss
 from patchscope.attacks.frozen import frozen
 from patchscope.attacks.patch import Patch, patch_side, shape_mask
 from patchscope.attacks.registry import register_attack
-from patchscope.attacks.universal import AttackConfig, SignSGD, candidate_locations, classify
+from patchscope.attacks.universal import AttackConfig, SignSGD, candidate_locations, check_target, classify
 from patchscope.errors import PatchscopeError
 from patchscope.io import atomic_path
 from patchscope.progress import progress_bar
+from patchscope.validate import check_positive
 
 FILE = "patches.safetensors"
 
@@ -94,12 +95,23 @@ class PerImagePatches:
             with safe_open(str(file), "pt") as fh:
                 meta = fh.metadata() or {}
             out = cls(t["pixels"], t["mask"], meta.get("placement", "on-object"), t.get("location"), int(meta.get("image_size", 32)), meta.get("images_hash", ""), json.loads(meta.get("meta", "{}")))
-        except (SafetensorError, KeyError, ValueError, OSError) as e:
+        except (SafetensorError, KeyError, ValueError, OSError, TypeError) as e:
             raise PatchscopeError(f"patch {file}: not a patchscope per-image patch file ({str(e).splitlines()[0][:120]})", params=("patch",)) from None
-        n = len(out.pixels)
-        bad_loc = out.location is not None and tuple(out.location.shape) != (n, 2)
-        if out.pixels.ndim != 4 or out.pixels.shape[1] != 3 or out.mask.shape != out.pixels.shape[-2:] or out.side > out.image_size or bad_loc:
-            raise PatchscopeError(f"patch {file}: inconsistent shapes pixels {tuple(out.pixels.shape)} mask {tuple(out.mask.shape)}", params=("patch",))
+        pixels, n = out.pixels, len(out.pixels)
+        if pixels.ndim != 4 or n == 0:
+            raise PatchscopeError(f"patch {file}: pixels must be (N, 3, S, S) with N >= 1, got shape {tuple(pixels.shape)}", params=("patch",))
+        for i in (0, n - 1):  # the shared checks of one patch, on the first and the last
+            loc = tuple(int(v) for v in out.location[i].tolist()) if out.location is not None and tuple(out.location.shape) == (n, 2) else None
+            try:
+                Patch(pixels[i], out.mask, out.placement, loc, out.image_size).check()
+            except PatchscopeError as e:
+                raise PatchscopeError(f"patch {file}: {e}", params=("patch",)) from None
+        if not bool(torch.isfinite(pixels).all()) or float(pixels.min()) < 0 or float(pixels.max()) > 1:
+            raise PatchscopeError(f"patch {file}: pixels must be finite numbers in [0, 1]", params=("patch",))
+        if out.location is not None:
+            free = out.image_size - out.side
+            if tuple(out.location.shape) != (n, 2) or bool(((out.location < 0) | (out.location > free)).any()):
+                raise PatchscopeError(f"patch {file}: location must be (N, 2) places in 0..{free}, got shape {tuple(out.location.shape)}", params=("patch",))
         return out
 
 
@@ -126,8 +138,7 @@ class PerImageAttack:
     """
 
     def __init__(self, model: nn.Module, config: AttackConfig, views: int = 8, device: str | torch.device = "cpu", progress: bool = True, start: Patch | None = None) -> None:
-        if views < 1:
-            raise PatchscopeError("views must be at least 1", params=("views",))
+        check_positive("views", views, 4096)
         if config.tv_weight or config.nps_weight or config.compile:
             raise PatchscopeError("per-image patches: tv_weight, nps_weight and compile are the universal attack's only", params=("tv_weight", "nps_weight", "compile"))
         if start is not None and (start.placement != config.placement or (config.placement == "on-object" and start.location is None)):
@@ -203,6 +214,7 @@ class PerImageAttack:
         if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] != images.shape[-2] or len(images) == 0:
             raise PatchscopeError(f"the attack needs square RGB images (N, 3, H, H), got {tuple(images.shape)}")
         images, labels = images.to(dev), labels.to(dev)
+        check_target(self.model, cfg.target, labels)
         size, n = images.shape[-1], len(images)
         g = torch.Generator(device=dev).manual_seed(cfg.seed)
         if self.start is not None:
@@ -214,6 +226,7 @@ class PerImageAttack:
             patches = self.start.pixels.to(dev).clamp(0, 1).expand(1, n, 3, side, side).clone().requires_grad_()
         else:
             side = patch_side(cfg.size, size, cfg.shape)
+            cfg.check_fits(size, side)
             mask = shape_mask(cfg.shape, side).to(dev)
             places = self._places(n, size, side)
             patches = torch.rand(len(places), n, 3, side, side, generator=g, device=dev).requires_grad_()

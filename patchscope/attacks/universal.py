@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import math
 import signal
 import warnings
@@ -28,9 +29,10 @@ from patchscope.attacks.losses import LOSSES, attack_loss, non_printability, pri
 from patchscope.attacks.frozen import frozen
 from patchscope.attacks.patch import Patch, patch_side, shape_mask
 from patchscope.attacks.registry import register_attack
-from patchscope.errors import PatchscopeError
+from patchscope.errors import Interrupted, PatchscopeError, interrupt_pending
 from patchscope.io import atomic_path
 from patchscope.progress import progress_bar
+from patchscope.validate import MAX_BATCH, check_batch, check_choice, check_fraction, check_int, check_non_negative, check_positive, check_range
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -62,19 +64,39 @@ class AttackConfig:
     precision: str = "fp32"  # "bf16": the model runs under bf16 autocast (channels-last on a CPU); a nearby patch, not the same one
 
     def __post_init__(self) -> None:
-        if self.placement not in PLACEMENTS:
-            raise PatchscopeError(f"placement {self.placement!r}: choose {' or '.join(PLACEMENTS)}", params=("placement",))
-        if self.loss not in LOSSES:
-            raise PatchscopeError(f"loss {self.loss!r}: choose from {', '.join(LOSSES)}", params=("loss",))
-        if self.optimizer not in ("adam", "sign"):
-            raise PatchscopeError(f"optimizer {self.optimizer!r}: choose adam or sign", params=("optimizer",))
-        if self.kappa < 0:
+        check_fraction("size", self.size)
+        check_choice("placement", self.placement, PLACEMENTS)
+        check_choice("loss", self.loss, tuple(LOSSES))
+        check_choice("optimizer", self.optimizer, ("adam", "sign"))
+        check_choice("precision", self.precision, PRECISIONS)
+        if isinstance(self.kappa, (int, float)) and self.kappa < 0:
             raise PatchscopeError(f"kappa {self.kappa}: the margin to win by cannot be negative", params=("kappa",))
-        if self.precision not in PRECISIONS:
-            raise PatchscopeError(f"precision {self.precision}: choose {' or '.join(PRECISIONS)}", params=("precision",))
-        counts = ("steps", "batch_size", "candidates", "restarts")
-        if min(getattr(self, k) for k in counts) < 1:
-            raise PatchscopeError("steps, batch_size, candidates and restarts must be at least 1", params=counts)
+        check_non_negative("kappa", self.kappa)  # and neither NaN nor inf
+        check_range("lr", self.lr, 0.0, 1e3)
+        self.steps = check_positive("steps", self.steps, 10**7)
+        self.batch_size = check_batch("batch_size", self.batch_size)
+        self.candidates = check_positive("candidates", self.candidates, 1024)
+        self.restarts = check_positive("restarts", self.restarts, 1024)
+        if self.candidates * self.restarts * self.batch_size > MAX_BATCH * 16:
+            raise PatchscopeError(f"batch_size x candidates x restarts must be <= {MAX_BATCH * 16} images per step, got {self.batch_size} x {self.candidates} x {self.restarts}", params=("batch_size", "candidates", "restarts"))
+        check_range("search_fraction", self.search_fraction, 0.0, 1.0)
+        check_non_negative("tv_weight", self.tv_weight)
+        check_non_negative("nps_weight", self.nps_weight)
+        self.seed = check_int("seed", self.seed, 0, 2**63 - 1)
+        if self.target is not None:
+            self.target = check_int("target", self.target, 0)
+        if self.location is not None:
+            if len(self.location) != 2:
+                raise PatchscopeError(f"location must be (top, left), got {self.location!r}", params=("location",))
+            self.location = (check_int("location top", self.location[0], 0), check_int("location left", self.location[1], 0))
+
+    def check_fits(self, image_size: int, side: int) -> None:
+        """Refuse a fixed ``location`` that puts the ``side``-px patch (partly) off an ``image_size``-px image."""
+        if self.location is not None and self.placement == "on-object":
+            top, left = self.location
+            free = image_size - side
+            if top > free or left > free:
+                raise PatchscopeError(f"location must keep the {side}px patch on the {image_size}px image (top and left in 0..{free}), got {top},{left}", params=("location",))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,6 +146,18 @@ def _compiled_score(device_type: str) -> Any:
     return torch.compile(score_views, mode="reduce-overhead" if device_type == "cuda" else "default", dynamic=False)
 
 
+def check_target(model: nn.Module, target: int | None, labels: torch.Tensor) -> None:
+    """A ``target`` class the model has, and not the class every attacked image already is."""
+    classes = getattr(model, "classes", None)
+    if target is None:
+        return
+    if classes is not None and target >= len(classes):
+        raise PatchscopeError(f"target must be a class id in 0..{len(classes) - 1}, got {target}", params=("target",))
+    if len(labels) and bool((labels.detach().cpu().numpy() == target).all()):  # numpy: no device sync inside the attack's trace
+        name = f" ({classes[target]})" if classes is not None else ""
+        raise PatchscopeError(f"target must differ from the class of the attacked images, got {target}{name} for both", params=("target",))
+
+
 class SignSGD(torch.optim.Optimizer):
     """Signed-gradient steps (the patch analogue of PGD): ``p -= lr * sign(grad)``."""
 
@@ -138,8 +172,8 @@ class SignSGD(torch.optim.Optimizer):
                     p.add_(p.grad.sign(), alpha=-group["lr"])
 
 
-class AttackInterrupted(Exception):
-    """Raised after a SIGINT/SIGTERM once the checkpoint is safely on disk (``resume=True`` continues from it)."""
+class AttackInterrupted(Interrupted):
+    """Raised after a SIGINT/SIGTERM once the checkpoint (if any) is safely on disk; ``signum`` says which signal."""
 
 
 def _rank_world() -> tuple[int, int]:
@@ -160,12 +194,15 @@ class PatchAttack:
     (torch.Size([3, 10, 10]), 'on-object')
     """
 
-    def __init__(self, model: nn.Module, config: AttackConfig, device: str | torch.device = "cpu", checkpoint: Path | None = None, checkpoint_every: int = 50, resume: bool = False, progress: bool = True) -> None:
+    def __init__(self, model: nn.Module, config: AttackConfig, device: str | torch.device = "cpu", checkpoint: Path | None = None, checkpoint_every: int = 50, resume: bool = False, progress: bool = True, identity: dict[str, Any] | None = None) -> None:
+        """``identity``: what else must match for ``resume`` to continue a checkpoint (e.g. model name, data hash)."""
         self.target_model, self.cfg, self.device = model, config, torch.device(device)
         self.model: nn.Module = model  # while attacking: the frozen, BN-folded model (see :func:`frozen`)
         self.checkpoint, self.checkpoint_every, self.resume, self.progress = checkpoint, checkpoint_every, resume, progress
+        self.checkpoint_every = check_int("checkpoint_every", checkpoint_every, 0)
+        self.identity = dict(identity or {})
         self.history: list[dict[str, float]] = []
-        self._stop = False
+        self._stop, self._stop_signal = False, int(signal.SIGINT)
         self._rank, self._world = 0, 1
         self._cache: dict[str, Any] = {}
 
@@ -255,19 +292,47 @@ class PatchAttack:
         if not (self.resume and self.checkpoint is not None and self.checkpoint.exists()):
             return None
         try:
-            return torch.load(self.checkpoint, map_location=self.device, weights_only=True)
+            state = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
         except Exception as e:  # noqa: BLE001  any unreadable checkpoint is the user's file problem
             raise PatchscopeError(f"resume: checkpoint {self.checkpoint} is unreadable ({e.__class__.__name__})", params=("resume",)) from None
+        if not isinstance(state, dict) or not {"patches", "locations", "step", "chosen", "opt", "gen"} <= set(state):
+            raise PatchscopeError(f"resume: checkpoint {self.checkpoint} is not an attack checkpoint", params=("resume",))
+        self._check_same(state)
+        return state
+
+    def _shaping(self) -> dict[str, Any]:
+        """What decides the patch, as stored in a checkpoint: the config (less ``compile``) and the identity."""
+        made = {k: v for k, v in self.cfg.as_dict().items() if k != "compile"}
+        made["location"] = list(made["location"]) if made["location"] is not None else None
+        return {**json.loads(json.dumps(made, default=str)), **{k: str(v) for k, v in self.identity.items()}}
+
+    def _check_same(self, state: dict[str, Any]) -> None:
+        """Refuse to continue a checkpoint made with other settings (one line naming the first difference)."""
+        saved = state.get("shaping")
+        if saved is None:
+            return  # a checkpoint from before settings were stored: nothing to compare
+        try:
+            saved = json.loads(saved)
+        except (TypeError, ValueError):
+            raise PatchscopeError(f"resume: checkpoint {self.checkpoint} has unreadable settings", params=("resume",)) from None
+        now = self._shaping()
+        for key in [*now, *(k for k in saved if k not in now)]:  # the config's order, then the identity's
+            if saved.get(key) != now.get(key):
+                raise PatchscopeError(f"resume: the checkpoint was made with {key} {_show(saved.get(key))}, not {_show(now.get(key))}; "
+                                      f"resume with the same settings or start afresh without resume", params=("resume",))
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
         def stop(signum: int, frame: Any) -> None:
-            self._stop = True
+            self._stop, self._stop_signal = True, signum
 
         try:
             old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
         except ValueError:  # not the main thread: no handlers
             old = {}
+        pending = interrupt_pending()
+        if pending is not None:  # a signal came before these handlers and its exception was lost: stop at once
+            self._stop, self._stop_signal = True, pending
         try:
             yield
         finally:
@@ -289,10 +354,12 @@ class PatchAttack:
         if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] != images.shape[-2] or len(images) == 0:
             raise PatchscopeError(f"the attack needs square RGB images (N, 3, H, H), got {tuple(images.shape)}")
         images, labels = images.to(dev), labels.to(dev)
+        check_target(self.model, self.cfg.target, labels)
         self._rank, self._world = _rank_world()
         self._cache = {}
         size = images.shape[-1]
         side = patch_side(cfg.size, size, cfg.shape)
+        cfg.check_fits(size, side)
         mask = shape_mask(cfg.shape, side).to(dev)
         g = torch.Generator(device=dev).manual_seed(cfg.seed)
         patches, locs = self._start(size, side, g)
@@ -341,9 +408,10 @@ class PatchAttack:
                     update(advance=min(10, cfg.steps - step) if step % 10 == 0 else 0, loss=value, success=rate)
                 done = step + 1
                 if self.checkpoint is not None and (self._stop or (self.checkpoint_every and done % self.checkpoint_every == 0)):
-                    self._save({"step": done, "patches": patches.detach(), "locations": locs, "chosen": chosen, "opt": opt.state_dict(), "gen": g.get_state(), "history": self.history})
+                    self._save({"shaping": json.dumps(self._shaping()), "step": done, "patches": patches.detach(), "locations": locs, "chosen": chosen, "opt": opt.state_dict(), "gen": g.get_state(), "history": self.history})
                 if self._stop:
-                    raise AttackInterrupted(f"interrupted at step {done}; checkpoint saved to {self.checkpoint}")
+                    kept = f"checkpoint saved to {self.checkpoint} (resume continues from it)" if self.checkpoint is not None and self._rank == 0 else "nothing kept"
+                    raise AttackInterrupted(f"attack interrupted at step {done} of {cfg.steps}; {kept}", self._stop_signal)
         if not chosen:
             patches, locs = self._choose(images, labels, patches.detach(), mask, locs, side, g)
         location = tuple(int(v) for v in locs[0].round().tolist()) if cfg.placement == "on-object" else None
@@ -359,3 +427,7 @@ class PatchAttack:
             dist.all_reduce(hits)
         best = int(torch.argmax(hits.float() * 1e3 - loss))
         return patches[best : best + 1].clone(), locs[best : best + 1].clone()
+
+
+def _show(value: Any) -> str:
+    return "none" if value is None else json.dumps(value) if not isinstance(value, str) else value

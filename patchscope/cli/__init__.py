@@ -2,7 +2,8 @@
 
 Every command module (one per group: train, attack, evaluate, explain, defend, study, runs, demo) holds a
 ``typer.Typer`` named ``app`` that this package adds to the root, the same way for all. Every user error becomes one
-line on stderr and exit status 2 (see :func:`main`).
+line on stderr and exit status 2; SIGINT and SIGTERM one line saying what was kept, and exit status 130 or 143
+(see :func:`main`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import sys
 import typer
 
 from patchscope.cli import attack, defend, demo, evaluate, explain, report, runs, study, train
-from patchscope.cli.common import STATE, StoreOpt, translate
-from patchscope.errors import PatchscopeError
+from patchscope.cli.common import STATE, StoreOpt, command_name, install_signal_handlers, interrupt_line, translate
+from patchscope.errors import Interrupted, PatchscopeError, clear_interrupt
 from patchscope.memory import keep_freed_memory
 
 app = typer.Typer(
@@ -34,22 +35,39 @@ def _root(store: StoreOpt = None) -> None:
 
 
 def main() -> None:
-    """Entry point: run the app; a :class:`PatchscopeError` becomes one line and exit status 2."""
+    """Entry point: run the app. A :class:`PatchscopeError` becomes one line and exit status 2; SIGINT and SIGTERM
+    one line saying what was interrupted and kept, and exit status 130 or 143."""
+    import warnings
+
     keep_freed_memory()  # reuse freed host memory: page faults were half of a CPU mask-training step
+    warnings.filterwarnings("ignore", category=UserWarning)  # torch's notes would break the one-line contract
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    command = command_name(sys.argv[1:])
+    STATE.recording = False
+    clear_interrupt()
+    install_signal_handlers()
     try:
-        app(standalone_mode=False)
+        status = app(standalone_mode=False)
     except PatchscopeError as e:
         print(f"patchscope: error: {translate(e)}", file=sys.stderr)
         sys.exit(2)
-    except (typer.Abort, KeyboardInterrupt):
-        print("patchscope: interrupted", file=sys.stderr)
+    except Interrupted as e:
+        print(interrupt_line(e, command), file=sys.stderr)
+        sys.exit(e.exit_status)
+    except (typer.Abort, KeyboardInterrupt) as e:
+        print(interrupt_line(e, command), file=sys.stderr)
         sys.exit(130)
     except typer.Exit as e:
         sys.exit(e.exit_code if hasattr(e, "exit_code") else 0)
     except typer.TyperException as e:  # usage errors: unknown option, bad value (help already shown if empty)
         if e.format_message():
-            print(f"patchscope: error: {e.format_message()}", file=sys.stderr)
+            print(f"patchscope: error: {' '.join(e.format_message().split())}", file=sys.stderr)
         sys.exit(2)
+    if status == 130:  # typer turned a KeyboardInterrupt into this status
+        print(interrupt_line(KeyboardInterrupt(), command), file=sys.stderr)
+        sys.exit(130)
+    if isinstance(status, int) and status:
+        sys.exit(status)
 
 
 __all__ = ["app", "main"]

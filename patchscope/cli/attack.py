@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -15,17 +16,21 @@ from patchscope.cli.common import (
     LossOpt,
     RootOpt,
     ShapeOpt,
+    check_out,
     load_models,
     load_patch_arg,
     note,
     print_json,
     recorded,
     resolve_device,
+    rich_table,
     same_named,
+    show,
     split_names,
     warn_bf16,
 )
 from patchscope.errors import PatchscopeError
+from patchscope.validate import check_fraction
 
 if TYPE_CHECKING:
     from patchscope.attacks import Patch
@@ -107,6 +112,7 @@ def attack(
     from patchscope.eval.attack_runs import AttackImages
 
     args = dict(locals())
+    check_out(out)
     dev = resolve_device(device)
     rank = _maybe_distributed(dev)
     net = load_models(model, dev)
@@ -131,7 +137,9 @@ def attack(
     elif init is not None:
         raise PatchscopeError("--init starts per-image patches: add --per-image")
     else:
+        identity = {"model": model, "data_hash": images.data_hash, "images": len(images.images)}  # resume: the same
         options = {"checkpoint": out / "checkpoint.pt", "checkpoint_every": checkpoint_every, "resume": resume}
+        options["identity"] = identity
     _run_attack(net, images, cfg, config, out, rank, options)
 
 
@@ -177,9 +185,9 @@ def _run_attack(
                 measure=rank == 0,
                 **options,
             )
-        except AttackInterrupted as e:
-            note(f"{e}; rerun with --resume")
-            raise SystemExit(130) from None
+        except AttackInterrupted as e:  # main() prints the line and exits 130 or 143; the store marks the run
+            kept = "checkpoint saved" in str(e)
+            raise AttackInterrupted(f"{e}; rerun with --resume" if kept else str(e), e.signum) from None
         if rank != 0:
             return
         summary = result.save(out, config)
@@ -232,12 +240,19 @@ def transfer(
 
     dev = resolve_device(device)
     loaded = {n: create_model(n, dev) for n in split_names(models)}
-    ps = {p: load_patch_arg(Path(p)) for p in split_names(patches, "--patches")}
+    ps = {p: load_patch_arg(p if p.startswith("zoo:") else Path(p)) for p in split_names(patches, "--patches")}
     ds = DataCache(data, data_root, None).get(next(iter(loaded.values())).input_size)
     victims = ds.of_class(source).head(limit)
     t = resolve_class(target, ds.classes) if target else None
     matrix = transfer_matrix(loaded, ps, victims.float_images(), victims.labels, t, device=dev)  # type: ignore[arg-type]
-    print_json({"metric": "targeted_success" if t is not None else "untargeted_success", "matrix": matrix})
+    result = {"metric": "targeted_success" if t is not None else "untargeted_success", "matrix": matrix}
+    title = f"{'targeted' if t is not None else 'untargeted'} success on {len(victims)} {source!r} images"
+    show(result, as_json, lambda: _matrix_table(matrix, list(loaded), title))
+
+
+def _matrix_table(matrix: dict[str, dict[str, float]], models: list[str], title: str) -> None:
+    """One row per patch, one column per model: its success there."""
+    rich_table(["patch", *models], [[p, *(f"{row[m]:.1%}" for m in models)] for p, row in matrix.items()], title)
 
 
 @app.command()
@@ -261,19 +276,18 @@ def curve(
     device: DeviceOpt = "auto",
 ) -> None:
     """Success against patch area (one attack per size) and A90, the smallest area reaching 90%."""
-    from patchscope.attacks import AttackConfig
     from patchscope.cli.common import parse_floats
     from patchscope.eval.attack_runs import AttackImages
     from patchscope.eval.curves import area_curves
 
+    check_out(out)
     dev = resolve_device(device)
-    size_list = parse_floats(sizes, "--sizes", "0.02,0.05")
+    size_list = [check_fraction("sizes", v) for v in parse_floats(sizes, "--sizes", "0.02,0.05")]
+    cfg = _curve_config(placements, shape=shape, loss=loss, steps=steps, batch_size=batch_size, candidates=candidates)
     net = load_models(model, dev)
     make = AttackImages.select(DataCache(data, data_root).get(net.input_size), source, target, limit)
     test = AttackImages.select(DataCache(eval_data, data_root).get(net.input_size), source, target, limit)
-    cfg = AttackConfig(
-        shape=shape, target=make.target, loss=loss, steps=steps, batch_size=batch_size, candidates=candidates, seed=seed
-    )
+    cfg = replace(cfg, target=make.target, seed=seed)
     head = {
         "model": model,
         "data": data,
@@ -300,3 +314,13 @@ def curve(
         run.log({p: {"a90": r["a90"], "points": r["points"]} for p, r in result.items()})
         run.artifact("curve", out / "curve.json")
     print_json({**head, **result})
+
+
+def _curve_config(placements: str, **settings: Any) -> Any:
+    """The curve's attack settings, refused before any work if any placement would refuse them."""
+    from patchscope.attacks import AttackConfig
+
+    cfg = AttackConfig(**settings)
+    for p in split_names(placements, "--placements"):
+        replace(cfg, placement=p)
+    return cfg

@@ -69,6 +69,7 @@ class State:
     """Options of the root command that sub-commands read (set once per invocation)."""
 
     store: Path | None = None
+    recording: bool = False  # a run of this invocation is in the store (an interrupt marks it so)
 
 
 STATE = State()
@@ -142,6 +143,7 @@ def recorded(kind: str, config: dict[str, Any]) -> Iterator[Any]:
         yield _NoRun()
         return
     with record(STATE.store, kind, config) as run:
+        STATE.recording = True
         yield run
 
 
@@ -250,3 +252,72 @@ def same_named(options: Mapping[str, Any], fn: Callable[..., Any], skip: Iterabl
     """
     names = set(inspect.signature(fn).parameters) - set(skip)
     return {k: v for k, v in options.items() if k in names}
+
+
+def check_name(name: str) -> str:
+    """A plain file name (``--name``): no folders, no leading dot."""
+    if not name or name.startswith(".") or Path(name).name != name or "\x00" in name:
+        raise PatchscopeError(f"--name {name!r}: give a plain file name, without folders or a leading dot")
+    return name
+
+
+def check_out(out: Path | None, *names: str) -> None:
+    """Refuse, before any work, an ``--out`` folder that cannot be written: a file, or under a read-only folder;
+    ``names`` are file names the command will put inside (plain names, no folders)."""
+    if out is None:
+        return
+    if out.exists() and not out.is_dir():
+        raise PatchscopeError(f"--out {out}: a file is there; give a folder")
+    for name in names:
+        if (out / name).is_dir():
+            raise PatchscopeError(f"--out {out}: {name} there is a folder, not a file")
+    existing = out.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise PatchscopeError(f"--out {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PatchscopeError(f"--out {out}: {existing} is not writable")
+
+
+def command_name(argv: list[str]) -> str:
+    """The command an argument list runs, for messages: ``attack``, ``runs list``, ``study robustness``."""
+    words, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--store":
+            skip = True
+        elif not a.startswith("-"):
+            words.append(a)
+            if a not in ("runs", "study") or len(words) == 2:
+                break
+    return " ".join(words) or "patchscope"
+
+
+def on_signal(signum: int, frame: object) -> None:
+    """SIGINT/SIGTERM handler: raise :class:`~patchscope.errors.Interrupted` (and note it, so that long loops raise
+    again if this raise is swallowed inside a finaliser)."""
+    from patchscope.errors import Interrupted, note_interrupt
+
+    note_interrupt(signum)
+    raise Interrupted("", signum)
+
+
+def install_signal_handlers() -> None:
+    """Route SIGINT and SIGTERM to :func:`on_signal` where nobody else has claimed them."""
+    import signal
+
+    for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+        if signal.getsignal(sig) is default:
+            signal.signal(sig, on_signal)
+
+
+def interrupt_line(error: BaseException, command: str) -> str:
+    """The one line an interrupt prints: the command, the signal, what was kept, and whether the run was recorded."""
+    from patchscope.errors import Interrupted
+
+    name = error.signal_name if isinstance(error, Interrupted) else "SIGINT"
+    detail = str(error) if isinstance(error, Interrupted) and str(error) else "no results were written"
+    recorded_note = "; the run is recorded as interrupted" if STATE.recording else ""
+    return f"patchscope: {command} interrupted by {name}: {detail}{recorded_note}"

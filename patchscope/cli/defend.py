@@ -14,6 +14,7 @@ from patchscope.cli.common import (
     DeviceOpt,
     JsonOpt,
     RootOpt,
+    check_out,
     key_value_table,
     load_patch_arg,
     recorded,
@@ -23,7 +24,7 @@ from patchscope.cli.common import (
     show,
     warn_bf16,
 )
-from patchscope.errors import PatchscopeError
+from patchscope.validate import check_optional_positive, check_positive
 
 app = typer.Typer()
 
@@ -83,8 +84,8 @@ def defend(
     spec = defense_spec(defense)
     named = {k: args[k] for k in NAMED_OPTIONS}  # --kernel 3 and -o kernel=3 alike; one a defense lacks is refused
     options = check_options("defense", defense, spec.options, {**named, **spec.parse(option or [])})
-    if fit_limit < 1:
-        raise PatchscopeError("--fit-limit must be at least 1")
+    check_positive("fit_limit", fit_limit)
+    check_out(out)
     dev = resolve_device(device)
     net = create_model(model, dev)
     ds = DataCache(data, data_root).get(net.input_size)
@@ -171,6 +172,7 @@ def certify(
     options = check_options(
         "certifier", defense, spec.options, {"k": k, "band": band, "bf16": bf16 or None, **spec.parse(option or [])}
     )
+    check_optional_positive("limit", limit)
     dev = resolve_device(device)
     if options.get("bf16"):
         warn_bf16(dev)

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from patchscope.cli.common import DeviceOpt, recorded, resolve_device
-from patchscope.errors import PatchscopeError
+from patchscope.cli.common import DeviceOpt, check_out, recorded, resolve_device
+from patchscope.validate import check_fraction, check_positive
 
 app = typer.Typer()
 
@@ -26,9 +26,10 @@ def demo(
 
     from patchscope.eval.demo import DemoSettings, quick_settings, run_demo
 
+    check_out(out)
     dev = resolve_device(device)
-    if not 0 < size < 1 or steps < 1:
-        raise PatchscopeError("--size must be in (0, 1) and --steps at least 1")
+    check_fraction("size", size)
+    check_positive("steps", steps, 10**6)
     settings = quick_settings(dev) if quick else replace(DemoSettings(device=dev), steps=steps, size=size)
     with recorded("demo", {"out": str(out), **settings.__dict__}) as run:
         path = run_demo(out, settings)

@@ -22,6 +22,8 @@ from patchscope.cli.common import (
     split_names,
 )
 
+from patchscope.validate import check_batch, check_optional_positive
+
 app = typer.Typer()
 
 
@@ -120,6 +122,8 @@ def evaluate(
     from patchscope.models.train import accuracy
 
     dev = resolve_device(device)
+    check_optional_positive("limit", limit)
+    check_batch("batch_size", batch_size)
     names = split_names(models)
     loaded = {n: create_model(n, dev) for n in names}
     cache = DataCache(data, data_root, limit)

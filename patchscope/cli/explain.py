@@ -14,6 +14,7 @@ from patchscope.cli.common import (
     DataOpt,
     DeviceOpt,
     RootOpt,
+    check_out,
     load_patch_arg,
     recorded,
     resolve_device,
@@ -21,6 +22,7 @@ from patchscope.cli.common import (
     show,
 )
 from patchscope.errors import PatchscopeError
+from patchscope.validate import check_batch, check_optional_positive
 
 app = typer.Typer()
 
@@ -49,8 +51,9 @@ def explain(
 
     if method not in ("auto", "gradcam", "rollout"):
         raise PatchscopeError(f"--method {method!r}: use auto, gradcam or rollout")
-    if batch_size < 1 or (limit is not None and limit < 1):
-        raise PatchscopeError("--batch-size and --limit must be at least 1")
+    check_batch("batch_size", batch_size)
+    check_optional_positive("limit", limit)
+    check_out(out)
     dev = resolve_device(device)
     the_patch = load_patch_arg(patch)
     net = create_model(model, dev)

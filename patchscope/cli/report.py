@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from patchscope.cli.common import StoreOpt, split_names, store_path
+from patchscope.cli.common import StoreOpt, check_out, split_names, store_path
 
 app = typer.Typer()
 
@@ -22,6 +22,7 @@ def report(
     from patchscope.eval.report import runs_report
     from patchscope.eval.store import store_for
 
+    check_out(out)
     db = store_for(store_path(store))
     path = runs_report([db.get(r) for r in split_names(runs, "--runs")], out)
     typer.echo(f"report: {path.resolve()}")

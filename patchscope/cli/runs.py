@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from patchscope.cli.common import JsonOpt, StoreOpt, print_json, store_path
+from patchscope.errors import PatchscopeError
 
 if TYPE_CHECKING:
     from patchscope.eval.store import Run, RunStore
@@ -96,6 +97,8 @@ def list_runs(
     from rich.table import Table
 
     db = store_for(store)
+    if limit < 0:
+        raise PatchscopeError(f"--limit must be >= 0 (0: all runs), got {limit}")
     runs = db.list(kind=kind, limit=limit or None, status=status)
     if as_json:
         _echo_json({"store": str(db.path), "runs": [r.as_dict() for r in runs]})

@@ -14,6 +14,7 @@ from patchscope.cli.common import (
     DataOpt,
     DeviceOpt,
     RootOpt,
+    check_out,
     parse_floats,
     recorded,
     resolve_device,
@@ -22,7 +23,7 @@ from patchscope.cli.common import (
     show,
     split_names,
 )
-from patchscope.errors import PatchscopeError
+from patchscope.validate import check_batch, check_fraction, check_int, check_positive
 
 app = typer.Typer(name="study", no_args_is_help=True, help="Experiments that compare models.")
 
@@ -55,15 +56,13 @@ def robustness(
 
     from patchscope.attacks import patch_side
     from patchscope.data import load_data
-    from patchscope.eval.conditions import DEFAULT_GRID
     from patchscope.eval.study import RobustnessStudy, StudySettings, save_study, study_metrics, study_table
     from patchscope.models import create_model
 
     args = dict(locals())
     areas = tuple(parse_floats(sizes, "--sizes", "0.02,0.05"))
-    if not 1 <= conditions <= len(DEFAULT_GRID) or min(steps, batch_size, candidates, certify_images) < 1:
-        counts = "--steps, --batch-size, --candidates, --certify-images at least 1"
-        raise PatchscopeError(f"--conditions must be 1-{len(DEFAULT_GRID)}; {counts}")
+    _check_settings(areas, conditions, steps, batch_size, candidates, certify_images)
+    check_out(out)
     dev = resolve_device(device)
     names = split_names(models)
     loaded = {n: create_model(n, dev) for n in names}
@@ -84,6 +83,21 @@ def robustness(
         run.artifact("study", out / "study.json")
         run.artifact("report", report)
     show(results, as_json, lambda: _table(study_table(results), report))
+
+
+def _check_settings(
+    areas: tuple[float, ...], conditions: int, steps: int, batch_size: int, candidates: int, certify_images: int
+) -> None:
+    """Refuse, before any model loads, settings the study would refuse later."""
+    from patchscope.eval.conditions import DEFAULT_GRID
+
+    check_int("conditions", conditions, 1, len(DEFAULT_GRID))
+    check_positive("steps", steps, 10**7)
+    check_batch("batch_size", batch_size)
+    check_positive("candidates", candidates, 1024)
+    check_positive("certify_images", certify_images)
+    for area in areas:
+        check_fraction("sizes", area)
 
 
 def _table(table: dict[str, Any], report: Path) -> None:

@@ -12,6 +12,8 @@ from patchscope.cli.common import (
     DataOpt,
     DeviceOpt,
     RootOpt,
+    check_name,
+    check_out,
     parse_floats,
     recorded,
     resolve_device,
@@ -19,6 +21,7 @@ from patchscope.cli.common import (
     warn_bf16,
 )
 from patchscope.errors import PatchscopeError
+from patchscope.validate import check_batch, check_positive
 
 app = typer.Typer()
 
@@ -103,15 +106,18 @@ def train(
     from patchscope.models.train import train_model
 
     args = dict(locals())
+    if name is not None:
+        check_out(out, f"{check_name(name)}.safetensors", f"{name}.json")
     _check_recipe(ssl, init, arch, epochs, batch_size, distill_weight)
     initial, tutor = create_model(init) if init else None, create_model(teacher) if teacher else None
     arch, kwargs = _architecture(arch, init, initial, arch_kwargs)
-    if threads:
-        torch.set_num_threads(threads)
+    if threads is not None:
+        torch.set_num_threads(check_positive("threads", threads, 1024))
     dev = resolve_device(device)
     train_data = load_data(data, data_root)
     held_out = load_data(eval_data, data_root) if eval_data else None
     name = name or f"gtsrb-{arch}"
+    check_out(out, f"{name}.safetensors", f"{name}.json")
     perturb = _perturbation(args, train_data.image_size)
     recipe = _recipe(args, arch, kwargs, perturb)
     if precision == "bf16":
@@ -173,8 +179,8 @@ def _check_recipe(
         raise PatchscopeError("--ssl mae pretrains a fresh ViT: use it with --arch vit and without --init")
     if not 0.0 <= distill_weight <= 1.0:
         raise PatchscopeError(f"--distill-weight {distill_weight}: give a share between 0 and 1")
-    if epochs < 1 or batch_size < 1:
-        raise PatchscopeError("--epochs and --batch-size must be at least 1")
+    check_positive("epochs", epochs, 100_000)
+    check_batch("batch_size", batch_size)
 
 
 def _architecture(arch: str | None, init: str | None, initial: Any, arch_kwargs: str) -> tuple[str, dict[str, Any]]:
@@ -193,6 +199,8 @@ def _architecture(arch: str | None, init: str | None, initial: Any, arch_kwargs:
         kwargs = json.loads(arch_kwargs)
     except json.JSONDecodeError as e:
         raise PatchscopeError(f"--arch-kwargs is not JSON ({e})") from None
+    if not isinstance(kwargs, dict):
+        raise PatchscopeError(f"--arch-kwargs must be a JSON object such as '{{\"width\": 24}}', got {arch_kwargs!r}")
     return arch, dict(initial.card.get("arch_kwargs") or {}) if initial is not None else kwargs
 
 

@@ -10,9 +10,9 @@ from patchscope.data.classes import find_class, gtsrb_classes, imagenet_wnids, r
 from patchscope.data.imageset import ImageSet
 from patchscope.data.labels import load_class_map, match_folders
 from patchscope.data.preprocess import Preprocess
-from patchscope.data.sources import default_data_root, load_data, resize
+from patchscope.data.sources import default_data_root, load_data, open_data, resize
 from patchscope.data.splits import split_by_track
-from patchscope.data.stream import Batches, ImageStream, open_data, open_folder
+from patchscope.data.stream import Batches, ImageStream, open_folder
 
 __all__ = [
     "Batches",

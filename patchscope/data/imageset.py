@@ -10,6 +10,7 @@ import torch
 
 from patchscope.data.classes import resolve_class
 from patchscope.errors import PatchscopeError
+from patchscope.validate import check_positive
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,9 @@ class ImageSet:
             raise PatchscopeError(f"{self.name}: images must be uint8 (N, 3, H, W), got {tuple(self.images.shape)} {self.images.dtype}")
         if self.labels.shape != (self.images.shape[0],):
             raise PatchscopeError(f"{self.name}: {self.images.shape[0]} images but {self.labels.shape[0]} labels")
-        if len(self.labels) and int(self.labels.max()) >= len(self.classes):
-            raise PatchscopeError(f"{self.name}: label {int(self.labels.max())} but only {len(self.classes)} class names")
+        if len(self.labels) and (int(self.labels.max()) >= len(self.classes) or int(self.labels.min()) < 0):
+            bad = int(self.labels.min()) if int(self.labels.min()) < 0 else int(self.labels.max())
+            raise PatchscopeError(f"{self.name}: labels must be in 0..{len(self.classes) - 1} ({len(self.classes)} classes), got {bad}")
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -63,9 +65,12 @@ class ImageSet:
         idx = torch.arange(len(self))
         return self.subset(idx[0::2]), self.subset(idx[1::2])
 
-    def head(self, n: int | None) -> ImageSet:
-        """The first ``n`` images (all when ``n`` is None)."""
-        return self if n is None or n >= len(self) else self.subset(torch.arange(n))
+    def head(self, n: int | None, name: str = "limit") -> ImageSet:
+        """The first ``n`` images (all when ``n`` is None); ``n`` must be at least 1 (``name`` names it in the error)."""
+        if n is None:
+            return self
+        n = check_positive(name, n)
+        return self if n >= len(self) else self.subset(torch.arange(n))
 
     def float_images(self, device: str | torch.device = "cpu") -> torch.Tensor:
         """All images as float in [0, 1] on ``device``, ``(N, 3, H, W)``."""

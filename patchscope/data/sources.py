@@ -21,8 +21,9 @@ from patchscope.data.classes import gtsrb_classes
 from patchscope.data.imageset import ImageSet
 from patchscope.data.labels import ClassMap
 from patchscope.data.preprocess import Preprocess
-from patchscope.data.stream import IMAGE_EXTENSIONS, open_folder
+from patchscope.data.stream import IMAGE_EXTENSIONS, ImageStream, open_folder, open_npz_stream
 from patchscope.errors import PatchscopeError
+from patchscope.validate import check_labels
 
 GTSRB_FILE = "gtsrb32.npz"
 __all__ = ["IMAGE_EXTENSIONS", "default_data_root", "load_data", "resize"]
@@ -45,7 +46,7 @@ def load_data(
 ) -> ImageSet:
     """Load the data set named by ``spec`` into memory; ``size`` resizes (folder images always; others if they differ).
 
-    For large data use :func:`~patchscope.data.stream.open_data`, which streams folders and big ``.npz`` files.
+    For large data use :func:`open_data`, which streams folders and big ``.npz`` files.
 
     Args:
         spec: ``gtsrb:train``, ``gtsrb:test``, ``demo``, ``npz:PATH[:split]`` or ``folder:PATH``.
@@ -97,9 +98,10 @@ def _from_arrays(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], name: s
 
 
 def _classes_for(n_labels: int, given: np.ndarray | None) -> tuple[str, ...]:
+    """The npz's own ``classes`` names, else GTSRB's 43 (labels beyond them need a ``classes`` array)."""
     if given is not None:
         return tuple(str(c).lower() for c in given)
-    return gtsrb_classes() if n_labels <= 43 else tuple(f"class_{i}" for i in range(n_labels))
+    return gtsrb_classes()
 
 
 def _read_npz(path: Path | os.PathLike[str], name: str) -> dict[str, np.ndarray]:
@@ -123,7 +125,12 @@ def _npz(path: Path | os.PathLike[str], split: str | None, name: str) -> ImageSe
     if xk not in arrays or yk not in arrays:
         raise PatchscopeError(f"{name}: {path} has no arrays {xk!r} and {yk!r} (found {sorted(arrays)})")
     y = arrays[yk]
-    classes = _classes_for(int(y.max()) + 1 if y.size else 0, arrays.get("classes"))
+    given = arrays.get("classes")
+    if given is not None and (given.ndim != 1 or len(given) == 0):
+        raise PatchscopeError(f"{name}: {path}'s classes must be a 1-d array of names, got shape {given.shape}")
+    classes = _classes_for(0, given)
+    check_labels(f"{name}: {yk}", y, len(classes))
+    y = y.astype(np.int64)
     tk = "train_track" if split == "train" else f"{split}_track"
     return _from_arrays(arrays[xk], y, classes, name, arrays.get(tk))
 
@@ -141,3 +148,43 @@ def _gtsrb(root: Path, split: str) -> ImageSet:
         build_cache(root, split, cached)
     return _npz(cached, split, f"gtsrb:{split}")
 
+
+def open_data(
+    spec: str,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    classes: Sequence[str] | None = None,
+    preprocess: Preprocess | None = None,
+    class_map: ClassMap | None = None,
+    wnids: Sequence[str] | None = None,
+    skip_bad: bool = False,
+) -> ImageSet | ImageStream:
+    """Open ``spec`` for batched reading: a stream for folders and large ``.npz`` files, else an in-memory set.
+
+    Args:
+        spec: as :func:`~patchscope.data.sources.load_data`: ``gtsrb:test``, ``demo``, ``npz:PATH[:split]``,
+            ``folder:PATH``.
+        root: where GTSRB lives (default :func:`~patchscope.data.sources.default_data_root`).
+        classes: the model's class names; a folder's sub-folders are matched to them.
+        preprocess: the model's preparation (``model.preprocess``); images already at its crop size are
+            left as they are.
+        class_map: folder name -> class id or name, for folders the model's classes do not name.
+        wnids: the classes' WordNet ids, when not ImageNet-1k's.
+        skip_bad: skip unreadable images in a folder (listed in ``skipped``) instead of raising.
+    Returns:
+        An :class:`ImageStream` or an :class:`ImageSet`; both have ``iter_batches``, ``of_class``, ``head``, ``load``.
+
+    >>> d = open_data("demo", preprocess=Preprocess.square(32))
+    >>> type(d).__name__, next(d.iter_batches(4))[0].shape
+    ('ImageSet', torch.Size([4, 3, 32, 32]))
+    """
+    kind, _, rest = spec.partition(":")
+    if kind == "folder" and rest:
+        return open_folder(rest, classes, preprocess, class_map, wnids, skip_bad, spec)
+    if kind == "npz" and rest:
+        path, split = (rest, "") if Path(rest).exists() or ":" not in rest else rest.rsplit(":", 1)
+        if Path(path).is_file():
+            stream = open_npz_stream(Path(path), split or None, spec, preprocess)
+            if stream is not None:
+                return stream
+    return load_data(spec, root, preprocess.crop if preprocess is not None else None)

@@ -24,6 +24,7 @@ from patchscope.data import ImageSet
 from patchscope.defenses.registry import create_certifier
 from patchscope.errors import PatchscopeError
 from patchscope.progress import progress_bar
+from patchscope.validate import check_batch
 
 
 @dataclass
@@ -80,7 +81,8 @@ def certify(
         patch_size: the patch's area as a fraction of the image, 0 < patch_size < 1.
         batch_size: masked or ablated images per forward pass (default: :func:`default_batch_size`).
         device: where the images go.
-        chunk: images handed to the certifier at a time.
+        chunk: images handed to the certifier at a time (fewer where each image needs many forward passes, so that
+            the progress moves at least every ~64k passes).
         progress: show a progress bar.
         options: the certifier's options (``k``, ``bf16``, ``band``).
 
@@ -93,14 +95,18 @@ def certify(
         )
     if batch_size is not None and batch_size < 1:
         raise PatchscopeError("batch_size must be at least 1", params=("batch_size",))
+    if batch_size is not None:
+        check_batch("batch_size", batch_size)
     if len(data) == 0:
         raise PatchscopeError(f"data {data.name} holds no images", params=("data",))
     batch_size = batch_size or default_batch_size(device)
     side = side_of(patch_size, data.image_size)
     cert = create_certifier(certifier, data.image_size, side, device, **options)
+    per_image = max(int(cert.settings.get("full_map_passes", 1)), 1)
+    chunk = max(1, min(chunk, batch_size, 65536 // per_image))
     totals, passes, started = torch.zeros(3, dtype=torch.long, device=device), 0, time.perf_counter()
     with torch.inference_mode(), progress_bar(len(data), f"certify {certifier}", progress) as update:
-        for x, y in data.batches(max(1, min(chunk, batch_size)), device):
+        for x, y in data.batches(chunk, device):
             counts, n = cert.counts(model, x, y, batch_size)
             totals += counts
             passes += n

@@ -24,6 +24,7 @@ from torch import nn
 
 from patchscope.defenses.registry import register_defense
 from patchscope.errors import PatchscopeError
+from patchscope.validate import check_batch, check_int, check_range
 
 
 def _stage_modules(model: nn.Module, stages: int | Sequence[str]) -> dict[str, nn.Module]:
@@ -31,8 +32,7 @@ def _stage_modules(model: nn.Module, stages: int | Sequence[str]) -> dict[str, n
         raise PatchscopeError("activation clipping needs a Classifier with stages()")
     named = dict(model.stages())  # type: ignore[operator]
     if isinstance(stages, int):
-        if stages < 1:
-            raise PatchscopeError(f"clip at least one stage, got {stages}")
+        stages = check_int("stages", stages, 1)
         return dict(list(named.items())[:stages])
     missing = [s for s in stages if s not in named]
     if missing:
@@ -66,8 +66,8 @@ def fit_bounds(model: nn.Module, images: torch.Tensor, stages: int | Sequence[st
     >>> b["stage0"].shape
     torch.Size([2, 4])
     """
-    if not 0 < quantile <= 1:
-        raise PatchscopeError(f"clipping quantile {quantile} must be in (0, 1]")
+    check_range("quantile", quantile, 0.0, 1.0, low_open=True)
+    batch_size = check_batch("batch_size", batch_size)
     if len(images) == 0:
         raise PatchscopeError("fitting activation bounds needs at least one clean image")
     modules = _stage_modules(model, stages)

@@ -27,6 +27,7 @@ from torch import nn
 
 from patchscope.defenses.registry import register_certifier
 from patchscope.errors import PatchscopeError
+from patchscope.validate import check_int
 
 FILL = 0.5  # grey, the zoo's occlusion colour
 RECHECK = 0.25  # bf16 predictions whose top-two logit gap is below this share of the largest |logit| are redone in float32
@@ -40,8 +41,7 @@ def mask_positions(image_size: int, patch_side: int, k: int = 6) -> tuple[list[i
     """
     if not 1 <= patch_side <= image_size:
         raise PatchscopeError(f"a {patch_side}px patch does not fit a {image_size}px image")
-    if k < 1:
-        raise PatchscopeError(f"k {k}: need at least one mask per axis", params=("k",))
+    k = check_int("k", k, 1)  # more masks than places only repeat places: the set is the same as with one per place
     stride = math.ceil((image_size - patch_side + 1) / k)
     side = patch_side + stride - 1
     starts = list(range(0, image_size - side + 1, stride))

@@ -24,6 +24,7 @@ from torch import nn
 
 from patchscope.defenses.registry import register_defense
 from patchscope.errors import PatchscopeError
+from patchscope.validate import check_int, check_positive, check_range
 
 
 def straight_through(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -61,6 +62,22 @@ class InputDefense(nn.Module):
         return self.model(self.preprocess(x))
 
 
+#: the largest filter side a defense accepts (it must also fit the image: see :func:`_fits`)
+MAX_KERNEL = 255
+
+
+def _odd_kernel(kernel: object) -> int:
+    k = check_int("kernel", kernel, 1, MAX_KERNEL)
+    if k % 2 == 0:
+        raise PatchscopeError(f"kernel must be an odd side in 1..{MAX_KERNEL}, got {k}", params=("kernel",))
+    return k
+
+
+def _fits(kernel: int, x: torch.Tensor) -> None:
+    if kernel // 2 >= min(x.shape[-2:]):
+        raise PatchscopeError(f"kernel must be smaller than twice the {min(x.shape[-2:])}px image side, got {kernel}", params=("kernel",))
+
+
 @register_defense("jpeg")
 class JpegDefense(InputDefense):
     """JPEG compression at ``quality`` (kornia's differentiable codec; its rounding is a smooth
@@ -70,9 +87,7 @@ class JpegDefense(InputDefense):
 
     def __init__(self, model: nn.Module, quality: float = 75.0, bpda: bool = False) -> None:
         super().__init__(model, bpda)
-        if not 1 <= quality <= 100:
-            raise PatchscopeError(f"JPEG quality {quality} must be in [1, 100]")
-        self.quality = float(quality)
+        self.quality = check_range("quality", quality, 1.0, 100.0)
 
     def clean(self, x: torch.Tensor) -> torch.Tensor:
         q = torch.full((x.shape[0],), self.quality, device=x.device, dtype=x.dtype)
@@ -87,11 +102,10 @@ class BlurDefense(InputDefense):
 
     def __init__(self, model: nn.Module, sigma: float = 1.0, kernel: int = 5, bpda: bool = False) -> None:
         super().__init__(model, bpda)
-        if sigma <= 0 or kernel < 1 or kernel % 2 == 0:
-            raise PatchscopeError(f"blur needs sigma > 0 and an odd kernel side, got sigma {sigma}, kernel {kernel}")
-        self.sigma, self.kernel = float(sigma), int(kernel)
+        self.sigma, self.kernel = check_range("sigma", sigma, 0.0, 100.0, low_open=True), _odd_kernel(kernel)
 
     def clean(self, x: torch.Tensor) -> torch.Tensor:
+        _fits(self.kernel, x)
         return gaussian_blur2d(x, self.kernel, (self.sigma, self.sigma))
 
 
@@ -103,11 +117,10 @@ class MedianDefense(InputDefense):
 
     def __init__(self, model: nn.Module, kernel: int = 3, bpda: bool = False) -> None:
         super().__init__(model, bpda)
-        if kernel < 1 or kernel % 2 == 0:
-            raise PatchscopeError(f"median kernel side {kernel} must be odd and positive")
-        self.kernel = int(kernel)
+        self.kernel = _odd_kernel(kernel)
 
     def clean(self, x: torch.Tensor) -> torch.Tensor:
+        _fits(self.kernel, x)
         return median_blur(x, self.kernel)
 
 
@@ -119,9 +132,7 @@ class BitDepthDefense(InputDefense):
 
     def __init__(self, model: nn.Module, bits: int = 4, bpda: bool = False) -> None:
         super().__init__(model, bpda)
-        if not 1 <= bits <= 8:
-            raise PatchscopeError(f"colour depth {bits} must be 1 to 8 bits")
-        self.bits = int(bits)
+        self.bits = check_int("bits", bits, 1, 8)
 
     def clean(self, x: torch.Tensor) -> torch.Tensor:
         levels = 2**self.bits - 1
@@ -157,9 +168,10 @@ class LocalGradientSmoothing(InputDefense):
 
     def __init__(self, model: nn.Module, window: int = 5, stride: int = 2, threshold: float = 0.1, smoothing: float = 2.3, bpda: bool = False) -> None:
         super().__init__(model, bpda)
-        if window < 1 or not 1 <= stride <= window or threshold < 0 or smoothing <= 0:
-            raise PatchscopeError("lgs needs window >= 1, 1 <= stride <= window, threshold >= 0 and smoothing > 0")
-        self.window, self.stride, self.threshold, self.smoothing = int(window), int(stride), float(threshold), float(smoothing)
+        self.window = check_positive("window", window, MAX_KERNEL)
+        self.stride = check_int("stride", stride, 1, self.window)
+        self.threshold = check_range("threshold", threshold, 0.0, 1.0)
+        self.smoothing = check_range("smoothing", smoothing, 0.0, 1e3, low_open=True)
 
     def suppression_map(self, x: torch.Tensor) -> torch.Tensor:
         """``g_hat`` (N,1,H,W) in [0,1]: the gradient magnitude kept in above-threshold windows."""

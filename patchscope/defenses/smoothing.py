@@ -23,6 +23,7 @@ from torch import nn
 from patchscope.defenses.patchcleanser import FILL
 from patchscope.defenses.registry import register_certifier
 from patchscope.errors import PatchscopeError
+from patchscope.validate import check_int
 
 MODES = ("column", "block")
 
@@ -47,8 +48,7 @@ def ablation_set(image_size: int, band: int, mode: str = "column", device: str |
     """
     if mode not in MODES:
         raise PatchscopeError(f"ablation mode {mode!r}: choose column or block")
-    if not 1 <= band <= image_size:
-        raise PatchscopeError(f"band {band} must be between 1 and the image side {image_size}", params=("band",))
+    band = check_int("band", band, 1, image_size)
     ax = torch.arange(image_size, device=device)
     keep = (ax[None, :] - ax[:, None]) % image_size < band  # (positions, n): kept rows/cols per start
     if mode == "column":

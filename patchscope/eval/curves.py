@@ -16,6 +16,8 @@ from patchscope.eval.conditions import DEFAULT_GRID, Condition
 from patchscope.eval.figures import a90, area_figure
 from patchscope.eval.patch_metrics import patch_success
 from patchscope.io import write_json
+from patchscope.errors import PatchscopeError
+from patchscope.validate import check_fraction
 
 
 def area_curve(
@@ -33,6 +35,10 @@ def area_curve(
     Returns ``points`` [(area, targeted success)], per-size details and ``a90`` (smallest area reaching
     90%, interpolated between measured sizes, or None).
     """
+    if not sizes:
+        raise PatchscopeError("sizes must hold at least one patch area", params=("sizes",))
+    for size in sizes:
+        check_fraction("sizes", size)
     rows = []
     for size in sorted(sizes):
         patch = create_attack("universal", model, replace(config, size=size), str(device), progress=progress)(*make)

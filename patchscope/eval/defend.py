@@ -29,6 +29,7 @@ from patchscope.attacks.per_image import PerImagePatches
 from patchscope.data import ImageSet, resolve_class
 from patchscope.defenses import create_defense, defense_spec
 from patchscope.errors import PatchscopeError
+from patchscope.validate import check_batch, check_optional_positive, check_positive
 from patchscope.eval.conditions import Condition
 from patchscope.eval.patch_metrics import PatchMeasurement, measure_patch
 from patchscope.models.train import accuracy
@@ -158,6 +159,10 @@ def defend_patch(
             "steps, attack_batch_size and batch_size must be at least 1",
             params=("steps", "attack_batch_size", "batch_size"),
         )
+    check_positive("steps", steps, 10**7)
+    check_batch("attack_batch_size", attack_batch_size)
+    check_batch("batch_size", batch_size)
+    check_optional_positive("limit", limit)
     if isinstance(patch, PerImagePatches):
         raise PatchscopeError(
             "patch: a defense is measured against a universal patch, not per-image ones", params=("patch",)

@@ -14,6 +14,7 @@ from patchscope.attacks.patch import Patch
 from patchscope.attacks.per_image import PerImagePatches
 from patchscope.data import ImageSet, resolve_class
 from patchscope.errors import PatchscopeError
+from patchscope.validate import check_batch
 from patchscope.eval.conditions import DEFAULT_GRID, Condition, condition_grid
 from patchscope.models.wrapper import check_finite, nonfinite_rows
 
@@ -54,6 +55,14 @@ def patch_success(
     (same conditions, no patch) and ``conditions`` (one dict per condition with the same four).
     """
     n, c = len(images), len(conditions)
+    if n == 0 or c == 0:
+        raise PatchscopeError(f"measuring a patch needs at least one image and one viewing condition, got {n} images and {c} conditions")
+    batch_size = check_batch("batch_size", batch_size)
+    classes = getattr(model, "classes", None)
+    if target is not None and classes is not None and not 0 <= target < len(classes):
+        raise PatchscopeError(f"target must be a class id in 0..{len(classes) - 1}, got {target}", params=("target",))
+    if target is not None and bool((labels == target).all()):
+        raise PatchscopeError(f"target must differ from the class of the patched images, got {target} for both", params=("target",))
     own = isinstance(patch, PerImagePatches)
     if own and len(patch) != n:
         raise PatchscopeError(f"{len(patch)} per-image patches for {n} images: they go only on the images they were made for")

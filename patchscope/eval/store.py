@@ -35,7 +35,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from patchscope.errors import PatchscopeError
+from patchscope.errors import Interrupted, PatchscopeError
+from patchscope.validate import check_int
 
 __all__ = ["KINDS", "STATUSES", "Run", "RunHandle", "RunStore", "compare", "default_store_path", "flatten", "record", "store_for"]
 
@@ -429,6 +430,8 @@ class RunStore:
         """Runs, newest first, optionally of one ``kind`` and/or ``status`` (``limit=None``: all of them)."""
         if status is not None and status not in STATUSES:
             raise PatchscopeError(f"status {status!r}: choose from {', '.join(STATUSES)}")
+        if limit is not None:
+            check_int("limit", limit, 1)
         where, args = [], []
         if kind is not None:
             where.append("kind = ?")
@@ -471,12 +474,10 @@ class RunStore:
 def _as_id(run_id: int | str) -> int:
     if isinstance(run_id, bool):
         raise PatchscopeError(f"run id {run_id!r}: give a number")
-    if isinstance(run_id, int):
-        return run_id
     text = str(run_id).strip().lstrip("#")
-    if not text.isdigit():
+    if not isinstance(run_id, int) and not (text.isascii() and text.isdigit()):
         raise PatchscopeError(f"run id {run_id!r}: give a number such as 12 (see `patchscope runs list`)")
-    return int(text)
+    return check_int("run id", int(text), 1, 2**63 - 1)
 
 
 # ----------------------------------------------------------------------------------------- compare
@@ -591,6 +592,8 @@ def record(store: RunStore | str | os.PathLike[str] | None, kind: str, config: M
     except BaseException as e:
         if isinstance(e, _Terminated):
             status, message = "interrupted", "SIGTERM"
+        elif isinstance(e, Interrupted):
+            status, message = "interrupted", e.signal_name
         elif isinstance(e, KeyboardInterrupt):
             status, message = "interrupted", "KeyboardInterrupt"
         elif isinstance(e, SystemExit) and e.code in (0, None):

@@ -31,6 +31,7 @@ from patchscope.explain.attention import explain_attention
 from patchscope.explain.propagation import apply_patch, patch_footprint, trace_layers
 from patchscope.models import Classifier
 from patchscope.models.train import accuracy
+from patchscope.validate import check_batch, check_fraction, check_int, check_positive
 
 
 @dataclass
@@ -51,6 +52,19 @@ class StudySettings:
     transfer_size: float = 0.05
     seed: int = 0
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not self.sizes:
+            raise PatchscopeError("sizes must hold at least one patch area", params=("sizes",))
+        for v in (*self.sizes, self.certify_size, self.transfer_size):
+            check_fraction("sizes", v)
+        check_positive("steps", self.steps, 10**7)
+        check_batch("batch_size", self.batch_size)
+        check_positive("candidates", self.candidates, 1024)
+        check_positive("conditions", self.conditions)
+        check_positive("certify_images", self.certify_images)
+        check_positive("explain_images", self.explain_images)
+        check_int("seed", self.seed, 0, 2**63 - 1)
 
 
 def _key(size: float, placement: str) -> str:

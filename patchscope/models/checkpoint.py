@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from patchscope.errors import PatchscopeError
 from patchscope.io import atomic_path, write_json
+from patchscope.validate import MAX_IMAGE_SIZE, check_finite, check_int, check_range
 
 CARD_KEYS = ("arch", "classes", "input_size")
 
@@ -39,8 +40,24 @@ def read_card(weights: Path) -> dict[str, Any]:
     missing = [k for k in CARD_KEYS if not isinstance(card, dict) or k not in card]
     if missing:
         raise PatchscopeError(f"{path}: model card lacks {', '.join(missing)}")
-    if not isinstance(card["classes"], list) or not all(isinstance(c, str) for c in card["classes"]):
-        raise PatchscopeError(f"{path}: model card's classes must be a list of names")
+    if not isinstance(card["classes"], list) or not card["classes"] or not all(isinstance(c, str) for c in card["classes"]):
+        raise PatchscopeError(f"{path}: model card's classes must be a non-empty list of names")
+    if not isinstance(card["arch"], str):
+        raise PatchscopeError(f"{path}: model card's arch must be a name, got {card['arch']!r}")
+    try:
+        check_int("input_size", card["input_size"], 1, MAX_IMAGE_SIZE)
+        for key in ("mean", "std"):
+            value = card.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, list) or len(value) != 3:
+                raise PatchscopeError(f"{key} must be a list of 3 numbers (one per RGB channel), got {value!r}")
+            for v in value:
+                check_range(key, v, 0.0, 1e3, low_open=key == "std") if key == "std" else check_finite(key, v)
+        if card.get("arch_kwargs") is not None and not isinstance(card["arch_kwargs"], dict):
+            raise PatchscopeError(f"arch_kwargs must be a JSON object, got {card['arch_kwargs']!r}")
+    except PatchscopeError as e:
+        raise PatchscopeError(f"{path}: model card's {e}") from None
     return card
 
 

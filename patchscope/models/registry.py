@@ -10,6 +10,7 @@ input size, mean/std and preprocessing (resize, centre crop), so ``model.preproc
 
 from __future__ import annotations
 
+import json
 import math
 from importlib import resources
 from pathlib import Path
@@ -22,9 +23,10 @@ from torch import nn
 
 from patchscope.data.preprocess import Preprocess
 from patchscope.errors import PatchscopeError
-from patchscope.models.archs import ARCHS
-from patchscope.models.checkpoint import load_state, read_card
+from patchscope.models.archs import ARCHS, ViT
+from patchscope.models.checkpoint import card_path, load_state, read_card
 from patchscope.models.wrapper import Classifier
+from patchscope.validate import check_positive, check_range
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -41,9 +43,17 @@ def list_models() -> list[str]:
 
 def build_net(arch: str, num_classes: int, kwargs: dict[str, Any] | None = None) -> nn.Module:
     """Construct an untrained network from a card's ``arch`` (a zoo arch or ``tv:NAME``)."""
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise PatchscopeError(f"arch_kwargs must be a JSON object of architecture options, got {kwargs!r}", params=("arch_kwargs",))
     kwargs = dict(kwargs or {})
+    check_positive("num_classes", num_classes, 100_000)
     if arch in ARCHS:
-        return ARCHS[arch](num_classes=num_classes, **kwargs)
+        _check_arch_kwargs(arch, kwargs)
+        with torch.device("meta"):  # count the parameters before any memory is spent on them
+            size = sum(p.numel() for p in _construct(arch, num_classes, kwargs).parameters())
+        if size > MAX_PARAMS:
+            raise PatchscopeError(f"arch_kwargs {json.dumps(kwargs)} make a {arch} of {size:,} parameters; at most {MAX_PARAMS:,} are allowed", params=("arch_kwargs",))
+        return _construct(arch, num_classes, kwargs)
     if arch.startswith("tv:"):
         import torchvision
 
@@ -54,17 +64,78 @@ def build_net(arch: str, num_classes: int, kwargs: dict[str, Any] | None = None)
     raise PatchscopeError(f"unknown architecture {arch!r}: known are {', '.join(sorted(ARCHS))} and tv:NAME")
 
 
+#: the most parameters a network built from a card or ``arch_kwargs`` may have (4 GB of float32)
+MAX_PARAMS = 1_000_000_000
+
+
+def _check_arch_kwargs(arch: str, kwargs: dict[str, Any]) -> None:
+    """Each option is one the constructor takes, of its default's type, positive (fractions: in [0, 1))."""
+    import inspect
+
+    params = inspect.signature(ARCHS[arch]).parameters
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    if open_ended and arch == "vit":
+        params = inspect.signature(ViT).parameters
+    known = [n for n, p in params.items() if n not in ("num_classes", "self") and p.kind is not p.VAR_KEYWORD]
+    for key, value in kwargs.items():
+        if key not in known:
+            raise PatchscopeError(f"arch_kwargs: {arch} has no option {key!r}; its options are {', '.join(known)}", params=("arch_kwargs",))
+        default = params[key].default
+        name = f"arch_kwargs {key}"
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise PatchscopeError(f"{name} must be true or false, got {value!r}")
+        elif isinstance(default, int):
+            check_positive(name, value, 1 << 16)
+        elif isinstance(default, float):
+            if key in ("dropout",):
+                check_range(name, value, 0.0, 1.0, high_open=True)
+            else:
+                check_range(name, value, 0.0, 1e4, low_open=True)
+        elif isinstance(default, tuple):
+            if not isinstance(value, (list, tuple)) or not value:
+                raise PatchscopeError(f"{name} must be a non-empty list of whole numbers, got {value!r}")
+            for v in value:
+                check_positive(name, v, 1 << 16)
+
+
+def _construct(arch: str, num_classes: int, kwargs: dict[str, Any]) -> nn.Module:
+    try:
+        net = ARCHS[arch](num_classes=num_classes, **{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as e:
+        raise PatchscopeError(f"arch_kwargs {json.dumps(kwargs)} do not make a {arch} ({str(e).splitlines()[0][:120]})", params=("arch_kwargs",)) from None
+    return net
+
+
+def probe_net(net: nn.Module, image_size: int, num_classes: int, what: str) -> None:
+    """Run one blank image through ``net``: refuse options that build but cannot run on ``image_size``-px input."""
+    try:
+        with torch.no_grad():
+            was = net.training
+            out = net.eval()(torch.zeros(1, 3, image_size, image_size, device=next(net.parameters()).device))
+            net.train(was)
+    except (RuntimeError, ValueError, IndexError, ZeroDivisionError) as e:
+        raise PatchscopeError(f"{what} cannot take {image_size}px images ({str(e).splitlines()[0][:120]})") from None
+    if out.ndim != 2 or out.shape[1] != num_classes:
+        raise PatchscopeError(f"{what} gives outputs of shape {tuple(out.shape)} for {num_classes} classes")
+
+
 def load_checkpoint(path: Path, name: str | None = None) -> Classifier:
     """A :class:`Classifier` from weights plus the JSON card beside them."""
     card = read_card(path)
-    net = build_net(card["arch"], len(card["classes"]), card.get("arch_kwargs"))
+    try:
+        net = build_net(card["arch"], len(card["classes"]), card.get("arch_kwargs"))
+    except PatchscopeError as e:
+        raise PatchscopeError(f"{card_path(path)}: model card's {e}") from None
     state = load_state(path)
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as e:
         first = str(e).splitlines()[0]
         raise PatchscopeError(f"{path}: weights do not fit the card's {card['arch']!r} architecture ({first})") from None
-    return Classifier(net, card["classes"], card["input_size"], card.get("mean", (0.5,) * 3), card.get("std", (0.5,) * 3), name or path.stem, card)
+    model = Classifier(net, card["classes"], card["input_size"], card.get("mean", (0.5,) * 3), card.get("std", (0.5,) * 3), name or path.stem, card)
+    probe_net(model, model.input_size, len(model.classes), f"{path}: the model")
+    return model
 
 
 def _tv_card(name: str, weights: Any, source: str) -> dict[str, Any]:

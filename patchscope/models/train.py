@@ -22,9 +22,10 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 import patchscope
 from patchscope.data import Batches, ImageSet, split_by_track
 from patchscope.errors import PatchscopeError
-from patchscope.models.registry import build_net
+from patchscope.models.registry import build_net, probe_net
 from patchscope.models.wrapper import Classifier, check_finite, nonfinite_rows
 from patchscope.progress import progress_bar
+from patchscope.validate import check_batch, check_choice, check_int, check_non_negative, check_positive, check_probability, check_range
 
 
 @dataclass
@@ -54,6 +55,28 @@ class Recipe:
     distill_weight: float = 0.5
     distill_temperature: float = 4.0
     precision: str = "fp32"  # "bf16": forward passes under bf16 autocast (weights, optimiser and EMA stay float32)
+
+    def __post_init__(self) -> None:
+        self.epochs = check_positive("epochs", self.epochs, 100_000)
+        self.batch_size = check_batch("batch_size", self.batch_size)
+        check_choice("optimizer", self.optimizer, ("sgd", "adamw"))
+        check_range("lr", self.lr, 0.0, 100.0, low_open=True)
+        check_non_negative("weight_decay", self.weight_decay)
+        check_range("label_smoothing", self.label_smoothing, 0.0, 1.0)
+        check_range("ema_decay", self.ema_decay, 0.0, 1.0, high_open=True)
+        check_range("val_fraction", self.val_fraction, 0.0, 1.0, high_open=True)
+        self.seed = check_int("seed", self.seed, 0, 2**63 - 1)
+        check_range("rotate", self.rotate, 0.0, 180.0)
+        check_range("translate", self.translate, 0.0, 0.5)
+        check_range("jitter", self.jitter, 0.0, 1.0)
+        check_probability("occlude_p", self.occlude_p)
+        if len(self.scale) != 2 or not 0 < check_range("scale", self.scale[0], 0.0, 4.0) <= check_range("scale", self.scale[1], 0.0, 4.0):
+            raise PatchscopeError(f"scale must be (low, high) with 0 < low <= high <= 4, got {self.scale!r}")
+        if not isinstance(self.arch_kwargs, dict):
+            raise PatchscopeError(f"arch_kwargs must be a JSON object of architecture options, got {self.arch_kwargs!r}", params=("arch_kwargs",))
+        check_probability("distill_weight", self.distill_weight)
+        check_range("distill_temperature", self.distill_temperature, 0.0, 100.0, low_open=True)
+        check_choice("precision", self.precision, ("fp32", "bf16"))
 
     @classmethod
     def for_arch(cls, arch: str, **overrides: Any) -> Recipe:
@@ -143,6 +166,12 @@ def channel_stats(data: ImageSet) -> tuple[list[float], list[float]]:
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, data: Batches, device: str | torch.device = "cpu", batch_size: int = 512) -> float:
     """Top-1 accuracy of ``model`` on ``data`` (in memory or streamed), over the images actually read."""
+    batch_size = check_batch("batch_size", batch_size)
+    if len(data) == 0:
+        raise PatchscopeError(f"{data.name}: accuracy needs at least one image")
+    classes = getattr(model, "classes", None)
+    if classes is not None and len(classes) != len(data.classes):
+        raise PatchscopeError(f"{data.name}: its {len(data.classes)} classes differ from the model's {len(classes)}: the labels would not mean the model's classes")
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
     bad = torch.zeros((), dtype=torch.long, device=device)
@@ -195,6 +224,7 @@ def train_model(
     else:
         mean, std = channel_stats(train_set)
         net = build_net(recipe.arch, len(data.classes), recipe.arch_kwargs)
+        probe_net(net, data.image_size, len(data.classes), f"a {recipe.arch} with arch_kwargs {recipe.arch_kwargs}")
     model = Classifier(net, data.classes, data.image_size, mean, std, name).to(device)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True)
     augment = K.AugmentationSequential(

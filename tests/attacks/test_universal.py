@@ -160,7 +160,7 @@ def test_bf16_precision_scores_near_fp32_and_the_cli_runs_it(tiny_model, tiny_mo
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "a" / "config.json").read_text())["precision"] == "bf16"
     r = run_cli("attack", "--model", str(tiny_model_path), "--data", "demo", "--steps", "3", "--precision", "fp8", "--out", str(tmp_path / "b"))
-    assert r.returncode == 2 and "--precision fp8" in r.stderr and "Traceback" not in r.stderr and not (tmp_path / "b" / "patch.png").exists()
+    assert r.returncode == 2 and "--precision" in r.stderr and "fp8" in r.stderr and "Traceback" not in r.stderr and not (tmp_path / "b" / "patch.png").exists()
 
 
 def test_a_still_view_skips_the_camera_with_the_same_scores(tiny_model):
@@ -222,5 +222,5 @@ def test_restarts_start_several_patches_at_each_place_and_keep_one(monkeypatch, 
     assert all(not torch.equal(patches[i], patches[i + 1]) for i in range(len(patches) - 1))  # distinct starts
     assert tuple(patch.location) in {tuple(int(v) for v in row) for row in locs.tolist()}
     assert location is None or tuple(patch.location) == location
-    with pytest.raises(PatchscopeError, match="restarts must be at least 1"):
+    with pytest.raises(PatchscopeError, match="^restarts must be"):
         AttackConfig(restarts=0)
