@@ -363,6 +363,8 @@ class RunStore:
         config = dict(config or {})
         if seed is None and isinstance(config.get("seed"), int) and not isinstance(config.get("seed"), bool):
             seed = config["seed"]
+        if seed is not None:
+            seed = check_int("seed", seed, -(2**63), 2**63 - 1)  # SQLite's INTEGER
         if data_hash is None and isinstance(config.get("data_hash"), str):
             data_hash = config["data_hash"]
         if models is None:

@@ -80,7 +80,7 @@ COMMANDS: dict[str, tuple[list[str], dict[str, str | list[str]]]] = {
                 "--conditions": ["default", "none", "x"]}),
     "certify": (["certify", "--defense", "ds-column", "--model", "{m}", "--data", "{d}", "--limit", "2", "--json"],
                 {"--defense": ["patchcleanser", "ds-column", "ds-block", "", "x"], "--model": "model", "--patch-size": "float", "--data": "data", "--limit": "int",
-                 "--k": ["1", "2", "0", "-1", "27", "100", "x"], "--band": "int", "--batch-size": "int", "--bf16": ["--bf16"]}),
+                 "--k": ["1", "2", "0", "-1", "x", "1.5"], "--band": "int", "--batch-size": "int", "--bf16": ["--bf16"]}),
     "explain": (["explain", "--patch", "{p}", "--model", "{m}", "--data", "{d}", "--limit", "2", "--out", "{o}", "--json"],
                 {"--patch": "patch", "--model": "model", "--data": "data", "--source": "text", "--index": "int", "--limit": "int",
                  "--method": ["auto", "gradcam", "rollout", "", "x"], "--out": "out", "--batch-size": "int"}),

@@ -71,7 +71,6 @@ def assert_contract(r: Result, args: tuple[str, ...] = ()) -> None:
         text = r.out.strip()
         if text.startswith(("{", "[")):
             assert _finite_json(text), f"{where}: NaN or inf in JSON output\n{text[:500]}"
-        assert "nan" not in text.lower().replace("nan,", "").split() or True
         return
     assert r.code in (2, 130, 143), f"{where}: exit {r.code}\n{r.err[-2000:]}"
     lines = [line for line in r.err_lines if not line.startswith("patchscope: warning:") and not line.startswith("patchscope: note:")]

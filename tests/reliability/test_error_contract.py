@@ -90,6 +90,10 @@ UNCHECKED = [
     (["evaluate", "--data", "npz:{bad}/l999.npz"], ["labels", "999"]),
     (["train", "--arch", "cnn", "--epochs", "1", "--data", "npz:{bad}/l999.npz", "--out", "{tmp}/o"], ["labels", "999"]),
     (["evaluate", "--data", "demo", "--patch", "{bad}/pzero", "--limit", "8"], ["side", "0"]),
+    # found by the fuzzer
+    (["defend", "--defense", "jpeg", "--patch", ZOO_PATCH, "--data", "demo", "--limit", "4", "--seed", "9223372036854775808"], ["--seed"]),
+    (["study", "robustness", "--models", "gtsrb-cnn", "--data", "demo", "--source", "yield", "--out", "{tmp}/o"], ["target", "differ"]),
+    (["report", "--runs", "9223372036854775808", "--out", "{tmp}/o"], ["run id"]),
     (["evaluate", "--data", "demo", "--patch", "{bad}/pempty", "--limit", "8"], ["mask", "empty"]),
 ]
 
