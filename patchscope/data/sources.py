@@ -52,7 +52,10 @@ def load_data(
         spec: ``gtsrb:train``, ``gtsrb:test``, ``demo``, ``npz:PATH[:split]`` or ``folder:PATH``.
         root: where GTSRB lives (default :func:`default_data_root`).
         size: square side to resize to (a folder: 32 when neither this nor ``preprocess`` is given).
-        classes, preprocess, class_map, skip_bad: for a folder, as :func:`~patchscope.data.stream.open_folder`.
+        classes: for a folder, the model's class names its sub-folders are matched to.
+        preprocess: for a folder, the model's preparation (resize, centre crop).
+        class_map: for a folder, folder name -> class id or name.
+        skip_bad: for a folder, skip unreadable images instead of raising.
     Returns:
         The whole set as uint8 tensors (``skipped`` lists unreadable files left out with ``skip_bad``).
 
