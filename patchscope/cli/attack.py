@@ -140,7 +140,18 @@ def attack(
         identity = {"model": model, "data_hash": images.data_hash, "images": len(images.images)}  # resume: the same
         options = {"checkpoint": out / "checkpoint.pt", "checkpoint_every": checkpoint_every, "resume": resume}
         options["identity"] = identity
-    _run_attack(net, images, cfg, config, out, rank, options)
+    try:
+        _run_attack(net, images, cfg, config, out, rank, options)
+    finally:
+        _leave_distributed()
+
+
+def _leave_distributed() -> None:
+    """Leave the torchrun process group, if any, before the interpreter exits (a group torn down at exit can abort)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _per_image_options(

@@ -119,6 +119,7 @@ class ImageStream:
         skipped: file -> reason for every image skipped so far, shared by views of one stream.
 
     >>> import tempfile, pathlib; from PIL import Image
+    >>> from patchscope.data import open_data
     >>> root = pathlib.Path(tempfile.mkdtemp())
     >>> for c in ("stop", "yield"):
     ...     (root / c).mkdir(); Image.new("RGB", (40, 40)).save(root / c / "a.png")
