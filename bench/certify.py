@@ -24,7 +24,18 @@ import time
 import torch
 
 from patchscope.data import load_data
-from patchscope.defenses import ablation_set, ds_certify, ds_delta, ds_prediction_map, mask_set, pair_masks, pc_certify, pc_decision_map, pc_infer, pc_prediction_map
+from patchscope.defenses import (
+    ablation_set,
+    ds_certify,
+    ds_delta,
+    ds_prediction_map,
+    mask_set,
+    pair_masks,
+    pc_certify,
+    pc_decision_map,
+    pc_infer,
+    pc_prediction_map,
+)
 from patchscope.models import create_model
 
 
@@ -34,7 +45,9 @@ def _sync(device: str) -> None:
 
 
 @torch.inference_mode()
-def loop_prediction_map(model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor, batch: int = 16) -> torch.Tensor:
+def loop_prediction_map(
+    model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor, batch: int = 16
+) -> torch.Tensor:
     """The straightforward version: for each batch of 16 images, one forward pass per mask pair."""
     union, i, j = pair_masks(masks)
     k = len(masks)
@@ -72,10 +85,24 @@ class Rows(dict):
     def __setitem__(self, key: str, value: dict) -> None:
         super().__setitem__(key, value)
         if self.echo:
-            print(f"{key:34s} " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items()), flush=True)
+            print(
+                f"{key:34s} "
+                + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items()),
+                flush=True,
+            )
 
 
-def variant_rows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, batch: int, device: str, pm: torch.Tensor, cert: torch.Tensor, rows: dict[str, dict[str, float]]) -> None:
+def variant_rows(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    masks: torch.Tensor,
+    batch: int,
+    device: str,
+    pm: torch.Tensor,
+    cert: torch.Tensor,
+    rows: dict[str, dict[str, float]],
+) -> None:
     """Other ways to run the same prediction map, each against the fp32 batched one, into ``rows``: speed and
     whether every certification decision (and how many of the predictions) stay the same."""
     if device.startswith("cuda"):
@@ -89,7 +116,9 @@ def variant_rows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, masks
     for name, m in variants.items():
         try:
             t0 = time.perf_counter()
-            pc_prediction_map(m, x[: batch // len(pair_masks(masks)[0]) + 1], masks, batch)  # warm-up and compile, full and last-chunk shapes
+            pc_prediction_map(
+                m, x[: batch // len(pair_masks(masks)[0]) + 1], masks, batch
+            )  # warm-up and compile, full and last-chunk shapes
             warm = time.perf_counter() - t0
             _sync(device)
             t = time.perf_counter()
@@ -97,7 +126,13 @@ def variant_rows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, masks
             cv = pc_certify(pmv, y)
             _sync(device)
             dt = time.perf_counter() - t
-            rows[f"patchcleanser_{name}"] = {"images_per_s": len(x) / dt, "certified": float(cv.float().mean()), "identical_decisions": bool(torch.equal(cv, cert)), "identical_predictions": float((pmv == pm).float().mean()), "warmup_s": warm}
+            rows[f"patchcleanser_{name}"] = {
+                "images_per_s": len(x) / dt,
+                "certified": float(cv.float().mean()),
+                "identical_decisions": bool(torch.equal(cv, cert)),
+                "identical_predictions": float((pmv == pm).float().mean()),
+                "warmup_s": warm,
+            }
         except Exception as e:  # noqa: BLE001  a variant that cannot run here is reported, the others go on
             rows[f"patchcleanser_{name}"] = {"error": f"{e.__class__.__name__}: {str(e)[:200]}"}
 
@@ -108,7 +143,9 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=256)
     ap.add_argument("--data", default="demo", help="images to certify (any --data of patchscope)")
     ap.add_argument("--side", type=int, default=5, help="patch side in pixels")
-    ap.add_argument("--patch-area", type=float, default=None, help="patch area as a fraction of the image (overrides --side)")
+    ap.add_argument(
+        "--patch-area", type=float, default=None, help="patch area as a fraction of the image (overrides --side)"
+    )
     ap.add_argument("--loop-images", type=int, default=256, help="images for the per-pair loop baseline")
     ap.add_argument("--project", type=int, default=0, help="also project the time to certify this many images")
     ap.add_argument("--no-ds", action="store_true", help="skip derandomized smoothing")
@@ -116,8 +153,16 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4096)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--skip-loop", action="store_true")
-    ap.add_argument("--bf16", action="store_true", help="also time PatchCleanser under bfloat16 autocast (near-ties redone in fp32, and unchecked) and compare decisions")
-    ap.add_argument("--variants", action="store_true", help="also time channels-last, float16 and torch.compile versions and compare decisions")
+    ap.add_argument(
+        "--bf16",
+        action="store_true",
+        help="also time PatchCleanser under bfloat16 autocast (near-ties redone in fp32, and unchecked) and compare decisions",
+    )
+    ap.add_argument(
+        "--variants",
+        action="store_true",
+        help="also time channels-last, float16 and torch.compile versions and compare decisions",
+    )
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     model = create_model(a.model, a.device)
@@ -140,7 +185,11 @@ def main() -> None:
     cert = pc_certify(pm, y)
     _sync(a.device)
     dt = time.perf_counter() - t
-    rows["patchcleanser_batched"] = {"images_per_s": len(x) / dt, "passes_per_image": passes, "certified": float(cert.float().mean())}
+    rows["patchcleanser_batched"] = {
+        "images_per_s": len(x) / dt,
+        "passes_per_image": passes,
+        "certified": float(cert.float().mean()),
+    }
     robust = pc_infer(pm, len(model.classes))
     for bf16 in (False, True) if a.bf16 else (False,):
         tag = "_bf16" if bf16 else ""
@@ -152,12 +201,18 @@ def main() -> None:
         _sync(a.device)
         dd = time.perf_counter() - t
         rows[f"patchcleanser_decision_map{tag}"] = {
-            "images_per_s": len(x) / dd, "passes_per_image": total / len(x), "certified": float(cd.float().mean()),
-            "identical_decisions": bool(torch.equal(cd, cert) and torch.equal(rd, robust)), "speedup_vs_full_map": dt / dd,
+            "images_per_s": len(x) / dd,
+            "passes_per_image": total / len(x),
+            "certified": float(cd.float().mean()),
+            "identical_decisions": bool(torch.equal(cd, cert) and torch.equal(rd, robust)),
+            "speedup_vs_full_map": dt / dd,
         }
         if not bf16:
             continue
-        for name, m, check in (("batched_bf16", model, True), ("batched_bf16_unchecked", Variant(model, True, torch.bfloat16), False)):
+        for name, m, check in (
+            ("batched_bf16", model, True),
+            ("batched_bf16_unchecked", Variant(model, True, torch.bfloat16), False),
+        ):
             pc_prediction_map(m, x[:8], masks, a.batch_size, bf16=check)
             _sync(a.device)
             t = time.perf_counter()
@@ -166,8 +221,12 @@ def main() -> None:
             _sync(a.device)
             d16 = time.perf_counter() - t
             rows[f"patchcleanser_{name}"] = {
-                "images_per_s": len(x) / d16, "passes_per_image": passes, "certified": float(cert16.float().mean()),
-                "identical_decisions": bool(torch.equal(cert16, cert) and torch.equal(pc_infer(pm16, len(model.classes)), robust)),
+                "images_per_s": len(x) / d16,
+                "passes_per_image": passes,
+                "certified": float(cert16.float().mean()),
+                "identical_decisions": bool(
+                    torch.equal(cert16, cert) and torch.equal(pc_infer(pm16, len(model.classes)), robust)
+                ),
                 "identical_predictions": float((pm16 == pm).float().mean()),
             }
     if a.variants:
@@ -181,7 +240,13 @@ def main() -> None:
         _sync(a.device)
         dl = time.perf_counter() - t
         same = bool(torch.equal(pc_certify(pm_loop.to(a.device), y[:n]), cert[:n]))
-        rows["patchcleanser_loop16"] = {"images": n, "images_per_s": n / dl, "passes_per_image": passes, "identical_decisions": same, "speedup": (len(x) / dt) / (n / dl)}
+        rows["patchcleanser_loop16"] = {
+            "images": n,
+            "images_per_s": n / dl,
+            "passes_per_image": passes,
+            "identical_decisions": same,
+            "speedup": (len(x) / dt) / (n / dl),
+        }
     if a.project:
         for key in [k for k in rows if k.startswith("patchcleanser") and "images_per_s" in rows[k]]:
             rows[key]["projected_hours"] = a.project / rows[key]["images_per_s"] / 3600
@@ -192,10 +257,29 @@ def main() -> None:
         counts, n = ds_prediction_map(model, x, kept, a.batch_size)
         c = ds_certify(counts, y, ds_delta(side, band, mode))
         _sync(a.device)
-        rows[f"ds_{mode}"] = {"images_per_s": len(x) / (time.perf_counter() - t), "passes_per_image": n, "certified": float(c.float().mean())}
+        rows[f"ds_{mode}"] = {
+            "images_per_s": len(x) / (time.perf_counter() - t),
+            "passes_per_image": n,
+            "certified": float(c.float().mean()),
+        }
     if a.json:
         gpu = torch.cuda.get_device_name() if a.device.startswith("cuda") else None
-        print(json.dumps({"model": a.model, "device": a.device, "gpu": gpu, "image_size": size, "images": len(x), "side": side, "k": a.k, "masks": len(masks), "rows": rows}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "model": a.model,
+                    "device": a.device,
+                    "gpu": gpu,
+                    "image_size": size,
+                    "images": len(x),
+                    "side": side,
+                    "k": a.k,
+                    "masks": len(masks),
+                    "rows": rows,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -35,25 +35,82 @@ ROOT = Path(__file__).resolve().parent.parent
 def _workloads(args: argparse.Namespace, out: Path) -> dict[str, list[str]]:
     common = ["--data", "demo", "--device", args.device]
     return {
-        "mask-train": ["train", "--init", "gtsrb-resnet", *common, "--epochs", "1", "--mask-training", "0.024,0.048", "--mask-tries", str(args.tries), "--precision", "bf16", "--out", str(out / "train"), "--name", "bench", "--threads", str(args.threads)],
-        "certify": ["certify", "--model", "gtsrb-resnet", *common, "--defense", "patchcleanser", "--patch-size", "0.024", "--limit", str(args.limit), "--json"],
-        "attack": ["attack", "--model", "gtsrb-cnn", *common, "--source", "stop", "--target", "yield", "--size", "0.05", "--steps", str(args.steps), "--batch-size", "256", "--out", str(out / "attack")],
+        "mask-train": [
+            "train",
+            "--init",
+            "gtsrb-resnet",
+            *common,
+            "--epochs",
+            "1",
+            "--mask-training",
+            "0.024,0.048",
+            "--mask-tries",
+            str(args.tries),
+            "--precision",
+            "bf16",
+            "--out",
+            str(out / "train"),
+            "--name",
+            "bench",
+            "--threads",
+            str(args.threads),
+        ],
+        "certify": [
+            "certify",
+            "--model",
+            "gtsrb-resnet",
+            *common,
+            "--defense",
+            "patchcleanser",
+            "--patch-size",
+            "0.024",
+            "--limit",
+            str(args.limit),
+            "--json",
+        ],
+        "attack": [
+            "attack",
+            "--model",
+            "gtsrb-cnn",
+            *common,
+            "--source",
+            "stop",
+            "--target",
+            "yield",
+            "--size",
+            "0.05",
+            "--steps",
+            str(args.steps),
+            "--batch-size",
+            "256",
+            "--out",
+            str(out / "attack"),
+        ],
     }
 
 
 def _run(cmd: list[str], system: bool, threads: int, store: Path) -> dict[str, float]:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PATCHSCOPE_STORE": str(store), "PATCHSCOPE_PROGRESS_SECONDS": "100000"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "PATCHSCOPE_STORE": str(store),
+        "PATCHSCOPE_PROGRESS_SECONDS": "100000",
+    }
     env.pop("PATCHSCOPE_MALLOC", None)
     if system:
         env["PATCHSCOPE_MALLOC"] = "system"
     with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty child cannot fill it and stall before wait4
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "patchscope", *cmd], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "patchscope", *cmd], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
         if os.waitstatus_to_exitcode(status) != 0:
             err.seek(0)
-            raise SystemExit(f"bench/malloc.py: `patchscope {' '.join(cmd)}` failed: {err.read().decode().strip().splitlines()[-1:]}")
+            raise SystemExit(
+                f"bench/malloc.py: `patchscope {' '.join(cmd)}` failed: {err.read().decode().strip().splitlines()[-1:]}"
+            )
     return {"wall_s": wall, "user_s": usage.ru_utime, "sys_s": usage.ru_stime}
 
 
@@ -83,11 +140,33 @@ def main() -> None:
                 for system in (True, False):
                     runs[system].append(_run(cmd, system, args.threads, out / "runs.db"))
             glibc, tuned = _median(runs[True]), _median(runs[False])
-            rows.append({"workload": name, "glibc": glibc, "tuned": tuned, "speedup": round(glibc["wall_s"] / tuned["wall_s"], 2)})
+            rows.append(
+                {
+                    "workload": name,
+                    "glibc": glibc,
+                    "tuned": tuned,
+                    "speedup": round(glibc["wall_s"] / tuned["wall_s"], 2),
+                }
+            )
             if not args.json:
-                print(f"{name:10s} glibc {glibc['wall_s']:7.1f}s (sys {glibc['sys_s']:6.1f})  tuned {tuned['wall_s']:7.1f}s (sys {tuned['sys_s']:6.1f})  x{rows[-1]['speedup']}", flush=True)
+                print(
+                    f"{name:10s} glibc {glibc['wall_s']:7.1f}s (sys {glibc['sys_s']:6.1f})  tuned {tuned['wall_s']:7.1f}s (sys {tuned['sys_s']:6.1f})  x{rows[-1]['speedup']}",
+                    flush=True,
+                )
     if args.json:
-        print(json.dumps({"threads": args.threads, "reps": args.reps, "tries": args.tries, "limit": args.limit, "steps": args.steps, "rows": rows}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "threads": args.threads,
+                    "reps": args.reps,
+                    "tries": args.tries,
+                    "limit": args.limit,
+                    "steps": args.steps,
+                    "rows": rows,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

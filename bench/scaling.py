@@ -84,8 +84,22 @@ def model_at(name: str, size: int | None, device: str) -> Classifier:
             try:
                 net = build_net(arch, len(model.classes), {"image_size": size})
             except Exception as e2:  # noqa: BLE001  any failure here means: not at this size
-                raise SystemExit(f"{name} does not run at {size}px ({str(e).splitlines()[0]}; rebuilding: {str(e2).splitlines()[0]})") from None
-            model = Classifier(net, model.classes, size, model.mean.flatten().tolist(), model.std.flatten().tolist(), f"{name}@{size}", model.card).to(device).eval()
+                raise SystemExit(
+                    f"{name} does not run at {size}px ({str(e).splitlines()[0]}; rebuilding: {str(e2).splitlines()[0]})"
+                ) from None
+            model = (
+                Classifier(
+                    net,
+                    model.classes,
+                    size,
+                    model.mean.flatten().tolist(),
+                    model.std.flatten().tolist(),
+                    f"{name}@{size}",
+                    model.card,
+                )
+                .to(device)
+                .eval()
+            )
         else:
             model.input_size = size  # the net accepts it (adaptive pooling)
     for p in model.parameters():
@@ -146,7 +160,9 @@ class _CudaPeak:
         self.mb = (torch.cuda.max_memory_allocated() - self.base) / MB
 
 
-def run_case(group: str, name: str, size: int | None, batch: int, device: str, reps: int, placement: str) -> dict[str, Any]:
+def run_case(
+    group: str, name: str, size: int | None, batch: int, device: str, reps: int, placement: str
+) -> dict[str, Any]:
     model = model_at(name, size, device)
     size = model.input_size
     pool_mb = POOL * (3 * size * size * 4 + 8) / MB
@@ -185,12 +201,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
     ap.add_argument("--cases", default="batch,size,vit", help="groups to run, of batch,size,vit")
     ap.add_argument("--batch-model", default="gtsrb-cnn")
-    ap.add_argument("--batches", default=None, help="batch group's batch sizes (default 32,64,128,256; on cuda up to 2048)")
+    ap.add_argument(
+        "--batches", default=None, help="batch group's batch sizes (default 32,64,128,256; on cuda up to 2048)"
+    )
     ap.add_argument("--size-model", default="tv:resnet50:random")
     ap.add_argument("--sizes", default="64,128,224", help="size group's image sizes in px")
     ap.add_argument("--vit-model", default="tv:vit_b_16:random")
     ap.add_argument("--vit-sizes", default="224")
-    ap.add_argument("--size-batch", type=int, default=None, help="batch of the size and vit groups (default 4 on cpu, 64 on cuda)")
+    ap.add_argument(
+        "--size-batch", type=int, default=None, help="batch of the size and vit groups (default 4 on cpu, 64 on cuda)"
+    )
     ap.add_argument("--reps", type=int, default=None, help="timed steps per measurement (default 5 on cpu, 20 on cuda)")
     ap.add_argument("--placement", default="on-object")
     ap.add_argument("--json", action="store_true")
@@ -216,7 +236,9 @@ def main() -> None:
     header = f"{'group':6s} {'model':22s} {'px':>4s} {'batch':>5s} {'floor ms':>9s} {'step ms':>9s} {'ratio':>6s} {'img/s':>8s} {'floor MB/img':>12s} {'step MB/img':>11s}"
     if not a.json:
         memory = "cuda max_memory_allocated" if cuda else "peak RSS growth, rough"
-        print(f"device {a.device}, threads {torch.get_num_threads()}, reps {reps}, placement {a.placement}, 5% patch; MB/img: {memory}")
+        print(
+            f"device {a.device}, threads {torch.get_num_threads()}, reps {reps}, placement {a.placement}, 5% patch; MB/img: {memory}"
+        )
         print(header)
     warm_up(a.device)
     rows = []
@@ -224,7 +246,10 @@ def main() -> None:
         row = run_case(group, name, size, batch, a.device, reps, a.placement)
         rows.append(row)
         if row["attack_step_ms"] <= 0 or row["ratio"] < 0.5:
-            print(f"warning: {name} {row['size']}px batch {batch}: the step time is implausible (noise); raise --reps", file=sys.stderr)
+            print(
+                f"warning: {name} {row['size']}px batch {batch}: the step time is implausible (noise); raise --reps",
+                file=sys.stderr,
+            )
         if not a.json:
             print(
                 f"{group:6s} {name:22s} {row['size']:4d} {batch:5d} {_fmt(row['floor_ms'], 9)} {_fmt(row['attack_step_ms'], 9)} {_fmt(row['ratio'], 6)} "
@@ -233,7 +258,21 @@ def main() -> None:
             )
     if a.json:
         device_name = torch.cuda.get_device_name() if cuda else "cpu"
-        print(json.dumps({"device": a.device, "device_name": device_name, "threads": torch.get_num_threads(), "reps": reps, "placement": a.placement, "patch_fraction": 0.05, "memory": "cuda_max_memory_allocated" if cuda else "cpu_peak_rss_growth", "rows": rows}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "device": a.device,
+                    "device_name": device_name,
+                    "threads": torch.get_num_threads(),
+                    "reps": reps,
+                    "placement": a.placement,
+                    "patch_fraction": 0.05,
+                    "memory": "cuda_max_memory_allocated" if cuda else "cpu_peak_rss_growth",
+                    "rows": rows,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

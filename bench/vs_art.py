@@ -96,7 +96,10 @@ def stop_images(source: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, str
         why = f"no images of class {source}"
     except PatchscopeError as e:
         why = str(e)
-    print(f"vs_art: GTSRB not available ({why}); falling back to the bundled demo set, split in half (numbers not comparable to a GTSRB run)", file=sys.stderr)
+    print(
+        f"vs_art: GTSRB not available ({why}); falling back to the bundled demo set, split in half (numbers not comparable to a GTSRB run)",
+        file=sys.stderr,
+    )
     demo = load_data("demo").of_class(source)
     if len(demo) < 2:
         raise SystemExit(f"vs_art: the demo set holds {len(demo)} images of class {source}; need at least 2")
@@ -115,14 +118,42 @@ def plan(n_images: int, batch: int, steps: int) -> tuple[int, int]:
 def make_pool(images: torch.Tensor, size: int, seed: int) -> torch.Tensor:
     """``size`` images from ``images``: a random subset, or a draw with replacement if there are too few."""
     g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(images), generator=g)[:size] if len(images) >= size else torch.randint(len(images), (size,), generator=g)
+    idx = (
+        torch.randperm(len(images), generator=g)[:size]
+        if len(images) >= size
+        else torch.randint(len(images), (size,), generator=g)
+    )
     return images[idx]
 
 
-def run_patchscope(model: torch.nn.Module, pool: torch.Tensor, steps: int, a: argparse.Namespace, ranges: ViewRanges, compile: bool = False, precision: str = "fp32") -> tuple[float, torch.Tensor]:
+def run_patchscope(
+    model: torch.nn.Module,
+    pool: torch.Tensor,
+    steps: int,
+    a: argparse.Namespace,
+    ranges: ViewRanges,
+    compile: bool = False,
+    precision: str = "fp32",
+) -> tuple[float, torch.Tensor]:
     """Seconds for one whole attack of ``steps`` steps on ``pool`` (float, on device), and its patch."""
     labels = torch.full((len(pool),), a.source, dtype=torch.long, device=pool.device)
-    cfg = AttackConfig(size=a.size, shape="square", placement="sticker", location=None, target=a.target, loss="ce", optimizer=a.optimizer, lr=a.lr, steps=steps, batch_size=a.batch_size, candidates=1, ranges=ranges, seed=a.seed, compile=compile, precision=precision)
+    cfg = AttackConfig(
+        size=a.size,
+        shape="square",
+        placement="sticker",
+        location=None,
+        target=a.target,
+        loss="ce",
+        optimizer=a.optimizer,
+        lr=a.lr,
+        steps=steps,
+        batch_size=a.batch_size,
+        candidates=1,
+        ranges=ranges,
+        seed=a.seed,
+        compile=compile,
+        precision=precision,
+    )
     _sync(a.device)
     t = time.perf_counter()
     patch = PatchAttack(model, cfg, a.device, progress=False)(pool, labels)
@@ -130,7 +161,9 @@ def run_patchscope(model: torch.nn.Module, pool: torch.Tensor, steps: int, a: ar
     return time.perf_counter() - t, patch.pixels.detach().cpu()
 
 
-def run_art(classifier: PyTorchClassifier, pool: np.ndarray, epochs: int, side: int, a: argparse.Namespace) -> tuple[float, torch.Tensor, AdversarialPatchPyTorch]:
+def run_art(
+    classifier: PyTorchClassifier, pool: np.ndarray, epochs: int, side: int, a: argparse.Namespace
+) -> tuple[float, torch.Tensor, AdversarialPatchPyTorch]:
     """Seconds for one whole ``generate`` of ``epochs`` passes over ``pool`` (numpy NCHW float32), its patch, the attack."""
     np.random.seed(a.seed)
     torch.manual_seed(a.seed)
@@ -158,7 +191,14 @@ def run_art(classifier: PyTorchClassifier, pool: np.ndarray, epochs: int, side: 
 
 
 @torch.no_grad()
-def success_sticker(model: torch.nn.Module, images: torch.Tensor, pixels: torch.Tensor, side: int, ranges: ViewRanges, a: argparse.Namespace) -> dict[str, float]:
+def success_sticker(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    pixels: torch.Tensor,
+    side: int,
+    ranges: ViewRanges,
+    a: argparse.Namespace,
+) -> dict[str, float]:
     """The shared grader over ``images`` x ``eval_views`` sticker views: share classified as the target
     (``success``), share no longer classified as the source (``fooled``), mean target probability."""
     x = images.repeat(a.eval_views, 1, 1, 1)
@@ -173,11 +213,22 @@ def success_sticker(model: torch.nn.Module, images: torch.Tensor, pixels: torch.
         hits += float((logits.argmax(1) == a.target).sum())
         fooled += float((logits.argmax(1) != a.source).sum())
         prob += float(logits.softmax(1)[:, a.target].sum())
-    return {"success": round(hits / len(x), 4), "fooled": round(fooled / len(x), 4), "target_prob": round(prob / len(x), 4)}
+    return {
+        "success": round(hits / len(x), 4),
+        "fooled": round(fooled / len(x), 4),
+        "target_prob": round(prob / len(x), 4),
+    }
 
 
 @torch.no_grad()
-def success_art_placement(model: torch.nn.Module, attack: AdversarialPatchPyTorch, images: torch.Tensor, pixels: torch.Tensor, side: int, a: argparse.Namespace) -> float:
+def success_art_placement(
+    model: torch.nn.Module,
+    attack: AdversarialPatchPyTorch,
+    images: torch.Tensor,
+    pixels: torch.Tensor,
+    side: int,
+    a: argparse.Namespace,
+) -> float:
     """Cross-check: the same, pasted by ART's ``apply_patch`` (random place and rotation, nominal scale)."""
     np.random.seed(a.seed + 1)
     torch.manual_seed(a.seed + 1)
@@ -213,12 +264,19 @@ def main() -> None:
     ap.add_argument("--model", default="gtsrb-cnn")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--warmup", type=int, default=3, help="steps of the short run subtracted from the full one (clamped to steps - 1)")
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=3,
+        help="steps of the short run subtracted from the full one (clamped to steps - 1)",
+    )
     ap.add_argument("--size", type=float, default=0.05, help="patch area as a fraction of the image")
     ap.add_argument("--rotation", type=float, default=20.0, help="patch rotation range, +- degrees")
     ap.add_argument("--scale-min", type=float, default=0.9, help="smallest patch scale, times the nominal side")
     ap.add_argument("--scale-max", type=float, default=1.1)
-    ap.add_argument("--optimizer", choices=("adam", "sign"), default="adam", help="adam (ART 'Adam') or sign (ART 'pgd')")
+    ap.add_argument(
+        "--optimizer", choices=("adam", "sign"), default="adam", help="adam (ART 'Adam') or sign (ART 'pgd')"
+    )
     ap.add_argument("--lr", type=float, default=0.3)
     ap.add_argument("--source", type=int, default=14, help="class attacked (14 Stop)")
     ap.add_argument("--target", type=int, default=13, help="target class (13 Yield)")
@@ -226,14 +284,29 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--compile", action="store_true", help="also time patchscope with AttackConfig(compile=True) (CUDA graphs on a GPU)")
-    ap.add_argument("--bf16", action="store_true", help="also time patchscope with AttackConfig(precision='bf16') (bf16 autocast, channels-last on a CPU)")
-    ap.add_argument("--rounds", type=int, default=0, help="also time every tool in R interleaved rounds of --round-steps steps (median): robust to a busy machine")
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time patchscope with AttackConfig(compile=True) (CUDA graphs on a GPU)",
+    )
+    ap.add_argument(
+        "--bf16",
+        action="store_true",
+        help="also time patchscope with AttackConfig(precision='bf16') (bf16 autocast, channels-last on a CPU)",
+    )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=0,
+        help="also time every tool in R interleaved rounds of --round-steps steps (median): robust to a busy machine",
+    )
     ap.add_argument("--round-steps", type=int, default=20)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     if art is None:
-        print("bench/vs_art.py needs IBM ART (adversarial-robustness-toolbox): pip install -e .[bench]", file=sys.stderr)
+        print(
+            "bench/vs_art.py needs IBM ART (adversarial-robustness-toolbox): pip install -e .[bench]", file=sys.stderr
+        )
         sys.exit(2)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -275,10 +348,18 @@ def main() -> None:
 
     def ar(steps: int, short: bool) -> tuple[float, torch.Tensor, AdversarialPatchPyTorch]:
         # the short runs see one batch per epoch, so epochs = steps; the full run walks the pool
-        return run_art(classifier, pool_np[: a.batch_size], steps, side, a) if short else run_art(classifier, pool_np, epochs, side, a)
+        return (
+            run_art(classifier, pool_np[: a.batch_size], steps, side, a)
+            if short
+            else run_art(classifier, pool_np, epochs, side, a)
+        )
 
     # the same attack as it is, compiled (its throwaway run pays for the compilation) and in bf16
-    variants = {"patchscope": {}} | ({"patchscope_compiled": {"compile": True}} if a.compile else {}) | ({"patchscope_bf16": {"precision": "bf16"}} if a.bf16 else {})
+    variants = (
+        {"patchscope": {}}
+        | ({"patchscope_compiled": {"compile": True}} if a.compile else {})
+        | ({"patchscope_bf16": {"precision": "bf16"}} if a.bf16 else {})
+    )
     tools = {label: patchscope_run(options) for label, options in variants.items()}
     runs = []
     for label, run in tools.items():
@@ -288,14 +369,20 @@ def main() -> None:
     art_ms, (_, art_patch, art_attack) = timed(ar, a.steps, warmup)
     tools = {"art": ar, **tools}
     folded = fold_batchnorm(model)
-    if a.rounds and folded is not model:  # patchscope folds BatchNorm into the convolutions; ART, handed the folded model too
+    if (
+        a.rounds and folded is not model
+    ):  # patchscope folds BatchNorm into the convolutions; ART, handed the folded model too
         art_folded = art_classifier(folded)
         tools["art_folded_model"] = lambda steps, short: run_art(art_folded, pool_np[: a.batch_size], steps, side, a)
     interleaved = interleaved_ms(tools, a.rounds, a.round_steps)
 
     with torch.no_grad():
         logits = model(test_x)
-        clean = {"success": round(float((logits.argmax(1) == a.target).float().mean()), 4), "fooled": round(float((logits.argmax(1) != a.source).float().mean()), 4), "target_prob": round(float(logits.softmax(1)[:, a.target].mean()), 4)}
+        clean = {
+            "success": round(float((logits.argmax(1) == a.target).float().mean()), 4),
+            "fooled": round(float((logits.argmax(1) != a.source).float().mean()), 4),
+            "target_prob": round(float(logits.softmax(1)[:, a.target].mean()), 4),
+        }
     rows = {}
     for name, ms, pixels in (*runs, ("art", art_ms, art_patch)):
         rows[name] = {
@@ -332,22 +419,43 @@ def main() -> None:
         "speedup_art_over_patchscope": round(speedup, 3),
     }
     if interleaved:
-        out["interleaved"] = {"rounds": a.rounds, "steps": a.round_steps, "step_ms": interleaved, **{f"speedup_art_over_{k}": round(interleaved["art"] / v, 3) for k, v in interleaved.items() if k.startswith("patchscope")}}
+        out["interleaved"] = {
+            "rounds": a.rounds,
+            "steps": a.round_steps,
+            "step_ms": interleaved,
+            **{
+                f"speedup_art_over_{k}": round(interleaved["art"] / v, 3)
+                for k, v in interleaved.items()
+                if k.startswith("patchscope")
+            },
+        }
     for label, ms, _ in runs[1:]:
         out[f"speedup_art_over_{label}"] = round(art_ms / ms, 3)
     if a.json:
         print(json.dumps(out, indent=2))
         return
-    print(f"{a.model} on {a.device} ({out['threads']} threads), data {source}: pool {len(pool)} of {len(train)} Stop images, "
-          f"batch {a.batch_size}, {a.steps} steps, {side}px patch, rotation +-{a.rotation:g}, scale {a.scale_min:g}-{a.scale_max:g}, {a.optimizer} lr {a.lr:g}")
-    print(f"held out: {len(test_x)} Stop images x {a.eval_views} views; clean: as {a.target} {clean['success']:.3f}, not {a.source} {clean['fooled']:.3f}, p({a.target}) {clean['target_prob']:.3f}")
+    print(
+        f"{a.model} on {a.device} ({out['threads']} threads), data {source}: pool {len(pool)} of {len(train)} Stop images, "
+        f"batch {a.batch_size}, {a.steps} steps, {side}px patch, rotation +-{a.rotation:g}, scale {a.scale_min:g}-{a.scale_max:g}, {a.optimizer} lr {a.lr:g}"
+    )
+    print(
+        f"held out: {len(test_x)} Stop images x {a.eval_views} views; clean: as {a.target} {clean['success']:.3f}, not {a.source} {clean['fooled']:.3f}, p({a.target}) {clean['target_prob']:.3f}"
+    )
     for name, r in rows.items():
         label = name if name.startswith("patchscope") else f"ART {art.__version__}"
-        print(f"{label:20s} step {r['step_ms']:9.2f} ms  {r['images_per_s']:9.0f} img/s  success {r['success']:.3f}  fooled {r['fooled']:.3f}  "
-              f"p({a.target}) {r['target_prob']:.3f}  (success under ART placement {r['success_art_placement']:.3f})")
+        print(
+            f"{label:20s} step {r['step_ms']:9.2f} ms  {r['images_per_s']:9.0f} img/s  success {r['success']:.3f}  fooled {r['fooled']:.3f}  "
+            f"p({a.target}) {r['target_prob']:.3f}  (success under ART placement {r['success_art_placement']:.3f})"
+        )
     if interleaved:
-        print(f"interleaved ({a.rounds} rounds of {a.round_steps} steps, median ms/step): " + ", ".join(f"{k} {v:.1f}" for k, v in interleaved.items()))
-    print(f"speed-up ART/patchscope: {speedup:.2f}x" + "".join(f"; {label[11:]}: {art_ms / ms:.2f}x" for label, ms, _ in runs[1:]))
+        print(
+            f"interleaved ({a.rounds} rounds of {a.round_steps} steps, median ms/step): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in interleaved.items())
+        )
+    print(
+        f"speed-up ART/patchscope: {speedup:.2f}x"
+        + "".join(f"; {label[11:]}: {art_ms / ms:.2f}x" for label, ms, _ in runs[1:])
+    )
 
 
 if __name__ == "__main__":

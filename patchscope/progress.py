@@ -38,7 +38,7 @@ def _duration(seconds: float) -> str:
     """``_duration(4000) == '1h06m40s'``: hours and minutes only where they are not zero."""
     h, rest = divmod(int(round(seconds)), 3600)
     m, s = divmod(rest, 60)
-    return (f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s")
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
 class LogLines:
@@ -46,8 +46,16 @@ class LogLines:
 
     Short loops print nothing; a loop that printed at all ends with a ``done`` line (``close``)."""
 
-    def __init__(self, total: int, description: str, interval: float, stream: TextIO, clock: Callable[[], float]) -> None:
-        self.total, self.description, self.interval, self.stream, self.clock = total, description, interval, stream, clock
+    def __init__(
+        self, total: int, description: str, interval: float, stream: TextIO, clock: Callable[[], float]
+    ) -> None:
+        self.total, self.description, self.interval, self.stream, self.clock = (
+            total,
+            description,
+            interval,
+            stream,
+            clock,
+        )
         self.start = self.last = clock()
         self.done, self.fields, self.printed = 0, "", False
 
@@ -93,12 +101,21 @@ def progress_bar(
         return
     console = Console(stderr=True) if stream is None else None  # a given stream is a log, never a terminal
     if console is None or not console.is_terminal:
-        every = interval if interval is not None else float(os.environ.get("PATCHSCOPE_PROGRESS_SECONDS", LOG_INTERVAL_S))
+        every = (
+            interval if interval is not None else float(os.environ.get("PATCHSCOPE_PROGRESS_SECONDS", LOG_INTERVAL_S))
+        )
         lines = LogLines(total, description, every, stream or sys.stderr, clock)
         yield lines
         lines.close()
         return
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    )
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(description, total=total, info="")
 

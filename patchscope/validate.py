@@ -76,7 +76,15 @@ def check_finite(name: str, value: Any) -> float:
     return float(value)
 
 
-def check_range(name: str, value: Any, low: float | None = None, high: float | None = None, *, low_open: bool = False, high_open: bool = False) -> float:
+def check_range(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
     """A finite float in the interval from ``low`` to ``high`` (closed unless ``low_open``/``high_open``)."""
     v = check_finite(name, value)
     bad_low = low is not None and (v <= low if low_open else v < low)
@@ -86,8 +94,12 @@ def check_range(name: str, value: Any, low: float | None = None, high: float | N
             interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
             raise PatchscopeError(f"{name} must be in {interval}, got {value!r}", params=_params(name))
         if low is not None:
-            raise PatchscopeError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {value!r}", params=_params(name))
-        raise PatchscopeError(f"{name} must be {'<' if high_open else '<='} {high:g}, got {value!r}", params=_params(name))
+            raise PatchscopeError(
+                f"{name} must be {'>' if low_open else '>='} {low:g}, got {value!r}", params=_params(name)
+            )
+        raise PatchscopeError(
+            f"{name} must be {'<' if high_open else '<='} {high:g}, got {value!r}", params=_params(name)
+        )
     return v
 
 
@@ -124,11 +136,16 @@ def check_labels(name: str, labels: Any, num_classes: int) -> None:
         return
     if not np.issubdtype(arr.dtype, np.integer):
         if not np.issubdtype(arr.dtype, np.floating) or not np.isfinite(arr).all() or not (arr == np.round(arr)).all():
-            raise PatchscopeError(f"{name}: labels must be whole numbers, got {arr.dtype} values such as {_first_bad(arr)}", params=_params(name))
+            raise PatchscopeError(
+                f"{name}: labels must be whole numbers, got {arr.dtype} values such as {_first_bad(arr)}",
+                params=_params(name),
+            )
     low, high = int(arr.min()), int(arr.max())
     if low < 0 or high >= num_classes:
         bad = low if low < 0 else high
-        raise PatchscopeError(f"{name}: labels must be in 0..{num_classes - 1} ({num_classes} classes), got {bad}", params=_params(name))
+        raise PatchscopeError(
+            f"{name}: labels must be in 0..{num_classes - 1} ({num_classes} classes), got {bad}", params=_params(name)
+        )
 
 
 def _first_bad(arr: Any) -> str:

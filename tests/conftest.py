@@ -40,7 +40,9 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small CNN (8 channels) trained for a few seconds on the demo set, saved as safetensors + card."""
     from patchscope.models.train import Recipe, train_model
 
-    recipe = Recipe.for_arch("cnn", epochs=4, batch_size=64, lr=0.05, ema_decay=0.5, occlude_p=0.0, arch_kwargs={"width": 8, "hidden": 32})
+    recipe = Recipe.for_arch(
+        "cnn", epochs=4, batch_size=64, lr=0.05, ema_decay=0.5, occlude_p=0.0, arch_kwargs={"width": 8, "hidden": 32}
+    )
     model, card = train_model(load_data("demo"), recipe, progress=False, name="tiny")
     path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
     save_checkpoint(model.net, card, path, half=False)
@@ -59,4 +61,6 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     import os
 
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "patchscope", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "patchscope", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600
+    )

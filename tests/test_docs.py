@@ -37,7 +37,9 @@ def test_no_issue_references(page: Path) -> None:
 
 
 def test_readme_has_no_goal_narrative() -> None:
-    hits = [f"{i}: {line.strip()}" for i, line in enumerate(README.read_text().splitlines(), 1) if GOAL_TALK.search(line)]
+    hits = [
+        f"{i}: {line.strip()}" for i, line in enumerate(README.read_text().splitlines(), 1) if GOAL_TALK.search(line)
+    ]
     assert not hits, "README.md: state questions and answers, not goals:\n" + "\n".join(hits)
 
 
@@ -48,7 +50,9 @@ def test_issue_pattern_catches_what_it_should() -> None:
         assert not ISSUE_REF.search(fine), fine
 
 
-@pytest.mark.parametrize("page", [README, *sorted(p for p in DOCS.glob("*.md"))], ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "page", [README, *sorted(p for p in DOCS.glob("*.md"))], ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_local_links_resolve(page: Path) -> None:
     broken = []
     for target in LINK.findall(page.read_text()):
@@ -66,7 +70,10 @@ def test_mkdocs_strict_build(tmp_path: Path) -> None:
         pytest.skip(f"docs tools not installed ({', '.join(missing)}): pip install -e '.[docs]'")
     done = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-d", str(tmp_path / "site")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "site" / "findings" / "index.html").exists()

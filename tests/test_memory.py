@@ -44,7 +44,15 @@ def test_a_refused_setting_is_reported(libc: FakeLibc) -> None:
     assert memory.keep_freed_memory() is False
 
 
-@pytest.mark.parametrize("var,value", [("PATCHSCOPE_MALLOC", "system"), ("PATCHSCOPE_MALLOC", "SYSTEM"), ("MALLOC_TRIM_THRESHOLD_", "0"), ("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=1")])
+@pytest.mark.parametrize(
+    "var,value",
+    [
+        ("PATCHSCOPE_MALLOC", "system"),
+        ("PATCHSCOPE_MALLOC", "SYSTEM"),
+        ("MALLOC_TRIM_THRESHOLD_", "0"),
+        ("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=1"),
+    ],
+)
 def test_the_users_choice_wins(libc: FakeLibc, monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
     monkeypatch.setenv(var, value)
     assert memory.keep_freed_memory() is False

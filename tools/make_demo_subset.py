@@ -1,6 +1,6 @@
 """Build the bundled demo subset from the GTSRB test set: every Stop image plus 20 of each other class.
 
-    python tools/make_demo_subset.py $PATCHSCOPE_DATA/gtsrb32.npz patchscope/data/demo/gtsrb_demo.npz
+python tools/make_demo_subset.py $PATCHSCOPE_DATA/gtsrb32.npz patchscope/data/demo/gtsrb_demo.npz
 """
 
 import sys

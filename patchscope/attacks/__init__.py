@@ -4,16 +4,67 @@
 >>> from patchscope.attacks import create_attack, list_attacks, register_attack
 """
 
-from patchscope.attacks.registry import create_attack, list_attacks, register_attack
+from patchscope.attacks.eot import (
+    NO_CHANGE,
+    PLACEMENTS,
+    ViewParams,
+    ViewRanges,
+    camera_matrix,
+    fixed_view,
+    paste,
+    render,
+    render_clean,
+    sample_view,
+    view,
+)
 from patchscope.attacks.frozen import frozen
-from patchscope.attacks.eot import NO_CHANGE, PLACEMENTS, ViewParams, ViewRanges, camera_matrix, fixed_view, paste, render, render_clean, sample_view, view
 from patchscope.attacks.losses import attack_loss, non_printability, printable_colours, total_variation
-from patchscope.attacks.patch import SHAPES, Patch, is_named_shape, list_patches, load_patch, patch_side, patch_zoo_dir, shape_mask
-from patchscope.attacks.universal import AttackConfig, AttackInterrupted, PatchAttack, SignSGD
+from patchscope.attacks.patch import (
+    SHAPES,
+    Patch,
+    is_named_shape,
+    list_patches,
+    load_patch,
+    patch_side,
+    patch_zoo_dir,
+    shape_mask,
+)
 from patchscope.attacks.per_image import PerImageAttack, PerImagePatches
+from patchscope.attacks.registry import create_attack, list_attacks, register_attack
+from patchscope.attacks.universal import AttackConfig, AttackInterrupted, PatchAttack, SignSGD
 
 __all__ = [
-    "NO_CHANGE", "PLACEMENTS", "SHAPES", "AttackConfig", "AttackInterrupted", "Patch", "PatchAttack", "PerImageAttack", "PerImagePatches", "SignSGD", "ViewParams", "ViewRanges",
-    "attack_loss", "create_attack", "frozen", "list_attacks", "register_attack", "list_patches", "load_patch", "patch_zoo_dir", "camera_matrix", "fixed_view", "is_named_shape", "non_printability", "paste", "patch_side", "printable_colours", "render", "render_clean",
-    "sample_view", "shape_mask", "total_variation", "view",
+    "NO_CHANGE",
+    "PLACEMENTS",
+    "SHAPES",
+    "AttackConfig",
+    "AttackInterrupted",
+    "Patch",
+    "PatchAttack",
+    "PerImageAttack",
+    "PerImagePatches",
+    "SignSGD",
+    "ViewParams",
+    "ViewRanges",
+    "attack_loss",
+    "create_attack",
+    "frozen",
+    "list_attacks",
+    "register_attack",
+    "list_patches",
+    "load_patch",
+    "patch_zoo_dir",
+    "camera_matrix",
+    "fixed_view",
+    "is_named_shape",
+    "non_printability",
+    "paste",
+    "patch_side",
+    "printable_colours",
+    "render",
+    "render_clean",
+    "sample_view",
+    "shape_mask",
+    "total_variation",
+    "view",
 ]

@@ -49,7 +49,9 @@ class ViewRanges:
         """True when every camera and light stage is the identity (``NO_CHANGE``'s view): :func:`view` then returns its
         input up to float rounding, and an attack may skip it (stickers alone, as in Brown et al. and ART)."""
         identity = (tuple(self.scale), tuple(self.brightness), tuple(self.contrast)) == ((1.0, 1.0),) * 3
-        return identity and not (self.rotation or self.tilt or self.shift or self.colour or self.blur[1] or self.noise or self.jpeg)
+        return identity and not (
+            self.rotation or self.tilt or self.shift or self.colour or self.blur[1] or self.noise or self.jpeg
+        )
 
 
 NO_CHANGE = ViewRanges(0.0, 0.0, (1.0, 1.0), 0.0, (1.0, 1.0), (1.0, 1.0), 0.0, (0.0, 0.0), 0.0, None, 0.0, (1.0, 1.0))
@@ -80,7 +82,14 @@ class ViewParams:
         return int(self.rotation.shape[0])
 
     def _map(self, fn) -> ViewParams:  # type: ignore[no-untyped-def]
-        return replace(self, **{f.name: fn(getattr(self, f.name)) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)})
+        return replace(
+            self,
+            **{
+                f.name: fn(getattr(self, f.name))
+                for f in fields(self)
+                if isinstance(getattr(self, f.name), torch.Tensor)
+            },
+        )
 
     def to(self, device: str | torch.device) -> ViewParams:
         return self._map(lambda t: t.to(device))
@@ -102,7 +111,9 @@ class ViewParams:
 @functools.lru_cache(maxsize=64)
 def _spans(bounds: tuple[tuple[float, float], ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(K, 1) widths and lower ends of K uniform ranges, made once per device (no per-step host copies)."""
-    return torch.tensor([[hi - lo] for lo, hi in bounds], device=device), torch.tensor([[lo] for lo, _ in bounds], device=device)
+    return torch.tensor([[hi - lo] for lo, hi in bounds], device=device), torch.tensor(
+        [[lo] for lo, _ in bounds], device=device
+    )
 
 
 def _uniform_rows(n: int, bounds: tuple[tuple[float, float], ...], g: torch.Generator) -> torch.Tensor:
@@ -133,13 +144,26 @@ def sample_view(
     sticker = placement == "sticker"
     r = ranges
     bounds = ((0.0, free), (0.0, free), (-r.patch_rotation, r.patch_rotation), r.patch_scale) if sticker else ()
-    bounds += ((-r.rotation, r.rotation), (-r.tilt, r.tilt), (-r.tilt, r.tilt), r.scale, (-r.shift, r.shift), (-r.shift, r.shift), r.brightness, r.contrast)
+    bounds += (
+        (-r.rotation, r.rotation),
+        (-r.tilt, r.tilt),
+        (-r.tilt, r.tilt),
+        r.scale,
+        (-r.shift, r.shift),
+        (-r.shift, r.shift),
+        r.brightness,
+        r.contrast,
+    )
     bounds += ((1 - r.colour, 1 + r.colour),) * 3 + (r.blur,)
     u = _uniform_rows(n, tuple((float(lo), float(hi)) for lo, hi in bounds), g).unbind(0)
     if sticker:
         loc, patch_rotation, patch_scale, u = torch.stack(u[:2], 1).round(), u[2], u[3], u[4:]
     else:
-        loc, patch_rotation, patch_scale = _location_rows(n, location, free, g.device), torch.zeros(n, device=g.device), torch.ones(n, device=g.device)
+        loc, patch_rotation, patch_scale = (
+            _location_rows(n, location, free, g.device),
+            torch.zeros(n, device=g.device),
+            torch.ones(n, device=g.device),
+        )
     noise = torch.randn(n, 3, image_size, image_size, generator=g, device=g.device)
     late = _uniform_rows(n, ((0.0, float(r.noise)),) + ((tuple(map(float, r.jpeg)),) if r.jpeg else ()), g)
     return ViewParams(
@@ -162,14 +186,23 @@ def sample_view(
     )
 
 
-def _location_rows(n: int, location: tuple[int, int] | torch.Tensor | None, free: int, device: torch.device) -> torch.Tensor:
+def _location_rows(
+    n: int, location: tuple[int, int] | torch.Tensor | None, free: int, device: torch.device
+) -> torch.Tensor:
     if location is None:
         return torch.full((n, 2), float(free // 2), device=device)
     loc = torch.as_tensor(location, dtype=torch.float32, device=device)
     return loc.expand(n, 2).clone() if loc.ndim == 1 else loc
 
 
-def fixed_view(n: int, image_size: int, side: int, placement: str = "on-object", location: tuple[int, int] | torch.Tensor | None = None, **values: float) -> ViewParams:
+def fixed_view(
+    n: int,
+    image_size: int,
+    side: int,
+    placement: str = "on-object",
+    location: tuple[int, int] | torch.Tensor | None = None,
+    **values: float,
+) -> ViewParams:
     """``n`` rows for one viewing condition (``rotation=``, ``yaw=``, ``brightness=``...), the patch at
     ``location`` (one place, or (n, 2) places, one per row).
 
@@ -203,7 +236,9 @@ def camera_matrix(p: ViewParams, size: int) -> torch.Tensor:
     cy, sy, cp, sp = torch.cos(ya), torch.sin(ya), torch.cos(pi), torch.sin(pi)
     v = torch.stack([cy, zero, zero, sp * sy, cp, zero, -cp * sy / size, sp / size, one], 1).view(n, 3, 3)
     back = torch.stack([one, zero, c + p.shift[:, 1], zero, one, c + p.shift[:, 0], zero, zero, one], 1).view(n, 3, 3)
-    return torch.bmm(torch.bmm(torch.bmm(back, v), a), _to_centre(c, th.device, th.dtype).expand(n, 3, 3).contiguous())  # = back @ v @ a @ to_centre
+    return torch.bmm(
+        torch.bmm(torch.bmm(back, v), a), _to_centre(c, th.device, th.dtype).expand(n, 3, 3).contiguous()
+    )  # = back @ v @ a @ to_centre
 
 
 @functools.lru_cache(maxsize=16)
@@ -228,7 +263,9 @@ def paste(images: torch.Tensor, pixels: torch.Tensor, mask: torch.Tensor, p: Vie
     return images * (1 - alpha) + canvas * alpha
 
 
-def on_object_plan(mask: torch.Tensor, location: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def on_object_plan(
+    mask: torch.Tensor, location: torch.Tensor, h: int, w: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Everything of an on-object paste that does not depend on the patch pixels, for reuse while the places stay.
 
     ``mask`` (s,s) or (N,1,s,s), ``location`` (N, 2) (top, left). Exact integer placement by gather:
@@ -245,7 +282,9 @@ def on_object_plan(mask: torch.Tensor, location: torch.Tensor, h: int, w: int) -
     return flat, alpha, 1 - alpha
 
 
-def paste_planned(images: torch.Tensor, pix: torch.Tensor, plan: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+def paste_planned(
+    images: torch.Tensor, pix: torch.Tensor, plan: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
     """``paste`` on-object with an :func:`on_object_plan`: ``pix`` (N, C, s, s). Outside the patch alpha is 0,
     so the gathered pixels need no separate inside-mask (same values and gradients, bit for bit)."""
     flat, alpha, keep = plan
@@ -296,10 +335,14 @@ def _pixel_grid(h: int, w: int, device: torch.device, dtype: torch.dtype) -> tor
 @functools.lru_cache(maxsize=16)
 def _to_unit(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """(3, 3) map from an H x W image's pixel coordinates to grid_sample's [-1, 1] (align_corners=True)."""
-    return torch.tensor([[2 / max(w - 1, 1), 0.0, -1.0], [0.0, 2 / max(h - 1, 1), -1.0], [0.0, 0.0, 1.0]], dtype=dtype).to(device)
+    return torch.tensor(
+        [[2 / max(w - 1, 1), 0.0, -1.0], [0.0, 2 / max(h - 1, 1), -1.0], [0.0, 0.0, 1.0]], dtype=dtype
+    ).to(device)
 
 
-def warp_homography(x: torch.Tensor, m: torch.Tensor, size: tuple[int, int] | None = None, padding: str = "border") -> torch.Tensor:
+def warp_homography(
+    x: torch.Tensor, m: torch.Tensor, size: tuple[int, int] | None = None, padding: str = "border"
+) -> torch.Tensor:
     """``kornia.geometry.transform.warp_perspective(x, m, size, padding_mode=padding, align_corners=True)`` up to
     float rounding: output pixel p samples ``x`` bilinearly at ``m^-1 p``. ``x`` (N, C, h, w), ``m`` (N, 3, 3) from
     source to output pixels, ``size`` the output (H, W) (default: the input's). No solver and no host sync; each
@@ -309,7 +352,9 @@ def warp_homography(x: torch.Tensor, m: torch.Tensor, size: tuple[int, int] | No
     inv = (_to_unit(h, w, x.device, m.dtype).view(1, 3, 3, 1) * _adjugate3(m).unsqueeze(1)).sum(2)  # to_unit @ adj(m)
     q = (inv.unsqueeze(-1) * _pixel_grid(oh, ow, x.device, m.dtype).unsqueeze(0)).sum(2)  # (N, 3, H*W)
     z = q[:, 2:]
-    z = torch.where(z.abs() > 1e-8, z, torch.ones_like(z))  # a point at infinity (a plane seen edge-on) as kornia treats it
+    z = torch.where(
+        z.abs() > 1e-8, z, torch.ones_like(z)
+    )  # a point at infinity (a plane seen edge-on) as kornia treats it
     grid = (q[:, :2] / z).transpose(1, 2).reshape(n, oh, ow, 2)
     return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode=padding, align_corners=True)
 

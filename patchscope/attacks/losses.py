@@ -9,7 +9,9 @@ import torch.nn.functional as F
 LOSSES = ("ce", "margin", "sigmoid")
 
 
-def attack_loss(logits: torch.Tensor, labels: torch.Tensor, target: int | None, kind: str = "margin", kappa: float = 5.0) -> torch.Tensor:
+def attack_loss(
+    logits: torch.Tensor, labels: torch.Tensor, target: int | None, kind: str = "margin", kappa: float = 5.0
+) -> torch.Tensor:
     """Per-row loss (N,) to *minimise*. Targeted when ``target`` is set, else push away from ``labels``.
 
     ``margin``: the logit gap to beat (capped at ``-kappa`` once won, so EOT spreads effort);

@@ -55,7 +55,10 @@ def _rectangle(shape: str, side: int) -> torch.Tensor:
         if not (w > 0 and h > 0 and math.isfinite(w / h)):
             raise ValueError
     except ValueError:
-        raise PatchscopeError(f"shape {shape}: give a rectangle's width:height as rect:W:H with W, H > 0, e.g. rect:1:2", params=("shape",)) from None
+        raise PatchscopeError(
+            f"shape {shape}: give a rectangle's width:height as rect:W:H with W, H > 0, e.g. rect:1:2",
+            params=("shape",),
+        ) from None
     cols, rows = (max(1, round(side * min(1.0, r))) for r in (w / h, h / w))
     mask = torch.zeros(side, side)
     top, left = (side - rows) // 2, (side - cols) // 2
@@ -71,9 +74,13 @@ def _mask_from_image(path: Path, side: int) -> torch.Tensor:
             band = im.getchannel("A") if "A" in im.getbands() else im.convert("L")
             m = band.resize((side, side), Image.NEAREST)
     except FileNotFoundError:
-        raise PatchscopeError(f"shape {path}: not square, circle, rect:W:H, nor an existing mask image", params=("shape",)) from None
+        raise PatchscopeError(
+            f"shape {path}: not square, circle, rect:W:H, nor an existing mask image", params=("shape",)
+        ) from None
     except (UnidentifiedImageError, OSError) as e:
-        raise PatchscopeError(f"shape {path}: cannot read mask image ({e.__class__.__name__})", params=("shape",)) from None
+        raise PatchscopeError(
+            f"shape {path}: cannot read mask image ({e.__class__.__name__})", params=("shape",)
+        ) from None
     mask = (torch.frombuffer(bytearray(m.tobytes()), dtype=torch.uint8).view(side, side) > 127).float()
     if mask.sum() == 0:
         raise PatchscopeError(f"shape {path}: the mask is empty", params=("shape",))
@@ -117,8 +124,16 @@ class Patch:
 
     def save(self, folder: Path) -> None:
         """Write ``patch.safetensors`` and ``patch.png`` (RGBA; alpha is the mask) into ``folder``."""
-        meta = {"placement": self.placement, "location": json.dumps(self.location), "image_size": str(self.image_size), "meta": json.dumps(self.meta)}
-        tensors = {"pixels": self.pixels.detach().float().cpu().contiguous(), "mask": self.mask.float().cpu().contiguous()}
+        meta = {
+            "placement": self.placement,
+            "location": json.dumps(self.location),
+            "image_size": str(self.image_size),
+            "meta": json.dumps(self.meta),
+        }
+        tensors = {
+            "pixels": self.pixels.detach().float().cpu().contiguous(),
+            "mask": self.mask.float().cpu().contiguous(),
+        }
         with atomic_path(folder / "patch.safetensors") as tmp:
             save_file(tensors, str(tmp), metadata=meta)
         self.to_png(folder / "patch.png")
@@ -140,7 +155,10 @@ class Patch:
         path = Path(path)
         file = path / "patch.safetensors" if path.is_dir() else path
         if path.name == "patches.safetensors" or (not file.exists() and (path / "patches.safetensors").exists()):
-            raise PatchscopeError(f"patch {path}: per-image patches (the per-image attack's) are measured by evaluate only", params=("patch",))
+            raise PatchscopeError(
+                f"patch {path}: per-image patches (the per-image attack's) are measured by evaluate only",
+                params=("patch",),
+            )
         if not file.exists():
             raise PatchscopeError(f"patch {path}: no patch.safetensors there", params=("patch",))
         try:
@@ -151,11 +169,20 @@ class Patch:
                 meta = fh.metadata() or {}
             pixels, mask = t["pixels"], t["mask"]
             location = json.loads(meta.get("location", "null"))
-            patch = cls(pixels, mask, meta.get("placement", "sticker"), tuple(location) if location else None, int(meta.get("image_size", 32)), json.loads(meta.get("meta", "{}")))
+            patch = cls(
+                pixels,
+                mask,
+                meta.get("placement", "sticker"),
+                tuple(location) if location else None,
+                int(meta.get("image_size", 32)),
+                json.loads(meta.get("meta", "{}")),
+            )
             if not isinstance(patch.meta, dict):
                 raise ValueError("meta is not a JSON object")
         except (SafetensorError, KeyError, ValueError, OSError, TypeError) as e:
-            raise PatchscopeError(f"patch {file}: not a patchscope patch ({str(e).splitlines()[0][:120]})", params=("patch",)) from None
+            raise PatchscopeError(
+                f"patch {file}: not a patchscope patch ({str(e).splitlines()[0][:120]})", params=("patch",)
+            ) from None
         try:
             patch.check()
         except PatchscopeError as e:
@@ -177,10 +204,18 @@ class Patch:
         if not pixels.is_floating_point():
             raise PatchscopeError(f"pixels must be float numbers in [0, 1], got {pixels.dtype}")
         if not bool(torch.isfinite(pixels).all()):
-            raise PatchscopeError(f"pixels must be finite numbers in [0, 1], got {int((~torch.isfinite(pixels)).sum())} NaN or inf values")
+            raise PatchscopeError(
+                f"pixels must be finite numbers in [0, 1], got {int((~torch.isfinite(pixels)).sum())} NaN or inf values"
+            )
         if float(pixels.min()) < 0 or float(pixels.max()) > 1:
-            raise PatchscopeError(f"pixels must be in [0, 1], got values in [{float(pixels.min()):g}, {float(pixels.max()):g}]")
-        if not mask.is_floating_point() or not bool(torch.isfinite(mask).all()) or not bool(((mask == 0) | (mask == 1)).all()):
+            raise PatchscopeError(
+                f"pixels must be in [0, 1], got values in [{float(pixels.min()):g}, {float(pixels.max()):g}]"
+            )
+        if (
+            not mask.is_floating_point()
+            or not bool(torch.isfinite(mask).all())
+            or not bool(((mask == 0) | (mask == 1)).all())
+        ):
             raise PatchscopeError("mask must hold only 0 and 1")
         if float(mask.sum()) == 0:
             raise PatchscopeError("mask is empty: the patch covers no pixel")
@@ -189,7 +224,9 @@ class Patch:
         if self.location is not None:
             free = self.image_size - side
             if len(self.location) != 2 or not all(isinstance(v, int) and 0 <= v <= free for v in self.location):
-                raise PatchscopeError(f"location must be (top, left) in 0..{free} to keep the {side}px patch on the {self.image_size}px image, got {self.location!r}")
+                raise PatchscopeError(
+                    f"location must be (top, left) in 0..{free} to keep the {side}px patch on the {self.image_size}px image, got {self.location!r}"
+                )
 
 
 def patch_zoo_dir() -> Path:

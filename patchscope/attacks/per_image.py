@@ -22,8 +22,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from patchscope.attacks.eot import on_object_plan, paste, paste_planned, sample_view, view
-from patchscope.attacks.losses import attack_loss
 from patchscope.attacks.frozen import frozen
+from patchscope.attacks.losses import attack_loss
 from patchscope.attacks.patch import Patch, patch_side, shape_mask
 from patchscope.attacks.registry import register_attack
 from patchscope.attacks.universal import AttackConfig, SignSGD, candidate_locations, check_target, classify
@@ -62,10 +62,18 @@ class PerImagePatches:
 
     def save(self, folder: Path) -> None:
         """Write ``patches.safetensors`` and ``patches.png`` (the first 64 patches side by side, RGBA)."""
-        tensors = {"pixels": self.pixels.detach().float().cpu().contiguous(), "mask": self.mask.float().cpu().contiguous()}
+        tensors = {
+            "pixels": self.pixels.detach().float().cpu().contiguous(),
+            "mask": self.mask.float().cpu().contiguous(),
+        }
         if self.location is not None:
             tensors["location"] = self.location.detach().float().cpu().contiguous()
-        meta = {"placement": self.placement, "image_size": str(self.image_size), "images_hash": self.images_hash, "meta": json.dumps(self.meta)}
+        meta = {
+            "placement": self.placement,
+            "image_size": str(self.image_size),
+            "images_hash": self.images_hash,
+            "meta": json.dumps(self.meta),
+        }
         with atomic_path(folder / FILE) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
         self._sheet(folder / "patches.png")
@@ -94,14 +102,32 @@ class PerImagePatches:
             t = load_file(str(file))
             with safe_open(str(file), "pt") as fh:
                 meta = fh.metadata() or {}
-            out = cls(t["pixels"], t["mask"], meta.get("placement", "on-object"), t.get("location"), int(meta.get("image_size", 32)), meta.get("images_hash", ""), json.loads(meta.get("meta", "{}")))
+            out = cls(
+                t["pixels"],
+                t["mask"],
+                meta.get("placement", "on-object"),
+                t.get("location"),
+                int(meta.get("image_size", 32)),
+                meta.get("images_hash", ""),
+                json.loads(meta.get("meta", "{}")),
+            )
         except (SafetensorError, KeyError, ValueError, OSError, TypeError) as e:
-            raise PatchscopeError(f"patch {file}: not a patchscope per-image patch file ({str(e).splitlines()[0][:120]})", params=("patch",)) from None
+            raise PatchscopeError(
+                f"patch {file}: not a patchscope per-image patch file ({str(e).splitlines()[0][:120]})",
+                params=("patch",),
+            ) from None
         pixels, n = out.pixels, len(out.pixels)
         if pixels.ndim != 4 or n == 0:
-            raise PatchscopeError(f"patch {file}: pixels must be (N, 3, S, S) with N >= 1, got shape {tuple(pixels.shape)}", params=("patch",))
+            raise PatchscopeError(
+                f"patch {file}: pixels must be (N, 3, S, S) with N >= 1, got shape {tuple(pixels.shape)}",
+                params=("patch",),
+            )
         for i in (0, n - 1):  # the shared checks of one patch, on the first and the last
-            loc = tuple(int(v) for v in out.location[i].tolist()) if out.location is not None and tuple(out.location.shape) == (n, 2) else None
+            loc = (
+                tuple(int(v) for v in out.location[i].tolist())
+                if out.location is not None and tuple(out.location.shape) == (n, 2)
+                else None
+            )
             try:
                 Patch(pixels[i], out.mask, out.placement, loc, out.image_size).check()
             except PatchscopeError as e:
@@ -111,7 +137,10 @@ class PerImagePatches:
         if out.location is not None:
             free = out.image_size - out.side
             if tuple(out.location.shape) != (n, 2) or bool(((out.location < 0) | (out.location > free)).any()):
-                raise PatchscopeError(f"patch {file}: location must be (N, 2) places in 0..{free}, got shape {tuple(out.location.shape)}", params=("patch",))
+                raise PatchscopeError(
+                    f"patch {file}: location must be (N, 2) places in 0..{free}, got shape {tuple(out.location.shape)}",
+                    params=("patch",),
+                )
         return out
 
 
@@ -137,13 +166,34 @@ class PerImageAttack:
     (torch.Size([5, 3, 10, 10]), torch.Size([5, 2]))
     """
 
-    def __init__(self, model: nn.Module, config: AttackConfig, views: int = 8, device: str | torch.device = "cpu", progress: bool = True, start: Patch | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        config: AttackConfig,
+        views: int = 8,
+        device: str | torch.device = "cpu",
+        progress: bool = True,
+        start: Patch | None = None,
+    ) -> None:
         check_positive("views", views, 4096)
         if config.tv_weight or config.nps_weight or config.compile:
-            raise PatchscopeError("per-image patches: tv_weight, nps_weight and compile are the universal attack's only", params=("tv_weight", "nps_weight", "compile"))
-        if start is not None and (start.placement != config.placement or (config.placement == "on-object" and start.location is None)):
-            raise PatchscopeError(f"start: a {start.placement} patch cannot start {config.placement} per-image patches", params=("start",))
-        self.target_model, self.cfg, self.views, self.device, self.progress = model, config, views, torch.device(device), progress
+            raise PatchscopeError(
+                "per-image patches: tv_weight, nps_weight and compile are the universal attack's only",
+                params=("tv_weight", "nps_weight", "compile"),
+            )
+        if start is not None and (
+            start.placement != config.placement or (config.placement == "on-object" and start.location is None)
+        ):
+            raise PatchscopeError(
+                f"start: a {start.placement} patch cannot start {config.placement} per-image patches", params=("start",)
+            )
+        self.target_model, self.cfg, self.views, self.device, self.progress = (
+            model,
+            config,
+            views,
+            torch.device(device),
+            progress,
+        )
         self.model: nn.Module = model  # while attacking: the frozen, BN-folded model
         self.start = start
         self.history: list[dict[str, float]] = []
@@ -159,7 +209,16 @@ class PerImageAttack:
             base = candidate_locations(cfg.candidates, image_size - side)
         return base.repeat_interleave(cfg.restarts, 0).to(self.device)[:, None, :].expand(-1, n, 2).contiguous()
 
-    def _score(self, images: torch.Tensor, labels: torch.Tensor, patches: torch.Tensor, mask: torch.Tensor, places: torch.Tensor, g: torch.Generator, grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _score(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        patches: torch.Tensor,
+        mask: torch.Tensor,
+        places: torch.Tensor,
+        g: torch.Generator,
+        grad: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Render ``views`` fresh views of every (candidate, image), classify in chunks; with ``grad``, the
         patches' gradients accumulate. Returns the (c, n) loss (mean over views) and hit count."""
         cfg, v = self.cfg, self.views
@@ -167,7 +226,9 @@ class PerImageAttack:
         rows = c * n * v
         pair = torch.arange(c * n, device=self.device).repeat_interleave(v)  # row -> (candidate, image), flattened
         img = pair % n
-        views = sample_view(rows, cfg.ranges, images.shape[-1], patches.shape[-1], cfg.placement, places.view(-1, 2)[pair], g)
+        views = sample_view(
+            rows, cfg.ranges, images.shape[-1], patches.shape[-1], cfg.placement, places.view(-1, 2)[pair], g
+        )
         flat = patches.view(c * n, *patches.shape[2:])
         losses, hits = torch.zeros(rows, device=self.device), torch.zeros(rows, device=self.device)
         for start in range(0, rows, cfg.batch_size):  # chunks of rows, for memory: each adds its gradient
@@ -176,7 +237,9 @@ class PerImageAttack:
             with torch.set_grad_enabled(grad):
                 pix = flat[pair[r]]
                 if cfg.placement == "on-object":
-                    x = paste_planned(images[img[r]], pix, on_object_plan(mask, vr.location, images.shape[-2], images.shape[-1]))
+                    x = paste_planned(
+                        images[img[r]], pix, on_object_plan(mask, vr.location, images.shape[-2], images.shape[-1])
+                    )
                 else:
                     x = paste(images[img[r]], pix, mask, vr)
                 logits = classify(self.model, view(x, vr), cfg.precision)
@@ -193,7 +256,15 @@ class PerImageAttack:
         return torch.optim.Adam([patches], lr=self.cfg.lr)
 
     @torch.no_grad()
-    def _choose(self, images: torch.Tensor, labels: torch.Tensor, patches: torch.Tensor, mask: torch.Tensor, places: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _choose(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        patches: torch.Tensor,
+        mask: torch.Tensor,
+        places: torch.Tensor,
+        g: torch.Generator,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per image, keep the candidate with the most wins (then the lowest loss) on fresh views."""
         loss, hits = self._score(images, labels, patches, mask, places, g, grad=False)
         best = (hits * 1e3 - loss).argmax(0)  # (n,)
@@ -219,7 +290,10 @@ class PerImageAttack:
         g = torch.Generator(device=dev).manual_seed(cfg.seed)
         if self.start is not None:
             if self.start.image_size != size:
-                raise PatchscopeError(f"start: the patch was made for {self.start.image_size}px images, these are {size}px", params=("start",))
+                raise PatchscopeError(
+                    f"start: the patch was made for {self.start.image_size}px images, these are {size}px",
+                    params=("start",),
+                )
             mask, side = self.start.mask.to(dev), self.start.side
             loc = torch.tensor(self.start.location or (0, 0), dtype=torch.float32, device=dev)
             places = loc.view(1, 1, 2).expand(1, n, 2).contiguous()
@@ -249,10 +323,23 @@ class PerImageAttack:
                     best = hits.max(0).values if not chosen else hits[0]
                     value, rate = torch.stack([loss.mean(0).mean(), best.mean() / self.views]).tolist()
                     if not math.isfinite(value):
-                        raise PatchscopeError(f"the attack's loss became NaN or inf at step {step}: the model produced non-finite outputs")
+                        raise PatchscopeError(
+                            f"the attack's loss became NaN or inf at step {step}: the model produced non-finite outputs"
+                        )
                     self.history.append({"step": step, "loss": value, "batch_success": rate})
                     update(advance=min(10, cfg.steps - step) if step % 10 == 0 else 0, loss=value, success=rate)
         if not chosen:
             patches, places = self._choose(images, labels, patches.detach(), mask, places, g)
         location = places[0].round() if cfg.placement == "on-object" else None
-        return PerImagePatches(patches[0].detach().clamp(0, 1), mask.cpu(), cfg.placement, location, size, meta={"config": cfg.as_dict(), "views": self.views, "init": self.start.meta.get("name") if self.start else None})
+        return PerImagePatches(
+            patches[0].detach().clamp(0, 1),
+            mask.cpu(),
+            cfg.placement,
+            location,
+            size,
+            meta={
+                "config": cfg.as_dict(),
+                "views": self.views,
+                "init": self.start.meta.get("name") if self.start else None,
+            },
+        )

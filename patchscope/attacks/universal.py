@@ -24,16 +24,33 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from patchscope.attacks.eot import PLACEMENTS, ViewParams, ViewRanges, on_object_plan, paste, paste_planned, sample_view, view
-from patchscope.attacks.losses import LOSSES, attack_loss, non_printability, printable_colours, total_variation
+from patchscope.attacks.eot import (
+    PLACEMENTS,
+    ViewParams,
+    ViewRanges,
+    on_object_plan,
+    paste,
+    paste_planned,
+    sample_view,
+    view,
+)
 from patchscope.attacks.frozen import frozen
+from patchscope.attacks.losses import LOSSES, attack_loss, non_printability, printable_colours, total_variation
 from patchscope.attacks.patch import Patch, patch_side, shape_mask
 from patchscope.attacks.registry import register_attack
 from patchscope.errors import Interrupted, PatchscopeError, interrupt_pending
 from patchscope.io import atomic_path
 from patchscope.progress import progress_bar
-from patchscope.validate import MAX_BATCH, check_batch, check_choice, check_fraction, check_int, check_non_negative, check_positive, check_range
-
+from patchscope.validate import (
+    MAX_BATCH,
+    check_batch,
+    check_choice,
+    check_fraction,
+    check_int,
+    check_non_negative,
+    check_positive,
+    check_range,
+)
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -60,8 +77,12 @@ class AttackConfig:
     nps_weight: float = 0.0
     ranges: ViewRanges = field(default_factory=ViewRanges)
     seed: int = 0
-    compile: bool = False  # torch.compile the render+model+loss step (CUDA graphs on a GPU); same patch up to float rounding
-    precision: str = "fp32"  # "bf16": the model runs under bf16 autocast (channels-last on a CPU); a nearby patch, not the same one
+    compile: bool = (
+        False  # torch.compile the render+model+loss step (CUDA graphs on a GPU); same patch up to float rounding
+    )
+    precision: str = (
+        "fp32"  # "bf16": the model runs under bf16 autocast (channels-last on a CPU); a nearby patch, not the same one
+    )
 
     def __post_init__(self) -> None:
         check_fraction("size", self.size)
@@ -78,7 +99,10 @@ class AttackConfig:
         self.candidates = check_positive("candidates", self.candidates, 1024)
         self.restarts = check_positive("restarts", self.restarts, 1024)
         if self.candidates * self.restarts * self.batch_size > MAX_BATCH * 16:
-            raise PatchscopeError(f"batch_size x candidates x restarts must be <= {MAX_BATCH * 16} images per step, got {self.batch_size} x {self.candidates} x {self.restarts}", params=("batch_size", "candidates", "restarts"))
+            raise PatchscopeError(
+                f"batch_size x candidates x restarts must be <= {MAX_BATCH * 16} images per step, got {self.batch_size} x {self.candidates} x {self.restarts}",
+                params=("batch_size", "candidates", "restarts"),
+            )
         check_range("search_fraction", self.search_fraction, 0.0, 1.0)
         check_non_negative("tv_weight", self.tv_weight)
         check_non_negative("nps_weight", self.nps_weight)
@@ -88,7 +112,10 @@ class AttackConfig:
         if self.location is not None:
             if len(self.location) != 2:
                 raise PatchscopeError(f"location must be (top, left), got {self.location!r}", params=("location",))
-            self.location = (check_int("location top", self.location[0], 0), check_int("location left", self.location[1], 0))
+            self.location = (
+                check_int("location top", self.location[0], 0),
+                check_int("location left", self.location[1], 0),
+            )
 
     def check_fits(self, image_size: int, side: int) -> None:
         """Refuse a fixed ``location`` that puts the ``side``-px patch (partly) off an ``image_size``-px image."""
@@ -96,7 +123,10 @@ class AttackConfig:
             top, left = self.location
             free = image_size - side
             if top > free or left > free:
-                raise PatchscopeError(f"location must keep the {side}px patch on the {image_size}px image (top and left in 0..{free}), got {top},{left}", params=("location",))
+                raise PatchscopeError(
+                    f"location must keep the {side}px patch on the {image_size}px image (top and left in 0..{free}), got {top},{left}",
+                    params=("location",),
+                )
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,7 +156,22 @@ def classify(model: nn.Module, x: torch.Tensor, precision: str = "fp32") -> torc
         return model(x).float()
 
 
-def score_views(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pix: torch.Tensor, mask: torch.Tensor, plan: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, views: ViewParams, c: int, target: int | None, loss: str, kappa: float, batch: int, precision: str = "fp32", still: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def score_views(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    pix: torch.Tensor,
+    mask: torch.Tensor,
+    plan: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+    views: ViewParams,
+    c: int,
+    target: int | None,
+    loss: str,
+    kappa: float,
+    batch: int,
+    precision: str = "fp32",
+    still: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Render the patched views of ``x`` (c * B, 3, H, W), classify, score: (loss per candidate summed over its
     rows / ``batch``, successes per candidate). ``plan``: an on-object paste's :func:`on_object_plan`, else None.
     ``still`` (the ranges' :attr:`ViewRanges.still`): the camera and light change nothing, so only paste."""
@@ -153,9 +198,13 @@ def check_target(model: nn.Module, target: int | None, labels: torch.Tensor) -> 
         return
     if classes is not None and target >= len(classes):
         raise PatchscopeError(f"target must be a class id in 0..{len(classes) - 1}, got {target}", params=("target",))
-    if len(labels) and bool((labels.detach().cpu().numpy() == target).all()):  # numpy: no device sync inside the attack's trace
+    if len(labels) and bool(
+        (labels.detach().cpu().numpy() == target).all()
+    ):  # numpy: no device sync inside the attack's trace
         name = f" ({classes[target]})" if classes is not None else ""
-        raise PatchscopeError(f"target must differ from the class of the attacked images, got {target}{name} for both", params=("target",))
+        raise PatchscopeError(
+            f"target must differ from the class of the attacked images, got {target}{name} for both", params=("target",)
+        )
 
 
 class SignSGD(torch.optim.Optimizer):
@@ -194,11 +243,26 @@ class PatchAttack:
     (torch.Size([3, 10, 10]), 'on-object')
     """
 
-    def __init__(self, model: nn.Module, config: AttackConfig, device: str | torch.device = "cpu", checkpoint: Path | None = None, checkpoint_every: int = 50, resume: bool = False, progress: bool = True, identity: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        config: AttackConfig,
+        device: str | torch.device = "cpu",
+        checkpoint: Path | None = None,
+        checkpoint_every: int = 50,
+        resume: bool = False,
+        progress: bool = True,
+        identity: dict[str, Any] | None = None,
+    ) -> None:
         """``identity``: what else must match for ``resume`` to continue a checkpoint (e.g. model name, data hash)."""
         self.target_model, self.cfg, self.device = model, config, torch.device(device)
         self.model: nn.Module = model  # while attacking: the frozen, BN-folded model (see :func:`frozen`)
-        self.checkpoint, self.checkpoint_every, self.resume, self.progress = checkpoint, checkpoint_every, resume, progress
+        self.checkpoint, self.checkpoint_every, self.resume, self.progress = (
+            checkpoint,
+            checkpoint_every,
+            resume,
+            progress,
+        )
         self.checkpoint_every = check_int("checkpoint_every", checkpoint_every, 0)
         self.identity = dict(identity or {})
         self.history: list[dict[str, float]] = []
@@ -220,7 +284,9 @@ class PatchAttack:
             locs = candidate_locations(places, image_size - side).to(self.device).repeat_interleave(cfg.restarts, 0)
         return patches, locs.clone()
 
-    def _views(self, n_images: int, locs: torch.Tensor, image_size: int, side: int, g: torch.Generator) -> tuple[torch.Tensor, ViewParams]:
+    def _views(
+        self, n_images: int, locs: torch.Tensor, image_size: int, side: int, g: torch.Generator
+    ) -> tuple[torch.Tensor, ViewParams]:
         """Sample the global batch (image indices and views), tiled once per candidate."""
         b, c = self.cfg.batch_size, len(locs)
         idx = torch.randint(n_images, (b,), generator=g, device=self.device)
@@ -245,7 +311,17 @@ class PatchAttack:
         b = self.cfg.batch_size
         return torch.arange(c * b, device=self.device).view(c, b).chunk(self._world, 1)[self._rank].reshape(-1)
 
-    def _losses(self, images: torch.Tensor, labels: torch.Tensor, patches: torch.Tensor, mask: torch.Tensor, idx: torch.Tensor, views: ViewParams, locs: torch.Tensor, compiled: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def _losses(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        patches: torch.Tensor,
+        mask: torch.Tensor,
+        idx: torch.Tensor,
+        views: ViewParams,
+        locs: torch.Tensor,
+        compiled: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's share of the batch: (loss per candidate, successes per candidate) as sums / global batch."""
         c, cfg = len(patches), self.cfg
         mine = self._cached(f"mine{c}", locs, lambda: self._mine(c))
@@ -253,8 +329,25 @@ class PatchAttack:
         x, y, pix = images[rows], labels[rows], patches.repeat_interleave(len(rows) // c, 0)
         plan = None
         if cfg.placement == "on-object":  # the places stay for many steps: gather index and alpha made once
-            plan = self._cached(f"plan{c}", locs, lambda: on_object_plan(mask, views.location, x.shape[-2], x.shape[-1]))
-        args = (self.model, x, y, pix, mask, plan, views, c, cfg.target, cfg.loss, cfg.kappa, cfg.batch_size, cfg.precision, cfg.ranges.still)
+            plan = self._cached(
+                f"plan{c}", locs, lambda: on_object_plan(mask, views.location, x.shape[-2], x.shape[-1])
+            )
+        args = (
+            self.model,
+            x,
+            y,
+            pix,
+            mask,
+            plan,
+            views,
+            c,
+            cfg.target,
+            cfg.loss,
+            cfg.kappa,
+            cfg.batch_size,
+            cfg.precision,
+            cfg.ranges.still,
+        )
         if not (compiled and cfg.compile):
             return score_views(*args)
         with warnings.catch_warnings():  # the lru_cache'd helpers it traces (pixel grids, constant matrices) are pure
@@ -276,7 +369,9 @@ class PatchAttack:
     def _optimiser(self, patches: torch.Tensor) -> torch.optim.Optimizer:
         if self.cfg.optimizer == "sign":
             return SignSGD([patches], lr=self.cfg.lr)
-        return torch.optim.Adam([patches], lr=self.cfg.lr, fused=self.device.type == "cuda")  # fused: one kernel a step on a GPU
+        return torch.optim.Adam(
+            [patches], lr=self.cfg.lr, fused=self.device.type == "cuda"
+        )  # fused: one kernel a step on a GPU
 
     def _lr(self, step: int) -> float:
         return self.cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / self.cfg.steps)))
@@ -294,9 +389,13 @@ class PatchAttack:
         try:
             state = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
         except Exception as e:  # noqa: BLE001  any unreadable checkpoint is the user's file problem
-            raise PatchscopeError(f"resume: checkpoint {self.checkpoint} is unreadable ({e.__class__.__name__})", params=("resume",)) from None
+            raise PatchscopeError(
+                f"resume: checkpoint {self.checkpoint} is unreadable ({e.__class__.__name__})", params=("resume",)
+            ) from None
         if not isinstance(state, dict) or not {"patches", "locations", "step", "chosen", "opt", "gen"} <= set(state):
-            raise PatchscopeError(f"resume: checkpoint {self.checkpoint} is not an attack checkpoint", params=("resume",))
+            raise PatchscopeError(
+                f"resume: checkpoint {self.checkpoint} is not an attack checkpoint", params=("resume",)
+            )
         self._check_same(state)
         return state
 
@@ -314,12 +413,17 @@ class PatchAttack:
         try:
             saved = json.loads(saved)
         except (TypeError, ValueError):
-            raise PatchscopeError(f"resume: checkpoint {self.checkpoint} has unreadable settings", params=("resume",)) from None
+            raise PatchscopeError(
+                f"resume: checkpoint {self.checkpoint} has unreadable settings", params=("resume",)
+            ) from None
         now = self._shaping()
         for key in [*now, *(k for k in saved if k not in now)]:  # the config's order, then the identity's
             if saved.get(key) != now.get(key):
-                raise PatchscopeError(f"resume: the checkpoint was made with {key} {_show(saved.get(key))}, not {_show(now.get(key))}; "
-                                      f"resume with the same settings or start afresh without resume", params=("resume",))
+                raise PatchscopeError(
+                    f"resume: the checkpoint was made with {key} {_show(saved.get(key))}, not {_show(now.get(key))}; "
+                    f"resume with the same settings or start afresh without resume",
+                    params=("resume",),
+                )
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
@@ -400,25 +504,59 @@ class PatchAttack:
                 with torch.no_grad():
                     patches.clamp_(0, 1)
                 if step % 10 == 0 or step == cfg.steps - 1:
-                    value, best = torch.stack([total.detach().float(), (hits.min() if chosen else hits.max()).float()]).tolist()
+                    value, best = torch.stack(
+                        [total.detach().float(), (hits.min() if chosen else hits.max()).float()]
+                    ).tolist()
                     if not math.isfinite(value):
-                        raise PatchscopeError(f"the attack's loss became NaN or inf at step {step}: the model produced non-finite outputs")
+                        raise PatchscopeError(
+                            f"the attack's loss became NaN or inf at step {step}: the model produced non-finite outputs"
+                        )
                     rate = best / cfg.batch_size
                     self.history.append({"step": step, "loss": value, "batch_success": rate})
                     update(advance=min(10, cfg.steps - step) if step % 10 == 0 else 0, loss=value, success=rate)
                 done = step + 1
-                if self.checkpoint is not None and (self._stop or (self.checkpoint_every and done % self.checkpoint_every == 0)):
-                    self._save({"shaping": json.dumps(self._shaping()), "step": done, "patches": patches.detach(), "locations": locs, "chosen": chosen, "opt": opt.state_dict(), "gen": g.get_state(), "history": self.history})
+                if self.checkpoint is not None and (
+                    self._stop or (self.checkpoint_every and done % self.checkpoint_every == 0)
+                ):
+                    self._save(
+                        {
+                            "shaping": json.dumps(self._shaping()),
+                            "step": done,
+                            "patches": patches.detach(),
+                            "locations": locs,
+                            "chosen": chosen,
+                            "opt": opt.state_dict(),
+                            "gen": g.get_state(),
+                            "history": self.history,
+                        }
+                    )
                 if self._stop:
-                    kept = f"checkpoint saved to {self.checkpoint} (resume continues from it)" if self.checkpoint is not None and self._rank == 0 else "nothing kept"
-                    raise AttackInterrupted(f"attack interrupted at step {done} of {cfg.steps}; {kept}", self._stop_signal)
+                    kept = (
+                        f"checkpoint saved to {self.checkpoint} (resume continues from it)"
+                        if self.checkpoint is not None and self._rank == 0
+                        else "nothing kept"
+                    )
+                    raise AttackInterrupted(
+                        f"attack interrupted at step {done} of {cfg.steps}; {kept}", self._stop_signal
+                    )
         if not chosen:
             patches, locs = self._choose(images, labels, patches.detach(), mask, locs, side, g)
         location = tuple(int(v) for v in locs[0].round().tolist()) if cfg.placement == "on-object" else None
-        return Patch(patches[0].detach().clamp(0, 1), mask.cpu(), cfg.placement, location, size, {"config": cfg.as_dict()})  # type: ignore[arg-type]
+        return Patch(
+            patches[0].detach().clamp(0, 1), mask.cpu(), cfg.placement, location, size, {"config": cfg.as_dict()}
+        )  # type: ignore[arg-type]
 
     @torch.no_grad()
-    def _choose(self, images: torch.Tensor, labels: torch.Tensor, patches: torch.Tensor, mask: torch.Tensor, locs: torch.Tensor, side: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _choose(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        patches: torch.Tensor,
+        mask: torch.Tensor,
+        locs: torch.Tensor,
+        side: int,
+        g: torch.Generator,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Keep the candidate with the most successes (then the lowest loss) on a fresh batch."""
         idx, views = self._views(len(images), locs, images.shape[-1], side, g)
         loss, hits = self._losses(images, labels, patches, mask, idx, views, locs, compiled=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -46,11 +46,11 @@ def attack(
     ] = "gtsrb-cnn",
     data: DataOpt = "gtsrb:train",
     source: Annotated[str, typer.Option(help="class to attack (name or id)")] = "stop",
-    target: Annotated[Optional[str], typer.Option(help="class to turn it into; '' for an untargeted patch")] = "yield",
+    target: Annotated[str | None, typer.Option(help="class to turn it into; '' for an untargeted patch")] = "yield",
     size: Annotated[float, typer.Option(help="patch area as a fraction of the image")] = 0.05,
     shape: ShapeOpt = "square",
     placement: Annotated[str, typer.Option(help="on-object | sticker")] = "on-object",
-    location: Annotated[Optional[str], typer.Option(help="TOP,LEFT of an on-object patch (default: searched)")] = None,
+    location: Annotated[str | None, typer.Option(help="TOP,LEFT of an on-object patch (default: searched)")] = None,
     steps: int = 300,
     batch_size: Annotated[int, typer.Option(help="global batch (split across torchrun ranks)")] = 64,
     candidates: Annotated[int, typer.Option(help="places (on-object) or starts (sticker) optimised side by side")] = 5,
@@ -71,7 +71,7 @@ def attack(
     out: Annotated[Path, typer.Option(help="run folder")] = Path("runs/attack"),
     resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.pt")] = False,
     checkpoint_every: int = 50,
-    limit: Annotated[Optional[int], typer.Option(help="use at most N source images")] = None,
+    limit: Annotated[int | None, typer.Option(help="use at most N source images")] = None,
     compile: Annotated[
         bool,
         typer.Option(
@@ -96,7 +96,7 @@ def attack(
     ] = False,
     views: Annotated[int, typer.Option(help="--per-image: EOT views of each image per place and step")] = 8,
     init: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             help="--per-image: start every image's patch from this universal "
             "patch (run folder or zoo:NAME), at its place, shape and size"
@@ -238,8 +238,8 @@ def transfer(
     models: Annotated[str, typer.Option(help="comma-separated model names")] = "gtsrb-cnn,gtsrb-resnet,gtsrb-vit",
     data: DataOpt = "gtsrb:test",
     source: str = "stop",
-    target: Annotated[Optional[str], typer.Option()] = "yield",
-    limit: Optional[int] = None,
+    target: Annotated[str | None, typer.Option()] = "yield",
+    limit: int | None = None,
     data_root: RootOpt = None,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
@@ -274,13 +274,13 @@ def curve(
     sizes: Annotated[str, typer.Option(help="comma-separated area fractions")] = "0.02,0.04,0.06,0.08,0.1,0.12",
     placements: Annotated[str, typer.Option(help="on-object, sticker or both")] = "on-object,sticker",
     source: str = "stop",
-    target: Annotated[Optional[str], typer.Option()] = "yield",
+    target: Annotated[str | None, typer.Option()] = "yield",
     steps: int = 300,
     batch_size: int = 64,
     candidates: int = 5,
     loss: LossOpt = "ce",
     shape: ShapeOpt = "square",
-    limit: Annotated[Optional[int], typer.Option(help="at most N images to make and to measure on")] = None,
+    limit: Annotated[int | None, typer.Option(help="at most N images to make and to measure on")] = None,
     seed: int = 0,
     out: Annotated[Path, typer.Option(help="folder for curve.json and area.png")] = Path("runs/curve"),
     data_root: RootOpt = None,

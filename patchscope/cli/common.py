@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -29,7 +29,7 @@ DataOpt = Annotated[
     str, typer.Option("--data", help="gtsrb:train | gtsrb:test | demo | npz:PATH[:SPLIT] | folder:PATH")
 ]
 RootOpt = Annotated[
-    Optional[Path], typer.Option("--data-root", help="folder holding gtsrb32.npz (default $PATCHSCOPE_DATA)")
+    Path | None, typer.Option("--data-root", help="folder holding gtsrb32.npz (default $PATCHSCOPE_DATA)")
 ]
 DeviceOpt = Annotated[
     str, typer.Option("--device", help="auto (CUDA when present, else the CPU) | cpu | cuda | cuda:N")
@@ -49,9 +49,9 @@ LossOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
-LimitOpt = Annotated[Optional[int], typer.Option(help="use only the first N images")]
+LimitOpt = Annotated[int | None, typer.Option(help="use only the first N images")]
 StoreOpt = Annotated[
-    Optional[Path], typer.Option("--store", help="run database (default $PATCHSCOPE_STORE, else ~/.patchscope/runs.db)")
+    Path | None, typer.Option("--store", help="run database (default $PATCHSCOPE_STORE, else ~/.patchscope/runs.db)")
 ]
 
 #: library parameters whose flag is not ``--`` plus the name with dashes

@@ -4,7 +4,7 @@ registered defenses and certifiers with their options."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -29,7 +29,7 @@ from patchscope.validate import check_optional_positive, check_positive
 app = typer.Typer()
 
 OptionOpt = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option(
         "--option",
         "-o",
@@ -44,28 +44,28 @@ def defend(
     patch: Annotated[Path, typer.Option(help="a patch folder (from attack) or zoo:MODEL/NAME")],
     model: Annotated[str, typer.Option(help="model name or checkpoint")] = "gtsrb-cnn",
     data: DataOpt = "gtsrb:test",
-    source: Annotated[Optional[str], typer.Option(help="class the patch attacks (default: the patch's)")] = None,
-    target: Annotated[Optional[str], typer.Option(help="class the patch aims for (default: the patch's)")] = None,
+    source: Annotated[str | None, typer.Option(help="class the patch attacks (default: the patch's)")] = None,
+    target: Annotated[str | None, typer.Option(help="class the patch aims for (default: the patch's)")] = None,
     adaptive: Annotated[
         bool, typer.Option(help="also optimise a new patch through the defense (BPDA where needed)")
     ] = False,
     steps: Annotated[int, typer.Option(help="steps of the adaptive attack")] = 200,
     attack_batch_size: Annotated[int, typer.Option(help="batch of the adaptive attack")] = 64,
-    out: Annotated[Optional[Path], typer.Option(help="save the adaptive patch into this folder")] = None,
+    out: Annotated[Path | None, typer.Option(help="save the adaptive patch into this folder")] = None,
     conditions: Annotated[str, typer.Option(help="default (the viewing grid) | none | sweep")] = "default",
-    limit: Annotated[Optional[int], typer.Option(help="use the first N images (and at most N source images)")] = None,
+    limit: Annotated[int | None, typer.Option(help="use the first N images (and at most N source images)")] = None,
     option: OptionOpt = None,
-    quality: Annotated[Optional[float], typer.Option(help="jpeg: quality 1-100")] = None,
-    sigma: Annotated[Optional[float], typer.Option(help="blur (and any defense with a sigma option): sigma")] = None,
-    kernel: Annotated[Optional[int], typer.Option(help="blur, median: odd kernel side")] = None,
-    bits: Annotated[Optional[int], typer.Option(help="bits: colour depth 1-8")] = None,
-    window: Annotated[Optional[int], typer.Option(help="lgs: window side")] = None,
-    threshold: Annotated[Optional[float], typer.Option(help="lgs: window threshold on the gradient")] = None,
-    smoothing: Annotated[Optional[float], typer.Option(help="lgs: smoothing factor")] = None,
-    stages: Annotated[Optional[int], typer.Option(help="clip: how many early stages to clip")] = None,
-    quantile: Annotated[Optional[float], typer.Option(help="clip: bound quantile over clean images")] = None,
+    quality: Annotated[float | None, typer.Option(help="jpeg: quality 1-100")] = None,
+    sigma: Annotated[float | None, typer.Option(help="blur (and any defense with a sigma option): sigma")] = None,
+    kernel: Annotated[int | None, typer.Option(help="blur, median: odd kernel side")] = None,
+    bits: Annotated[int | None, typer.Option(help="bits: colour depth 1-8")] = None,
+    window: Annotated[int | None, typer.Option(help="lgs: window side")] = None,
+    threshold: Annotated[float | None, typer.Option(help="lgs: window threshold on the gradient")] = None,
+    smoothing: Annotated[float | None, typer.Option(help="lgs: smoothing factor")] = None,
+    stages: Annotated[int | None, typer.Option(help="clip: how many early stages to clip")] = None,
+    quantile: Annotated[float | None, typer.Option(help="clip: bound quantile over clean images")] = None,
     fit_data: Annotated[
-        Optional[str], typer.Option(help="clip: clean data to measure bounds on (default --data)")
+        str | None, typer.Option(help="clip: clean data to measure bounds on (default --data)")
     ] = None,
     fit_limit: Annotated[int, typer.Option(help="clip: at most this many clean images for the bounds")] = 1024,
     batch_size: int = 1024,
@@ -139,12 +139,12 @@ def certify(
     model: Annotated[str, typer.Option(help="model name or checkpoint")] = "gtsrb-cnn",
     patch_size: Annotated[float, typer.Option(help="square patch area as a fraction of the image")] = 0.05,
     data: DataOpt = "gtsrb:test",
-    limit: Annotated[Optional[int], typer.Option(help="use only the first N images")] = None,
-    k: Annotated[Optional[int], typer.Option("--k", help="patchcleanser: masks per axis (default 6)")] = None,
-    band: Annotated[Optional[int], typer.Option(help="ds: kept band width (default 4 columns, 12 for blocks)")] = None,
+    limit: Annotated[int | None, typer.Option(help="use only the first N images")] = None,
+    k: Annotated[int | None, typer.Option("--k", help="patchcleanser: masks per axis (default 6)")] = None,
+    band: Annotated[int | None, typer.Option(help="ds: kept band width (default 4 columns, 12 for blocks)")] = None,
     option: OptionOpt = None,
     batch_size: Annotated[
-        Optional[int],
+        int | None,
         typer.Option(
             help="masked or ablated images per forward pass (default 256 on "
             "a CPU, where small chunks stay in cache; 16384 on a GPU)"

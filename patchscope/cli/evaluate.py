@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -21,7 +21,6 @@ from patchscope.cli.common import (
     show,
     split_names,
 )
-
 from patchscope.validate import check_batch, check_optional_positive
 
 app = typer.Typer()
@@ -106,11 +105,11 @@ def _zoo_patches() -> list[dict[str, Any]]:
 def evaluate(
     models: Annotated[str, typer.Option(help="comma-separated model names")] = "gtsrb-cnn",
     data: DataOpt = "gtsrb:test",
-    patch: Annotated[Optional[Path], typer.Option(help="a patch folder (from attack) or zoo:MODEL/NAME")] = None,
-    source: Annotated[Optional[str], typer.Option(help="class the patch attacks (name or id)")] = None,
-    target: Annotated[Optional[str], typer.Option(help="class the patch aims for; omit for untargeted")] = None,
+    patch: Annotated[Path | None, typer.Option(help="a patch folder (from attack) or zoo:MODEL/NAME")] = None,
+    source: Annotated[str | None, typer.Option(help="class the patch attacks (name or id)")] = None,
+    target: Annotated[str | None, typer.Option(help="class the patch aims for; omit for untargeted")] = None,
     conditions: Annotated[str, typer.Option(help="default (the viewing grid) | none | sweep")] = "default",
-    limit: Annotated[Optional[int], typer.Option(help="use only the first N images")] = None,
+    limit: Annotated[int | None, typer.Option(help="use only the first N images")] = None,
     batch_size: int = 1024,
     data_root: RootOpt = None,
     device: DeviceOpt = "auto",

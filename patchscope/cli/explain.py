@@ -6,7 +6,7 @@ Writes OUT/attention.png, OUT/propagation.png, OUT/anomaly.png and OUT/explain.j
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -33,10 +33,10 @@ def explain(
     model: Annotated[str, typer.Option(help="model name or checkpoint path")] = "gtsrb-cnn",
     data: DataOpt = "gtsrb:test",
     source: Annotated[
-        Optional[str], typer.Option(help="class the patch attacks (default: the patch's, else stop)")
+        str | None, typer.Option(help="class the patch attacks (default: the patch's, else stop)")
     ] = None,
     index: Annotated[int, typer.Option(help="the source-class image shown in attention.png")] = 0,
-    limit: Annotated[Optional[int], typer.Option(help="use at most N source-class images")] = None,
+    limit: Annotated[int | None, typer.Option(help="use at most N source-class images")] = None,
     method: Annotated[str, typer.Option(help="heatmaps: auto (Grad-CAM) | gradcam | rollout (ViT)")] = "auto",
     out: Annotated[Path, typer.Option(help="folder for the figures and explain.json")] = Path("runs/explain"),
     batch_size: int = 256,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -84,10 +84,10 @@ def _console():  # type: ignore[no-untyped-def]
 @app.command("list")
 def list_runs(
     kind: Annotated[
-        Optional[str], typer.Option("--kind", help="only runs of this kind (train, attack, evaluate, ...)")
+        str | None, typer.Option("--kind", help="only runs of this kind (train, attack, evaluate, ...)")
     ] = None,
     status: Annotated[
-        Optional[str], typer.Option("--status", help="only runs with this status (running, done, failed, interrupted)")
+        str | None, typer.Option("--status", help="only runs with this status (running, done, failed, interrupted)")
     ] = None,
     limit: Annotated[int, typer.Option("--limit", help="show at most N runs, newest first (0: all)")] = 20,
     as_json: JsonOpt = False,

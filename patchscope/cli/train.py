@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -28,52 +28,52 @@ app = typer.Typer()
 
 @app.command()
 def train(
-    arch: Annotated[Optional[str], typer.Option(help="cnn | resnet | vit (taken from --init when fine-tuning)")] = None,
+    arch: Annotated[str | None, typer.Option(help="cnn | resnet | vit (taken from --init when fine-tuning)")] = None,
     data: DataOpt = "gtsrb:train",
     out: Annotated[Path, typer.Option(help="folder for NAME.safetensors and NAME.json")] = Path("models"),
     epochs: int = 20,
     batch_size: int = 128,
-    lr: Annotated[Optional[float], typer.Option(help="peak learning rate (default: per arch)")] = None,
+    lr: Annotated[float | None, typer.Option(help="peak learning rate (default: per arch)")] = None,
     seed: int = 0,
-    name: Annotated[Optional[str], typer.Option(help="model name (default gtsrb-ARCH)")] = None,
+    name: Annotated[str | None, typer.Option(help="model name (default gtsrb-ARCH)")] = None,
     eval_data: Annotated[
-        Optional[str], typer.Option(help="measure final accuracy on this data, e.g. gtsrb:test")
+        str | None, typer.Option(help="measure final accuracy on this data, e.g. gtsrb:test")
     ] = None,
     arch_kwargs: Annotated[str, typer.Option(help="JSON of architecture options, e.g. '{\"width\": 24}'")] = "{}",
     data_root: RootOpt = None,
     device: DeviceOpt = "auto",
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch")] = None,
     ema_decay: Annotated[
-        Optional[float], typer.Option(help="weight EMA decay (default 0.999; lower for short runs)")
+        float | None, typer.Option(help="weight EMA decay (default 0.999; lower for short runs)")
     ] = None,
     init: Annotated[
-        Optional[str], typer.Option(help="fine-tune this model (zoo name or checkpoint) instead of a fresh network")
+        str | None, typer.Option(help="fine-tune this model (zoo name or checkpoint) instead of a fresh network")
     ] = None,
     patch_training: Annotated[
         float, typer.Option(help="adversarial patch training: patch area (0 = off), Rao et al. 2020")
     ] = 0.0,
     patch_steps: Annotated[int, typer.Option(help="signed-gradient steps per training patch")] = 5,
     mask_training: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(help="grey out two PatchCleanser masks (p=0.75) for these patch areas, e.g. 0.024,0.048"),
     ] = None,
     mask_tries: Annotated[
         int, typer.Option(help="with --mask-training: train on the worst of N random mask pairs per image")
     ] = 1,
     ablation_training: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             help="derandomized smoothing's ablations: keep one random column band "
             "(column:B) or block (block:B) of each image, e.g. column:4"
         ),
     ] = None,
     ssl: Annotated[
-        Optional[str], typer.Option(help="self-supervised pretraining before fine-tuning: mae (ViT only)")
+        str | None, typer.Option(help="self-supervised pretraining before fine-tuning: mae (ViT only)")
     ] = None,
     ssl_epochs: Annotated[int, typer.Option(help="pretraining epochs")] = 8,
-    ssl_data: Annotated[Optional[str], typer.Option(help="unlabelled pretraining images (default: --data)")] = None,
+    ssl_data: Annotated[str | None, typer.Option(help="unlabelled pretraining images (default: --data)")] = None,
     teacher: Annotated[
-        Optional[str], typer.Option(help="distil from this model's soft predictions (zoo name or checkpoint)")
+        str | None, typer.Option(help="distil from this model's soft predictions (zoo name or checkpoint)")
     ] = None,
     distill_weight: Annotated[float, typer.Option(help="with --teacher: share of the distillation loss")] = 0.5,
     precision: Annotated[
@@ -84,7 +84,7 @@ def train(
         ),
     ] = "fp32",
     augment: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             help="override the recipe's augmentation, e.g. "
             "rotate=5,translate=0.05,jitter=0.1,occlude_p=0.25,scale=0.95:1.05 (defaults 15, 0.1, 0.3, 0.5, 0.9:1.1)"

@@ -32,12 +32,16 @@ class ImageSet:
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
-            raise PatchscopeError(f"{self.name}: images must be uint8 (N, 3, H, W), got {tuple(self.images.shape)} {self.images.dtype}")
+            raise PatchscopeError(
+                f"{self.name}: images must be uint8 (N, 3, H, W), got {tuple(self.images.shape)} {self.images.dtype}"
+            )
         if self.labels.shape != (self.images.shape[0],):
             raise PatchscopeError(f"{self.name}: {self.images.shape[0]} images but {self.labels.shape[0]} labels")
         if len(self.labels) and (int(self.labels.max()) >= len(self.classes) or int(self.labels.min()) < 0):
             bad = int(self.labels.min()) if int(self.labels.min()) < 0 else int(self.labels.max())
-            raise PatchscopeError(f"{self.name}: labels must be in 0..{len(self.classes) - 1} ({len(self.classes)} classes), got {bad}")
+            raise PatchscopeError(
+                f"{self.name}: labels must be in 0..{len(self.classes) - 1} ({len(self.classes)} classes), got {bad}"
+            )
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -76,13 +80,17 @@ class ImageSet:
         """All images as float in [0, 1] on ``device``, ``(N, 3, H, W)``."""
         return self.images.to(device).float().div_(255)
 
-    def batches(self, batch_size: int, device: str | torch.device = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, batch_size: int, device: str | torch.device = "cpu"
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield ``(images float [0,1] (B,3,H,W), labels (B,))`` in order, on ``device``."""
         for start in range(0, len(self), batch_size):
             x = self.images[start : start + batch_size].to(device, non_blocking=True).float().div_(255)
             yield x, self.labels[start : start + batch_size].to(device, non_blocking=True)
 
-    def iter_batches(self, batch_size: int, device: str | torch.device = "cpu", workers: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def iter_batches(
+        self, batch_size: int, device: str | torch.device = "cpu", workers: int | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """As :meth:`batches`; the signature :class:`~patchscope.data.stream.ImageStream` shares (``workers`` unused)."""
         return self.batches(batch_size, device)
 

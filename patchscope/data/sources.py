@@ -89,7 +89,9 @@ def resize(data: ImageSet, size: int) -> ImageSet:
     return ImageSet(x.round().clamp(0, 255).to(torch.uint8), data.labels, data.classes, data.name, data.tracks)
 
 
-def _from_arrays(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], name: str, tracks: np.ndarray | None = None) -> ImageSet:
+def _from_arrays(
+    x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], name: str, tracks: np.ndarray | None = None
+) -> ImageSet:
     if x.dtype != np.uint8 or x.ndim != 4 or 3 not in (x.shape[1], x.shape[-1]):
         raise PatchscopeError(f"{name}: images must be uint8 (N, H, W, 3) or (N, 3, H, W), got {x.shape} {x.dtype}")
     if x.shape[-1] == 3 and x.shape[1] != 3:
@@ -114,7 +116,9 @@ def _read_npz(path: Path | os.PathLike[str], name: str) -> dict[str, np.ndarray]
     except FileNotFoundError:
         raise PatchscopeError(f"{name}: no such file {path}") from None
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise PatchscopeError(f"{name}: {path} is not a readable .npz of plain arrays ({str(e).splitlines()[0]})") from None
+        raise PatchscopeError(
+            f"{name}: {path} is not a readable .npz of plain arrays ({str(e).splitlines()[0]})"
+        ) from None
 
 
 def _npz(path: Path | os.PathLike[str], split: str | None, name: str) -> ImageSet:
@@ -143,7 +147,13 @@ def _gtsrb(root: Path, split: str) -> ImageSet:
     if packed.exists():
         arrays = _read_npz(packed, f"gtsrb:{split}")
         if f"x_{split}" in arrays:
-            return _from_arrays(arrays[f"x_{split}"], arrays[f"y_{split}"], gtsrb_classes(), f"gtsrb:{split}", arrays.get("train_track") if split == "train" else None)
+            return _from_arrays(
+                arrays[f"x_{split}"],
+                arrays[f"y_{split}"],
+                gtsrb_classes(),
+                f"gtsrb:{split}",
+                arrays.get("train_track") if split == "train" else None,
+            )
     cached = root / f"gtsrb32-{split}.npz"
     if not cached.exists():
         from patchscope.data.torchvision_gtsrb import build_cache

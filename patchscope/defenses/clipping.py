@@ -54,7 +54,13 @@ def _view(bound: torch.Tensor, ndim: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def fit_bounds(model: nn.Module, images: torch.Tensor, stages: int | Sequence[str] = 2, quantile: float = 1.0, batch_size: int = 256) -> dict[str, torch.Tensor]:
+def fit_bounds(
+    model: nn.Module,
+    images: torch.Tensor,
+    stages: int | Sequence[str] = 2,
+    quantile: float = 1.0,
+    batch_size: int = 256,
+) -> dict[str, torch.Tensor]:
     """Per-channel ``(2, C)`` bounds (row 0 upper, row 1 lower) of each stage's output on clean ``images`` (N,3,H,W).
 
     Each image gives its per-channel maximum and minimum; the bound is their ``quantile`` over images
@@ -72,7 +78,10 @@ def fit_bounds(model: nn.Module, images: torch.Tensor, stages: int | Sequence[st
         raise PatchscopeError("fitting activation bounds needs at least one clean image")
     modules = _stage_modules(model, stages)
     seen: dict[str, list[torch.Tensor]] = {n: [] for n in modules}
-    hooks = [m.register_forward_hook(lambda mod, inp, out, n=n: seen[n].append(_per_channel(out.detach()))) for n, m in modules.items()]
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out, n=n: seen[n].append(_per_channel(out.detach())))
+        for n, m in modules.items()
+    ]
     try:
         for start in range(0, len(images), batch_size):
             model(images[start : start + batch_size])
@@ -111,7 +120,14 @@ class ActivationClipping(nn.Module):
         return {n: getattr(self, f"bound_{n}") for n in self.modules_}
 
     @classmethod
-    def fit(cls, model: nn.Module, images: torch.Tensor, stages: int | Sequence[str] = 2, quantile: float = 1.0, batch_size: int = 256) -> ActivationClipping:
+    def fit(
+        cls,
+        model: nn.Module,
+        images: torch.Tensor,
+        stages: int | Sequence[str] = 2,
+        quantile: float = 1.0,
+        batch_size: int = 256,
+    ) -> ActivationClipping:
         """Measure bounds on clean ``images`` with :func:`fit_bounds`, then wrap ``model``."""
         return cls(model, fit_bounds(model, images, stages, quantile, batch_size))
 
@@ -137,7 +153,9 @@ class ActivationClipping(nn.Module):
 
 
 @register_defense("clip")
-def clip_defense(model: nn.Module, clean_images: torch.Tensor, stages: int = 2, quantile: float = 1.0) -> ActivationClipping:
+def clip_defense(
+    model: nn.Module, clean_images: torch.Tensor, stages: int = 2, quantile: float = 1.0
+) -> ActivationClipping:
     """Activation clipping: the first ``stages`` stages clamped to the ``quantile`` of their range on ``clean_images``.
 
     Args:

@@ -23,7 +23,9 @@ from patchscope.errors import PatchscopeError
 from patchscope.models.train import square_masks
 
 
-def random_square_masks(n: int, side: int, size: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu") -> torch.Tensor:
+def random_square_masks(
+    n: int, side: int, size: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu"
+) -> torch.Tensor:
     """(N,1,H,W) bool masks, one ``side``-pixel square at a uniformly random place per image.
 
     >>> random_square_masks(4, 7, 32).sum((1, 2, 3)).tolist()
@@ -54,7 +56,9 @@ class PatchAdversary:
     step_size: float = 0.2
     fraction: float = 0.5
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         k = round(len(x) * self.fraction)
         if k == 0 or self.steps < 1:
             return x
@@ -101,7 +105,9 @@ class MaskAugment:
     def __post_init__(self) -> None:
         self.masks = torch.cat([mask_set(self.image_size, patch_side(a, self.image_size), self.k) for a in self.areas])
 
-    def __call__(self, model: nn.Module | None, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(
+        self, model: nn.Module | None, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         n, t, masks = len(x), self.tries if model is not None else 1, self.masks.to(x.device)
         pick = torch.randint(0, len(masks), (t, n, 2), generator=generator).to(x.device)
         on = (torch.rand(n, generator=generator) < self.p).to(x.device).view(n, 1, 1)
@@ -123,7 +129,13 @@ class MaskAugment:
 
     def describe(self) -> dict[str, Any]:
         """The settings, for the model card."""
-        return {"method": "patchcleanser-double-masks", "areas": list(self.areas), "k": self.k, "p": self.p, "tries": self.tries}
+        return {
+            "method": "patchcleanser-double-masks",
+            "areas": list(self.areas),
+            "k": self.k,
+            "p": self.p,
+            "tries": self.tries,
+        }
 
 
 @dataclass
@@ -149,7 +161,9 @@ class AblationAugment:
     def __post_init__(self) -> None:
         self.kept = ablation_set(self.image_size, self.band, self.mode)
 
-    def __call__(self, model: nn.Module | None, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(
+        self, model: nn.Module | None, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         n, kept = len(x), self.kept.to(x.device)
         pick = torch.randint(0, len(kept), (n,), generator=generator).to(x.device)
         on = (torch.rand(n, generator=generator) < self.p).to(x.device).view(n, 1, 1)
@@ -187,12 +201,16 @@ def training_perturbation(
     """
     names = ("patch_training", "mask_training", "ablation_training")
     if sum(bool(v) for v in (patch_training, mask_training, ablation_training)) > 1:
-        raise PatchscopeError("patch_training, mask_training and ablation_training are separate recipes: pick one", params=names)
+        raise PatchscopeError(
+            "patch_training, mask_training and ablation_training are separate recipes: pick one", params=names
+        )
     if ablation_training:
         mode, _, band = ablation_training.partition(":")
         if mode not in ("column", "block") or not band.isdigit() or not 1 <= int(band) <= image_size:
-            raise PatchscopeError(f"ablation_training {ablation_training!r}: give column:B or block:B with 1 <= B <= {image_size}, e.g. column:4",
-                                  params=("ablation_training",))
+            raise PatchscopeError(
+                f"ablation_training {ablation_training!r}: give column:B or block:B with 1 <= B <= {image_size}, e.g. column:4",
+                params=("ablation_training",),
+            )
         return AblationAugment(int(band), mode, image_size)
     if patch_training:
         patch_side(patch_training, image_size)

@@ -30,7 +30,9 @@ from patchscope.errors import PatchscopeError
 from patchscope.validate import check_int
 
 FILL = 0.5  # grey, the zoo's occlusion colour
-RECHECK = 0.25  # bf16 predictions whose top-two logit gap is below this share of the largest |logit| are redone in float32
+RECHECK = (
+    0.25  # bf16 predictions whose top-two logit gap is below this share of the largest |logit| are redone in float32
+)
 
 
 def mask_positions(image_size: int, patch_side: int, k: int = 6) -> tuple[list[int], int, int]:
@@ -70,7 +72,12 @@ def pair_masks(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
 
 
 def masked_predictions(
-    model: nn.Module, images: torch.Tensor, masks: torch.Tensor, batch_size: int = 512, fill: float = FILL, bf16: bool = False
+    model: nn.Module,
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    batch_size: int = 512,
+    fill: float = FILL,
+    bf16: bool = False,
 ) -> torch.Tensor:
     """``model``'s argmax on every (image, mask) combination, ``(N, M)``; images (N,3,H,W), masks (M,H,W) bool.
 
@@ -90,8 +97,16 @@ def masked_predictions(
 
 
 def predict_masked(
-    model: nn.Module, images: torch.Tensor, masks: torch.Tensor, image: torch.Tensor, first: torch.Tensor, second: torch.Tensor | None = None,
-    batch_size: int = 512, fill: float = FILL, bf16: bool = False, recheck: float = RECHECK,
+    model: nn.Module,
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    image: torch.Tensor,
+    first: torch.Tensor,
+    second: torch.Tensor | None = None,
+    batch_size: int = 512,
+    fill: float = FILL,
+    bf16: bool = False,
+    recheck: float = RECHECK,
 ) -> torch.Tensor:
     """``model``'s argmax on ``images[image[r]]`` under ``masks[first[r]] | masks[second[r]]`` for each row r, ``(R,)``.
 
@@ -119,13 +134,20 @@ def predict_masked(
             near[rows] = top[:, 0] - top[:, 1] < recheck * logits.abs().amax(1)
     if near is not None:  # the near-ties of every chunk again in float32, in full batches (one host sync)
         redo = near.nonzero().flatten()
-        out[redo] = predict_masked(model, images, masks, image[redo], first[redo], None if second is None else second[redo], batch_size, fill)
+        out[redo] = predict_masked(
+            model, images, masks, image[redo], first[redo], None if second is None else second[redo], batch_size, fill
+        )
     return out
 
 
 @torch.inference_mode()
 def pc_prediction_map(
-    model: nn.Module, images: torch.Tensor, masks: torch.Tensor, batch_size: int = 512, fill: float = FILL, bf16: bool = False
+    model: nn.Module,
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    batch_size: int = 512,
+    fill: float = FILL,
+    bf16: bool = False,
 ) -> tuple[torch.Tensor, int]:
     """Double-masking predictions ``(N, K, K)`` (symmetric; ``[:, i, i]`` = mask i alone) and forward passes per image.
 
@@ -171,7 +193,9 @@ def pc_infer(pred_map: torch.Tensor, num_classes: int | None = None) -> torch.Te
     [4]
     """
     one = pred_map.diagonal(dim1=1, dim2=2)  # (N, K)
-    majority = first_round_majority(one, num_classes if num_classes is not None else (int(pred_map.max()) + 1 if pred_map.numel() else 1))
+    majority = first_round_majority(
+        one, num_classes if num_classes is not None else (int(pred_map.max()) + 1 if pred_map.numel() else 1)
+    )
     consistent = (pred_map == one.unsqueeze(2)).all(2)  # (N, K): row i agrees with mask i's label
     candidate = (one != majority.unsqueeze(1)) & consistent
     first = candidate.to(torch.uint8).argmax(1, keepdim=True)
@@ -184,7 +208,9 @@ def first_round_majority(one: torch.Tensor, num_classes: int) -> torch.Tensor:
     >>> first_round_majority(torch.tensor([[2, 1, 1, 2, 0]]), 3).tolist()
     [1]
     """
-    counts = torch.zeros(len(one), num_classes, dtype=torch.long, device=one.device).scatter_add_(1, one, torch.ones_like(one))
+    counts = torch.zeros(len(one), num_classes, dtype=torch.long, device=one.device).scatter_add_(
+        1, one, torch.ones_like(one)
+    )
     return counts.argmax(1)  # first maximum: the smaller class on ties
 
 
@@ -212,7 +238,13 @@ def central_pairs(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     (36, True)
     """
     k, h, w = masks.shape
-    grid = torch.stack(torch.meshgrid(torch.arange(h, device=masks.device), torch.arange(w, device=masks.device), indexing="ij")).flatten(1).float()
+    grid = (
+        torch.stack(
+            torch.meshgrid(torch.arange(h, device=masks.device), torch.arange(w, device=masks.device), indexing="ij")
+        )
+        .flatten(1)
+        .float()
+    )
     area = masks.flatten(1).float()
     centre = area @ grid.T / area.sum(1, keepdim=True).clamp_min(1)  # (K, 2)
     off = (centre - torch.tensor([(h - 1) / 2, (w - 1) / 2], device=masks.device)).norm(dim=1)
@@ -241,8 +273,15 @@ UNKNOWN = -1  # an entry of a decision map that was not evaluated because no dec
 
 @torch.inference_mode()
 def pc_decision_map(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor, batch_size: int = 512, fill: float = FILL,
-    bf16: bool = False, num_classes: int | None = None, first_round: int = 32,
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    masks: torch.Tensor,
+    batch_size: int = 512,
+    fill: float = FILL,
+    bf16: bool = False,
+    num_classes: int | None = None,
+    first_round: int = 32,
 ) -> tuple[torch.Tensor, int]:
     """The entries of the prediction map that decide :func:`pc_infer` and :func:`pc_certify`, ``(N, K, K)``
     with :data:`UNKNOWN` elsewhere, and the forward passes it took (all images together).
@@ -297,7 +336,13 @@ def pc_decision_map(
 
 @torch.inference_mode()
 def pc_counts(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor, batch_size: int = 512, bf16: bool = False, num_classes: int | None = None
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    masks: torch.Tensor,
+    batch_size: int = 512,
+    bf16: bool = False,
+    num_classes: int | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Counts ``(3,)`` long on the device: images right without defense, right under double masking, certified.
 
@@ -335,14 +380,26 @@ class PatchCleanser:
     torch.Size([3])
     """
 
-    def __init__(self, image_size: int, patch_side: int, device: str | torch.device = "cpu", k: int = 6, bf16: bool = False) -> None:
+    def __init__(
+        self, image_size: int, patch_side: int, device: str | torch.device = "cpu", k: int = 6, bf16: bool = False
+    ) -> None:
         _, side, stride = mask_positions(image_size, patch_side, k)
         self.masks = mask_set(image_size, patch_side, k, device)
         self.bf16 = bool(bf16)
         self.precision = "bf16" if bf16 else "fp32"
         n = len(self.masks)
-        self.settings = {"k": k, "masks": n, "mask_side": side, "mask_stride": stride, "full_map_passes": n * (n + 1) // 2}
+        self.settings = {
+            "k": k,
+            "masks": n,
+            "mask_side": side,
+            "mask_stride": stride,
+            "full_map_passes": n * (n + 1) // 2,
+        }
 
-    def counts(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, int]:
+    def counts(
+        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int
+    ) -> tuple[torch.Tensor, int]:
         """``(3,)`` counts (clean right, defended right, certified) and the forward passes, for images (N,3,H,W)."""
-        return pc_counts(model, images, labels, self.masks, batch_size, self.bf16, len(getattr(model, "classes", ())) or None)
+        return pc_counts(
+            model, images, labels, self.masks, batch_size, self.bf16, len(getattr(model, "classes", ())) or None
+        )

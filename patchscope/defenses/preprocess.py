@@ -75,7 +75,9 @@ def _odd_kernel(kernel: object) -> int:
 
 def _fits(kernel: int, x: torch.Tensor) -> None:
     if kernel // 2 >= min(x.shape[-2:]):
-        raise PatchscopeError(f"kernel must be smaller than twice the {min(x.shape[-2:])}px image side, got {kernel}", params=("kernel",))
+        raise PatchscopeError(
+            f"kernel must be smaller than twice the {min(x.shape[-2:])}px image side, got {kernel}", params=("kernel",)
+        )
 
 
 @register_defense("jpeg")
@@ -166,7 +168,15 @@ class LocalGradientSmoothing(InputDefense):
 
     tag = "lgs"
 
-    def __init__(self, model: nn.Module, window: int = 5, stride: int = 2, threshold: float = 0.1, smoothing: float = 2.3, bpda: bool = False) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        window: int = 5,
+        stride: int = 2,
+        threshold: float = 0.1,
+        smoothing: float = 2.3,
+        bpda: bool = False,
+    ) -> None:
         super().__init__(model, bpda)
         self.window = check_positive("window", window, MAX_KERNEL)
         self.stride = check_int("stride", stride, 1, self.window)

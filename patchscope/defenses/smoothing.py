@@ -57,7 +57,9 @@ def ablation_set(image_size: int, band: int, mode: str = "column", device: str |
 
 
 @torch.inference_mode()
-def ds_prediction_map(model: nn.Module, images: torch.Tensor, kept: torch.Tensor, batch_size: int = 512, fill: float = FILL) -> tuple[torch.Tensor, int]:
+def ds_prediction_map(
+    model: nn.Module, images: torch.Tensor, kept: torch.Tensor, batch_size: int = 512, fill: float = FILL
+) -> tuple[torch.Tensor, int]:
     """Votes ``(N, C)`` of the base model over all ablations and the forward passes per image.
 
     ``images`` (N,3,H,W) in [0,1] on the model's device; ``kept`` (A,H,W) bool from :func:`ablation_set`.
@@ -120,13 +122,17 @@ class DerandomizedSmoothing:
 
     precision = "fp32"
 
-    def __init__(self, image_size: int, patch_side: int, device: str | torch.device = "cpu", band: int = 4, mode: str = "column") -> None:
+    def __init__(
+        self, image_size: int, patch_side: int, device: str | torch.device = "cpu", band: int = 4, mode: str = "column"
+    ) -> None:
         self.kept = ablation_set(image_size, band, mode, device)
         self.delta = ds_delta(patch_side, band, mode)
         self.settings = {"band": band, "ablations": len(self.kept), "delta": self.delta}
 
     @torch.inference_mode()
-    def counts(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, int]:
+    def counts(
+        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int
+    ) -> tuple[torch.Tensor, int]:
         """``(3,)`` counts (clean right, defended right, certified) and the forward passes, for images (N,3,H,W)."""
         labels = labels.to(images.device)
         votes, per_image = ds_prediction_map(model, images, self.kept, batch_size)
@@ -136,12 +142,16 @@ class DerandomizedSmoothing:
 
 
 @register_certifier("ds-column")
-def column_smoothing(image_size: int, patch_side: int, device: str | torch.device = "cpu", band: int = 4) -> DerandomizedSmoothing:
+def column_smoothing(
+    image_size: int, patch_side: int, device: str | torch.device = "cpu", band: int = 4
+) -> DerandomizedSmoothing:
     """Derandomized smoothing over column bands of ``band`` px (Levine & Feizi's column smoothing)."""
     return DerandomizedSmoothing(image_size, patch_side, device, band, "column")
 
 
 @register_certifier("ds-block")
-def block_smoothing(image_size: int, patch_side: int, device: str | torch.device = "cpu", band: int = 12) -> DerandomizedSmoothing:
+def block_smoothing(
+    image_size: int, patch_side: int, device: str | torch.device = "cpu", band: int = 12
+) -> DerandomizedSmoothing:
     """Derandomized smoothing over ``band`` x ``band`` blocks."""
     return DerandomizedSmoothing(image_size, patch_side, device, band, "block")

@@ -9,8 +9,13 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "DEFAULT_GRID": "conditions", "SWEEPS": "conditions", "condition_label": "conditions", "sweep_conditions": "conditions",
-    "condition_views": "patch_metrics", "patch_success": "patch_metrics", "transfer_matrix": "patch_metrics",
+    "DEFAULT_GRID": "conditions",
+    "SWEEPS": "conditions",
+    "condition_label": "conditions",
+    "sweep_conditions": "conditions",
+    "condition_views": "patch_metrics",
+    "patch_success": "patch_metrics",
+    "transfer_matrix": "patch_metrics",
 }
 __all__ = sorted(_EXPORTS)
 

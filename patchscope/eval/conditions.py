@@ -12,10 +12,19 @@ Condition = dict[str, float]
 
 #: the ranges of the default grid: rotation and tilt up to +-15 deg, distance (scale) 0.85-1.0,
 #: brightness 0.7-1.3, mild blur
-GRID_RANGES: dict[str, tuple[float, float]] = {"rotation": (-15.0, 15.0), "yaw": (-15.0, 15.0), "pitch": (-15.0, 15.0), "scale": (0.85, 1.0), "brightness": (0.7, 1.3), "blur": (0.0, 0.6)}
+GRID_RANGES: dict[str, tuple[float, float]] = {
+    "rotation": (-15.0, 15.0),
+    "yaw": (-15.0, 15.0),
+    "pitch": (-15.0, 15.0),
+    "scale": (0.85, 1.0),
+    "brightness": (0.7, 1.3),
+    "blur": (0.0, 0.6),
+}
 
 
-def stratified_grid(n: int = 32, seed: int = 0, ranges: dict[str, tuple[float, float]] = GRID_RANGES) -> list[Condition]:
+def stratified_grid(
+    n: int = 32, seed: int = 0, ranges: dict[str, tuple[float, float]] = GRID_RANGES
+) -> list[Condition]:
     """``n`` conditions spread over ``ranges`` by Latin-hypercube sampling (each factor's range cut
     into ``n`` strata, one draw per stratum, strata shuffled per factor), plus the no-change view first."""
     g = torch.Generator().manual_seed(seed)

@@ -12,11 +12,11 @@ from torch import nn
 
 from patchscope.attacks import AttackConfig, create_attack
 from patchscope.data import ImageSet
+from patchscope.errors import PatchscopeError
 from patchscope.eval.conditions import DEFAULT_GRID, Condition
 from patchscope.eval.figures import a90, area_figure
 from patchscope.eval.patch_metrics import patch_success
 from patchscope.io import write_json
-from patchscope.errors import PatchscopeError
 from patchscope.validate import check_fraction
 
 
@@ -44,7 +44,17 @@ def area_curve(
         patch = create_attack("universal", model, replace(config, size=size), str(device), progress=progress)(*make)
         m = patch_success(model, test[0], test[1], patch, config.target, conditions, device=device)
         key = "targeted_success" if config.target is not None else "untargeted_success"
-        rows.append({"size": size, "area": patch.area_fraction, "side": patch.side, "location": patch.location, "success": m[key], "target_confidence": m["target_confidence"], "clean_accuracy": m["clean_accuracy"]})
+        rows.append(
+            {
+                "size": size,
+                "area": patch.area_fraction,
+                "side": patch.side,
+                "location": patch.location,
+                "success": m[key],
+                "target_confidence": m["target_confidence"],
+                "clean_accuracy": m["clean_accuracy"],
+            }
+        )
     points = [(r["area"], r["success"]) for r in rows]
     return {"placement": config.placement, "points": points, "rows": rows, "a90": a90(points)}
 
@@ -81,7 +91,9 @@ def area_curves(
     curves = {}
     for placement in placements:
         cfg = replace(config, placement=placement)
-        curves[placement] = area_curve(model, (make.float_images(), make.labels), (test.float_images(), test.labels), sizes, cfg, device=device)
+        curves[placement] = area_curve(
+            model, (make.float_images(), make.labels), (test.float_images(), test.labels), sizes, cfg, device=device
+        )
     area_figure({f"{label} {p}": c["points"] for p, c in curves.items()}, out / "area.png")
     write_json(out / "curve.json", {**(info or {}), **curves})
     return curves

@@ -29,10 +29,10 @@ from patchscope.attacks.per_image import PerImagePatches
 from patchscope.data import ImageSet, resolve_class
 from patchscope.defenses import create_defense, defense_spec
 from patchscope.errors import PatchscopeError
-from patchscope.validate import check_batch, check_optional_positive, check_positive
 from patchscope.eval.conditions import Condition
 from patchscope.eval.patch_metrics import PatchMeasurement, measure_patch
 from patchscope.models.train import accuracy
+from patchscope.validate import check_batch, check_optional_positive, check_positive
 
 
 @dataclass

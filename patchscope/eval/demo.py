@@ -58,7 +58,9 @@ class DemoSettings:
 
 def quick_settings(device: str = "cpu") -> DemoSettings:
     """A tiny budget for tests: every stage runs, nothing is expected to succeed."""
-    return DemoSettings(steps=8, batch_size=16, candidates=2, certify_images=8, explain_images=8, adaptive_steps=3, device=device)
+    return DemoSettings(
+        steps=8, batch_size=16, candidates=2, certify_images=8, explain_images=8, adaptive_steps=3, device=device
+    )
 
 
 def _pct(v: float | None) -> str:
@@ -93,7 +95,9 @@ class Demo:
         self.make_set, self.test_set = data.of_class(self.src).alternate()
         self.data = data
         # one random subset of the whole demo set for every clean-accuracy number (models and defenses)
-        self.clean_set = data.subset(torch.randperm(len(data), generator=torch.Generator().manual_seed(1))[: s.defense_clean_images])
+        self.clean_set = data.subset(
+            torch.randperm(len(data), generator=torch.Generator().manual_seed(1))[: s.defense_clean_images]
+        )
         patch = self.attack()
         self.measure(patch)
         self.explain(patch)
@@ -102,38 +106,79 @@ class Demo:
         self.stage("writing the report")
         self.results["seconds"] = round(time.time() - started, 1)
         write_json(self.out / "results.json", self.results)
-        return render_report(self.sections, self.out, "Does a small patch turn STOP into YIELD?", self._subtitle(), self.findings)
+        return render_report(
+            self.sections, self.out, "Does a small patch turn STOP into YIELD?", self._subtitle(), self.findings
+        )
 
     def _subtitle(self) -> str:
-        return (f"patchscope demo: {self.s.model} attacked on {len(self.make_set)} bundled Stop images, measured on {len(self.test_set)} others, "
-                f"models {', '.join(self.models)}; {self.results.get('seconds', 0):.0f} s on {self.s.device}")
+        return (
+            f"patchscope demo: {self.s.model} attacked on {len(self.make_set)} bundled Stop images, measured on {len(self.test_set)} others, "
+            f"models {', '.join(self.models)}; {self.results.get('seconds', 0):.0f} s on {self.s.device}"
+        )
 
     # -- stages ---------------------------------------------------------------------------------------
     def attack(self) -> Patch:
         s = self.s
-        self.stage(f"optimising a {s.size:.0%} on-object {s.source}->{s.target} patch on {s.model} ({s.steps} steps, EOT)")
-        cfg = AttackConfig(size=s.size, placement="on-object", target=self.tgt, steps=s.steps, batch_size=s.batch_size, candidates=s.candidates, seed=s.seed)
+        self.stage(
+            f"optimising a {s.size:.0%} on-object {s.source}->{s.target} patch on {s.model} ({s.steps} steps, EOT)"
+        )
+        cfg = AttackConfig(
+            size=s.size,
+            placement="on-object",
+            target=self.tgt,
+            steps=s.steps,
+            batch_size=s.batch_size,
+            candidates=s.candidates,
+            seed=s.seed,
+        )
         t = time.time()
         patch = create_attack("universal", self.main, cfg, s.device)(self.make_set.float_images(), self.make_set.labels)
         patch.meta.update({"model": s.model, "source": s.source, "target": s.target, "data": "demo"})
         patch.save(self.out / "patch")
         patch.to_png(self.out / "patch" / "patch-large.png", scale=16)
-        self.results["attack"] = {"seconds": round(time.time() - t, 1), "area": patch.area_fraction, "location": patch.location, "side": patch.side}
+        self.results["attack"] = {
+            "seconds": round(time.time() - t, 1),
+            "area": patch.area_fraction,
+            "location": patch.location,
+            "side": patch.side,
+        }
         return patch
 
     def measure(self, patch: Patch) -> None:
-        self.stage(f"measuring the patch over {len(DEFAULT_GRID)} viewing conditions and {len(sweep_conditions())} sweep points on {len(self.models)} models")
+        self.stage(
+            f"measuring the patch over {len(DEFAULT_GRID)} viewing conditions and {len(sweep_conditions())} sweep points on {len(self.models)} models"
+        )
         x, y = self.test_set.float_images(self.s.device), self.test_set.labels
         k, kt = self.s.sweep_images, self.s.transfer_images
         # every held-out image on the attacked model; the other networks (transfer, near zero so far) on the first kt
-        grid = {n: patch_success(m, x if m is self.main else x[:kt], y if m is self.main else y[:kt], patch, self.tgt, DEFAULT_GRID, device=self.s.device)
-                for n, m in self.models.items()}
+        grid = {
+            n: patch_success(
+                m,
+                x if m is self.main else x[:kt],
+                y if m is self.main else y[:kt],
+                patch,
+                self.tgt,
+                DEFAULT_GRID,
+                device=self.s.device,
+            )
+            for n, m in self.models.items()
+        }
         # the sweeps (one factor at a time) on the attacked model only: the grid already shows the others near zero
-        sweeps = {self.s.model: patch_success(self.main, x[:k], y[:k], patch, self.tgt, sweep_conditions(), device=self.s.device)["conditions"]}
+        sweeps = {
+            self.s.model: patch_success(
+                self.main, x[:k], y[:k], patch, self.tgt, sweep_conditions(), device=self.s.device
+            )["conditions"]
+        }
         clean = {n: accuracy(m, self.clean_set, self.s.device) for n, m in self.models.items()}
-        self.results["evaluate"] = {n: {k: v for k, v in r.items() if k != "conditions"} | {"demo_accuracy": clean[n], "demo_accuracy_images": len(self.clean_set)} for n, r in grid.items()}
+        self.results["evaluate"] = {
+            n: {k: v for k, v in r.items() if k != "conditions"}
+            | {"demo_accuracy": clean[n], "demo_accuracy_images": len(self.clean_set)}
+            for n, r in grid.items()
+        }
         self.results["sweeps"] = sweeps
-        condition_curves(sweeps, self.out / "curves.png", title=f"{patch.area_fraction:.1%} patch made on {self.s.model}")
+        condition_curves(
+            sweeps, self.out / "curves.png", title=f"{patch.area_fraction:.1%} patch made on {self.s.model}"
+        )
         transfer_figure({self.s.model: {n: r["targeted_success"] for n, r in grid.items()}}, self.out / "transfer.png")
         main = grid[self.s.model]
         self.findings.append(
@@ -143,16 +188,87 @@ class Demo:
         )
         others = {n: r["targeted_success"] for n, r in grid.items() if n != self.s.model}
         if others:
-            self.findings.append("Transfer to other networks: " + ", ".join(f"{n} {v:.0%}" for n, v in others.items()) + ".")
-        rows = [[n, _pct(clean[n]), _pct(r["clean_accuracy"]), _pct(r["targeted_success"]), _pct(r["untargeted_success"]), f"{r['target_confidence']:.2f}"] for n, r in grid.items()]
-        cmd = command_line("evaluate", {"patch": self.out / "patch", "models": list(self.models), "data": "demo", "source": self.s.source, "target": self.s.target, "as_json": True})
-        self.sections.append(Section("The patch", f"Optimised on {self.s.model} with EOT, placed on the sign at (top, left) = {patch.location}.", [(self.out / "patch" / "patch-large.png", f"{patch.side}x{patch.side} px, {patch.area_fraction:.1%} of the image")], patch_figure=True,
-                                     commands=[command_line("attack", {"model": self.s.model, "data": "demo", "source": self.s.source, "target": self.s.target, "size": self.s.size,
-                                                                       "placement": "on-object", "steps": self.s.steps, "batch_size": self.s.batch_size,
-                                                                       "candidates": self.s.candidates, "seed": self.s.seed, "out": "runs/demo-patch"})]))
-        self.sections.append(Section("Across viewing conditions and networks", f"Success over the default viewing grid ({len(self.test_set)} held-out Stop images on {self.s.model}, the first {min(self.s.transfer_images, len(self.test_set))} on the other networks), with each network's clean accuracy under the same conditions.",
-                                     [(self.out / "curves.png", "One factor at a time: solid lines the patch's targeted success, dashed the clean accuracy"), (self.out / "transfer.png", "The patch on every bundled network")],
-                                     {"columns": ["model", f"accuracy ({len(self.clean_set)} demo images)", "clean acc. (grid)", "targeted", "untargeted", "target conf."], "rows": rows}, [cmd]))
+            self.findings.append(
+                "Transfer to other networks: " + ", ".join(f"{n} {v:.0%}" for n, v in others.items()) + "."
+            )
+        rows = [
+            [
+                n,
+                _pct(clean[n]),
+                _pct(r["clean_accuracy"]),
+                _pct(r["targeted_success"]),
+                _pct(r["untargeted_success"]),
+                f"{r['target_confidence']:.2f}",
+            ]
+            for n, r in grid.items()
+        ]
+        cmd = command_line(
+            "evaluate",
+            {
+                "patch": self.out / "patch",
+                "models": list(self.models),
+                "data": "demo",
+                "source": self.s.source,
+                "target": self.s.target,
+                "as_json": True,
+            },
+        )
+        self.sections.append(
+            Section(
+                "The patch",
+                f"Optimised on {self.s.model} with EOT, placed on the sign at (top, left) = {patch.location}.",
+                [
+                    (
+                        self.out / "patch" / "patch-large.png",
+                        f"{patch.side}x{patch.side} px, {patch.area_fraction:.1%} of the image",
+                    )
+                ],
+                patch_figure=True,
+                commands=[
+                    command_line(
+                        "attack",
+                        {
+                            "model": self.s.model,
+                            "data": "demo",
+                            "source": self.s.source,
+                            "target": self.s.target,
+                            "size": self.s.size,
+                            "placement": "on-object",
+                            "steps": self.s.steps,
+                            "batch_size": self.s.batch_size,
+                            "candidates": self.s.candidates,
+                            "seed": self.s.seed,
+                            "out": "runs/demo-patch",
+                        },
+                    )
+                ],
+            )
+        )
+        self.sections.append(
+            Section(
+                "Across viewing conditions and networks",
+                f"Success over the default viewing grid ({len(self.test_set)} held-out Stop images on {self.s.model}, the first {min(self.s.transfer_images, len(self.test_set))} on the other networks), with each network's clean accuracy under the same conditions.",
+                [
+                    (
+                        self.out / "curves.png",
+                        "One factor at a time: solid lines the patch's targeted success, dashed the clean accuracy",
+                    ),
+                    (self.out / "transfer.png", "The patch on every bundled network"),
+                ],
+                {
+                    "columns": [
+                        "model",
+                        f"accuracy ({len(self.clean_set)} demo images)",
+                        "clean acc. (grid)",
+                        "targeted",
+                        "untargeted",
+                        "target conf.",
+                    ],
+                    "rows": rows,
+                },
+                [cmd],
+            )
+        )
 
     def explain(self, patch: Patch) -> None:
         self.stage("explaining: attention, propagation through the layers, abnormal activations")
@@ -162,22 +278,89 @@ class Demo:
             k = self.s.explain_images
             res = explain_patch(model, x[:k], y[:k], patch, 0, self.out / f"explain-{name}")
             layers = res["layers"]
-            first, last, mass = layers[0]["adversarial_share"], layers[-1]["adversarial_share"], res["attention_in_patch"]
+            first, last, mass = (
+                layers[0]["adversarial_share"],
+                layers[-1]["adversarial_share"],
+                res["attention_in_patch"],
+            )
             amplification = last / first if first else None
-            self.results.setdefault("explain", {})[name] = {"first": layers[0], "last": layers[-1], "amplification": amplification, "attention_in_patch": mass}
-            table.append([name, f"{first:.3f}", f"{last:.3f}", "-" if amplification is None else f"{amplification:.1f}x", f"{layers[-1]['natural_ratio']:.2f}",
-                          f"{max((r['max_z'] or 0) for r in layers):.1f}", f"{mass['clean']:.2f} -> {mass['patched']:.2f}"])
+            self.results.setdefault("explain", {})[name] = {
+                "first": layers[0],
+                "last": layers[-1],
+                "amplification": amplification,
+                "attention_in_patch": mass,
+            }
+            table.append(
+                [
+                    name,
+                    f"{first:.3f}",
+                    f"{last:.3f}",
+                    "-" if amplification is None else f"{amplification:.1f}x",
+                    f"{layers[-1]['natural_ratio']:.2f}",
+                    f"{max((r['max_z'] or 0) for r in layers):.1f}",
+                    f"{mass['clean']:.2f} -> {mass['patched']:.2f}",
+                ]
+            )
             if name == self.s.model:
-                figures.insert(0, (self.out / f"explain-{name}" / "attention.png", f"{name}: where it looks, and the probabilities, before and after the patch"))
-            figures.append((self.out / f"explain-{name}" / "propagation.png", f"{name}: the patch's share of activation energy (red) and the natural features (blue), layer by layer"))
-        self.sections.insert(0, Section("How the patch fools the network", "Grad-CAM heat maps on a clean and a patched Stop sign, and the top-5 probabilities.", figures[:1]))
-        why = (f"The same patch through every network (CNNs and the ViT side by side): the share of each layer's activation energy that the patch causes, "
-               f"how much of the natural features' energy is left, the largest activation's z-score against clean images, and the share of the heat map on the patch, "
-               f"which covers {patch.area_fraction:.1%} of the image.")
-        self.sections.append(Section("Why: the patch's signal through the layers", why, figures[1:],
-                                     {"columns": ["model", "adversarial share, first layer", "last layer", "amplification", "natural features kept, last layer", "max z", "heat-map mass on the patch, clean -> patched"], "rows": table},
-                                     [command_line("explain", {"model": n, "patch": self.out / "patch", "data": "demo", "source": self.s.source, "limit": self.s.explain_images,
-                                                               "out": f"explain-{n}"}) for n in self.models]))
+                figures.insert(
+                    0,
+                    (
+                        self.out / f"explain-{name}" / "attention.png",
+                        f"{name}: where it looks, and the probabilities, before and after the patch",
+                    ),
+                )
+            figures.append(
+                (
+                    self.out / f"explain-{name}" / "propagation.png",
+                    f"{name}: the patch's share of activation energy (red) and the natural features (blue), layer by layer",
+                )
+            )
+        self.sections.insert(
+            0,
+            Section(
+                "How the patch fools the network",
+                "Grad-CAM heat maps on a clean and a patched Stop sign, and the top-5 probabilities.",
+                figures[:1],
+            ),
+        )
+        why = (
+            f"The same patch through every network (CNNs and the ViT side by side): the share of each layer's activation energy that the patch causes, "
+            f"how much of the natural features' energy is left, the largest activation's z-score against clean images, and the share of the heat map on the patch, "
+            f"which covers {patch.area_fraction:.1%} of the image."
+        )
+        self.sections.append(
+            Section(
+                "Why: the patch's signal through the layers",
+                why,
+                figures[1:],
+                {
+                    "columns": [
+                        "model",
+                        "adversarial share, first layer",
+                        "last layer",
+                        "amplification",
+                        "natural features kept, last layer",
+                        "max z",
+                        "heat-map mass on the patch, clean -> patched",
+                    ],
+                    "rows": table,
+                },
+                [
+                    command_line(
+                        "explain",
+                        {
+                            "model": n,
+                            "patch": self.out / "patch",
+                            "data": "demo",
+                            "source": self.s.source,
+                            "limit": self.s.explain_images,
+                            "out": f"explain-{n}",
+                        },
+                    )
+                    for n in self.models
+                ],
+            )
+        )
 
     def defend(self, patch: Patch) -> None:
         names = list_defenses()
@@ -189,7 +372,14 @@ class Demo:
         for name in (*names, *([trained] if trained in list_models() else [])):
             out[name] = self._defense_row(name, trained, patch, grid)
             r = out[name]
-            rows.append([f"adversarial patch training ({name})" if name == trained else name, _pct(r["clean_accuracy"]), _pct(r["patch"]), _pct(r.get("adaptive"))])
+            rows.append(
+                [
+                    f"adversarial patch training ({name})" if name == trained else name,
+                    _pct(r["clean_accuracy"]),
+                    _pct(r["patch"]),
+                    _pct(r.get("adaptive")),
+                ]
+            )
         x, y = self.test_set.float_images(dev), self.test_set.labels
         bare = patch_success(self.main, x, y, patch, self.tgt, grid, device=dev)["targeted_success"]
         rows.insert(0, ["none", _pct(accuracy(self.main, self.clean_set, dev)), _pct(bare), "-"])
@@ -197,47 +387,127 @@ class Demo:
         bpda = [n for n in ADAPTIVE if defense_spec(n).bpda]
         how = f"BPDA through {', '.join(bpda)}" if bpda else "plain gradients: each of these defenses is differentiable"
         common = {"patch": self.out / "patch", "data": "demo", "source": s.source, "target": s.target}
-        commands = [command_line("defend", {"model": s.model, "defense": n, **common, "adaptive": n in ADAPTIVE, "as_json": True}) for n in names]
+        commands = [
+            command_line(
+                "defend", {"model": s.model, "defense": n, **common, "adaptive": n in ADAPTIVE, "as_json": True}
+            )
+            for n in names
+        ]
         if trained in out:
-            commands += [command_line("attack", {"model": trained, "data": "demo", "source": s.source, "target": s.target, "size": s.size, "placement": "on-object",
-                                                 "steps": s.adaptive_steps, "out": "runs/at-patch"}),
-                         command_line("evaluate", {**common, "patch": "runs/at-patch", "models": trained, "as_json": True})]
-        self.sections.append(Section("Defenses, against the patch and against an adaptive attacker",
-                                     f"Targeted success on held-out Stop images over the first {len(grid)} viewing conditions: the original patch through each defense, and a new patch optimised through it ({how}; for the adversarially trained model, a patch made on it). Clean accuracy on {len(self.clean_set)} demo images.",
-                                     table={"columns": ["defense", "clean accuracy", "original patch", "adaptive patch"], "rows": rows}, commands=commands))
+            commands += [
+                command_line(
+                    "attack",
+                    {
+                        "model": trained,
+                        "data": "demo",
+                        "source": s.source,
+                        "target": s.target,
+                        "size": s.size,
+                        "placement": "on-object",
+                        "steps": s.adaptive_steps,
+                        "out": "runs/at-patch",
+                    },
+                ),
+                command_line("evaluate", {**common, "patch": "runs/at-patch", "models": trained, "as_json": True}),
+            ]
+        self.sections.append(
+            Section(
+                "Defenses, against the patch and against an adaptive attacker",
+                f"Targeted success on held-out Stop images over the first {len(grid)} viewing conditions: the original patch through each defense, and a new patch optimised through it ({how}; for the adversarially trained model, a patch made on it). Clean accuracy on {len(self.clean_set)} demo images.",
+                table={"columns": ["defense", "clean accuracy", "original patch", "adaptive patch"], "rows": rows},
+                commands=commands,
+            )
+        )
 
-    def _defense_row(self, name: str, trained: str, patch: Patch, grid: list[dict[str, float]]) -> dict[str, float | None]:
+    def _defense_row(
+        self, name: str, trained: str, patch: Patch, grid: list[dict[str, float]]
+    ) -> dict[str, float | None]:
         """Clean accuracy and patch success through one registered defense (or the adversarially trained model)."""
         s, dev = self.s, self.s.device
         x, y = self.test_set.float_images(dev), self.test_set.labels
         if name == trained:  # adversarial patch training: a model, not a wrapper
             d = create_model(trained, dev)
         else:
-            d = create_defense(name, self.main, clean_images=self.data.float_images(dev)[:512] if defense_spec(name).needs_clean_images else None)
-        r = {"clean_accuracy": accuracy(d, self.clean_set, dev), "patch": patch_success(d, x, y, patch, self.tgt, grid, device=dev)["targeted_success"]}
+            d = create_defense(
+                name,
+                self.main,
+                clean_images=self.data.float_images(dev)[:512] if defense_spec(name).needs_clean_images else None,
+            )
+        r = {
+            "clean_accuracy": accuracy(d, self.clean_set, dev),
+            "patch": patch_success(d, x, y, patch, self.tgt, grid, device=dev)["targeted_success"],
+        }
         if name in (*ADAPTIVE, trained):
-            cfg = AttackConfig(size=s.size, placement="on-object", location=patch.location, target=self.tgt, steps=s.adaptive_steps, batch_size=s.batch_size, candidates=1, seed=s.seed)
-            adaptive = create_attack("universal", d, cfg, dev, progress=False)(self.make_set.float_images(dev), self.make_set.labels)
+            cfg = AttackConfig(
+                size=s.size,
+                placement="on-object",
+                location=patch.location,
+                target=self.tgt,
+                steps=s.adaptive_steps,
+                batch_size=s.batch_size,
+                candidates=1,
+                seed=s.seed,
+            )
+            adaptive = create_attack("universal", d, cfg, dev, progress=False)(
+                self.make_set.float_images(dev), self.make_set.labels
+            )
             r["adaptive"] = patch_success(d, x, y, adaptive, self.tgt, grid, device=dev)["targeted_success"]
         return r
 
     def certify(self) -> None:
         s, dev = self.s, self.s.device
-        subset = self.data.subset(torch.randperm(len(self.data), generator=torch.Generator().manual_seed(0))[: s.certify_images])
+        subset = self.data.subset(
+            torch.randperm(len(self.data), generator=torch.Generator().manual_seed(0))[: s.certify_images]
+        )
         rows = []
         for area in (0.025, 0.048):  # 5x5 and 7x7 on 32 px
             side = patch_side(area, subset.image_size)
             self.stage(f"PatchCleanser certification against any {side}x{side} patch on {len(subset)} images")
             r = certify(self.main, subset, "patchcleanser", area, batch_size=512, device=dev, progress=False, k=6)
-            self.results.setdefault("certify", {})[f"{side}px"] = {"clean": r.clean_accuracy, "defended": r.defended_accuracy, "certified": r.certified_accuracy,
-                                                                   "passes": r.forward_passes_per_image, "images_per_second": r.images_per_second}
-            rows.append([f"{side}x{side} ({side * side / 1024:.1%})", _pct(r.clean_accuracy), _pct(r.defended_accuracy), _pct(r.certified_accuracy),
-                         f"{r.forward_passes_per_image:.0f}", f"{r.images_per_second:.0f}"])
-        self.findings.append(f"PatchCleanser certifies {self.results['certify']['5px']['certified']:.0%} of demo images against <i>any</i> 5x5 patch anywhere, and {self.results['certify']['7px']['certified']:.0%} against 7x7.")
-        self.sections.append(Section("Certified: PatchCleanser", "Double masking with 6x6 mask positions: an image is certified when every one- and two-mask prediction is right, so no patch of that size anywhere can change it.",
-                                     table={"columns": ["patch", "clean", "defended", "certified", "forward passes / image", "images / s"], "rows": rows},
-                                     commands=[command_line("certify", {"model": s.model, "defense": "patchcleanser", "patch_size": a, "data": "demo", "limit": s.certify_images, "as_json": True})
-                                               for a in (0.025, 0.048)]))
+            self.results.setdefault("certify", {})[f"{side}px"] = {
+                "clean": r.clean_accuracy,
+                "defended": r.defended_accuracy,
+                "certified": r.certified_accuracy,
+                "passes": r.forward_passes_per_image,
+                "images_per_second": r.images_per_second,
+            }
+            rows.append(
+                [
+                    f"{side}x{side} ({side * side / 1024:.1%})",
+                    _pct(r.clean_accuracy),
+                    _pct(r.defended_accuracy),
+                    _pct(r.certified_accuracy),
+                    f"{r.forward_passes_per_image:.0f}",
+                    f"{r.images_per_second:.0f}",
+                ]
+            )
+        self.findings.append(
+            f"PatchCleanser certifies {self.results['certify']['5px']['certified']:.0%} of demo images against <i>any</i> 5x5 patch anywhere, and {self.results['certify']['7px']['certified']:.0%} against 7x7."
+        )
+        self.sections.append(
+            Section(
+                "Certified: PatchCleanser",
+                "Double masking with 6x6 mask positions: an image is certified when every one- and two-mask prediction is right, so no patch of that size anywhere can change it.",
+                table={
+                    "columns": ["patch", "clean", "defended", "certified", "forward passes / image", "images / s"],
+                    "rows": rows,
+                },
+                commands=[
+                    command_line(
+                        "certify",
+                        {
+                            "model": s.model,
+                            "defense": "patchcleanser",
+                            "patch_size": a,
+                            "data": "demo",
+                            "limit": s.certify_images,
+                            "as_json": True,
+                        },
+                    )
+                    for a in (0.025, 0.048)
+                ],
+            )
+        )
 
 
 def run_demo(out: Path, settings: DemoSettings | None = None, console: Console | None = None) -> Path:

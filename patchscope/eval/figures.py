@@ -10,7 +10,14 @@ from matplotlib.figure import Figure
 
 from patchscope.io import atomic_path
 
-UNITS = {"yaw": "viewing angle (deg)", "rotation": "rotation (deg)", "scale": "scale (distance)", "brightness": "brightness", "blur": "blur sigma (px)", "noise": "noise std"}
+UNITS = {
+    "yaw": "viewing angle (deg)",
+    "rotation": "rotation (deg)",
+    "scale": "scale (distance)",
+    "brightness": "brightness",
+    "blur": "blur sigma (px)",
+    "noise": "noise std",
+}
 
 
 def _save(fig: Figure, path: Path) -> None:
@@ -18,7 +25,9 @@ def _save(fig: Figure, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
 
 
-def condition_curves(per_model: Mapping[str, Sequence[Mapping[str, Any]]], path: Path, metric: str = "targeted_success", title: str = "") -> None:
+def condition_curves(
+    per_model: Mapping[str, Sequence[Mapping[str, Any]]], path: Path, metric: str = "targeted_success", title: str = ""
+) -> None:
     """One panel per swept factor (rows from ``patch_success(..., sweep_conditions())["conditions"]``),
     one line per model for ``metric`` and a dashed line for its clean accuracy."""
     factors = list(dict.fromkeys(c["factor"] for rows in per_model.values() for c in rows if "factor" in c))
@@ -26,14 +35,21 @@ def condition_curves(per_model: Mapping[str, Sequence[Mapping[str, Any]]], path:
     rows_n = -(-len(factors) // cols)
     fig = Figure(figsize=(4.2 * cols, 3.3 * rows_n), layout="constrained")
     axes = list(fig.subplots(rows_n, cols, squeeze=False).flat)
-    for ax in axes[len(factors):]:
+    for ax in axes[len(factors) :]:
         ax.set_visible(False)
     for ax, factor in zip(axes, factors):
         for i, (name, rows) in enumerate(per_model.items()):
             pts = [(c[factor], c[metric], c["clean_accuracy"]) for c in rows if c.get("factor") == factor]
             xs = [p[0] for p in pts]
             line = ax.plot(xs, [p[1] for p in pts], marker="o", label=f"{name}: patch")[0]
-            ax.plot(xs, [p[2] for p in pts], linestyle="--", color=line.get_color(), alpha=0.6, label=f"{name}: clean accuracy")
+            ax.plot(
+                xs,
+                [p[2] for p in pts],
+                linestyle="--",
+                color=line.get_color(),
+                alpha=0.6,
+                label=f"{name}: clean accuracy",
+            )
         ax.set_xlabel(UNITS.get(factor, factor))
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)

@@ -14,23 +14,39 @@ from patchscope.attacks.patch import Patch
 from patchscope.attacks.per_image import PerImagePatches
 from patchscope.data import ImageSet, resolve_class
 from patchscope.errors import PatchscopeError
-from patchscope.validate import check_batch
 from patchscope.eval.conditions import DEFAULT_GRID, Condition, condition_grid
 from patchscope.models.wrapper import check_finite, nonfinite_rows
+from patchscope.validate import check_batch
 
 
-def condition_views(conditions: Sequence[Condition], n: int, patch: Patch | PerImagePatches, seed: int = 0) -> ViewParams:
+def condition_views(
+    conditions: Sequence[Condition], n: int, patch: Patch | PerImagePatches, seed: int = 0
+) -> ViewParams:
     """Views for ``n`` images under each condition, stacked condition-major: (len(conditions) * n) rows.
 
     Per-image on-object patches keep each image's own place. A sticker gets a seeded random place, rotation and scale per image (the same for every condition).
     """
-    rows = [fixed_view(n, patch.image_size, patch.side, patch.placement, patch.location, **{k: v for k, v in c.items() if k != "factor"}) for c in conditions]
+    rows = [
+        fixed_view(
+            n,
+            patch.image_size,
+            patch.side,
+            patch.placement,
+            patch.location,
+            **{k: v for k, v in c.items() if k != "factor"},
+        )
+        for c in conditions
+    ]
     views = ViewParams.cat(rows)
     if patch.placement == "sticker":
         g = torch.Generator().manual_seed(seed)
         s = sample_view(n, ViewRanges(), patch.image_size, patch.side, "sticker", None, g)
         c = len(conditions)
-        views.location, views.patch_rotation, views.patch_scale = s.location.repeat(c, 1), s.patch_rotation.repeat(c), s.patch_scale.repeat(c)
+        views.location, views.patch_rotation, views.patch_scale = (
+            s.location.repeat(c, 1),
+            s.patch_rotation.repeat(c),
+            s.patch_scale.repeat(c),
+        )
     return views
 
 
@@ -56,16 +72,22 @@ def patch_success(
     """
     n, c = len(images), len(conditions)
     if n == 0 or c == 0:
-        raise PatchscopeError(f"measuring a patch needs at least one image and one viewing condition, got {n} images and {c} conditions")
+        raise PatchscopeError(
+            f"measuring a patch needs at least one image and one viewing condition, got {n} images and {c} conditions"
+        )
     batch_size = check_batch("batch_size", batch_size)
     classes = getattr(model, "classes", None)
     if target is not None and classes is not None and not 0 <= target < len(classes):
         raise PatchscopeError(f"target must be a class id in 0..{len(classes) - 1}, got {target}", params=("target",))
     if target is not None and bool((labels == target).all()):
-        raise PatchscopeError(f"target must differ from the class of the patched images, got {target} for both", params=("target",))
+        raise PatchscopeError(
+            f"target must differ from the class of the patched images, got {target} for both", params=("target",)
+        )
     own = isinstance(patch, PerImagePatches)
     if own and len(patch) != n:
-        raise PatchscopeError(f"{len(patch)} per-image patches for {n} images: they go only on the images they were made for")
+        raise PatchscopeError(
+            f"{len(patch)} per-image patches for {n} images: they go only on the images they were made for"
+        )
     images, labels = images.to(device), labels.to(device)
     views = condition_views(conditions, n, patch).to(device)
     pixels, mask = patch.pixels.to(device), patch.mask.to(device)
@@ -88,16 +110,32 @@ def patch_success(
     out: dict[str, Any] = {k: float(per[:, i].mean()) for i, k in enumerate(keys)}
     out["patch_area"] = patch.area_fraction
     out["images"] = n
-    out["conditions"] = [{**cond, **{k: round(float(per[j, i]), 4) for i, k in enumerate(keys)}} for j, cond in enumerate(conditions)]
+    out["conditions"] = [
+        {**cond, **{k: round(float(per[j, i]), 4) for i, k in enumerate(keys)}} for j, cond in enumerate(conditions)
+    ]
     if by_image:
         out["image_success"] = stats.view(c, n, 4)[:, :, 0 if target is not None else 1].mean(0).cpu().tolist()
     return out
 
 
-def transfer_matrix(models: dict[str, nn.Module], patches: dict[str, Patch], images: torch.Tensor, labels: torch.Tensor, target: int | None, conditions: Sequence[Condition] = DEFAULT_GRID, device: str | torch.device = "cpu") -> dict[str, dict[str, float]]:
+def transfer_matrix(
+    models: dict[str, nn.Module],
+    patches: dict[str, Patch],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    target: int | None,
+    conditions: Sequence[Condition] = DEFAULT_GRID,
+    device: str | torch.device = "cpu",
+) -> dict[str, dict[str, float]]:
     """``matrix[patch_name][model_name]``: targeted (or untargeted) success of each patch on each model."""
     key = "targeted_success" if target is not None else "untargeted_success"
-    return {p: {m: patch_success(model, images, labels, patch, target, conditions, device=device)[key] for m, model in models.items()} for p, patch in patches.items()}
+    return {
+        p: {
+            m: patch_success(model, images, labels, patch, target, conditions, device=device)[key]
+            for m, model in models.items()
+        }
+        for p, patch in patches.items()
+    }
 
 
 @dataclass
@@ -154,7 +192,9 @@ def measure_patch(
     """
     name = getattr(model, "name", "the model")
     if patch.image_size != getattr(model, "input_size", patch.image_size):
-        raise PatchscopeError(f"the patch was made for {patch.image_size}px images but {name} takes {model.input_size}px")
+        raise PatchscopeError(
+            f"the patch was made for {patch.image_size}px images but {name} takes {model.input_size}px"
+        )
     src = source if source is not None else patch.meta.get("source")
     if src is None:
         raise PatchscopeError("source: which class does the patch attack? (name or id)", params=("source",))
@@ -163,8 +203,17 @@ def measure_patch(
     victims = _victims(data, src, patch)
     grid = condition_grid(conditions) if isinstance(conditions, str) else list(conditions)
     m = patch_success(model, victims.float_images(), victims.labels, patch, tgt, grid, batch_size, device)
-    return PatchMeasurement(data.classes[int(victims.labels[0])], data.classes[tgt] if tgt is not None else None, m["targeted_success"] if tgt is not None else None,
-                            m["untargeted_success"], m["target_confidence"], m["clean_accuracy"], m["patch_area"], m["images"], m["conditions"])
+    return PatchMeasurement(
+        data.classes[int(victims.labels[0])],
+        data.classes[tgt] if tgt is not None else None,
+        m["targeted_success"] if tgt is not None else None,
+        m["untargeted_success"],
+        m["target_confidence"],
+        m["clean_accuracy"],
+        m["patch_area"],
+        m["images"],
+        m["conditions"],
+    )
 
 
 def _victims(data: ImageSet, source: str | int, patch: Patch | PerImagePatches) -> ImageSet:
@@ -174,6 +223,9 @@ def _victims(data: ImageSet, source: str | int, patch: Patch | PerImagePatches) 
     if isinstance(patch, PerImagePatches):  # the first len(patch) source images, exactly those attacked
         victims = victims.head(len(patch))
         if len(victims) != len(patch) or victims.data_hash() != patch.images_hash:
-            raise PatchscopeError(f"these {len(patch)} per-image patches were made for other images ({patch.meta.get('data')}, class {patch.meta.get('source')}): "
-                                  "measure them on their attack's data and source", params=("data", "source"))
+            raise PatchscopeError(
+                f"these {len(patch)} per-image patches were made for other images ({patch.meta.get('data')}, class {patch.meta.get('source')}): "
+                "measure them on their attack's data and source",
+                params=("data", "source"),
+            )
     return victims

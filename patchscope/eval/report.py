@@ -44,7 +44,13 @@ def data_uri(path: Path) -> str:
         raise PatchscopeError(f"report: figure {path} is missing") from None
 
 
-def render_report(sections: list[Section], out: Path, title: str = "patchscope report", subtitle: str = "", findings: list[str] | None = None) -> Path:
+def render_report(
+    sections: list[Section],
+    out: Path,
+    title: str = "patchscope report",
+    subtitle: str = "",
+    findings: list[str] | None = None,
+) -> Path:
     """Write ``out/report.html`` and return its path.
 
     >>> import tempfile
@@ -52,16 +58,29 @@ def render_report(sections: list[Section], out: Path, title: str = "patchscope r
     >>> "world" in p.read_text()
     True
     """
-    env = jinja2.Environment(loader=jinja2.PackageLoader("patchscope.eval", "templates"), autoescape=jinja2.select_autoescape(["html", "j2"]))
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("patchscope.eval", "templates"), autoescape=jinja2.select_autoescape(["html", "j2"])
+    )
     view = [
         {
-            "id": s.id, "title": s.title, "text": s.text, "table": s.table, "commands": s.commands, "note": s.note,
-            "figures": [{"src": data_uri(p), "caption": c, "css": "patch" if s.patch_figure else ""} for p, c in s.figures],
+            "id": s.id,
+            "title": s.title,
+            "text": s.text,
+            "table": s.table,
+            "commands": s.commands,
+            "note": s.note,
+            "figures": [
+                {"src": data_uri(p), "caption": c, "css": "patch" if s.patch_figure else ""} for p, c in s.figures
+            ],
         }
         for s in sections
     ]
     html = env.get_template("report.html.j2").render(
-        title=title, subtitle=subtitle, sections=view, findings=findings or [], version=patchscope.__version__,
+        title=title,
+        subtitle=subtitle,
+        sections=view,
+        findings=findings or [],
+        version=patchscope.__version__,
         generated=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
     )
     path = Path(out) / "report.html"
@@ -79,15 +98,28 @@ def runs_report(runs: list[Any], out: Path) -> Path:
     settings, scalar metrics and any PNG artifacts (a run folder's PNGs included)."""
     sections = []
     for run in runs:
-        metrics = {k: v for k, v in (run.metrics or {}).items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+        metrics = {
+            k: v for k, v in (run.metrics or {}).items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)
+        }
         pngs: list[tuple[Path, str]] = []
         for name, path in (run.artifacts or {}).items():
             p = Path(str(path))
             folder = p if p.is_dir() else p.parent
             pngs += [(f, f"{name}: {f.name}") for f in sorted(folder.glob("*.png"))] if folder.exists() else []
         rows = [[k, _cell(v)] for k, v in sorted((run.config or {}).items()) if not isinstance(v, (dict, list))]
-        table = {"columns": ["metric", "value"], "rows": [[k, _cell(v)] for k, v in metrics.items()] + [["config: " + r[0], r[1]] for r in rows]}
-        sections.append(Section(f"Run {run.id}: {run.kind} ({run.status})", f"started {run.started}", pngs, table, [run.command] if run.command else []))
+        table = {
+            "columns": ["metric", "value"],
+            "rows": [[k, _cell(v)] for k, v in metrics.items()] + [["config: " + r[0], r[1]] for r in rows],
+        }
+        sections.append(
+            Section(
+                f"Run {run.id}: {run.kind} ({run.status})",
+                f"started {run.started}",
+                pngs,
+                table,
+                [run.command] if run.command else [],
+            )
+        )
     if not sections:
         raise PatchscopeError("report: no runs given")
     return render_report(sections, out, "patchscope runs", f"{len(sections)} runs")

@@ -31,14 +31,25 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from patchscope.errors import Interrupted, PatchscopeError
 from patchscope.validate import check_int
 
-__all__ = ["KINDS", "STATUSES", "Run", "RunHandle", "RunStore", "compare", "default_store_path", "flatten", "record", "store_for"]
+__all__ = [
+    "KINDS",
+    "STATUSES",
+    "Run",
+    "RunHandle",
+    "RunStore",
+    "compare",
+    "default_store_path",
+    "flatten",
+    "record",
+    "store_for",
+]
 
 KINDS = ("train", "attack", "evaluate", "transfer", "explain", "defend", "certify", "demo")
 """The kinds the package records; :meth:`RunStore.start` accepts any other short name too."""
@@ -122,7 +133,7 @@ def _row_to_run(row: sqlite3.Row, status: str | None = None, message: str | None
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _jsonable(obj: Any) -> Any:
@@ -180,7 +191,9 @@ def _alive(pid: int | None, host: str | None, proc_ns: str | None, proc_start: s
         return None
     here = _namespace()
     if proc_ns and here and proc_ns != here:
-        return False if proc_ns.split("|")[0] != here.split("|")[0] else None  # another boot: gone; another container: unknown
+        return (
+            False if proc_ns.split("|")[0] != here.split("|")[0] else None
+        )  # another boot: gone; another container: unknown
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -327,7 +340,9 @@ class RunStore:
                     time.sleep(0.05)
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
-                raise PatchscopeError(f"run store {self.path} was written by a newer patchscope (schema {version}); upgrade patchscope")
+                raise PatchscopeError(
+                    f"run store {self.path} was written by a newer patchscope (schema {version}); upgrade patchscope"
+                )
             if version < SCHEMA_VERSION:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -376,30 +391,61 @@ class RunStore:
         own = pid == os.getpid()
         stat = _proc_stat(pid)
         row = {
-            "kind": kind.strip(), "status": "running", "started": _now(), "config": _dumps(config), "version": _version(),
-            "git_commit": _git_commit(), "seed": seed, "data_hash": data_hash, "models": _dumps(model_list),
+            "kind": kind.strip(),
+            "status": "running",
+            "started": _now(),
+            "config": _dumps(config),
+            "version": _version(),
+            "git_commit": _git_commit(),
+            "seed": seed,
+            "data_hash": data_hash,
+            "models": _dumps(model_list),
             "command": command if command is not None else (_command_line() if own else None),
-            "pid": pid, "host": socket.gethostname(), "proc_ns": _namespace(), "proc_start": stat[1] if stat else None,
+            "pid": pid,
+            "host": socket.gethostname(),
+            "proc_ns": _namespace(),
+            "proc_start": stat[1] if stat else None,
         }
         with self._write() as conn:
-            cur = conn.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+            cur = conn.execute(
+                f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+            )
             return int(cur.lastrowid)  # type: ignore[arg-type]
 
-    def update(self, run_id: int, *, metrics: Mapping[str, Any] | None = None, artifacts: Mapping[str, Any] | None = None) -> None:
+    def update(
+        self, run_id: int, *, metrics: Mapping[str, Any] | None = None, artifacts: Mapping[str, Any] | None = None
+    ) -> None:
         """Merge ``metrics`` and ``artifacts`` into a run (while it runs: partial results survive a crash)."""
         self._end(run_id, None, None, metrics, artifacts)
 
-    def finish(self, run_id: int, metrics: Mapping[str, Any] | None = None, artifacts: Mapping[str, Any] | None = None) -> None:
+    def finish(
+        self, run_id: int, metrics: Mapping[str, Any] | None = None, artifacts: Mapping[str, Any] | None = None
+    ) -> None:
         """Mark a run ``done``, merging in its final ``metrics`` and ``artifacts`` (name -> path)."""
         self._end(run_id, "done", None, metrics, artifacts)
 
-    def fail(self, run_id: int, message: str, *, status: str = "failed", metrics: Mapping[str, Any] | None = None, artifacts: Mapping[str, Any] | None = None) -> None:
+    def fail(
+        self,
+        run_id: int,
+        message: str,
+        *,
+        status: str = "failed",
+        metrics: Mapping[str, Any] | None = None,
+        artifacts: Mapping[str, Any] | None = None,
+    ) -> None:
         """Mark a run ``failed`` (or ``interrupted`` with ``status=``) with a message saying why."""
         if status not in ("failed", "interrupted"):
             raise ValueError(f"status {status!r}: use failed or interrupted")
         self._end(run_id, status, str(message)[:10_000], metrics, artifacts)
 
-    def _end(self, run_id: int, status: str | None, message: str | None, metrics: Mapping[str, Any] | None, artifacts: Mapping[str, Any] | None) -> None:
+    def _end(
+        self,
+        run_id: int,
+        status: str | None,
+        message: str | None,
+        metrics: Mapping[str, Any] | None,
+        artifacts: Mapping[str, Any] | None,
+    ) -> None:
         run_id = _as_id(run_id)
         with self._write() as conn:
             row = conn.execute("SELECT status, metrics, artifacts FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -408,9 +454,15 @@ class RunStore:
             if row["status"] != "running":
                 raise PatchscopeError(f"run {run_id} has already ended ({row['status']})")
             merged_metrics = {**json.loads(row["metrics"] or "{}"), **dict(metrics or {})}
-            merged_artifacts = {**json.loads(row["artifacts"] or "{}"), **{k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in (artifacts or {}).items()}}
+            merged_artifacts = {
+                **json.loads(row["artifacts"] or "{}"),
+                **{k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in (artifacts or {}).items()},
+            }
             if status is None:
-                conn.execute("UPDATE runs SET metrics = ?, artifacts = ? WHERE id = ?", (_dumps(merged_metrics), _dumps(merged_artifacts), run_id))
+                conn.execute(
+                    "UPDATE runs SET metrics = ?, artifacts = ? WHERE id = ?",
+                    (_dumps(merged_metrics), _dumps(merged_artifacts), run_id),
+                )
             else:
                 conn.execute(
                     "UPDATE runs SET status = ?, ended = ?, message = ?, metrics = ?, artifacts = ? WHERE id = ?",
@@ -460,7 +512,10 @@ class RunStore:
         """Rows as runs; a ``running`` row whose process is gone reads (and is written back) as ``interrupted``."""
         runs, dead = [], []
         for row in rows:
-            if row["status"] == "running" and _alive(row["pid"], row["host"], row["proc_ns"], row["proc_start"]) is False:
+            if (
+                row["status"] == "running"
+                and _alive(row["pid"], row["host"], row["proc_ns"], row["proc_start"]) is False
+            ):
                 message = f"process {row['pid']} on {row['host']} ended without recording a result"
                 runs.append(_row_to_run(row, "interrupted", message))
                 dead.append((message, row["id"]))
@@ -469,7 +524,9 @@ class RunStore:
         if dead:
             with contextlib.suppress(PatchscopeError):  # a read-only store still reads right
                 with self._write() as conn:
-                    conn.executemany("UPDATE runs SET status = 'interrupted', message = ? WHERE id = ? AND status = 'running'", dead)
+                    conn.executemany(
+                        "UPDATE runs SET status = 'interrupted', message = ? WHERE id = ? AND status = 'running'", dead
+                    )
         return runs
 
 
@@ -574,7 +631,9 @@ def _warn(text: str) -> None:
 
 
 @contextlib.contextmanager
-def record(store: RunStore | str | os.PathLike[str] | None, kind: str, config: Mapping[str, Any] | None = None, **start: Any) -> Iterator[RunHandle]:
+def record(
+    store: RunStore | str | os.PathLike[str] | None, kind: str, config: Mapping[str, Any] | None = None, **start: Any
+) -> Iterator[RunHandle]:
     """Record the enclosed block as one run; yields a :class:`RunHandle`.
 
     The run is ``done`` when the block ends normally (or by ``SystemExit(0)``), ``interrupted`` on
@@ -610,7 +669,9 @@ def record(store: RunStore | str | os.PathLike[str] | None, kind: str, config: M
             if status == "done":
                 store.finish(handle.id, handle.metrics, handle.artifacts)
             else:
-                store.fail(handle.id, message or status, status=status, metrics=handle.metrics, artifacts=handle.artifacts)
+                store.fail(
+                    handle.id, message or status, status=status, metrics=handle.metrics, artifacts=handle.artifacts
+                )
         except Exception as store_error:
             _warn(f"could not record the end of run {handle.id}: {store_error}")
         raise

@@ -74,7 +74,13 @@ def _key(size: float, placement: str) -> str:
 class RobustnessStudy:
     """``RobustnessStudy(models, data, settings)()`` -> results dict (JSON-ready)."""
 
-    def __init__(self, models: dict[str, Classifier], data: ImageSet, settings: StudySettings, log: Callable[[str], None] = lambda _: None) -> None:
+    def __init__(
+        self,
+        models: dict[str, Classifier],
+        data: ImageSet,
+        settings: StudySettings,
+        log: Callable[[str], None] = lambda _: None,
+    ) -> None:
         self.models, self.data, self.s, self.log = models, data, settings, log
         self.src, self.tgt = resolve_class(settings.source, data.classes), resolve_class(settings.target, data.classes)
         if self.src == self.tgt:
@@ -82,7 +88,9 @@ class RobustnessStudy:
         self.make, self.test = data.of_class(self.src).alternate()
         self.grid = DEFAULT_GRID[: settings.conditions]
         if len(self.make) == 0 or len(self.test) == 0:
-            raise PatchscopeError(f"the data has fewer than two {settings.source} images to make and measure patches on")
+            raise PatchscopeError(
+                f"the data has fewer than two {settings.source} images to make and measure patches on"
+            )
 
     def __call__(self) -> dict[str, Any]:
         start = time.time()
@@ -91,8 +99,15 @@ class RobustnessStudy:
         patches: dict[str, dict[str, Patch]] = {}
         rows: dict[str, dict[str, Any]] = {}
         for name, model in self.models.items():
-            patches[name] = {_key(sz, pl): self._attack(name, model, sz, pl) for sz in self.s.sizes for pl in self.s.placements}
-            rows[name] = {"white_box": {k: patch_success(model, x, y, p, self.tgt, self.grid, device=dev)["targeted_success"] for k, p in patches[name].items()}}
+            patches[name] = {
+                _key(sz, pl): self._attack(name, model, sz, pl) for sz in self.s.sizes for pl in self.s.placements
+            }
+            rows[name] = {
+                "white_box": {
+                    k: patch_success(model, x, y, p, self.tgt, self.grid, device=dev)["targeted_success"]
+                    for k, p in patches[name].items()
+                }
+            }
             rows[name].update(self._propagation(model, patches[name][_key(self.s.transfer_size, "on-object")]))
             rows[name].update(self._certify(name, model))
         transfer = self._transfer({n: p[_key(self.s.transfer_size, "on-object")] for n, p in patches.items()}, x, y)
@@ -100,13 +115,32 @@ class RobustnessStudy:
             others = [m for m in self.models if m != name]
             row["transfer_out"] = sum(transfer[name][m] for m in others) / len(others) if others else None
             row["transfer_in"] = sum(transfer[m][name] for m in others) / len(others) if others else None
-        return {"settings": asdict(self.s), "data": self.data.name, "source_images": {"make": len(self.make), "measure": len(self.test)},
-                "models": rows, "transfer": transfer, "seconds": round(time.time() - start, 1), "patches": patches}
+        return {
+            "settings": asdict(self.s),
+            "data": self.data.name,
+            "source_images": {"make": len(self.make), "measure": len(self.test)},
+            "models": rows,
+            "transfer": transfer,
+            "seconds": round(time.time() - start, 1),
+            "patches": patches,
+        }
 
     def _attack(self, name: str, model: Classifier, size: float, placement: str) -> Patch:
-        self.log(f"{name}: optimising a {size:.0%} {placement} {self.s.source}->{self.s.target} patch ({self.s.steps} steps)")
-        cfg = AttackConfig(size=size, placement=placement, target=self.tgt, steps=self.s.steps, batch_size=self.s.batch_size, candidates=self.s.candidates, seed=self.s.seed)
-        patch = create_attack("universal", model, cfg, self.s.device, progress=False)(self.make.float_images(self.s.device), self.make.labels)
+        self.log(
+            f"{name}: optimising a {size:.0%} {placement} {self.s.source}->{self.s.target} patch ({self.s.steps} steps)"
+        )
+        cfg = AttackConfig(
+            size=size,
+            placement=placement,
+            target=self.tgt,
+            steps=self.s.steps,
+            batch_size=self.s.batch_size,
+            candidates=self.s.candidates,
+            seed=self.s.seed,
+        )
+        patch = create_attack("universal", model, cfg, self.s.device, progress=False)(
+            self.make.float_images(self.s.device), self.make.labels
+        )
         patch.meta.update({"model": name, "source": self.s.source, "target": self.s.target, "data": self.data.name})
         return patch
 
@@ -116,19 +150,44 @@ class RobustnessStudy:
         with torch.no_grad():
             layers = [t.summary() for t in trace_layers(model, x, patched, footprint)]
         clean_mass, patched_mass = explain_attention(model, x, patched).mass_inside(footprint)
-        return {"share_first": layers[0]["adversarial_share"], "share_last": layers[-1]["adversarial_share"], "natural_last": layers[-1]["natural_ratio"],
-                "attention_in_patch": {"clean": float(clean_mass.mean()), "patched": float(patched_mass.mean()), "area": float(footprint.float().mean())}}
+        return {
+            "share_first": layers[0]["adversarial_share"],
+            "share_last": layers[-1]["adversarial_share"],
+            "natural_last": layers[-1]["natural_ratio"],
+            "attention_in_patch": {
+                "clean": float(clean_mass.mean()),
+                "patched": float(patched_mass.mean()),
+                "area": float(footprint.float().mean()),
+            },
+        }
 
     def _certify(self, name: str, model: Classifier) -> dict[str, Any]:
         s, dev = self.s, self.s.device
-        self.log(f"{name}: clean accuracy on {len(self.data)} images; PatchCleanser against {s.certify_size:.0%} patches on {s.certify_images}")
+        self.log(
+            f"{name}: clean accuracy on {len(self.data)} images; PatchCleanser against {s.certify_size:.0%} patches on {s.certify_images}"
+        )
         pick = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(s.seed))[: s.certify_images]
-        result = certify(model, self.data.subset(pick), "patchcleanser", s.certify_size, batch_size=512, device=dev, progress=False, k=6)
+        result = certify(
+            model,
+            self.data.subset(pick),
+            "patchcleanser",
+            s.certify_size,
+            batch_size=512,
+            device=dev,
+            progress=False,
+            k=6,
+        )
         return {"clean_accuracy": accuracy(model, self.data, dev), "certified_accuracy": result.certified_accuracy}
 
     def _transfer(self, patches: dict[str, Patch], x: torch.Tensor, y: torch.Tensor) -> dict[str, dict[str, float]]:
         self.log(f"transfer: {len(patches)} patches on {len(self.models)} models")
-        return {p: {m: patch_success(model, x, y, patch, self.tgt, self.grid, device=self.s.device)["targeted_success"] for m, model in self.models.items()} for p, patch in patches.items()}
+        return {
+            p: {
+                m: patch_success(model, x, y, patch, self.tgt, self.grid, device=self.s.device)["targeted_success"]
+                for m, model in self.models.items()
+            }
+            for p, patch in patches.items()
+        }
 
 
 def study_table(results: dict[str, Any]) -> dict[str, list[Any]]:
@@ -138,11 +197,31 @@ def study_table(results: dict[str, Any]) -> dict[str, list[Any]]:
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{v:.1%}"
 
-    rows = [[n, pct(r["clean_accuracy"]), *[pct(r["white_box"][k]) for k in keys], pct(r["transfer_out"]), pct(r["transfer_in"]),
-             f"{r['share_first']:.3f} -> {r['share_last']:.3f}" if r["share_first"] is not None and r["share_last"] is not None else "-",
-             f"{r['attention_in_patch']['clean']:.2f} -> {r['attention_in_patch']['patched']:.2f}", pct(r["certified_accuracy"])]
-            for n, r in results["models"].items()]
-    columns = ["model", "clean", *[f"white-box {k}" for k in keys], "transfer out", "transfer in", "patch share first -> last", "heat-map mass on patch, clean -> patched", "certified"]
+    rows = [
+        [
+            n,
+            pct(r["clean_accuracy"]),
+            *[pct(r["white_box"][k]) for k in keys],
+            pct(r["transfer_out"]),
+            pct(r["transfer_in"]),
+            f"{r['share_first']:.3f} -> {r['share_last']:.3f}"
+            if r["share_first"] is not None and r["share_last"] is not None
+            else "-",
+            f"{r['attention_in_patch']['clean']:.2f} -> {r['attention_in_patch']['patched']:.2f}",
+            pct(r["certified_accuracy"]),
+        ]
+        for n, r in results["models"].items()
+    ]
+    columns = [
+        "model",
+        "clean",
+        *[f"white-box {k}" for k in keys],
+        "transfer out",
+        "transfer in",
+        "patch share first -> last",
+        "heat-map mass on patch, clean -> patched",
+        "certified",
+    ]
     return {"columns": columns, "rows": rows}
 
 
@@ -163,7 +242,13 @@ def study_figure(results: dict[str, Any], path: Path) -> None:
     width = 0.8 / len(series)
     colors = plt.get_cmap("Reds")(torch.linspace(0.35, 0.9, len(keys)).tolist()).tolist() + ["tab:blue"]
     for i, (label, vals) in enumerate(series.items()):
-        ax.bar([j + (i - (len(series) - 1) / 2) * width for j in range(len(models))], vals, width, label=label, color=colors[i])
+        ax.bar(
+            [j + (i - (len(series) - 1) / 2) * width for j in range(len(models))],
+            vals,
+            width,
+            label=label,
+            color=colors[i],
+        )
     ax.set_xticks(range(len(models)), models)
     ax.set_ylim(0, 1)
     ax.set_ylabel(f"{results['settings']['source']} -> {results['settings']['target']} success / certified")
@@ -177,8 +262,9 @@ def study_figure(results: dict[str, Any], path: Path) -> None:
 def study_metrics(results: dict[str, Any]) -> dict[str, Any]:
     """The scalar numbers of a study, flat (``MODEL.KEY``), for the run store."""
     rows = results["models"].items()
-    return ({f"{n}.{k}": v for n, r in rows for k, v in r.items() if not isinstance(v, dict)}
-            | {f"{n}.white_box.{k}": v for n, r in rows for k, v in r["white_box"].items()})
+    return {f"{n}.{k}": v for n, r in rows for k, v in r.items() if not isinstance(v, dict)} | {
+        f"{n}.white_box.{k}": v for n, r in rows for k, v in r["white_box"].items()
+    }
 
 
 def save_study(results: dict[str, Any], out: Path, data: str) -> Path:
@@ -202,11 +288,30 @@ def save_study(results: dict[str, Any], out: Path, data: str) -> Path:
     write_json(out / "study.json", results)
     study_figure(results, out / "study.png")
     s, names = results["settings"], list(results["models"])
-    cmd = command_line("study robustness", {"models": names, "data": data, "sizes": s["sizes"], "steps": s["steps"], "batch_size": s["batch_size"],
-                                            "candidates": s["candidates"], "conditions": s["conditions"], "certify_images": s["certify_images"], "seed": s["seed"]})
-    text = (f"{s['source']} -> {s['target']} patches optimised on {results['source_images']['make']} {s['source']} images and measured on "
-            f"{results['source_images']['measure']} others over {s['conditions']} viewing conditions; transfer uses each model's {s['transfer_size']:.0%} "
-            f"on-object patch; certified: PatchCleanser against {s['certify_size']:.0%} patches on {s['certify_images']} images.")
-    section = Section("Which models fear patches less?", text, [(out / "study.png", "White-box success per attack setting (red) and certified accuracy (blue)")],
-                      study_table(results), [cmd])
+    cmd = command_line(
+        "study robustness",
+        {
+            "models": names,
+            "data": data,
+            "sizes": s["sizes"],
+            "steps": s["steps"],
+            "batch_size": s["batch_size"],
+            "candidates": s["candidates"],
+            "conditions": s["conditions"],
+            "certify_images": s["certify_images"],
+            "seed": s["seed"],
+        },
+    )
+    text = (
+        f"{s['source']} -> {s['target']} patches optimised on {results['source_images']['make']} {s['source']} images and measured on "
+        f"{results['source_images']['measure']} others over {s['conditions']} viewing conditions; transfer uses each model's {s['transfer_size']:.0%} "
+        f"on-object patch; certified: PatchCleanser against {s['certify_size']:.0%} patches on {s['certify_images']} images."
+    )
+    section = Section(
+        "Which models fear patches less?",
+        text,
+        [(out / "study.png", "White-box success per attack setting (red) and certified accuracy (blue)")],
+        study_table(results),
+        [cmd],
+    )
     return render_report([section], out, "patchscope study: robustness", f"{len(names)} models on {data}")

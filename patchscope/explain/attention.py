@@ -72,7 +72,9 @@ def _per_image_unit(maps: torch.Tensor) -> torch.Tensor:
     return torch.where(peak > 0, maps / peak.clamp_min(torch.finfo(maps.dtype).tiny), torch.zeros_like(maps))
 
 
-def grad_cam(model: Classifier, images: torch.Tensor, target: torch.Tensor | None = None, layer: str | None = None) -> torch.Tensor:
+def grad_cam(
+    model: Classifier, images: torch.Tensor, target: torch.Tensor | None = None, layer: str | None = None
+) -> torch.Tensor:
     """Grad-CAM ``(N, H, W)`` in [0, 1] for ``target`` (default: each image's predicted class).
 
     ``images`` (N, 3, H, W) in [0, 1]; ``layer`` a stage name from ``model.stages()``.
@@ -150,10 +152,18 @@ def attention_rollout(model: Classifier, images: torch.Tensor, discard_ratio: fl
     g = math.isqrt(t - 1)
     cls = rollout[:, 0, 1:].reshape(n, 1, g, g)
     cls = cls - cls.flatten(1).amin(1).view(n, 1, 1, 1)  # drop the uniform floor the residual adds
-    return _per_image_unit(F.interpolate(cls, size=tuple(images.shape[-2:]), mode="bilinear", align_corners=False)[:, 0])
+    return _per_image_unit(
+        F.interpolate(cls, size=tuple(images.shape[-2:]), mode="bilinear", align_corners=False)[:, 0]
+    )
 
 
-def heatmaps(model: Classifier, images: torch.Tensor, method: Method = "auto", target: torch.Tensor | None = None, layer: str | None = None) -> torch.Tensor:
+def heatmaps(
+    model: Classifier,
+    images: torch.Tensor,
+    method: Method = "auto",
+    target: torch.Tensor | None = None,
+    layer: str | None = None,
+) -> torch.Tensor:
     """Heatmaps ``(N, H, W)`` in [0, 1]: ``gradcam`` (``auto``) or ``rollout`` (ViTs only)."""
     if method == "rollout":
         return attention_rollout(model, images)
@@ -201,12 +211,21 @@ class Attention:
 
         def share(m: torch.Tensor) -> torch.Tensor:
             total = m.sum((1, 2))
-            return torch.where(total > 0, (m * fp).sum((1, 2)) / total.clamp_min(torch.finfo(m.dtype).tiny), torch.zeros_like(total))
+            return torch.where(
+                total > 0, (m * fp).sum((1, 2)) / total.clamp_min(torch.finfo(m.dtype).tiny), torch.zeros_like(total)
+            )
 
         return share(self.clean), share(self.patched)
 
 
-def explain_attention(model: Classifier, clean: torch.Tensor, patched: torch.Tensor, method: Method = "auto", k: int = 5, layer: str | None = None) -> Attention:
+def explain_attention(
+    model: Classifier,
+    clean: torch.Tensor,
+    patched: torch.Tensor,
+    method: Method = "auto",
+    k: int = 5,
+    layer: str | None = None,
+) -> Attention:
     """Heatmaps of ``clean`` and ``patched`` (each for its own predicted class) and top-``k`` of both.
 
     >>> from patchscope.models.archs import cnn

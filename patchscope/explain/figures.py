@@ -34,7 +34,17 @@ def _outline(ax, footprint: torch.Tensor | None) -> None:  # type: ignore[no-unt
         return
     rows, cols = footprint.nonzero(as_tuple=True)
     top, left, bottom, right = int(rows.min()), int(cols.min()), int(rows.max()), int(cols.max())
-    ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left + 1, bottom - top + 1, fill=False, edgecolor="white", linewidth=1.2, linestyle="--"))
+    ax.add_patch(
+        Rectangle(
+            (left - 0.5, top - 0.5),
+            right - left + 1,
+            bottom - top + 1,
+            fill=False,
+            edgecolor="white",
+            linewidth=1.2,
+            linestyle="--",
+        )
+    )
 
 
 def _short(name: str, width: int = 26) -> str:
@@ -69,15 +79,22 @@ def attention_figure(
     for ax, (img, heat, title) in zip(top.subplots(1, 4), panels):
         ax.imshow(_rgb(img), interpolation="nearest")
         if heat is not None:
-            ax.imshow(heat.detach().float().cpu().numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1, interpolation="bilinear")
+            ax.imshow(
+                heat.detach().float().cpu().numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1, interpolation="bilinear"
+            )
         if img is patched:
             _outline(ax, footprint)
         ax.set_title(title, fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
     bars = bottom.subplots(1, 2, gridspec_kw={"wspace": 0.15})
-    for ax, (probs, idx), label, colour in zip(bars, (before, after), ("before (clean)", "after (patched)"), (BLUE, RED)):
-        names = [_short(classes[int(c)]) + (" \u2713" if true_label is not None and int(c) == true_label else "") for c in idx]
+    for ax, (probs, idx), label, colour in zip(
+        bars, (before, after), ("before (clean)", "after (patched)"), (BLUE, RED)
+    ):
+        names = [
+            _short(classes[int(c)]) + (" \u2713" if true_label is not None and int(c) == true_label else "")
+            for c in idx
+        ]
         values = probs.detach().float().cpu().tolist()
         ys = list(range(len(values)))[::-1]
         ax.barh(ys, values, color=colour)
@@ -85,7 +102,15 @@ def attention_figure(
         ax.set_xlim(0, 1)
         for y, v in zip(ys, values):
             inside = v > 0.85
-            ax.text(v - 0.02 if inside else v + 0.02, y, f"{v:.2f}", va="center", ha="right" if inside else "left", fontsize=8, color="white" if inside else "black")
+            ax.text(
+                v - 0.02 if inside else v + 0.02,
+                y,
+                f"{v:.2f}",
+                va="center",
+                ha="right" if inside else "left",
+                fontsize=8,
+                color="white" if inside else "black",
+            )
         ax.set_title(f"top-{len(values)} probabilities {label}", fontsize=10)
         ax.set_xlabel("probability")
     _save(fig, path)
@@ -108,8 +133,24 @@ def propagation_figure(rows: Rows, path: Path, single: Rows | None = None, title
     ax.plot(x, _values(rows, "adversarial_share"), "o-", color=RED, linewidth=2, label="adversarial share (all images)")
     ax.plot(x, _values(rows, "natural_ratio"), "s-", color=BLUE, linewidth=2, label="natural ratio (all images)")
     if single:
-        ax.plot(x, _values(single, "adversarial_share"), "o--", color=RED, alpha=0.5, linewidth=1, label="adversarial share (one image)")
-        ax.plot(x, _values(single, "natural_ratio"), "s--", color=BLUE, alpha=0.5, linewidth=1, label="natural ratio (one image)")
+        ax.plot(
+            x,
+            _values(single, "adversarial_share"),
+            "o--",
+            color=RED,
+            alpha=0.5,
+            linewidth=1,
+            label="adversarial share (one image)",
+        )
+        ax.plot(
+            x,
+            _values(single, "natural_ratio"),
+            "s--",
+            color=BLUE,
+            alpha=0.5,
+            linewidth=1,
+            label="natural ratio (one image)",
+        )
     ax.set_xticks(x, _names(rows))
     ax.set_xlabel("layer")
     ax.set_ylabel("energy ratio")

@@ -128,7 +128,10 @@ def capture(model: Classifier, images: torch.Tensor) -> dict[str, torch.Tensor]:
     {'stage0': (2, 4, 16, 16), 'stage1': (2, 8, 8, 8), 'stage2': (2, 16, 4, 4)}
     """
     acts: dict[str, torch.Tensor] = {}
-    handles = [m.register_forward_hook(lambda _m, _i, out, name=name: acts.__setitem__(name, out.detach().clone())) for name, m in model.stages()]
+    handles = [
+        m.register_forward_hook(lambda _m, _i, out, name=name: acts.__setitem__(name, out.detach().clone()))
+        for name, m in model.stages()
+    ]
     try:
         model(images)
     finally:
@@ -210,7 +213,14 @@ def max_z(clean_max: torch.Tensor, patched_max: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def trace_layers(model: Classifier, clean: torch.Tensor, patched: torch.Tensor, footprint: torch.Tensor, batch_size: int = 256, dilation: int = 0) -> list[LayerTrace]:
+def trace_layers(
+    model: Classifier,
+    clean: torch.Tensor,
+    patched: torch.Tensor,
+    footprint: torch.Tensor,
+    batch_size: int = 256,
+    dilation: int = 0,
+) -> list[LayerTrace]:
     """One :class:`LayerTrace` per stage with a spatial grid, for ``clean`` and ``patched`` (N, 3, H, W).
 
     ``footprint`` (H, W) bool, from :func:`patch_footprint`. Batches of ``batch_size`` images; the
@@ -234,14 +244,23 @@ def trace_layers(model: Classifier, clean: torch.Tensor, patched: torch.Tensor, 
             if name not in grids:
                 grids[name] = (grid, grid_footprint(fp_dev, grid))
             inside = grids[name][1].flatten().to(ac[name].dtype)  # (P,)
-            delta = torch.where(same.view(-1, *[1] * (ac[name].ndim - 1)), torch.zeros_like(ap[name]), ap[name] - ac[name])
+            delta = torch.where(
+                same.view(-1, *[1] * (ac[name].ndim - 1)), torch.zeros_like(ap[name]), ap[name] - ac[name]
+            )
             ed, ec, ep = _spatial_energy(delta), _spatial_energy(ac[name]), _spatial_energy(ap[name])
             assert ed is not None and ec is not None and ep is not None
-            row = torch.stack([
-                (ed * inside).sum(1), ed.sum(1), ep.sum(1),
-                (ec * (1 - inside)).sum(1), (ep * (1 - inside)).sum(1),
-                ac[name].abs().flatten(1).amax(1), ap[name].abs().flatten(1).amax(1),
-            ], 1)
+            row = torch.stack(
+                [
+                    (ed * inside).sum(1),
+                    ed.sum(1),
+                    ep.sum(1),
+                    (ec * (1 - inside)).sum(1),
+                    (ep * (1 - inside)).sum(1),
+                    ac[name].abs().flatten(1).amax(1),
+                    ap[name].abs().flatten(1).amax(1),
+                ],
+                1,
+            )
             parts.setdefault(name, []).append(row)
     traces = []
     for name, rows in parts.items():

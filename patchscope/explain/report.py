@@ -31,13 +31,17 @@ FIGURES = ("attention.png", "propagation.png", "anomaly.png")
 def check_patch(model: Classifier, patch: Patch, image_size: int) -> None:
     """Raise :class:`PatchscopeError` unless the patch, the model and the images share one size."""
     if patch.image_size != model.input_size:
-        raise PatchscopeError(f"the patch was made for {patch.image_size}px images but {model.name} takes {model.input_size}px")
+        raise PatchscopeError(
+            f"the patch was made for {patch.image_size}px images but {model.name} takes {model.input_size}px"
+        )
     if image_size != model.input_size:
         raise PatchscopeError(f"the images are {image_size}px but {model.name} takes {model.input_size}px")
 
 
 def _top(probs: torch.Tensor, classes: torch.Tensor, names: tuple[str, ...]) -> list[dict[str, Any]]:
-    return [{"class": names[int(c)], "id": int(c), "prob": round(float(p), 6)} for p, c in zip(probs.cpu(), classes.cpu())]
+    return [
+        {"class": names[int(c)], "id": int(c), "prob": round(float(p), 6)} for p, c in zip(probs.cpu(), classes.cpu())
+    ]
 
 
 def explain_patch(
@@ -85,9 +89,26 @@ def explain_patch(
     heat_method = "rollout" if method == "rollout" else "gradcam"
     heat_label = "attention rollout" if heat_method == "rollout" else f"Grad-CAM, {default_layer(model)}"
     out.mkdir(parents=True, exist_ok=True)
-    attention_figure(images[index], patched[index], a1.clean[0], a1.patched[0], (a1.before.probs[0], a1.before.classes[0]), (a1.after.probs[0], a1.after.classes[0]), names, out / "attention.png", fp, int(labels[index]), heat_label)
+    attention_figure(
+        images[index],
+        patched[index],
+        a1.clean[0],
+        a1.patched[0],
+        (a1.before.probs[0], a1.before.classes[0]),
+        (a1.after.probs[0], a1.after.classes[0]),
+        names,
+        out / "attention.png",
+        fp,
+        int(labels[index]),
+        heat_label,
+    )
     title = f"{model.name}: {n} images"
-    propagation_figure(rows, out / "propagation.png", single_rows, f"How the patch's signal grows layer by layer ({title}, dashed: image {index})")
+    propagation_figure(
+        rows,
+        out / "propagation.png",
+        single_rows,
+        f"How the patch's signal grows layer by layer ({title}, dashed: image {index})",
+    )
     anomaly_figure(rows, out / "anomaly.png", single_rows, f"Abnormal activations ({title}, dots: image {index})")
 
     target = patch.meta.get("target")
@@ -95,13 +116,25 @@ def explain_patch(
     return {
         "model": model.name,
         "images": n,
-        "footprint": {"placement": "on-object", "location": list(patch.location) if patch.location else None, "side": patch.side, "pixels": int(fp.sum())},
-        "heatmap": {"method": heat_method, "layer": None if heat_method == "rollout" else default_layer(model), "tokens": is_token_model(model)},
+        "footprint": {
+            "placement": "on-object",
+            "location": list(patch.location) if patch.location else None,
+            "side": patch.side,
+            "pixels": int(fp.sum()),
+        },
+        "heatmap": {
+            "method": heat_method,
+            "layer": None if heat_method == "rollout" else default_layer(model),
+            "tokens": is_token_model(model),
+        },
         "clean_accuracy": float((pred_before == y).float().mean()),
         "patched_accuracy": float((pred_after == y).float().mean()),
         "target": target,
         "target_rate": float((pred_after == tgt).float().mean()) if tgt is not None else None,
-        "attention_in_patch": {"clean": float(torch.cat(clean_in).mean()), "patched": float(torch.cat(patched_in).mean())},
+        "attention_in_patch": {
+            "clean": float(torch.cat(clean_in).mean()),
+            "patched": float(torch.cat(patched_in).mean()),
+        },
         "layers": rows,
         "single": {
             "index": index,

@@ -11,4 +11,19 @@ from patchscope.models.device import default_device, resolve_device
 from patchscope.models.registry import build_net, create_model, list_models, load_checkpoint, zoo_dir
 from patchscope.models.wrapper import Classifier, Ensemble
 
-__all__ = ["ARCHS", "Classifier", "Ensemble", "build_net", "create_model", "default_device", "list_models", "load_checkpoint", "load_state", "read_card", "register_arch", "resolve_device", "save_checkpoint", "zoo_dir"]
+__all__ = [
+    "ARCHS",
+    "Classifier",
+    "Ensemble",
+    "build_net",
+    "create_model",
+    "default_device",
+    "list_models",
+    "load_checkpoint",
+    "load_state",
+    "read_card",
+    "register_arch",
+    "resolve_device",
+    "save_checkpoint",
+    "zoo_dir",
+]

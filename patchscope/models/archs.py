@@ -36,7 +36,14 @@ def cnn(num_classes: int = 43, width: int = 32, hidden: int = 256, dropout: floa
         _stage_seq(3, w),
         _stage_seq(w, 2 * w),
         _stage_seq(2 * w, 4 * w),
-        nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * w * 16, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_classes)),
+        nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(4 * w * 16, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        ),
     )
 
 
@@ -49,8 +56,14 @@ class BasicBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(_conv_bn(cin, cout, stride), nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
-        self.short = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        self.body = nn.Sequential(
+            _conv_bn(cin, cout, stride), nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        )
+        self.short = (
+            nn.Identity()
+            if stride == 1 and cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.body(x) + self.short(x))
@@ -62,7 +75,9 @@ def resnet(num_classes: int = 43, widths: tuple[int, ...] = (32, 64, 128, 256), 
     layers: list[nn.Module] = [_conv_bn(3, widths[0])]
     cin = widths[0]
     for i, w in enumerate(widths):
-        layers.append(nn.Sequential(*[BasicBlock(cin if b == 0 else w, w, 2 if (b == 0 and i > 0) else 1) for b in range(blocks)]))
+        layers.append(
+            nn.Sequential(*[BasicBlock(cin if b == 0 else w, w, 2 if (b == 0 and i > 0) else 1) for b in range(blocks)])
+        )
         cin = w
     layers.append(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)))
     return nn.Sequential(*layers)
@@ -96,7 +111,16 @@ class Block(nn.Module):
 class ViT(nn.Module):
     """A small Vision Transformer: ``patch`` x ``patch`` tokens, a class token, learned positions."""
 
-    def __init__(self, num_classes: int = 43, image_size: int = 32, patch: int = 4, dim: int = 192, depth: int = 7, heads: int = 3, mlp_ratio: float = 2.0) -> None:
+    def __init__(
+        self,
+        num_classes: int = 43,
+        image_size: int = 32,
+        patch: int = 4,
+        dim: int = 192,
+        depth: int = 7,
+        heads: int = 3,
+        mlp_ratio: float = 2.0,
+    ) -> None:
         super().__init__()
         self.patch, self.grid = patch, image_size // patch
         self.embed = nn.Conv2d(3, dim, patch, patch)

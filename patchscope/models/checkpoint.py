@@ -34,13 +34,19 @@ def read_card(weights: Path) -> dict[str, Any]:
     try:
         card = json.loads(path.read_text())
     except FileNotFoundError:
-        raise PatchscopeError(f"{weights}: no model card {path.name} beside it (JSON with arch, classes, input_size)") from None
+        raise PatchscopeError(
+            f"{weights}: no model card {path.name} beside it (JSON with arch, classes, input_size)"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise PatchscopeError(f"{path}: model card is not valid JSON ({e})") from None
     missing = [k for k in CARD_KEYS if not isinstance(card, dict) or k not in card]
     if missing:
         raise PatchscopeError(f"{path}: model card lacks {', '.join(missing)}")
-    if not isinstance(card["classes"], list) or not card["classes"] or not all(isinstance(c, str) for c in card["classes"]):
+    if (
+        not isinstance(card["classes"], list)
+        or not card["classes"]
+        or not all(isinstance(c, str) for c in card["classes"])
+    ):
         raise PatchscopeError(f"{path}: model card's classes must be a non-empty list of names")
     if not isinstance(card["arch"], str):
         raise PatchscopeError(f"{path}: model card's arch must be a name, got {card['arch']!r}")
@@ -76,7 +82,9 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
                 warnings.simplefilter("ignore")
                 state = torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, AttributeError) as e:
-            raise PatchscopeError(f"{path}: refused, not a plain weights file; loading it would need to run pickled code ({_why(e)})") from None
+            raise PatchscopeError(
+                f"{path}: refused, not a plain weights file; loading it would need to run pickled code ({_why(e)})"
+            ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise PatchscopeError(f"{path}: expected a dict of tensors (a state_dict)")
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
@@ -91,7 +99,9 @@ def _why(e: Exception) -> str:
 
 def save_checkpoint(net: torch.nn.Module, card: dict[str, Any], weights: Path, half: bool = True) -> None:
     """Write ``weights`` (safetensors, fp16 when ``half``) and its card, each atomically."""
-    state = {k: (v.half() if half and v.is_floating_point() else v).contiguous().cpu() for k, v in net.state_dict().items()}
+    state = {
+        k: (v.half() if half and v.is_floating_point() else v).contiguous().cpu() for k, v in net.state_dict().items()
+    }
     with atomic_path(weights) as tmp:
         save_file(state, str(tmp))
     write_json(card_path(weights), card)

@@ -23,7 +23,13 @@ def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
 
 
 def _pairs(model: nn.Module) -> list[tuple[nn.Sequential, int]]:
-    return [(seq, i) for seq in model.modules() if isinstance(seq, nn.Sequential) for i in range(len(seq) - 1) if _foldable(seq[i], seq[i + 1])]
+    return [
+        (seq, i)
+        for seq in model.modules()
+        if isinstance(seq, nn.Sequential)
+        for i in range(len(seq) - 1)
+        if _foldable(seq[i], seq[i + 1])
+    ]
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:

@@ -44,7 +44,9 @@ def list_models() -> list[str]:
 def build_net(arch: str, num_classes: int, kwargs: dict[str, Any] | None = None) -> nn.Module:
     """Construct an untrained network from a card's ``arch`` (a zoo arch or ``tv:NAME``)."""
     if kwargs is not None and not isinstance(kwargs, dict):
-        raise PatchscopeError(f"arch_kwargs must be a JSON object of architecture options, got {kwargs!r}", params=("arch_kwargs",))
+        raise PatchscopeError(
+            f"arch_kwargs must be a JSON object of architecture options, got {kwargs!r}", params=("arch_kwargs",)
+        )
     kwargs = dict(kwargs or {})
     check_positive("num_classes", num_classes, 100_000)
     if arch in ARCHS:
@@ -52,7 +54,10 @@ def build_net(arch: str, num_classes: int, kwargs: dict[str, Any] | None = None)
         with torch.device("meta"):  # count the parameters before any memory is spent on them
             size = sum(p.numel() for p in _construct(arch, num_classes, kwargs).parameters())
         if size > MAX_PARAMS:
-            raise PatchscopeError(f"arch_kwargs {json.dumps(kwargs)} make a {arch} of {size:,} parameters; at most {MAX_PARAMS:,} are allowed", params=("arch_kwargs",))
+            raise PatchscopeError(
+                f"arch_kwargs {json.dumps(kwargs)} make a {arch} of {size:,} parameters; at most {MAX_PARAMS:,} are allowed",
+                params=("arch_kwargs",),
+            )
         return _construct(arch, num_classes, kwargs)
     if arch.startswith("tv:"):
         import torchvision
@@ -79,7 +84,10 @@ def _check_arch_kwargs(arch: str, kwargs: dict[str, Any]) -> None:
     known = [n for n, p in params.items() if n not in ("num_classes", "self") and p.kind is not p.VAR_KEYWORD]
     for key, value in kwargs.items():
         if key not in known:
-            raise PatchscopeError(f"arch_kwargs: {arch} has no option {key!r}; its options are {', '.join(known)}", params=("arch_kwargs",))
+            raise PatchscopeError(
+                f"arch_kwargs: {arch} has no option {key!r}; its options are {', '.join(known)}",
+                params=("arch_kwargs",),
+            )
         default = params[key].default
         name = f"arch_kwargs {key}"
         if isinstance(default, bool):
@@ -101,9 +109,14 @@ def _check_arch_kwargs(arch: str, kwargs: dict[str, Any]) -> None:
 
 def _construct(arch: str, num_classes: int, kwargs: dict[str, Any]) -> nn.Module:
     try:
-        net = ARCHS[arch](num_classes=num_classes, **{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
+        net = ARCHS[arch](
+            num_classes=num_classes, **{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+        )
     except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as e:
-        raise PatchscopeError(f"arch_kwargs {json.dumps(kwargs)} do not make a {arch} ({str(e).splitlines()[0][:120]})", params=("arch_kwargs",)) from None
+        raise PatchscopeError(
+            f"arch_kwargs {json.dumps(kwargs)} do not make a {arch} ({str(e).splitlines()[0][:120]})",
+            params=("arch_kwargs",),
+        ) from None
     return net
 
 
@@ -132,8 +145,18 @@ def load_checkpoint(path: Path, name: str | None = None) -> Classifier:
         net.load_state_dict(state, strict=True)
     except RuntimeError as e:
         first = str(e).splitlines()[0]
-        raise PatchscopeError(f"{path}: weights do not fit the card's {card['arch']!r} architecture ({first})") from None
-    model = Classifier(net, card["classes"], card["input_size"], card.get("mean", (0.5,) * 3), card.get("std", (0.5,) * 3), name or path.stem, card)
+        raise PatchscopeError(
+            f"{path}: weights do not fit the card's {card['arch']!r} architecture ({first})"
+        ) from None
+    model = Classifier(
+        net,
+        card["classes"],
+        card["input_size"],
+        card.get("mean", (0.5,) * 3),
+        card.get("std", (0.5,) * 3),
+        name or path.stem,
+        card,
+    )
     probe_net(model, model.input_size, len(model.classes), f"{path}: the model")
     return model
 
@@ -306,5 +329,7 @@ def create_model(name: str, device: str | torch.device = "cpu") -> Classifier:
     elif name.endswith((".safetensors", ".pt", ".pth", ".bin")) or "/" in name:
         model = load_checkpoint(Path(name).expanduser())
     else:
-        raise PatchscopeError(f"unknown model {name!r}: zoo models are {', '.join(list_models()) or '(none bundled)'}; or tv:NAME, timm:NAME, PATH.safetensors")
+        raise PatchscopeError(
+            f"unknown model {name!r}: zoo models are {', '.join(list_models()) or '(none bundled)'}; or tv:NAME, timm:NAME, PATH.safetensors"
+        )
     return model.to(device).eval()

@@ -16,7 +16,6 @@ from typing import Any
 
 import kornia.augmentation as K
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from patchscope.data import ImageSet
@@ -49,7 +48,9 @@ def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
     return x.view(n, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1).reshape(n, (h // p) * (w // p), p * p * c)
 
 
-def random_keep(n: int, tokens: int, keep: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu") -> torch.Tensor:
+def random_keep(
+    n: int, tokens: int, keep: int, generator: torch.Generator | None = None, device: str | torch.device = "cpu"
+) -> torch.Tensor:
     """(N, keep) indices of the visible tokens, a fresh random subset per image (sorted noise, batched)."""
     return torch.rand(n, tokens, generator=generator).to(device).argsort(1)[:, :keep]
 
@@ -97,7 +98,15 @@ class MaskedAutoencoder(nn.Module):
         return ((pred - target).pow(2).mean(-1) * hidden).sum() / hidden.sum()
 
 
-def pretrain_mae(data: ImageSet, encoder: ViT, mean: list[float], std: list[float], recipe: MaeRecipe, device: str | torch.device = "cpu", progress: bool = True) -> dict[str, Any]:
+def pretrain_mae(
+    data: ImageSet,
+    encoder: ViT,
+    mean: list[float],
+    std: list[float],
+    recipe: MaeRecipe,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
     """Pretrain ``encoder`` in place on ``data``'s images (labels unused); returns the pretraining card.
 
     Images are normalised with ``mean``/``std`` (the classifier's own), lightly augmented (affine,
@@ -108,12 +117,16 @@ def pretrain_mae(data: ImageSet, encoder: ViT, mean: list[float], std: list[floa
     torch.manual_seed(recipe.seed)
     g = torch.Generator().manual_seed(recipe.seed)
     mae = MaskedAutoencoder(encoder, recipe.decoder_dim, recipe.decoder_depth).to(device)
-    augment = K.AugmentationSequential(K.RandomAffine(10.0, (0.1, 0.1), (0.9, 1.1), p=1.0), K.ColorJiggle(0.2, 0.2, 0.2, p=0.5)).to(device)
+    augment = K.AugmentationSequential(
+        K.RandomAffine(10.0, (0.1, 0.1), (0.9, 1.1), p=1.0), K.ColorJiggle(0.2, 0.2, 0.2, p=0.5)
+    ).to(device)
     m = torch.tensor(mean, device=device).view(1, -1, 1, 1)
     s = torch.tensor(std, device=device).view(1, -1, 1, 1)
     steps = math.ceil(len(data) / recipe.batch_size)
     opt = torch.optim.AdamW(mae.parameters(), lr=recipe.lr, betas=(0.9, 0.95), weight_decay=recipe.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=max(steps * recipe.epochs, 1), pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=recipe.lr, total_steps=max(steps * recipe.epochs, 1), pct_start=0.1
+    )
     keep = max(1, round(encoder.grid**2 * (1 - recipe.mask_ratio)))
     history: list[dict[str, float]] = []
     start = time.time()
@@ -133,4 +146,12 @@ def pretrain_mae(data: ImageSet, encoder: ViT, mean: list[float], std: list[floa
                 if i % 20 == 0:
                     update(advance=min(20, steps - i), epoch=epoch + 1, loss=float(loss.detach()))
             history.append({"epoch": epoch + 1, "loss": float(total) / steps})
-    return {"method": "mae", **asdict(recipe), "data": data.name, "data_hash": data.data_hash(), "images": len(data), "history": history, "seconds": round(time.time() - start, 1)}
+    return {
+        "method": "mae",
+        **asdict(recipe),
+        "data": data.name,
+        "data_hash": data.data_hash(),
+        "images": len(data),
+        "history": history,
+        "seconds": round(time.time() - start, 1),
+    }

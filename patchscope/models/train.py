@@ -6,10 +6,10 @@ models to tolerate the masks that PatchCleanser and derandomized smoothing apply
 
 from __future__ import annotations
 
+import copy
 import math
 import platform
 import time
-import copy
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -25,7 +25,15 @@ from patchscope.errors import PatchscopeError
 from patchscope.models.registry import build_net, probe_net
 from patchscope.models.wrapper import Classifier, check_finite, nonfinite_rows
 from patchscope.progress import progress_bar
-from patchscope.validate import check_batch, check_choice, check_int, check_non_negative, check_positive, check_probability, check_range
+from patchscope.validate import (
+    check_batch,
+    check_choice,
+    check_int,
+    check_non_negative,
+    check_positive,
+    check_probability,
+    check_range,
+)
 
 
 @dataclass
@@ -70,10 +78,15 @@ class Recipe:
         check_range("translate", self.translate, 0.0, 0.5)
         check_range("jitter", self.jitter, 0.0, 1.0)
         check_probability("occlude_p", self.occlude_p)
-        if len(self.scale) != 2 or not 0 < check_range("scale", self.scale[0], 0.0, 4.0) <= check_range("scale", self.scale[1], 0.0, 4.0):
+        if len(self.scale) != 2 or not 0 < check_range("scale", self.scale[0], 0.0, 4.0) <= check_range(
+            "scale", self.scale[1], 0.0, 4.0
+        ):
             raise PatchscopeError(f"scale must be (low, high) with 0 < low <= high <= 4, got {self.scale!r}")
         if not isinstance(self.arch_kwargs, dict):
-            raise PatchscopeError(f"arch_kwargs must be a JSON object of architecture options, got {self.arch_kwargs!r}", params=("arch_kwargs",))
+            raise PatchscopeError(
+                f"arch_kwargs must be a JSON object of architecture options, got {self.arch_kwargs!r}",
+                params=("arch_kwargs",),
+            )
         check_probability("distill_weight", self.distill_weight)
         check_range("distill_temperature", self.distill_temperature, 0.0, 100.0, low_open=True)
         check_choice("precision", self.precision, ("fp32", "bf16"))
@@ -88,7 +101,12 @@ class Recipe:
         return cls(arch=arch, **base)
 
 
-AUGMENT_RANGES: dict[str, tuple[float, float]] = {"rotate": (0.0, 180.0), "translate": (0.0, 0.5), "jitter": (0.0, 1.0), "occlude_p": (0.0, 1.0)}
+AUGMENT_RANGES: dict[str, tuple[float, float]] = {
+    "rotate": (0.0, 180.0),
+    "translate": (0.0, 0.5),
+    "jitter": (0.0, 1.0),
+    "occlude_p": (0.0, 1.0),
+}
 
 
 def parse_augment(text: str) -> dict[str, Any]:
@@ -101,24 +119,34 @@ def parse_augment(text: str) -> dict[str, Any]:
     for item in filter(None, (t.strip() for t in text.split(","))):
         key, sep, value = (t.strip() for t in item.partition("="))
         if not sep or key not in (*AUGMENT_RANGES, "scale"):
-            raise PatchscopeError(f"augment {item!r}: give KEY=VALUE with KEY one of {', '.join(AUGMENT_RANGES)}, scale", params=("augment",))
+            raise PatchscopeError(
+                f"augment {item!r}: give KEY=VALUE with KEY one of {', '.join(AUGMENT_RANGES)}, scale",
+                params=("augment",),
+            )
         try:
             numbers = [float(v) for v in value.split(":")]
         except ValueError:
             raise PatchscopeError(f"augment {item!r}: {value!r} is not a number", params=("augment",)) from None
         if key == "scale":
             if len(numbers) != 2 or not 0 < numbers[0] <= numbers[1] <= 4:
-                raise PatchscopeError(f"augment {item!r}: give scale=LOW:HIGH with 0 < LOW <= HIGH <= 4, e.g. scale=0.95:1.05", params=("augment",))
+                raise PatchscopeError(
+                    f"augment {item!r}: give scale=LOW:HIGH with 0 < LOW <= HIGH <= 4, e.g. scale=0.95:1.05",
+                    params=("augment",),
+                )
             out[key] = (numbers[0], numbers[1])
             continue
         low, high = AUGMENT_RANGES[key]
         if len(numbers) != 1 or not low <= numbers[0] <= high:
-            raise PatchscopeError(f"augment {item!r}: {key} takes one number in [{low:g}, {high:g}]", params=("augment",))
+            raise PatchscopeError(
+                f"augment {item!r}: {key} takes one number in [{low:g}, {high:g}]", params=("augment",)
+            )
         out[key] = numbers[0]
     return out
 
 
-def occlude(x: torch.Tensor, p: float, size: tuple[int, int], generator: torch.Generator | None = None, value: float = 0.5) -> torch.Tensor:
+def occlude(
+    x: torch.Tensor, p: float, size: tuple[int, int], generator: torch.Generator | None = None, value: float = 0.5
+) -> torch.Tensor:
     """Paint one grey square of side in ``size`` at a random place on each image with probability ``p``.
 
     Batched: (N, C, H, W) in, same shape out, no per-image loop.
@@ -143,7 +171,11 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: floa
     0.0
     """
     t = temperature
-    return F.kl_div(F.log_softmax(student / t, 1), F.log_softmax(teacher / t, 1), reduction="batchmean", log_target=True) * t * t
+    return (
+        F.kl_div(F.log_softmax(student / t, 1), F.log_softmax(teacher / t, 1), reduction="batchmean", log_target=True)
+        * t
+        * t
+    )
 
 
 def square_masks(top: torch.Tensor, left: torch.Tensor, side: torch.Tensor | int, h: int, w: int) -> torch.Tensor:
@@ -171,7 +203,9 @@ def accuracy(model: torch.nn.Module, data: Batches, device: str | torch.device =
         raise PatchscopeError(f"{data.name}: accuracy needs at least one image")
     classes = getattr(model, "classes", None)
     if classes is not None and len(classes) != len(data.classes):
-        raise PatchscopeError(f"{data.name}: its {len(data.classes)} classes differ from the model's {len(classes)}: the labels would not mean the model's classes")
+        raise PatchscopeError(
+            f"{data.name}: its {len(data.classes)} classes differ from the model's {len(classes)}: the labels would not mean the model's classes"
+        )
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
     bad = torch.zeros((), dtype=torch.long, device=device)
@@ -215,12 +249,16 @@ def train_model(
     train_set, val_set = split_by_track(data, recipe.val_fraction, recipe.seed)
     for role, other in (("initial", initial), ("teacher", teacher)):
         if other is not None and list(other.classes) != list(data.classes):
-            raise PatchscopeError(f"the {role} model's {len(other.classes)} classes differ from the data's {len(data.classes)}")
+            raise PatchscopeError(
+                f"the {role} model's {len(other.classes)} classes differ from the data's {len(data.classes)}"
+            )
     if teacher is not None:
         teacher = teacher.to(device).eval()
     if initial is not None:
         mean, std = initial.mean.flatten().tolist(), initial.std.flatten().tolist()
-        net = copy.deepcopy(initial.net).requires_grad_(True)  # every weight of the copy trains, whatever the caller froze
+        net = copy.deepcopy(initial.net).requires_grad_(
+            True
+        )  # every weight of the copy trains, whatever the caller froze
     else:
         mean, std = channel_stats(train_set)
         net = build_net(recipe.arch, len(data.classes), recipe.arch_kwargs)
@@ -244,7 +282,12 @@ def train_model(
                 idx = order[i * recipe.batch_size : (i + 1) * recipe.batch_size]
                 x = train_set.images[idx].to(device).float().div_(255)
                 y = train_set.labels[idx].to(device)
-                x = occlude(occlude(augment(x).clamp_(0, 1), recipe.occlude_p, recipe.occlude_size, g), recipe.occlude_p, recipe.occlude_size, g)
+                x = occlude(
+                    occlude(augment(x).clamp_(0, 1), recipe.occlude_p, recipe.occlude_size, g),
+                    recipe.occlude_p,
+                    recipe.occlude_size,
+                    g,
+                )
                 if perturb is not None:
                     with autocast:  # the perturbation's own forward passes (worst-of-N masks, training patches) at the recipe's precision
                         x = perturb(model, x, y, g)
@@ -287,7 +330,9 @@ def train_model(
         "val_accuracy": history[-1]["val_accuracy"] if history else None,
         "history": history,
         "train_seconds": round(seconds, 1),
-        "device": str(torch.cuda.get_device_name() if str(device).startswith("cuda") else platform.processor() or "cpu"),
+        "device": str(
+            torch.cuda.get_device_name() if str(device).startswith("cuda") else platform.processor() or "cpu"
+        ),
         "patchscope": patchscope.__version__,
         "torch": torch.__version__,
         "accuracy": {},
@@ -296,7 +341,9 @@ def train_model(
     return final, card
 
 
-def _optimiser(model: torch.nn.Module, recipe: Recipe, total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+def _optimiser(
+    model: torch.nn.Module, recipe: Recipe, total_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

@@ -96,4 +96,6 @@ def check_finite(bad_rows: torch.Tensor | int, what: str) -> None:
     if count:
         from patchscope.errors import PatchscopeError
 
-        raise PatchscopeError(f"{what} produced NaN or inf outputs on {count} images: check the model's weights and input range")
+        raise PatchscopeError(
+            f"{what} produced NaN or inf outputs on {count} images: check the model's weights and input range"
+        )

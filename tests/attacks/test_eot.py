@@ -5,7 +5,18 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from patchscope.attacks import NO_CHANGE, ViewParams, ViewRanges, fixed_view, paste, patch_side, render, sample_view, shape_mask, view
+from patchscope.attacks import (
+    NO_CHANGE,
+    ViewParams,
+    ViewRanges,
+    fixed_view,
+    paste,
+    patch_side,
+    render,
+    sample_view,
+    shape_mask,
+    view,
+)
 from patchscope.errors import PatchscopeError
 
 
@@ -26,7 +37,9 @@ def _params(placement: str, top: int, left: int, angle: float, scale: float, n: 
     shape=st.sampled_from(["square", "circle", "rect:1:2", "rect:3:1"]),
     seed=st.integers(0, 2**16),
 )
-def test_paste_leaves_pixels_outside_the_patch_unchanged_and_stays_in_range(placement, top, left, angle, scale, shape, seed):
+def test_paste_leaves_pixels_outside_the_patch_unchanged_and_stays_in_range(
+    placement, top, left, angle, scale, shape, seed
+):
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(3, 3, 32, 32, generator=g)
     pixels = torch.rand(3, 7, 7, generator=g)
@@ -66,8 +79,21 @@ def test_no_change_view_is_the_identity_and_conditions_change_the_image():
         assert (view(x, fixed_view(2, 32, 5, **{factor: value})) - x).abs().mean() > 0.01, factor
 
 
-@pytest.mark.parametrize("field, value", [("rotation", 5.0), ("tilt", 5.0), ("scale", (0.9, 1.0)), ("shift", 0.1), ("brightness", (0.9, 1.0)),
-                                          ("contrast", (1.0, 1.1)), ("colour", 0.05), ("blur", (0.0, 0.5)), ("noise", 0.01), ("jpeg", (50.0, 90.0))])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("rotation", 5.0),
+        ("tilt", 5.0),
+        ("scale", (0.9, 1.0)),
+        ("shift", 0.1),
+        ("brightness", (0.9, 1.0)),
+        ("contrast", (1.0, 1.1)),
+        ("colour", 0.05),
+        ("blur", (0.0, 0.5)),
+        ("noise", 0.01),
+        ("jpeg", (50.0, 90.0)),
+    ],
+)
 def test_only_ranges_that_change_nothing_are_still_and_their_views_are_the_identity(field, value):
     """``ViewRanges.still`` lets an attack skip :func:`view`: true for ``NO_CHANGE`` (whatever the sticker's own
     rotation and scale), false as soon as any camera or light range opens, and a still sample's view is its input."""
@@ -76,7 +102,9 @@ def test_only_ranges_that_change_nothing_are_still_and_their_views_are_the_ident
     assert NO_CHANGE.still and replace(NO_CHANGE, patch_rotation=20.0, patch_scale=(0.8, 1.2)).still
     assert not ViewRanges().still and not replace(NO_CHANGE, **{field: value}).still
     x = torch.rand(4, 3, 32, 32)
-    assert torch.allclose(view(x, sample_view(4, NO_CHANGE, 32, 5, "sticker", None, torch.Generator().manual_seed(0))), x, atol=1e-5)
+    assert torch.allclose(
+        view(x, sample_view(4, NO_CHANGE, 32, 5, "sticker", None, torch.Generator().manual_seed(0))), x, atol=1e-5
+    )
 
 
 def test_sampled_values_stay_in_their_ranges():
@@ -110,8 +138,12 @@ def test_rect_shapes_are_centred_rectangles_of_the_asked_proportions(w, h, side)
     rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
     assert mask.sum() == len(rows) * len(cols)  # one solid rectangle
     assert max(len(rows), len(cols)) == side  # its long side spans the patch
-    assert abs(len(cols) / len(rows) - w / h) <= max(w / h, 1.0) / min(len(rows), len(cols))  # proportions up to rounding
-    assert abs(int(rows[0]) - (side - int(rows[-1]) - 1)) <= 1 and abs(int(cols[0]) - (side - int(cols[-1]) - 1)) <= 1  # centred
+    assert abs(len(cols) / len(rows) - w / h) <= max(w / h, 1.0) / min(
+        len(rows), len(cols)
+    )  # proportions up to rounding
+    assert (
+        abs(int(rows[0]) - (side - int(rows[-1]) - 1)) <= 1 and abs(int(cols[0]) - (side - int(cols[-1]) - 1)) <= 1
+    )  # centred
 
 
 def test_a_rect_patch_covers_the_asked_area():
@@ -128,7 +160,14 @@ def test_homography_warp_is_kornias_up_to_rounding():
     from patchscope.attacks.eot import camera_matrix, warp_homography
 
     g = torch.Generator().manual_seed(3)
-    p = ViewParams.cat([sample_view(20, ViewRanges(shift=0.1, scale=(0.3, 1.5), tilt=40.0, rotation=60.0), 32, 7, "on-object", None, g), fixed_view(4, 32, 7)])
+    p = ViewParams.cat(
+        [
+            sample_view(
+                20, ViewRanges(shift=0.1, scale=(0.3, 1.5), tilt=40.0, rotation=60.0), 32, 7, "on-object", None, g
+            ),
+            fixed_view(4, 32, 7),
+        ]
+    )
     x = torch.rand(24, 3, 32, 32, generator=g)
     m = camera_matrix(p, 32)
     ours, theirs = warp_homography(x, m), warp_perspective(x, m, (32, 32), padding_mode="border", align_corners=True)
@@ -156,6 +195,19 @@ def test_hoisted_blur_is_kornias_bit_for_bit():
     from patchscope.attacks.eot import _blur
 
     x = torch.rand(24, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    p = ViewParams.cat([sample_view(20, ViewRanges(shift=0.1, scale=(0.3, 1.5), tilt=40.0), 32, 7, "on-object", None, torch.Generator().manual_seed(1)), fixed_view(4, 32, 7)])
+    p = ViewParams.cat(
+        [
+            sample_view(
+                20,
+                ViewRanges(shift=0.1, scale=(0.3, 1.5), tilt=40.0),
+                32,
+                7,
+                "on-object",
+                None,
+                torch.Generator().manual_seed(1),
+            ),
+            fixed_view(4, 32, 7),
+        ]
+    )
     sigma = p.blur.clamp_min(1e-2)
     assert torch.equal(_blur(x, 5, sigma), gaussian_blur2d(x, 5, torch.stack([sigma, sigma], 1)))

@@ -23,13 +23,28 @@ def test_every_bundled_patch_loads_and_names_its_model_and_classes():
 
 @pytest.mark.skipif("gtsrb-cnn/stop-yield" not in list_patches(), reason="patch zoo not bundled")
 def test_a_zoo_patch_is_usable_by_name_on_the_command_line():
-    proc = run_cli("evaluate", "--patch", "zoo:gtsrb-cnn/stop-yield", "--models", "gtsrb-cnn", "--data", "demo", "--conditions", "none", "--json")
+    proc = run_cli(
+        "evaluate",
+        "--patch",
+        "zoo:gtsrb-cnn/stop-yield",
+        "--models",
+        "gtsrb-cnn",
+        "--data",
+        "demo",
+        "--conditions",
+        "none",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout)["models"]["gtsrb-cnn"]
     assert res["source"] == "stop" and res["target"] == "yield" and res["images"] == 270
     # clean_accuracy is the whole data set's, as without --patch; the Stop images' own is source_clean_accuracy
-    bare = json.loads(run_cli("evaluate", "--models", "gtsrb-cnn", "--data", "demo", "--json").stdout)["models"]["gtsrb-cnn"]
-    assert res["clean_accuracy"] == bare["clean_accuracy"] and res["clean_images"] == bare["clean_images"] > res["images"]
+    bare = json.loads(run_cli("evaluate", "--models", "gtsrb-cnn", "--data", "demo", "--json").stdout)["models"][
+        "gtsrb-cnn"
+    ]
+    assert (
+        res["clean_accuracy"] == bare["clean_accuracy"] and res["clean_images"] == bare["clean_images"] > res["images"]
+    )
     assert 0 <= res["source_clean_accuracy"] <= 1
 
 

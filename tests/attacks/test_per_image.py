@@ -36,7 +36,10 @@ def test_per_image_patches_win_where_no_universal_patch_can():
     one = PatchAttack(BalanceDetector(), cfg, progress=False)(x, y)
     assert patch_success(BalanceDetector(), x, y, own, 1, [{}])["targeted_success"] == 1.0
     assert patch_success(BalanceDetector(), x, y, one, 1, [{}])["targeted_success"] <= 0.5
-    red, green = own.pixels[:4, 0].mean() - own.pixels[:4, 1].mean(), own.pixels[4:, 0].mean() - own.pixels[4:, 1].mean()
+    red, green = (
+        own.pixels[:4, 0].mean() - own.pixels[:4, 1].mean(),
+        own.pixels[4:, 0].mean() - own.pixels[4:, 1].mean(),
+    )
     assert red < -0.5 and green > 0.5  # each patch pulls its own image towards balance
     assert own.pixels.min() >= 0 and own.pixels.max() <= 1
 
@@ -74,29 +77,126 @@ def test_saved_patches_load_back_and_go_only_on_their_images(tmp_path: Path, tin
     (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(PatchscopeError, match="not a patchscope per-image"):
         PerImagePatches.load(tmp_path / "bad.safetensors")
-    with pytest.raises(PatchscopeError, match="^views must be"):  # the library names its parameter; the CLI says --views
+    with pytest.raises(
+        PatchscopeError, match="^views must be"
+    ):  # the library names its parameter; the CLI says --views
         PerImageAttack(tiny_model, cfg, views=0)
 
 
 def test_attack_per_image_cli_writes_patches_that_evaluate_measures_alike(tmp_path: Path, tiny_model_path: Path):
     out = tmp_path / "own"
-    r = run_cli("attack", "--model", str(tiny_model_path), "--data", "demo", "--per-image", "--limit", "12", "--steps", "4",
-                "--views", "2", "--candidates", "2", "--size", "0.05", "--batch-size", "32", "--out", str(out))
+    r = run_cli(
+        "attack",
+        "--model",
+        str(tiny_model_path),
+        "--data",
+        "demo",
+        "--per-image",
+        "--limit",
+        "12",
+        "--steps",
+        "4",
+        "--views",
+        "2",
+        "--candidates",
+        "2",
+        "--size",
+        "0.05",
+        "--batch-size",
+        "32",
+        "--out",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.json", "patches.png", "patches.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",
+        "metrics.json",
+        "patches.png",
+        "patches.safetensors",
+    ]
     made = json.loads((out / "metrics.json").read_text())
     assert made["attack_images"] == 12 and json.loads((out / "config.json").read_text())["per_image"] is True
     r = run_cli("evaluate", "--models", str(tiny_model_path), "--data", "demo", "--patch", str(out), "--json")
     assert r.returncode == 0, r.stderr
     measured = json.loads(r.stdout)["models"][str(tiny_model_path)]
-    assert measured["images"] == 12 and measured["targeted_success"] == pytest.approx(made["targeted_success"], abs=1e-6)
+    assert measured["images"] == 12 and measured["targeted_success"] == pytest.approx(
+        made["targeted_success"], abs=1e-6
+    )
     for args, words in [
-        (["evaluate", "--models", str(tiny_model_path), "--data", "demo", "--patch", str(out), "--source", "yield"], "made for other images"),
-        (["defend", "--model", str(tiny_model_path), "--data", "demo", "--patch", str(out), "--defense", "jpeg"], "evaluate only"),
-        (["attack", "--model", str(tiny_model_path), "--data", "demo", "--per-image", "--resume", "--steps", "1", "--out", str(tmp_path / "r")], "--resume"),
-        (["attack", "--model", str(tiny_model_path), "--data", "demo", "--per-image", "--tv", "0.1", "--steps", "1", "--out", str(tmp_path / "t")], "--tv"),
-        (["attack", "--model", str(tiny_model_path), "--data", "demo", "--init", "zoo:gtsrb-cnn/stop-yield", "--steps", "1", "--out", str(tmp_path / "i")], "add --per-image"),
-        (["attack", "--model", str(tiny_model_path), "--data", "demo", "--per-image", "--init", str(out), "--steps", "1", "--out", str(tmp_path / "j")], "evaluate only"),
+        (
+            ["evaluate", "--models", str(tiny_model_path), "--data", "demo", "--patch", str(out), "--source", "yield"],
+            "made for other images",
+        ),
+        (
+            ["defend", "--model", str(tiny_model_path), "--data", "demo", "--patch", str(out), "--defense", "jpeg"],
+            "evaluate only",
+        ),
+        (
+            [
+                "attack",
+                "--model",
+                str(tiny_model_path),
+                "--data",
+                "demo",
+                "--per-image",
+                "--resume",
+                "--steps",
+                "1",
+                "--out",
+                str(tmp_path / "r"),
+            ],
+            "--resume",
+        ),
+        (
+            [
+                "attack",
+                "--model",
+                str(tiny_model_path),
+                "--data",
+                "demo",
+                "--per-image",
+                "--tv",
+                "0.1",
+                "--steps",
+                "1",
+                "--out",
+                str(tmp_path / "t"),
+            ],
+            "--tv",
+        ),
+        (
+            [
+                "attack",
+                "--model",
+                str(tiny_model_path),
+                "--data",
+                "demo",
+                "--init",
+                "zoo:gtsrb-cnn/stop-yield",
+                "--steps",
+                "1",
+                "--out",
+                str(tmp_path / "i"),
+            ],
+            "add --per-image",
+        ),
+        (
+            [
+                "attack",
+                "--model",
+                str(tiny_model_path),
+                "--data",
+                "demo",
+                "--per-image",
+                "--init",
+                str(out),
+                "--steps",
+                "1",
+                "--out",
+                str(tmp_path / "j"),
+            ],
+            "evaluate only",
+        ),
     ]:
         bad = run_cli(*args)
         assert bad.returncode == 2 and words in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
@@ -108,28 +208,58 @@ def test_a_universal_start_at_zero_learning_rate_is_the_universal_patch(tiny_mod
     so they score exactly as the universal patch does, image by image and view by view."""
     stop = demo.of_class("stop").head(10)
     x, y = stop.float_images(), stop.labels
-    uni = PatchAttack(tiny_model, AttackConfig(size=0.08, shape="rect:1:2", target=13, steps=5, batch_size=16, candidates=2), progress=False)(x, y)
+    uni = PatchAttack(
+        tiny_model,
+        AttackConfig(size=0.08, shape="rect:1:2", target=13, steps=5, batch_size=16, candidates=2),
+        progress=False,
+    )(x, y)
     cfg = AttackConfig(target=13, steps=3, batch_size=64, lr=0.0, loss="sigmoid")
     own = PerImageAttack(tiny_model, cfg, views=2, progress=False, start=uni)(x, y)
     assert torch.equal(own.mask, uni.mask) and torch.equal(own.pixels, uni.pixels.expand_as(own.pixels))
     assert own.location.tolist() == [list(uni.location)] * 10
     grid = [{}, {"rotation": 10.0, "brightness": 0.8}]
     assert patch_success(tiny_model, x, y, own, 13, grid) == patch_success(tiny_model, x, y, uni, 13, grid)
-    moved = PerImageAttack(tiny_model, AttackConfig(target=13, steps=3, batch_size=64, lr=0.05), views=2, progress=False, start=uni)(x, y)
+    moved = PerImageAttack(
+        tiny_model, AttackConfig(target=13, steps=3, batch_size=64, lr=0.05), views=2, progress=False, start=uni
+    )(x, y)
     assert not torch.equal(moved.pixels, own.pixels) and moved.location.tolist() == own.location.tolist()
     with pytest.raises(PatchscopeError, match="^start: a on-object patch cannot start sticker"):
         PerImageAttack(tiny_model, AttackConfig(placement="sticker"), start=uni)
 
 
-def test_attack_per_image_from_a_universal_patch_records_its_shape_size_and_place(tmp_path: Path, tiny_model_path: Path):
+def test_attack_per_image_from_a_universal_patch_records_its_shape_size_and_place(
+    tmp_path: Path, tiny_model_path: Path
+):
     from patchscope.attacks import load_patch
 
     start = load_patch("zoo:gtsrb-cnn/stop-yield")
     out = tmp_path / "warm"
-    r = run_cli("attack", "--model", str(tiny_model_path), "--data", "demo", "--per-image", "--init", "zoo:gtsrb-cnn/stop-yield", "--limit", "3",
-                "--steps", "1", "--views", "1", "--size", "0.02", "--out", str(out))
+    r = run_cli(
+        "attack",
+        "--model",
+        str(tiny_model_path),
+        "--data",
+        "demo",
+        "--per-image",
+        "--init",
+        "zoo:gtsrb-cnn/stop-yield",
+        "--limit",
+        "3",
+        "--steps",
+        "1",
+        "--views",
+        "1",
+        "--size",
+        "0.02",
+        "--out",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     config = json.loads((out / "config.json").read_text())
     made = PerImagePatches.load(out)
     assert config["size"] == pytest.approx(start.area_fraction) == pytest.approx(made.area_fraction)
-    assert config["location"] == list(start.location) and config["shape"].startswith("from --init") and config["init"] == "zoo:gtsrb-cnn/stop-yield"
+    assert (
+        config["location"] == list(start.location)
+        and config["shape"].startswith("from --init")
+        and config["init"] == "zoo:gtsrb-cnn/stop-yield"
+    )

@@ -55,7 +55,9 @@ def test_optimised_patch_raises_the_target_on_a_trained_model(demo, tiny_model):
 @pytest.mark.parametrize("placement,optimizer", [("on-object", "adam"), ("sticker", "sign")])
 def test_interrupt_then_resume_gives_the_same_patch(tmp_path: Path, demo, tiny_model, placement, optimizer):
     x, y = _stop_images(demo, 32)
-    cfg = AttackConfig(size=0.05, target=13, steps=12, batch_size=8, candidates=3, placement=placement, optimizer=optimizer, lr=0.05)
+    cfg = AttackConfig(
+        size=0.05, target=13, steps=12, batch_size=8, candidates=3, placement=placement, optimizer=optimizer, lr=0.05
+    )
     whole = PatchAttack(tiny_model, cfg, progress=False)(x, y)
 
     ckpt = tmp_path / "ck.pt"
@@ -94,12 +96,25 @@ def test_the_attack_steps_make_no_host_syncs(placement):
 
     class Reads(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if func.overloadpacket in (torch.ops.aten._local_scalar_dense, torch.ops.aten.nonzero, torch.ops.aten.masked_select):
+            if func.overloadpacket in (
+                torch.ops.aten._local_scalar_dense,
+                torch.ops.aten.nonzero,
+                torch.ops.aten.masked_select,
+            ):
                 reads.append(str(func))
             return func(*args, **(kwargs or {}))
 
     x, y = torch.rand(16, 3, 32, 32), torch.zeros(16, dtype=torch.long)
-    cfg = AttackConfig(size=0.05, target=1, steps=30, batch_size=8, candidates=1, location=(4, 4), optimizer="sign", placement=placement)
+    cfg = AttackConfig(
+        size=0.05,
+        target=1,
+        steps=30,
+        batch_size=8,
+        candidates=1,
+        location=(4, 4),
+        optimizer="sign",
+        placement=placement,
+    )
     with Reads():
         PatchAttack(RedDetector(), cfg, progress=False)(x, y)
     assert reads == []
@@ -126,8 +141,12 @@ def _score_runs(model, scorers, n: int, placement: str = "on-object", ranges=Non
     return out
 
 
-@pytest.mark.skipif(not any(shutil.which(c) for c in ("cc", "gcc", "clang")), reason="torch.compile on a CPU needs a C compiler")
-def test_the_compiled_step_scores_as_the_eager_one_and_the_cli_runs_it(tiny_model, tiny_model_path: Path, tmp_path: Path):
+@pytest.mark.skipif(
+    not any(shutil.which(c) for c in ("cc", "gcc", "clang")), reason="torch.compile on a CPU needs a C compiler"
+)
+def test_the_compiled_step_scores_as_the_eager_one_and_the_cli_runs_it(
+    tiny_model, tiny_model_path: Path, tmp_path: Path
+):
     """``compile=True`` puts the render+model+loss step through torch.compile: same losses, successes and patch
     gradient as eager up to float rounding; ``attack --compile`` runs it (the same shapes: one compilation,
     which the CLI's process finds in inductor's on-disk cache) and records it in its config."""
@@ -137,8 +156,26 @@ def test_the_compiled_step_scores_as_the_eager_one_and_the_cli_runs_it(tiny_mode
 
     (l1, h1, g1), (l2, h2, g2) = _score_runs(tiny_model, (score_views, _compiled_score("cpu")), 8)
     assert torch.allclose(l1, l2, atol=1e-5) and torch.equal(h1, h2) and torch.allclose(g1, g2, atol=1e-5, rtol=1e-4)
-    r = run_cli("attack", "--model", str(tiny_model_path), "--data", "demo", "--steps", "3", "--batch-size", "8", "--candidates", "1",
-                "--location", "4,4", "--size", "0.05", "--compile", "--out", str(tmp_path / "a"))
+    r = run_cli(
+        "attack",
+        "--model",
+        str(tiny_model_path),
+        "--data",
+        "demo",
+        "--steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--candidates",
+        "1",
+        "--location",
+        "4,4",
+        "--size",
+        "0.05",
+        "--compile",
+        "--out",
+        str(tmp_path / "a"),
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "a" / "config.json").read_text())["compile"] is True
 
@@ -151,16 +188,53 @@ def test_bf16_precision_scores_near_fp32_and_the_cli_runs_it(tiny_model, tiny_mo
 
     from patchscope.attacks.universal import score_views
 
-    (l1, h1, g1), (l2, h2, g2) = _score_runs(tiny_model, (score_views, functools.partial(score_views, precision="bf16")), 64)
+    (l1, h1, g1), (l2, h2, g2) = _score_runs(
+        tiny_model, (score_views, functools.partial(score_views, precision="bf16")), 64
+    )
     assert l2.dtype == torch.float32 and torch.allclose(l1, l2, rtol=0.03)
     assert (h1 - h2).abs().max() <= 2  # an image on the decision boundary may flip under bf16 rounding
     assert torch.nn.functional.cosine_similarity(g1.flatten(), g2.flatten(), dim=0) > 0.9
-    r = run_cli("attack", "--model", str(tiny_model_path), "--data", "demo", "--steps", "3", "--batch-size", "8", "--candidates", "1",
-                "--size", "0.05", "--precision", "bf16", "--out", str(tmp_path / "a"))
+    r = run_cli(
+        "attack",
+        "--model",
+        str(tiny_model_path),
+        "--data",
+        "demo",
+        "--steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--candidates",
+        "1",
+        "--size",
+        "0.05",
+        "--precision",
+        "bf16",
+        "--out",
+        str(tmp_path / "a"),
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "a" / "config.json").read_text())["precision"] == "bf16"
-    r = run_cli("attack", "--model", str(tiny_model_path), "--data", "demo", "--steps", "3", "--precision", "fp8", "--out", str(tmp_path / "b"))
-    assert r.returncode == 2 and "--precision" in r.stderr and "fp8" in r.stderr and "Traceback" not in r.stderr and not (tmp_path / "b" / "patch.png").exists()
+    r = run_cli(
+        "attack",
+        "--model",
+        str(tiny_model_path),
+        "--data",
+        "demo",
+        "--steps",
+        "3",
+        "--precision",
+        "fp8",
+        "--out",
+        str(tmp_path / "b"),
+    )
+    assert (
+        r.returncode == 2
+        and "--precision" in r.stderr
+        and "fp8" in r.stderr
+        and "Traceback" not in r.stderr
+        and not (tmp_path / "b" / "patch.png").exists()
+    )
 
 
 def test_a_still_view_skips_the_camera_with_the_same_scores(tiny_model):
@@ -184,25 +258,64 @@ def test_bad_attack_settings_are_clear():
 
 
 def test_torchrun_with_two_cpu_ranks_equals_one_process(tmp_path: Path, tiny_model_path: Path):
-    common = ["attack", "--model", str(tiny_model_path), "--data", "demo", "--steps", "6", "--batch-size", "8", "--candidates", "2", "--limit", "32", "--size", "0.05"]
+    common = [
+        "attack",
+        "--model",
+        str(tiny_model_path),
+        "--data",
+        "demo",
+        "--steps",
+        "6",
+        "--batch-size",
+        "8",
+        "--candidates",
+        "2",
+        "--limit",
+        "32",
+        "--size",
+        "0.05",
+    ]
     single = run_cli(*common, "--out", str(tmp_path / "one"))
     assert single.returncode == 0, single.stderr
     import os
     import subprocess
 
     two = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", "-m", "patchscope", *common, "--out", str(tmp_path / "two")],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29517",
+            "-m",
+            "patchscope",
+            *common,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert two.returncode == 0, two.stderr[-2000:]
     p1, p2 = Patch.load(tmp_path / "one"), Patch.load(tmp_path / "two")
     assert p1.location == p2.location
     assert torch.allclose(p1.pixels, p2.pixels, atol=1e-4)
-    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["config.json", "metrics.json", "patch.png", "patch.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
+        "config.json",
+        "metrics.json",
+        "patch.png",
+        "patch.safetensors",
+    ]
 
 
 @pytest.mark.parametrize("location,candidates,restarts", [((3, 4), 5, 3), (None, 2, 3)])
-def test_restarts_start_several_patches_at_each_place_and_keep_one(monkeypatch, demo, tiny_model, location, candidates, restarts):
+def test_restarts_start_several_patches_at_each_place_and_keep_one(
+    monkeypatch, demo, tiny_model, location, candidates, restarts
+):
     x, y = _stop_images(demo, 16)
     seen = {}
     choose = PatchAttack._choose
@@ -212,7 +325,9 @@ def test_restarts_start_several_patches_at_each_place_and_keep_one(monkeypatch, 
         return choose(self, images, labels, patches, mask, locs, side, g)
 
     monkeypatch.setattr(PatchAttack, "_choose", spy)
-    cfg = AttackConfig(size=0.05, target=13, steps=6, batch_size=8, candidates=candidates, restarts=restarts, location=location)
+    cfg = AttackConfig(
+        size=0.05, target=13, steps=6, batch_size=8, candidates=candidates, restarts=restarts, location=location
+    )
     patch = PatchAttack(tiny_model, cfg, progress=False)(x, y)
     places = 1 if location else candidates
     locs, patches = seen["locs"], seen["patches"]

@@ -28,73 +28,405 @@ from safetensors.torch import save_file
 
 from tests.reliability._contract import assert_contract, invoke
 
-settings.register_profile("ci", max_examples=20, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-settings.register_profile("long", max_examples=int(os.environ.get("PATCHSCOPE_FUZZ_EXAMPLES", "400")), deadline=None, suppress_health_check=list(HealthCheck))
+settings.register_profile(
+    "ci", max_examples=20, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
+settings.register_profile(
+    "long",
+    max_examples=int(os.environ.get("PATCHSCOPE_FUZZ_EXAMPLES", "400")),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
 settings.load_profile("long" if os.environ.get("PATCHSCOPE_FUZZ") == "long" else "ci")
 
 # -- value pools, by option type --------------------------------------------------------------------------------------
 INTS = ["-1", "0", "1", "2", "3", "-2147483648", "9223372036854775808", "1000000000000", "nan", "", "x", "1.5", "1e3"]
 FLOATS = ["nan", "inf", "-inf", "-1", "0", "1", "0.5", "0.05", "0.1", "1e308", "-0.0", "1e-320", "", "x", "2", "1e-9"]
 TEXT = ["", " ", ",", "x", "stop", "yield", "14", "-1", "99", "nan", "../x", "a" * 300, "zoo:", "é", ",,", "stop,yield"]
-DATA = ["{d}", "npz:{f}/l999.npz", "npz:{f}/lnan.npz", "npz:{f}/lneg.npz", "npz:{f}/nolabels.npz", "npz:{f}/gray.npz", "npz:{f}/empty.npz",
-        "npz:{f}/missing.npz", "npz:{f}/afile", "folder:{f}/notimg", "folder:{f}/missing", "folder:{f}/afile", "gtsrb:nope", "", "x", "npz:", "folder:"]
-MODELS = ["{m}", *(f"{{f}}/{c}.safetensors" for c in ("huge", "negsize", "strsize", "meanstr", "mean1", "akbogus", "akneg", "akstr", "badjson", "nocard")),
-          "{f}/missing.safetensors", "{f}/evil.pt", "{f}", "gtsrb-nope", "", ",", "tv:nope", "timm:nope", "{m},{m}"]
-PATCHES = ["{p}", "{f}/pnan", "{f}/pflat", "{f}/pwide", "{f}/pzero", "{f}/pempty", "{f}/pbig", "{f}/ploc", "{f}/pmeta", "{f}/missing", "{f}/afile",
-           "{f}/notpatch.safetensors", "zoo:nope", "zoo:", "", "zoo:gtsrb-cnn/stop-yield"]
+DATA = [
+    "{d}",
+    "npz:{f}/l999.npz",
+    "npz:{f}/lnan.npz",
+    "npz:{f}/lneg.npz",
+    "npz:{f}/nolabels.npz",
+    "npz:{f}/gray.npz",
+    "npz:{f}/empty.npz",
+    "npz:{f}/missing.npz",
+    "npz:{f}/afile",
+    "folder:{f}/notimg",
+    "folder:{f}/missing",
+    "folder:{f}/afile",
+    "gtsrb:nope",
+    "",
+    "x",
+    "npz:",
+    "folder:",
+]
+MODELS = [
+    "{m}",
+    *(
+        f"{{f}}/{c}.safetensors"
+        for c in ("huge", "negsize", "strsize", "meanstr", "mean1", "akbogus", "akneg", "akstr", "badjson", "nocard")
+    ),
+    "{f}/missing.safetensors",
+    "{f}/evil.pt",
+    "{f}",
+    "gtsrb-nope",
+    "",
+    ",",
+    "tv:nope",
+    "timm:nope",
+    "{m},{m}",
+]
+PATCHES = [
+    "{p}",
+    "{f}/pnan",
+    "{f}/pflat",
+    "{f}/pwide",
+    "{f}/pzero",
+    "{f}/pempty",
+    "{f}/pbig",
+    "{f}/ploc",
+    "{f}/pmeta",
+    "{f}/missing",
+    "{f}/afile",
+    "{f}/notpatch.safetensors",
+    "zoo:nope",
+    "zoo:",
+    "",
+    "zoo:gtsrb-cnn/stop-yield",
+]
 OUTS = ["{o}", "{f}/afile", "{f}/afile/sub", "{o}/deep/er", "", "{ro}/x"]
 
 POOLS = {"int": INTS, "float": FLOATS, "text": TEXT, "data": DATA, "model": MODELS, "patch": PATCHES, "out": OUTS}
 
 # -- commands: cheap base arguments and the options to fuzz (name -> pool or explicit choices) ----------------------------
 COMMANDS: dict[str, tuple[list[str], dict[str, str | list[str]]]] = {
-    "evaluate": (["evaluate", "--models", "{m}", "--data", "{d}", "--limit", "4", "--patch", "{p}", "--source", "stop", "--conditions", "none"],
-                 {"--models": "model", "--data": "data", "--patch": "patch", "--source": "text", "--target": "text", "--limit": "int", "--batch-size": "int",
-                  "--conditions": ["default", "none", "sweep", "", "x"], "--device": ["cpu", "cuda", "tpu", ""]}),
-    "attack": (["attack", "--model", "{m}", "--data", "{d}", "--steps", "2", "--batch-size", "4", "--candidates", "1", "--limit", "4", "--out", "{o}", "--checkpoint-every", "0"],
-               {"--model": "model", "--data": "data", "--source": "text", "--target": "text", "--size": "float", "--shape": ["square", "circle", "rect:1:2", "rect:0:1", "rect:x", "", "{f}/afile", "{f}/blank.png"],
-                "--placement": ["sticker", "on-object", "", "x"], "--location": ["0,0", "25,25", "40,40", "-1,0", "1", "a,b", "", "1,2,3"], "--steps": "int", "--batch-size": "int",
-                "--candidates": "int", "--restarts": "int", "--lr": "float", "--loss": ["ce", "margin", "sigmoid", "", "x"], "--kappa": "float", "--optimizer": ["adam", "sign", "x"],
-                "--tv": "float", "--nps": "float", "--seed": "int", "--out": "out", "--limit": "int", "--precision": ["fp32", "bf16", "fp8"], "--views": "int",
-                "--checkpoint-every": "int", "--per-image": ["--per-image"], "--resume": ["--resume"], "--init": "patch"}),
-    "transfer": (["transfer", "--patches", "{p}", "--models", "{m}", "--data", "{d}", "--limit", "4"],
-                 {"--patches": "patch", "--models": "model", "--data": "data", "--source": "text", "--target": "text", "--limit": "int"}),
-    "curve": (["curve", "--model", "{m}", "--data", "{d}", "--eval-data", "{d}", "--sizes", "0.05", "--placements", "sticker", "--steps", "1", "--batch-size", "4",
-               "--candidates", "1", "--limit", "2", "--out", "{o}"],
-              {"--model": "model", "--data": "data", "--eval-data": "data", "--sizes": ["", ",", "0.05,0.1", "nan", "0", "1", "-0.1", "x", "0.05,,"],
-               "--placements": ["sticker", "on-object", "", ",", "x", "sticker,x"], "--steps": "int", "--batch-size": "int", "--candidates": "int",
-               "--loss": ["ce", "margin", "x"], "--limit": "int", "--seed": "int", "--out": "out", "--source": "text", "--target": "text"}),
-    "train": (["train", "--arch", "cnn", "--data", "{d}", "--epochs", "1", "--batch-size", "16", "--arch-kwargs", '{"width": 4, "hidden": 8}', "--out", "{o}", "--name", "fz"],
-              {"--arch": ["cnn", "resnet", "vit", "", "x"], "--data": "data", "--epochs": "int", "--batch-size": "int", "--lr": "float", "--seed": "int", "--name": "text",
-               "--arch-kwargs": ["{}", '{"bogus": 1}', '{"width": -3}', '{"width": 0}', '{"width": 1e9}', '{"width": "4"}', '{"dropout": 2}', "[]", "x", '{"widths": []}',
-                                 '{"heads": 5}', '{"patch": 64}', '{"width": true}'],
-               "--ema-decay": "float", "--threads": "int", "--out": "out", "--patch-training": "float", "--patch-steps": "int",
-               "--mask-training": ["0.05", "nan", "", "x", "0.05,2", "0.5"], "--mask-tries": "int", "--ablation-training": ["column:4", "block:0", "column:99", "x", "column:x", ""],
-               "--distill-weight": "float", "--precision": ["fp32", "bf16", "x"], "--augment": ["rotate=5", "rotate=nan", "scale=2:1", "x", "occlude_p=2", "", "jitter=inf"],
-               "--init": "model", "--teacher": "model", "--ssl": ["mae", "x"]}),
-    "defend": (["defend", "--defense", "jpeg", "--patch", "{p}", "--model", "{m}", "--data", "{d}", "--limit", "4", "--batch-size", "64", "--conditions", "none", "--steps", "2", "--attack-batch-size", "4"],
-               {"--defense": ["jpeg", "blur", "median", "bits", "lgs", "clip", "", "x", "patchcleanser"], "--patch": "patch", "--model": "model", "--data": "data",
-                "--source": "text", "--target": "text", "--adaptive": ["--adaptive"], "--steps": "int", "--attack-batch-size": "int", "--limit": "int",
-                "--quality": "float", "--sigma": "float", "--kernel": "int", "--bits": "int", "--window": "int", "--threshold": "float", "--smoothing": "float",
-                "--stages": "int", "--quantile": "float", "--fit-limit": "int", "--batch-size": "int", "--out": "out", "--seed": "int",
-                "--conditions": ["default", "none", "x"]}),
-    "certify": (["certify", "--defense", "ds-column", "--model", "{m}", "--data", "{d}", "--limit", "2", "--json"],
-                {"--defense": ["patchcleanser", "ds-column", "ds-block", "", "x"], "--model": "model", "--patch-size": "float", "--data": "data", "--limit": "int",
-                 "--k": ["1", "2", "0", "-1", "x", "1.5"], "--band": "int", "--batch-size": "int", "--bf16": ["--bf16"]}),
-    "explain": (["explain", "--patch", "{p}", "--model", "{m}", "--data", "{d}", "--limit", "2", "--out", "{o}", "--json"],
-                {"--patch": "patch", "--model": "model", "--data": "data", "--source": "text", "--index": "int", "--limit": "int",
-                 "--method": ["auto", "gradcam", "rollout", "", "x"], "--out": "out", "--batch-size": "int"}),
-    "study": (["study", "robustness", "--models", "{m}", "--data", "{d}", "--sizes", "0.05", "--steps", "1", "--batch-size", "4", "--candidates", "1",
-               "--conditions", "1", "--certify-images", "2", "--out", "{o}", "--json"],
-              {"--models": "model", "--data": "data", "--source": "text", "--target": "text", "--sizes": ["", "0.05,0.1", "nan", "2", "x"], "--steps": "int",
-               "--batch-size": "int", "--candidates": "int", "--conditions": "int", "--certify-images": "int", "--out": "out", "--seed": "int"}),
-    "runs": (["runs", "list", "--json"], {"--limit": "int", "--kind": "text", "--status": ["running", "done", "failed", "interrupted", "", "x"]}),
-    "report": (["report", "--runs", "1", "--out", "{o}"], {"--runs": ["1", "", ",", "-1", "x", "999999", "1,1", "9223372036854775808"], "--out": "out"}),
+    "evaluate": (
+        [
+            "evaluate",
+            "--models",
+            "{m}",
+            "--data",
+            "{d}",
+            "--limit",
+            "4",
+            "--patch",
+            "{p}",
+            "--source",
+            "stop",
+            "--conditions",
+            "none",
+        ],
+        {
+            "--models": "model",
+            "--data": "data",
+            "--patch": "patch",
+            "--source": "text",
+            "--target": "text",
+            "--limit": "int",
+            "--batch-size": "int",
+            "--conditions": ["default", "none", "sweep", "", "x"],
+            "--device": ["cpu", "cuda", "tpu", ""],
+        },
+    ),
+    "attack": (
+        [
+            "attack",
+            "--model",
+            "{m}",
+            "--data",
+            "{d}",
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--candidates",
+            "1",
+            "--limit",
+            "4",
+            "--out",
+            "{o}",
+            "--checkpoint-every",
+            "0",
+        ],
+        {
+            "--model": "model",
+            "--data": "data",
+            "--source": "text",
+            "--target": "text",
+            "--size": "float",
+            "--shape": ["square", "circle", "rect:1:2", "rect:0:1", "rect:x", "", "{f}/afile", "{f}/blank.png"],
+            "--placement": ["sticker", "on-object", "", "x"],
+            "--location": ["0,0", "25,25", "40,40", "-1,0", "1", "a,b", "", "1,2,3"],
+            "--steps": "int",
+            "--batch-size": "int",
+            "--candidates": "int",
+            "--restarts": "int",
+            "--lr": "float",
+            "--loss": ["ce", "margin", "sigmoid", "", "x"],
+            "--kappa": "float",
+            "--optimizer": ["adam", "sign", "x"],
+            "--tv": "float",
+            "--nps": "float",
+            "--seed": "int",
+            "--out": "out",
+            "--limit": "int",
+            "--precision": ["fp32", "bf16", "fp8"],
+            "--views": "int",
+            "--checkpoint-every": "int",
+            "--per-image": ["--per-image"],
+            "--resume": ["--resume"],
+            "--init": "patch",
+        },
+    ),
+    "transfer": (
+        ["transfer", "--patches", "{p}", "--models", "{m}", "--data", "{d}", "--limit", "4"],
+        {
+            "--patches": "patch",
+            "--models": "model",
+            "--data": "data",
+            "--source": "text",
+            "--target": "text",
+            "--limit": "int",
+        },
+    ),
+    "curve": (
+        [
+            "curve",
+            "--model",
+            "{m}",
+            "--data",
+            "{d}",
+            "--eval-data",
+            "{d}",
+            "--sizes",
+            "0.05",
+            "--placements",
+            "sticker",
+            "--steps",
+            "1",
+            "--batch-size",
+            "4",
+            "--candidates",
+            "1",
+            "--limit",
+            "2",
+            "--out",
+            "{o}",
+        ],
+        {
+            "--model": "model",
+            "--data": "data",
+            "--eval-data": "data",
+            "--sizes": ["", ",", "0.05,0.1", "nan", "0", "1", "-0.1", "x", "0.05,,"],
+            "--placements": ["sticker", "on-object", "", ",", "x", "sticker,x"],
+            "--steps": "int",
+            "--batch-size": "int",
+            "--candidates": "int",
+            "--loss": ["ce", "margin", "x"],
+            "--limit": "int",
+            "--seed": "int",
+            "--out": "out",
+            "--source": "text",
+            "--target": "text",
+        },
+    ),
+    "train": (
+        [
+            "train",
+            "--arch",
+            "cnn",
+            "--data",
+            "{d}",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--arch-kwargs",
+            '{"width": 4, "hidden": 8}',
+            "--out",
+            "{o}",
+            "--name",
+            "fz",
+        ],
+        {
+            "--arch": ["cnn", "resnet", "vit", "", "x"],
+            "--data": "data",
+            "--epochs": "int",
+            "--batch-size": "int",
+            "--lr": "float",
+            "--seed": "int",
+            "--name": "text",
+            "--arch-kwargs": [
+                "{}",
+                '{"bogus": 1}',
+                '{"width": -3}',
+                '{"width": 0}',
+                '{"width": 1e9}',
+                '{"width": "4"}',
+                '{"dropout": 2}',
+                "[]",
+                "x",
+                '{"widths": []}',
+                '{"heads": 5}',
+                '{"patch": 64}',
+                '{"width": true}',
+            ],
+            "--ema-decay": "float",
+            "--threads": "int",
+            "--out": "out",
+            "--patch-training": "float",
+            "--patch-steps": "int",
+            "--mask-training": ["0.05", "nan", "", "x", "0.05,2", "0.5"],
+            "--mask-tries": "int",
+            "--ablation-training": ["column:4", "block:0", "column:99", "x", "column:x", ""],
+            "--distill-weight": "float",
+            "--precision": ["fp32", "bf16", "x"],
+            "--augment": ["rotate=5", "rotate=nan", "scale=2:1", "x", "occlude_p=2", "", "jitter=inf"],
+            "--init": "model",
+            "--teacher": "model",
+            "--ssl": ["mae", "x"],
+        },
+    ),
+    "defend": (
+        [
+            "defend",
+            "--defense",
+            "jpeg",
+            "--patch",
+            "{p}",
+            "--model",
+            "{m}",
+            "--data",
+            "{d}",
+            "--limit",
+            "4",
+            "--batch-size",
+            "64",
+            "--conditions",
+            "none",
+            "--steps",
+            "2",
+            "--attack-batch-size",
+            "4",
+        ],
+        {
+            "--defense": ["jpeg", "blur", "median", "bits", "lgs", "clip", "", "x", "patchcleanser"],
+            "--patch": "patch",
+            "--model": "model",
+            "--data": "data",
+            "--source": "text",
+            "--target": "text",
+            "--adaptive": ["--adaptive"],
+            "--steps": "int",
+            "--attack-batch-size": "int",
+            "--limit": "int",
+            "--quality": "float",
+            "--sigma": "float",
+            "--kernel": "int",
+            "--bits": "int",
+            "--window": "int",
+            "--threshold": "float",
+            "--smoothing": "float",
+            "--stages": "int",
+            "--quantile": "float",
+            "--fit-limit": "int",
+            "--batch-size": "int",
+            "--out": "out",
+            "--seed": "int",
+            "--conditions": ["default", "none", "x"],
+        },
+    ),
+    "certify": (
+        ["certify", "--defense", "ds-column", "--model", "{m}", "--data", "{d}", "--limit", "2", "--json"],
+        {
+            "--defense": ["patchcleanser", "ds-column", "ds-block", "", "x"],
+            "--model": "model",
+            "--patch-size": "float",
+            "--data": "data",
+            "--limit": "int",
+            "--k": ["1", "2", "0", "-1", "x", "1.5"],
+            "--band": "int",
+            "--batch-size": "int",
+            "--bf16": ["--bf16"],
+        },
+    ),
+    "explain": (
+        ["explain", "--patch", "{p}", "--model", "{m}", "--data", "{d}", "--limit", "2", "--out", "{o}", "--json"],
+        {
+            "--patch": "patch",
+            "--model": "model",
+            "--data": "data",
+            "--source": "text",
+            "--index": "int",
+            "--limit": "int",
+            "--method": ["auto", "gradcam", "rollout", "", "x"],
+            "--out": "out",
+            "--batch-size": "int",
+        },
+    ),
+    "study": (
+        [
+            "study",
+            "robustness",
+            "--models",
+            "{m}",
+            "--data",
+            "{d}",
+            "--sizes",
+            "0.05",
+            "--steps",
+            "1",
+            "--batch-size",
+            "4",
+            "--candidates",
+            "1",
+            "--conditions",
+            "1",
+            "--certify-images",
+            "2",
+            "--out",
+            "{o}",
+            "--json",
+        ],
+        {
+            "--models": "model",
+            "--data": "data",
+            "--source": "text",
+            "--target": "text",
+            "--sizes": ["", "0.05,0.1", "nan", "2", "x"],
+            "--steps": "int",
+            "--batch-size": "int",
+            "--candidates": "int",
+            "--conditions": "int",
+            "--certify-images": "int",
+            "--out": "out",
+            "--seed": "int",
+        },
+    ),
+    "runs": (
+        ["runs", "list", "--json"],
+        {"--limit": "int", "--kind": "text", "--status": ["running", "done", "failed", "interrupted", "", "x"]},
+    ),
+    "report": (
+        ["report", "--runs", "1", "--out", "{o}"],
+        {"--runs": ["1", "", ",", "-1", "x", "999999", "1,1", "9223372036854775808"], "--out": "out"},
+    ),
     "zoo": (["zoo", "--json"], {"--json": ["--json"]}),
 }
 # commands whose successful runs are too slow for a fuzz case: only their refusals are fuzzed (values must fail)
-SLOW = {"demo": (["demo", "--quick", "--out", "{o}"], {"--size": ["nan", "inf", "-1", "0", "1", "2", "", "x"], "--steps": ["0", "-1", "nan", "", "x", "1e3"],
-                                                       "--out": ["{f}/afile", "{f}/afile/sub"], "--device": ["cuda", "tpu", ""]})}
+SLOW = {
+    "demo": (
+        ["demo", "--quick", "--out", "{o}"],
+        {
+            "--size": ["nan", "inf", "-1", "0", "1", "2", "", "x"],
+            "--steps": ["0", "-1", "nan", "", "x", "1e3"],
+            "--out": ["{f}/afile", "{f}/afile/sub"],
+            "--device": ["cuda", "tpu", ""],
+        },
+    )
+}
 
 FLAGS_WITHOUT_VALUE = {"--per-image", "--resume", "--adaptive", "--bf16", "--json"}
 
@@ -123,8 +455,16 @@ def files(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> di
 
     Image.new("L", (8, 8)).save(f / "blank.png")
     card = json.loads(tiny_model_path.with_suffix(".json").read_text())
-    for tag, change in {"huge": {"input_size": 10**9}, "negsize": {"input_size": -3}, "strsize": {"input_size": "32"}, "meanstr": {"mean": "abc"},
-                        "mean1": {"mean": [0.5]}, "akbogus": {"arch_kwargs": {"bogus": 1}}, "akneg": {"arch_kwargs": {"width": -3}}, "akstr": {"arch_kwargs": "w"}}.items():
+    for tag, change in {
+        "huge": {"input_size": 10**9},
+        "negsize": {"input_size": -3},
+        "strsize": {"input_size": "32"},
+        "meanstr": {"mean": "abc"},
+        "mean1": {"mean": [0.5]},
+        "akbogus": {"arch_kwargs": {"bogus": 1}},
+        "akneg": {"arch_kwargs": {"width": -3}},
+        "akstr": {"arch_kwargs": "w"},
+    }.items():
         shutil.copy(tiny_model_path, f / f"{tag}.safetensors")
         (f / f"{tag}.json").write_text(json.dumps({**card, **change}))
     shutil.copy(tiny_model_path, f / "badjson.safetensors")
@@ -137,12 +477,22 @@ def files(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> di
     (f / "evil.json").write_text(json.dumps(card))
     good = load_patch("zoo:gtsrb-cnn/stop-yield")
     good.save(f / "good")
-    meta = {"placement": "sticker", "location": "null", "image_size": "32", "meta": json.dumps({"source": "stop", "target": "yield"})}
-    bad_patches = {"pnan": (torch.full((3, 5, 5), float("nan")), torch.ones(5, 5), meta), "pflat": (torch.rand(5, 7), torch.ones(5, 7), meta),
-                   "pwide": (torch.rand(3, 5, 7), torch.ones(5, 7), meta), "pzero": (torch.rand(3, 0, 0), torch.ones(0, 0), meta),
-                   "pempty": (torch.rand(3, 5, 5), torch.zeros(5, 5), meta), "pbig": (torch.rand(3, 40, 40), torch.ones(40, 40), meta),
-                   "ploc": (torch.rand(3, 5, 5), torch.ones(5, 5), {**meta, "placement": "on-object", "location": "[40, 40]"}),
-                   "pmeta": (torch.rand(3, 5, 5), torch.ones(5, 5), {**meta, "image_size": "x", "meta": "[1]"})}
+    meta = {
+        "placement": "sticker",
+        "location": "null",
+        "image_size": "32",
+        "meta": json.dumps({"source": "stop", "target": "yield"}),
+    }
+    bad_patches = {
+        "pnan": (torch.full((3, 5, 5), float("nan")), torch.ones(5, 5), meta),
+        "pflat": (torch.rand(5, 7), torch.ones(5, 7), meta),
+        "pwide": (torch.rand(3, 5, 7), torch.ones(5, 7), meta),
+        "pzero": (torch.rand(3, 0, 0), torch.ones(0, 0), meta),
+        "pempty": (torch.rand(3, 5, 5), torch.zeros(5, 5), meta),
+        "pbig": (torch.rand(3, 40, 40), torch.ones(40, 40), meta),
+        "ploc": (torch.rand(3, 5, 5), torch.ones(5, 5), {**meta, "placement": "on-object", "location": "[40, 40]"}),
+        "pmeta": (torch.rand(3, 5, 5), torch.ones(5, 5), {**meta, "image_size": "x", "meta": "[1]"}),
+    }
     for tag, (pixels, mask, md) in bad_patches.items():
         (f / tag).mkdir()
         save_file({"pixels": pixels, "mask": mask}, str(f / tag / "patch.safetensors"), metadata=md)
@@ -167,8 +517,14 @@ def _case_dir() -> Iterator[Path]:
 
 
 def _fill(text: str, files: dict[str, Path], out: Path) -> str:
-    return (text.replace("{m}", str(files["m"])).replace("{p}", str(files["p"])).replace("{d}", f"npz:{files['d']}").replace("{f}", str(files["f"]))
-            .replace("{ro}", str(files["ro"])).replace("{o}", str(out)))
+    return (
+        text.replace("{m}", str(files["m"]))
+        .replace("{p}", str(files["p"]))
+        .replace("{d}", f"npz:{files['d']}")
+        .replace("{f}", str(files["f"]))
+        .replace("{ro}", str(files["ro"]))
+        .replace("{o}", str(out))
+    )
 
 
 def _mutated(base: list[str], options: dict[str, str | list[str]]) -> st.SearchStrategy[list[str]]:
@@ -206,7 +562,10 @@ def _check(args: list[str], files: dict[str, Path], expect_failure: bool = False
         if expect_failure:
             assert r.code == 2, (filled, r.code)
         if r.code != 0:
-            assert not out.exists() or not any(out.rglob("*")), (filled, sorted(map(str, out.rglob("*")))[:5])  # nothing half-written
+            assert not out.exists() or not any(out.rglob("*")), (
+                filled,
+                sorted(map(str, out.rglob("*")))[:5],
+            )  # nothing half-written
             assert not any(p.name != "out" for p in work.iterdir()), (filled, list(work.iterdir()))
 
 

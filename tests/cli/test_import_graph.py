@@ -13,7 +13,14 @@ import patchscope
 ROOT = Path(patchscope.__file__).parent
 #: lowest first; a module may import its own layer and the ones before it
 LAYERS = ("base", "data", "models", "attacks", "defenses", "explain", "eval", "cli", "main")
-BASE = {"patchscope", "patchscope.errors", "patchscope.io", "patchscope.progress", "patchscope.memory", "patchscope.validate"}
+BASE = {
+    "patchscope",
+    "patchscope.errors",
+    "patchscope.io",
+    "patchscope.progress",
+    "patchscope.memory",
+    "patchscope.validate",
+}
 
 
 def module_name(path: Path) -> str:

@@ -40,7 +40,9 @@ def test_split_by_track_never_shares_a_track():
     tracks = torch.arange(200) // 10
     from patchscope.data import ImageSet
 
-    data = ImageSet(torch.zeros(200, 3, 4, 4, dtype=torch.uint8), torch.zeros(200, dtype=torch.long), ("a",), "t", tracks)
+    data = ImageSet(
+        torch.zeros(200, 3, 4, 4, dtype=torch.uint8), torch.zeros(200, dtype=torch.long), ("a",), "t", tracks
+    )
     train, val = split_by_track(data, 0.25, seed=1)
     assert len(train) + len(val) == 200 and len(val) == 50
     assert not set(train.tracks.tolist()) & set(val.tracks.tolist())
@@ -88,7 +90,9 @@ def _fake_torchvision_gtsrb(root: Path) -> None:
         img = np.zeros((36, 40, 3), np.uint8)
         img[5:31, 6:34] = (c * 5, 100, 200)  # the sign inside its ROI; black margin outside
         Image.fromarray(img).save(folder / "00007_00001.ppm")
-        (folder / f"GT-{c:05d}.csv").write_text("Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId\n" f"00007_00001.ppm;40;36;6;5;34;31;{c}\n")
+        (folder / f"GT-{c:05d}.csv").write_text(
+            f"Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId\n00007_00001.ppm;40;36;6;5;34;31;{c}\n"
+        )
 
 
 def test_gtsrb_without_packed_file_takes_torchvisions_route_and_crops_rois(tmp_path: Path):

@@ -12,13 +12,17 @@ from patchscope.models.wrapper import Classifier
 def small_cnn(classes: int = 3, seed: int = 0) -> Classifier:
     """The zoo CNN at width 4 (32px input), random weights, eval mode."""
     torch.manual_seed(seed)
-    return Classifier(cnn(num_classes=classes, width=4, hidden=16), [f"c{i}" for i in range(classes)], 32, name="small").eval()
+    return Classifier(
+        cnn(num_classes=classes, width=4, hidden=16), [f"c{i}" for i in range(classes)], 32, name="small"
+    ).eval()
 
 
 def local_net(size: int = 12, classes: int = 3, seed: int = 0) -> Classifier:
     """A tiny random net for ``size``px inputs: 3x3 convolutions then a global max, so a patch anywhere can flip it."""
     g = torch.Generator().manual_seed(seed)
-    net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(6, classes))
+    net = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(6, classes)
+    )
     with torch.no_grad():
         for p in net.parameters():
             p.copy_(torch.randn(p.shape, generator=g))
@@ -32,7 +36,9 @@ def smooth_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
     yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
     centre = torch.rand(n, 2, generator=g) * size
     blob = torch.exp(-((yy - centre[:, :1, None]) ** 2 + (xx - centre[:, 1:, None]) ** 2) / (size**2 / 8))[:, None]
-    return (base + 0.15 * blob * torch.randn(n, 3, 1, 1, generator=g) + 0.02 * torch.randn(n, 3, size, size, generator=g)).clamp(0, 1)
+    return (
+        base + 0.15 * blob * torch.randn(n, 3, 1, 1, generator=g) + 0.02 * torch.randn(n, 3, size, size, generator=g)
+    ).clamp(0, 1)
 
 
 def all_patched(image: torch.Tensor, side: int, random_per_location: int = 2, seed: int = 0) -> torch.Tensor:
@@ -45,5 +51,7 @@ def all_patched(image: torch.Tensor, side: int, random_per_location: int = 2, se
     rows = (ax[None] >= top[:, None]) & (ax[None] < top[:, None] + side)
     cols = (ax[None] >= left[:, None]) & (ax[None] < left[:, None] + side)
     window = (rows[:, :, None] & cols[:, None, :])[:, None]  # (L, 1, n, n)
-    fills = [torch.zeros(1, 3, n, n), torch.ones(1, 3, n, n)] + [torch.rand(len(top), 3, n, n, generator=g) for _ in range(random_per_location)]
+    fills = [torch.zeros(1, 3, n, n), torch.ones(1, 3, n, n)] + [
+        torch.rand(len(top), 3, n, n, generator=g) for _ in range(random_per_location)
+    ]
     return torch.cat([torch.where(window, f, image) for f in fills])

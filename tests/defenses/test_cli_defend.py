@@ -17,7 +17,14 @@ from tests.conftest import run_cli
 def patch_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("patch")
     pixels = torch.rand(3, 7, 7, generator=torch.Generator().manual_seed(0))
-    Patch(pixels, torch.ones(7, 7), "on-object", (12, 12), 32, {"source": "stop", "target": "yield", "config": {"size": 0.05, "shape": "square"}}).save(d)
+    Patch(
+        pixels,
+        torch.ones(7, 7),
+        "on-object",
+        (12, 12),
+        32,
+        {"source": "stop", "target": "yield", "config": {"size": 0.05, "shape": "square"}},
+    ).save(d)
     return d
 
 
@@ -34,44 +41,125 @@ def _one_line_error(proc, needle):
 
 
 def test_certify_patchcleanser(tiny_model_path):
-    out = _json(run_cli("certify", "--model", str(tiny_model_path), "--defense", "patchcleanser", "--patch-size", "0.05", "--data", "demo", "--limit", "16", "--k", "3", "--json"))
+    out = _json(
+        run_cli(
+            "certify",
+            "--model",
+            str(tiny_model_path),
+            "--defense",
+            "patchcleanser",
+            "--patch-size",
+            "0.05",
+            "--data",
+            "demo",
+            "--limit",
+            "16",
+            "--k",
+            "3",
+            "--json",
+        )
+    )
     _, side, _ = mask_positions(32, out["patch_side"], 3)
     assert out["images"] == 16 and out["patch_side"] == 7 and out["mask_side"] == side
     assert out["full_map_passes"] == out["masks"] * (out["masks"] + 1) // 2
-    assert out["masks"] <= out["forward_passes_per_image"] <= out["full_map_passes"]  # only the entries a decision reads
+    assert (
+        out["masks"] <= out["forward_passes_per_image"] <= out["full_map_passes"]
+    )  # only the entries a decision reads
     for key in ("clean_accuracy", "defended_accuracy", "certified_accuracy"):
         assert 0 <= out[key] <= 1
     assert out["certified_accuracy"] <= out["defended_accuracy"]  # certified implies the robust prediction is right
-    assert out["images_per_second"] > 0 and out["precision"] == "fp32" and out["batch_size"] == 256  # the CPU's default chunk
+    assert (
+        out["images_per_second"] > 0 and out["precision"] == "fp32" and out["batch_size"] == 256
+    )  # the CPU's default chunk
 
 
 def test_certify_bf16_is_opt_in_and_reported(tiny_model_path):
-    proc = run_cli("certify", "--model", str(tiny_model_path), "--defense", "patchcleanser", "--data", "demo", "--limit", "4", "--k", "2", "--bf16", "--json")
+    proc = run_cli(
+        "certify",
+        "--model",
+        str(tiny_model_path),
+        "--defense",
+        "patchcleanser",
+        "--data",
+        "demo",
+        "--limit",
+        "4",
+        "--k",
+        "2",
+        "--bf16",
+        "--json",
+    )
     out = _json(proc)
-    assert out["precision"] == "bf16" and out["images"] == 4 and 0 <= out["certified_accuracy"] <= out["defended_accuracy"] <= 1
-    assert ("bf16 is emulated" in proc.stderr) == (not bf16_native("cpu"))  # warned exactly where the CPU lacks bf16 units
+    assert (
+        out["precision"] == "bf16"
+        and out["images"] == 4
+        and 0 <= out["certified_accuracy"] <= out["defended_accuracy"] <= 1
+    )
+    assert ("bf16 is emulated" in proc.stderr) == (
+        not bf16_native("cpu")
+    )  # warned exactly where the CPU lacks bf16 units
 
 
 @pytest.mark.parametrize(("defense", "band", "passes"), [("ds-column", "4", 32)])
 def test_certify_derandomized_smoothing(tiny_model_path, defense, band, passes):
-    out = _json(run_cli("certify", "--model", str(tiny_model_path), "--defense", defense, "--band", band, "--data", "demo", "--limit", "16", "--json"))
+    out = _json(
+        run_cli(
+            "certify",
+            "--model",
+            str(tiny_model_path),
+            "--defense",
+            defense,
+            "--band",
+            band,
+            "--data",
+            "demo",
+            "--limit",
+            "16",
+            "--json",
+        )
+    )
     assert out["forward_passes_per_image"] == passes and out["delta"] == 7 + 4 - 1
     assert out["certified_accuracy"] <= out["defended_accuracy"] <= 1
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (("--defense", "nope"), "unknown --defense"),
-    (("--defense", "patchcleanser", "--patch-size", "0"), "patch-size"),
-    (("--defense", "patchcleanser", "--patch-size", "1.5"), "patch-size"),
-    (("--defense", "patchcleanser", "--batch-size", "0"), "batch-size"),
-])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--defense", "nope"), "unknown --defense"),
+        (("--defense", "patchcleanser", "--patch-size", "0"), "patch-size"),
+        (("--defense", "patchcleanser", "--patch-size", "1.5"), "patch-size"),
+        (("--defense", "patchcleanser", "--batch-size", "0"), "batch-size"),
+    ],
+)
 def test_certify_rejects_bad_input_in_one_line(tiny_model_path, args, needle):
-    _one_line_error(run_cli("certify", "--model", str(tiny_model_path), "--data", "demo", "--limit", "4", *args), needle)
+    _one_line_error(
+        run_cli("certify", "--model", str(tiny_model_path), "--data", "demo", "--limit", "4", *args), needle
+    )
 
 
 def test_defend_reports_clean_accuracy_and_patch_success_through_the_defense(tiny_model_path, patch_dir):
-    out = _json(run_cli("defend", "--model", str(tiny_model_path), "--defense", "median", "--patch", str(patch_dir), "--data", "demo",
-                        "--source", "stop", "--target", "yield", "--conditions", "none", "--limit", "16", "--json"))
+    out = _json(
+        run_cli(
+            "defend",
+            "--model",
+            str(tiny_model_path),
+            "--defense",
+            "median",
+            "--patch",
+            str(patch_dir),
+            "--data",
+            "demo",
+            "--source",
+            "stop",
+            "--target",
+            "yield",
+            "--conditions",
+            "none",
+            "--limit",
+            "16",
+            "--json",
+        )
+    )
     assert out["images"] == 16 and out["source_images"] == 16
     assert 0 <= out["defended_clean_accuracy"] <= 1 and 0 <= out["clean_accuracy"] <= 1
     for side in ("undefended", "defended"):
@@ -82,8 +170,31 @@ def test_defend_reports_clean_accuracy_and_patch_success_through_the_defense(tin
 
 @pytest.mark.parametrize("defense", ["bits", "clip"])
 def test_defend_adaptive_optimises_a_new_patch_through_the_defense(tiny_model_path, patch_dir, tmp_path, defense):
-    out = _json(run_cli("defend", "--model", str(tiny_model_path), "--defense", defense, "--patch", str(patch_dir), "--data", "demo",
-                        "--conditions", "none", "--limit", "16", "--adaptive", "--steps", "3", "--attack-batch-size", "8", "--out", str(tmp_path / "new"), "--json"))
+    out = _json(
+        run_cli(
+            "defend",
+            "--model",
+            str(tiny_model_path),
+            "--defense",
+            defense,
+            "--patch",
+            str(patch_dir),
+            "--data",
+            "demo",
+            "--conditions",
+            "none",
+            "--limit",
+            "16",
+            "--adaptive",
+            "--steps",
+            "3",
+            "--attack-batch-size",
+            "8",
+            "--out",
+            str(tmp_path / "new"),
+            "--json",
+        )
+    )
     assert out["adaptive"]["bpda"] == (defense == "bits")
     new = Patch.load(tmp_path / "new")
     old = Patch.load(patch_dir)
@@ -93,12 +204,29 @@ def test_defend_adaptive_optimises_a_new_patch_through_the_defense(tiny_model_pa
         assert 0 <= out["adaptive"][side]["untargeted_success"] <= 1
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (("--defense", "nope"), "unknown --defense"),
-    (("--defense", "median", "--bits", "3"), "--bits"),
-])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--defense", "nope"), "unknown --defense"),
+        (("--defense", "median", "--bits", "3"), "--bits"),
+    ],
+)
 def test_defend_rejects_bad_input_in_one_line(tiny_model_path, patch_dir, args, needle):
-    _one_line_error(run_cli("defend", "--model", str(tiny_model_path), "--patch", str(patch_dir), "--data", "demo", "--limit", "4", *args), needle)
+    _one_line_error(
+        run_cli(
+            "defend",
+            "--model",
+            str(tiny_model_path),
+            "--patch",
+            str(patch_dir),
+            "--data",
+            "demo",
+            "--limit",
+            "4",
+            *args,
+        ),
+        needle,
+    )
 
 
 def test_defend_certify_and_explain_runs_are_stored(tmp_path, tiny_model_path, patch_dir):
@@ -106,9 +234,55 @@ def test_defend_certify_and_explain_runs_are_stored(tmp_path, tiny_model_path, p
 
     store = tmp_path / "runs.db"
     env = {"PATCHSCOPE_STORE": str(store)}
-    _json(run_cli("defend", "--model", str(tiny_model_path), "--defense", "blur", "--patch", str(patch_dir), "--data", "demo", "--limit", "8", "--conditions", "none", "--json", env=env))
-    cert = _json(run_cli("certify", "--model", str(tiny_model_path), "--defense", "ds-column", "--data", "demo", "--limit", "8", "--json", env=env))
-    r = run_cli("explain", "--model", str(tiny_model_path), "--patch", str(patch_dir), "--data", "demo", "--limit", "8", "--out", str(tmp_path / "ex"), "--json", env=env)
+    _json(
+        run_cli(
+            "defend",
+            "--model",
+            str(tiny_model_path),
+            "--defense",
+            "blur",
+            "--patch",
+            str(patch_dir),
+            "--data",
+            "demo",
+            "--limit",
+            "8",
+            "--conditions",
+            "none",
+            "--json",
+            env=env,
+        )
+    )
+    cert = _json(
+        run_cli(
+            "certify",
+            "--model",
+            str(tiny_model_path),
+            "--defense",
+            "ds-column",
+            "--data",
+            "demo",
+            "--limit",
+            "8",
+            "--json",
+            env=env,
+        )
+    )
+    r = run_cli(
+        "explain",
+        "--model",
+        str(tiny_model_path),
+        "--patch",
+        str(patch_dir),
+        "--data",
+        "demo",
+        "--limit",
+        "8",
+        "--out",
+        str(tmp_path / "ex"),
+        "--json",
+        env=env,
+    )
     assert r.returncode == 0, r.stderr
     runs = {run.kind: run for run in RunStore(store).list()}
     assert set(runs) == {"defend", "certify", "explain"} and all(run.status == "done" for run in runs.values())
@@ -123,8 +297,22 @@ def test_the_adaptive_attack_keeps_a_drawn_shape_and_squares_a_lost_mask_file():
     from patchscope.attacks import Patch, shape_mask
     from patchscope.eval.defend import adaptive_config as _adaptive_config
 
-    bar = Patch(torch.rand(3, 14, 14), shape_mask("rect:1:2", 14), "on-object", (9, 9), 32, {"config": {"shape": "rect:1:2", "size": 0.1}})
+    bar = Patch(
+        torch.rand(3, 14, 14),
+        shape_mask("rect:1:2", 14),
+        "on-object",
+        (9, 9),
+        32,
+        {"config": {"shape": "rect:1:2", "size": 0.1}},
+    )
     cfg = _adaptive_config(bar, 13, steps=3, batch_size=8, seed=0)
     assert (cfg.shape, cfg.size, cfg.location) == ("rect:1:2", 0.1, (9, 9))
-    gone = Patch(torch.rand(3, 10, 10), torch.ones(10, 10), "on-object", (9, 9), 32, {"config": {"shape": "/nowhere/mask.png", "size": 0.1}})
+    gone = Patch(
+        torch.rand(3, 10, 10),
+        torch.ones(10, 10),
+        "on-object",
+        (9, 9),
+        32,
+        {"config": {"shape": "/nowhere/mask.png", "size": 0.1}},
+    )
     assert _adaptive_config(gone, 13, steps=3, batch_size=8, seed=0).shape == "square"

@@ -11,7 +11,9 @@ from tests.defenses._helpers import small_cnn, smooth_images
 def _stage1_inputs(model):
     """Record what stage1 receives: stage0's output after any clamping."""
     seen = []
-    handle = dict(model.stages())["stage1"].register_forward_pre_hook(lambda m, inp: seen.append(inp[0].detach().clone()))
+    handle = dict(model.stages())["stage1"].register_forward_pre_hook(
+        lambda m, inp: seen.append(inp[0].detach().clone())
+    )
     return seen, handle
 
 
@@ -38,7 +40,9 @@ def test_large_activations_are_capped_per_channel():
         handle.remove()
     raw, clipped = seen
     assert (raw.amax((0, 2, 3)) > hi + 1e-3).any()  # the noise does exceed the clean range...
-    assert (clipped.amax((0, 2, 3)) <= hi + 1e-5).all() and (clipped.amin((0, 2, 3)) >= lo - 1e-5).all()  # ...and is capped
+    assert (clipped.amax((0, 2, 3)) <= hi + 1e-5).all() and (
+        clipped.amin((0, 2, 3)) >= lo - 1e-5
+    ).all()  # ...and is capped
     assert not torch.allclose(defended(loud), model(loud))
 
 

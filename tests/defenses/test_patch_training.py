@@ -43,19 +43,55 @@ def test_adversary_changes_only_patch_pixels_of_the_chosen_share_and_raises_the_
 def test_fine_tuning_with_patches_keeps_normalisation_and_records_the_adversary(tiny_model, demo):
     small = demo.head(128)
     adv = PatchAdversary(area=0.05, steps=2)
-    recipe = Recipe.for_arch("cnn", epochs=1, batch_size=64, lr=0.01, arch_kwargs=tiny_model.card["arch_kwargs"], patch_training=adv.describe(), init="tiny")
+    recipe = Recipe.for_arch(
+        "cnn",
+        epochs=1,
+        batch_size=64,
+        lr=0.01,
+        arch_kwargs=tiny_model.card["arch_kwargs"],
+        patch_training=adv.describe(),
+        init="tiny",
+    )
     model, card = train_model(small, recipe, progress=False, initial=tiny_model, perturb=adv)
     assert torch.equal(model.mean, tiny_model.mean) and torch.equal(model.std, tiny_model.std)
     assert card["recipe"]["patch_training"]["area"] == 0.05 and card["recipe"]["init"] == "tiny"
-    assert any(not torch.equal(a, b) for a, b in zip(model.net.state_dict().values(), tiny_model.net.state_dict().values()))
+    assert any(
+        not torch.equal(a, b) for a, b in zip(model.net.state_dict().values(), tiny_model.net.state_dict().values())
+    )
 
 
 def test_cli_patch_training_from_a_checkpoint(tmp_path, tiny_model_path):
-    r = run_cli("train", "--init", str(tiny_model_path), "--data", "demo", "--epochs", "1", "--patch-training", "0.05", "--patch-steps", "1", "--out", str(tmp_path), "--name", "tiny-at")
+    r = run_cli(
+        "train",
+        "--init",
+        str(tiny_model_path),
+        "--data",
+        "demo",
+        "--epochs",
+        "1",
+        "--patch-training",
+        "0.05",
+        "--patch-steps",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "tiny-at",
+    )
     assert r.returncode == 0, r.stderr
     card = json.loads((tmp_path / "tiny-at.json").read_text())
     assert card["arch"] == "cnn" and card["recipe"]["patch_training"]["steps"] == 1
-    bad = run_cli("train", "--init", str(tiny_model_path), "--data", "demo", "--patch-training", "1.5", "--out", str(tmp_path / "x"))
+    bad = run_cli(
+        "train",
+        "--init",
+        str(tiny_model_path),
+        "--data",
+        "demo",
+        "--patch-training",
+        "1.5",
+        "--out",
+        str(tmp_path / "x"),
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
 
@@ -80,7 +116,18 @@ def test_mask_augment_greys_out_a_union_of_two_patchcleanser_masks():
 
 @pytest.mark.parametrize("second", [("--mask-training", "0.024"), ("--ablation-training", "column:4")])
 def test_cli_rejects_two_recipes_at_once(tmp_path, tiny_model_path, second):
-    r = run_cli("train", "--init", str(tiny_model_path), "--data", "demo", "--patch-training", "0.05", *second, "--out", str(tmp_path / "m"))
+    r = run_cli(
+        "train",
+        "--init",
+        str(tiny_model_path),
+        "--data",
+        "demo",
+        "--patch-training",
+        "0.05",
+        *second,
+        "--out",
+        str(tmp_path / "m"),
+    )
     assert r.returncode == 2 and "pick one" in r.stderr and not (tmp_path / "m").exists()
 
 
@@ -105,8 +152,25 @@ def test_mask_augment_tries_picks_the_pair_the_model_likes_least():
 
 
 def test_cli_rejects_zero_mask_tries(tmp_path, tiny_model_path):
-    r = run_cli("train", "--init", str(tiny_model_path), "--data", "demo", "--mask-training", "0.024", "--mask-tries", "0", "--out", str(tmp_path / "m"))
-    assert r.returncode == 2 and "--mask-tries" in r.stderr and len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
+    r = run_cli(
+        "train",
+        "--init",
+        str(tiny_model_path),
+        "--data",
+        "demo",
+        "--mask-training",
+        "0.024",
+        "--mask-tries",
+        "0",
+        "--out",
+        str(tmp_path / "m"),
+    )
+    assert (
+        r.returncode == 2
+        and "--mask-tries" in r.stderr
+        and len(r.stderr.strip().splitlines()) == 1
+        and not (tmp_path / "m").exists()
+    )
 
 
 @pytest.mark.parametrize(("mode", "band"), [("column", 4), ("block", 12)])
@@ -118,8 +182,12 @@ def test_ablation_augment_keeps_exactly_one_smoothing_region(mode, band):
     kept = (out != FILL).all(1)
     assert torch.equal(kept, ~(out != x).any(1)), "pixels either stay as they were or turn grey"
     regions = ablation_set(32, band, mode)
-    assert (regions[None] == kept[:, None]).flatten(2).all(-1).any(1).all(), "what stays is one of the ablations that certification votes over"
-    assert len({tuple(k.flatten().nonzero().flatten()[:3].tolist()) for k in kept}) > 10, "the ablation is drawn per image"
+    assert (regions[None] == kept[:, None]).flatten(2).all(-1).any(1).all(), (
+        "what stays is one of the ablations that certification votes over"
+    )
+    assert len({tuple(k.flatten().nonzero().flatten()[:3].tolist()) for k in kept}) > 10, (
+        "the ablation is drawn per image"
+    )
 
 
 def test_ablation_augment_with_p_zero_is_the_identity():
@@ -128,7 +196,21 @@ def test_ablation_augment_with_p_zero_is_the_identity():
 
 
 def test_cli_ablation_training_records_its_recipe(tmp_path, tiny_model_path):
-    r = run_cli("train", "--init", str(tiny_model_path), "--data", "demo", "--epochs", "1", "--ablation-training", "block:12", "--out", str(tmp_path), "--name", "tiny-ds")
+    r = run_cli(
+        "train",
+        "--init",
+        str(tiny_model_path),
+        "--data",
+        "demo",
+        "--epochs",
+        "1",
+        "--ablation-training",
+        "block:12",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "tiny-ds",
+    )
     assert r.returncode == 0, r.stderr
     recipe = json.loads((tmp_path / "tiny-ds.json").read_text())["recipe"]["patch_training"]
     assert recipe == {"method": "derandomized-smoothing-ablations", "mode": "block", "band": 12, "p": 1.0}
@@ -136,5 +218,20 @@ def test_cli_ablation_training_records_its_recipe(tmp_path, tiny_model_path):
 
 @pytest.mark.parametrize("spec", ["row:4", "column:0", "column:x", "block:33"])
 def test_cli_rejects_a_bad_ablation_spec_in_one_line(tmp_path, tiny_model_path, spec):
-    r = run_cli("train", "--init", str(tiny_model_path), "--data", "demo", "--ablation-training", spec, "--out", str(tmp_path / "m"))
-    assert r.returncode == 2 and "--ablation-training" in r.stderr and len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
+    r = run_cli(
+        "train",
+        "--init",
+        str(tiny_model_path),
+        "--data",
+        "demo",
+        "--ablation-training",
+        spec,
+        "--out",
+        str(tmp_path / "m"),
+    )
+    assert (
+        r.returncode == 2
+        and "--ablation-training" in r.stderr
+        and len(r.stderr.strip().splitlines()) == 1
+        and not (tmp_path / "m").exists()
+    )

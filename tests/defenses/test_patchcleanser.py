@@ -8,7 +8,18 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from patchscope.defenses import UNKNOWN, mask_positions, mask_set, masked_predictions, pc_certify, pc_decision_map, pc_infer, pc_needed, pc_prediction_map, predict_masked
+from patchscope.defenses import (
+    UNKNOWN,
+    mask_positions,
+    mask_set,
+    masked_predictions,
+    pc_certify,
+    pc_decision_map,
+    pc_infer,
+    pc_needed,
+    pc_prediction_map,
+    predict_masked,
+)
 from patchscope.errors import PatchscopeError
 from tests.defenses._helpers import all_patched, local_net, small_cnn, smooth_images
 
@@ -194,6 +205,10 @@ def test_bf16_near_ties_are_redone_in_float32():
     args = (model, x, masks, rows // len(masks), rows % len(masks), (rows + 1) % len(masks), 8)
     with torch.inference_mode():
         p32 = predict_masked(*args)
-        assert torch.equal(predict_masked(*args, bf16=True, recheck=10.0), p32)  # every gap is "near": all redone in fp32
+        assert torch.equal(
+            predict_masked(*args, bf16=True, recheck=10.0), p32
+        )  # every gap is "near": all redone in fp32
         raw, checked = predict_masked(*args, bf16=True, recheck=0.0), predict_masked(*args, bf16=True)
-    assert torch.equal(checked[checked != raw], p32[checked != raw])  # what the recheck changed, it changed to fp32's answer
+    assert torch.equal(
+        checked[checked != raw], p32[checked != raw]
+    )  # what the recheck changed, it changed to fp32's answer

@@ -3,7 +3,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from patchscope.defenses import BitDepthDefense, BlurDefense, JpegDefense, LocalGradientSmoothing, MedianDefense, create_defense, gradient_magnitude
+from patchscope.defenses import (
+    BitDepthDefense,
+    BlurDefense,
+    JpegDefense,
+    LocalGradientSmoothing,
+    MedianDefense,
+    create_defense,
+    gradient_magnitude,
+)
 from patchscope.errors import PatchscopeError
 from tests.defenses._helpers import small_cnn, smooth_images
 
@@ -55,7 +63,7 @@ def test_median_removes_an_isolated_impulse_and_blur_lowers_variation(model):
     x[..., 10, 20] = 1.0
     assert torch.allclose(MedianDefense(model, 3).preprocess(x), torch.full_like(x, 0.3))
     noisy = torch.rand(2, 3, 32, 32)
-    tv = lambda t: (t.diff(dim=-1).abs().mean() + t.diff(dim=-2).abs().mean())  # noqa: E731
+    tv = lambda t: t.diff(dim=-1).abs().mean() + t.diff(dim=-2).abs().mean()  # noqa: E731
     assert tv(BlurDefense(model, 1.0).preprocess(noisy)) < 0.5 * tv(noisy)
 
 
@@ -80,7 +88,18 @@ def test_lgs_suppresses_a_high_frequency_patch_more_than_the_smooth_background()
     assert torch.allclose(gradient_magnitude(x).amax((1, 2, 3)), torch.ones(4))
 
 
-@pytest.mark.parametrize(("name", "options"), [("bits", {"bits": 0}), ("median", {"kernel": 4}), ("jpeg", {"quality": 0}), ("blur", {"sigma": -1.0}), ("lgs", {"stride": 9}), ("nope", {}), ("clip", {})])
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("bits", {"bits": 0}),
+        ("median", {"kernel": 4}),
+        ("jpeg", {"quality": 0}),
+        ("blur", {"sigma": -1.0}),
+        ("lgs", {"stride": 9}),
+        ("nope", {}),
+        ("clip", {}),
+    ],
+)
 def test_bad_defense_settings_are_user_errors(model, name, options):
     with pytest.raises(PatchscopeError):
         create_defense(name, model, **options)

@@ -19,7 +19,9 @@ def test_threshold_rule_on_hand_built_counts():
     # gap 5 < 2*delta: not certified; winner 1 over runner-up 0 needs gap > 2*delta (ties go to 0)
     assert ds_certify(counts, torch.tensor([0, 0, 1, 1, 1]), delta).tolist() == [True, False, False, True, False]
     assert ds_predict(counts).tolist() == [0, 0, 1, 1, 1]
-    assert ds_certify(counts, torch.tensor([1, 1, 0, 0, 1]), delta).tolist() == [False] * 5  # wrong label never certifies
+    assert (
+        ds_certify(counts, torch.tensor([1, 1, 0, 0, 1]), delta).tolist() == [False] * 5
+    )  # wrong label never certifies
 
 
 def _certified_reference(counts: list[int], label: int, delta: int) -> bool:

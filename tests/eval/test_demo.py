@@ -29,7 +29,13 @@ def test_demo_writes_a_report_that_loads_cleanly(tmp_path: Path):
     for stage in ("attack", "evaluate", "sweeps", "explain", "defend", "certify"):
         assert stage in results, stage
     html = page.read_text()
-    for heading in ("How the patch fools the network", "Across viewing conditions", "Defenses", "Certified", "Reproduce"):
+    for heading in (
+        "How the patch fools the network",
+        "Across viewing conditions",
+        "Defenses",
+        "Certified",
+        "Reproduce",
+    ):
         assert heading in html
     if CHROMIUM:
         images, broken, errors = check_page(page, tmp_path / "screenshot.png")

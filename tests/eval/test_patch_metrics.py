@@ -39,7 +39,9 @@ def test_success_is_measured_per_condition_against_a_known_model():
 def test_transfer_matrix_shape_and_sticker_evaluation():
     x, y = torch.rand(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)
     sticker = Patch(torch.rand(3, 5, 5), torch.ones(5, 5), "sticker", None, 32)
-    m = transfer_matrix({"m1": ConstantOnPatch(), "m2": ConstantOnPatch()}, {"p": _red_patch(), "s": sticker}, x, y, 1, [{}])
+    m = transfer_matrix(
+        {"m1": ConstantOnPatch(), "m2": ConstantOnPatch()}, {"p": _red_patch(), "s": sticker}, x, y, 1, [{}]
+    )
     assert set(m) == {"p", "s"} and set(m["p"]) == {"m1", "m2"}
     assert m["p"]["m1"] == 1.0
 
@@ -60,15 +62,30 @@ def test_a90_interpolates_between_measured_points_only():
 
 
 def test_figures_and_report_render(tmp_path: Path):
-    rows = [{"factor": "yaw", "yaw": v, "targeted_success": 1 - v / 60, "clean_accuracy": 1.0} for v in (0.0, 30.0, 60.0)]
+    rows = [
+        {"factor": "yaw", "yaw": v, "targeted_success": 1 - v / 60, "clean_accuracy": 1.0} for v in (0.0, 30.0, 60.0)
+    ]
     condition_curves({"m": rows}, tmp_path / "c.png")
     transfer_figure({"m": {"m": 0.9, "n": 0.1}}, tmp_path / "t.png")
     area_figure({"m on-object": [(0.02, 0.1), (0.05, 0.6)]}, tmp_path / "a.png")
     for f in ("c.png", "t.png", "a.png"):
         assert (tmp_path / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    page = render_report([Section("Curves", "a <b>test</b>", [(tmp_path / "c.png", "curves")], {"columns": ["x"], "rows": [["<script>"]]}, ["patchscope evaluate"])], tmp_path)
+    page = render_report(
+        [
+            Section(
+                "Curves",
+                "a <b>test</b>",
+                [(tmp_path / "c.png", "curves")],
+                {"columns": ["x"], "rows": [["<script>"]]},
+                ["patchscope evaluate"],
+            )
+        ],
+        tmp_path,
+    )
     html = page.read_text()
-    assert "data:image/png;base64," in html and "&lt;script&gt;" in html and "http" not in html.replace("http-equiv", "")
+    assert (
+        "data:image/png;base64," in html and "&lt;script&gt;" in html and "http" not in html.replace("http-equiv", "")
+    )
 
 
 def test_by_image_success_names_the_images_that_resist():

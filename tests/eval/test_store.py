@@ -30,7 +30,9 @@ def _child(code: str, store: Path) -> subprocess.CompletedProcess[str]:
         store_mod = sys.modules["store_mod"] = importlib.util.module_from_spec(spec); spec.loader.exec_module(store_mod)
         store = store_mod.RunStore({str(store)!r})
     """)
-    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
 
 
 def _raw_status(path: Path, run_id: int) -> str:
@@ -44,7 +46,14 @@ def store(tmp_path: Path) -> RunStore:
 
 
 def test_round_trip(store: RunStore, tmp_path: Path) -> None:
-    config = {"model": "gtsrb-cnn,gtsrb-vit", "steps": 300, "seed": 7, "data_hash": "abc123", "lr": 0.1, "nested": {"a": [1, 2]}}
+    config = {
+        "model": "gtsrb-cnn,gtsrb-vit",
+        "steps": 300,
+        "seed": 7,
+        "data_hash": "abc123",
+        "lr": 0.1,
+        "nested": {"a": [1, 2]},
+    }
     rid = store.start("attack", config, command="patchscope attack --steps 300")
     run = store.get(rid)
     assert (run.kind, run.status, run.ended, run.seconds) == ("attack", "running", None, None)
@@ -106,7 +115,11 @@ def test_record_statuses(store: RunStore) -> None:
         run.log({"accuracy": 0.5}, images=10)
         run.artifact("report", "out/report.html")
     done = store.get(run.id)
-    assert (done.status, done.metrics, done.artifacts) == ("done", {"accuracy": 0.5, "images": 10}, {"report": "out/report.html"})
+    assert (done.status, done.metrics, done.artifacts) == (
+        "done",
+        {"accuracy": 0.5, "images": 10},
+        {"report": "out/report.html"},
+    )
 
     with pytest.raises(ValueError, match="boom"):
         with record(store, "train") as run:
@@ -139,14 +152,17 @@ def test_record_statuses(store: RunStore) -> None:
 
 def test_sigterm_marks_interrupted(tmp_path: Path) -> None:
     db = tmp_path / "runs.db"
-    child = _child("""
+    child = _child(
+        """
         import os, signal, time
         with store_mod.record(store, "attack", {"seed": 0}) as run:
             print(run.id, flush=True)
             run.log(step=5)
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(30)
-    """, db)
+    """,
+        db,
+    )
     assert child.returncode == 128 + signal.SIGTERM, child.stderr
     run = RunStore(db).get(int(child.stdout))
     assert (run.status, run.message, run.metrics) == ("interrupted", "SIGTERM", {"step": 5})
@@ -154,14 +170,17 @@ def test_sigterm_marks_interrupted(tmp_path: Path) -> None:
 
 def test_sigkilled_run_reads_as_interrupted(tmp_path: Path) -> None:
     db = tmp_path / "runs.db"
-    child = _child("""
+    child = _child(
+        """
         import os, signal
         with store_mod.record(store, "train", {"epochs": 20}) as run:
             run.log(epoch=1)
             run.save()
             print(run.id, flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
-    """, db)
+    """,
+        db,
+    )
     assert child.returncode == -signal.SIGKILL
     rid = int(child.stdout)
     assert _raw_status(db, rid) == "running"  # nothing got the chance to write

@@ -10,7 +10,9 @@ import pytest
 from patchscope.eval.study import RobustnessStudy, StudySettings, study_table
 from tests.conftest import run_cli
 
-TINY = StudySettings(sizes=(0.05, 0.1), steps=2, batch_size=16, candidates=1, conditions=2, certify_images=8, explain_images=8)
+TINY = StudySettings(
+    sizes=(0.05, 0.1), steps=2, batch_size=16, candidates=1, conditions=2, certify_images=8, explain_images=8
+)
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +23,17 @@ def results(tiny_model, demo):
 def test_every_model_gets_every_measurement(results):
     for row in results["models"].values():
         assert set(row["white_box"]) == {"sticker@0.05", "on-object@0.05", "sticker@0.1", "on-object@0.1"}
-        for v in [*row["white_box"].values(), row["clean_accuracy"], row["certified_accuracy"], row["transfer_in"], row["transfer_out"]]:
+        for v in [
+            *row["white_box"].values(),
+            row["clean_accuracy"],
+            row["certified_accuracy"],
+            row["transfer_in"],
+            row["transfer_out"],
+        ]:
             assert 0.0 <= v <= 1.0
-        assert row["certified_accuracy"] <= row["clean_accuracy"] + 0.5  # a sample of 8 can sit above the mean, never far
+        assert (
+            row["certified_accuracy"] <= row["clean_accuracy"] + 0.5
+        )  # a sample of 8 can sit above the mean, never far
     assert len(study_table(results)["rows"]) == 2
 
 
@@ -43,8 +53,27 @@ def test_patches_are_made_and_measured_on_the_two_halves_of_the_source_images(ti
 
 def test_cli_writes_json_figure_report_patches_and_a_run(tmp_path, tiny_model_path, _private_run_store):
     out = tmp_path / "study"
-    r = run_cli("study", "robustness", "--models", str(tiny_model_path), "--data", "demo", "--sizes", "0.05", "--steps", "1", "--candidates", "1",
-                "--conditions", "1", "--certify-images", "4", "--out", str(out), "--json")
+    r = run_cli(
+        "study",
+        "robustness",
+        "--models",
+        str(tiny_model_path),
+        "--data",
+        "demo",
+        "--sizes",
+        "0.05",
+        "--steps",
+        "1",
+        "--candidates",
+        "1",
+        "--conditions",
+        "1",
+        "--certify-images",
+        "4",
+        "--out",
+        str(out),
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert (out / "study.png").stat().st_size > 0 and (out / "report.html").exists()
@@ -54,8 +83,18 @@ def test_cli_writes_json_figure_report_patches_and_a_run(tmp_path, tiny_model_pa
     assert ("done",) in rows
 
 
-@pytest.mark.parametrize("args, words", [(["--sizes", "big"], "--sizes"), (["--sizes", "1.5"], "fraction"), (["--conditions", "0"], "--conditions"), (["--source", "stpo"], "stop")])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--sizes", "big"], "--sizes"),
+        (["--sizes", "1.5"], "fraction"),
+        (["--conditions", "0"], "--conditions"),
+        (["--source", "stpo"], "stop"),
+    ],
+)
 def test_bad_study_options_get_one_line(tmp_path, tiny_model_path, args, words):
-    r = run_cli("study", "robustness", "--models", str(tiny_model_path), "--data", "demo", "--out", str(tmp_path / "s"), *args)
+    r = run_cli(
+        "study", "robustness", "--models", str(tiny_model_path), "--data", "demo", "--out", str(tmp_path / "s"), *args
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr and words in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "s").exists()

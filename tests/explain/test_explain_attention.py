@@ -8,7 +8,15 @@ from torch import nn
 
 from patchscope.attacks import Patch
 from patchscope.errors import PatchscopeError
-from patchscope.explain import apply_patch, attention_rollout, explain_attention, grad_cam, heatmaps, patch_footprint, top_probabilities
+from patchscope.explain import (
+    apply_patch,
+    attention_rollout,
+    explain_attention,
+    grad_cam,
+    heatmaps,
+    patch_footprint,
+    top_probabilities,
+)
 from patchscope.explain.attention import TokenGrid, default_layer
 from patchscope.models import Classifier
 
@@ -42,7 +50,9 @@ def test_default_gradcam_layers():
     from patchscope.models.archs import cnn, vit
 
     assert default_layer(Classifier(cnn(num_classes=3, width=4, hidden=8), "abc")) == "stage2"
-    assert default_layer(Classifier(vit(num_classes=3, dim=16, depth=3, heads=2), "abc")) == "block1"  # the last block's grid has no gradient
+    assert (
+        default_layer(Classifier(vit(num_classes=3, dim=16, depth=3, heads=2), "abc")) == "block1"
+    )  # the last block's grid has no gradient
 
 
 def test_gradcam_finds_a_planted_feature():
@@ -53,7 +63,9 @@ def test_gradcam_finds_a_planted_feature():
     head = nn.Linear(16 * 16, 2, bias=False)
     with torch.no_grad():
         head.weight.copy_(torch.stack([torch.ones(256), torch.zeros(256)]))
-    model = Classifier(nn.Sequential(nn.Sequential(conv, nn.ReLU(), nn.MaxPool2d(2)), nn.Sequential(nn.Flatten(), head)), ["a", "b"]).eval()
+    model = Classifier(
+        nn.Sequential(nn.Sequential(conv, nn.ReLU(), nn.MaxPool2d(2)), nn.Sequential(nn.Flatten(), head)), ["a", "b"]
+    ).eval()
     x = torch.zeros(2, 3, 32, 32)
     x[0, 0, 4:8, 20:24] = 1.0  # top right
     x[1, 0, 24:28, 2:6] = 1.0  # bottom left
@@ -89,6 +101,10 @@ def test_explain_attention_before_and_after(any_model: Classifier, stops: torch.
     assert torch.allclose(a.before.probs, top_probabilities(any_model, stops).probs)
     assert torch.allclose(a.after.probs, top_probabilities(any_model, patched).probs)
     clean_in, patched_in = a.mass_inside(patch_footprint(patch))
-    assert clean_in.shape == (len(stops),) and bool(((clean_in >= 0) & (clean_in <= 1)).all()) and bool(((patched_in >= 0) & (patched_in <= 1)).all())
+    assert (
+        clean_in.shape == (len(stops),)
+        and bool(((clean_in >= 0) & (clean_in <= 1)).all())
+        and bool(((patched_in >= 0) & (patched_in <= 1)).all())
+    )
     same = explain_attention(any_model, stops, stops.clone())
     assert torch.allclose(same.clean, same.patched, atol=1e-5)  # no patch: the same maps

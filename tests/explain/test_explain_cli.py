@@ -22,7 +22,21 @@ FIGURES = ("attention.png", "propagation.png", "anomaly.png")
 @pytest.fixture(scope="module")
 def attacked(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> Path:
     out = tmp_path_factory.mktemp("attack") / "patch"
-    r = run_cli("attack", "--model", str(tiny_model_path), "--data", "demo", "--steps", "3", "--batch-size", "8", "--limit", "16", "--out", str(out))
+    r = run_cli(
+        "attack",
+        "--model",
+        str(tiny_model_path),
+        "--data",
+        "demo",
+        "--steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--limit",
+        "16",
+        "--out",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return out
 
@@ -31,12 +45,34 @@ def _check_layers(rows: list[dict], names: list[str]) -> None:
     assert [r["name"] for r in rows] == names
     for r in rows:
         assert set(r) >= {"name", "adversarial_share", "natural_ratio", "max_z", "adversarial_signal"}
-        assert r["adversarial_share"] > 0 and r["adversarial_signal"] > 0 and r["natural_ratio"] > 0 and math.isfinite(r["max_z"])
+        assert (
+            r["adversarial_share"] > 0
+            and r["adversarial_signal"] > 0
+            and r["natural_ratio"] > 0
+            and math.isfinite(r["max_z"])
+        )
 
 
 def test_explain_cli_writes_figures_and_json(tmp_path: Path, tiny_model_path: Path, attacked: Path):
     out = tmp_path / "explain"
-    r = run_cli("explain", "--model", str(tiny_model_path), "--patch", str(attacked), "--data", "demo", "--source", "stop", "--index", "2", "--limit", "16", "--out", str(out), "--json")
+    r = run_cli(
+        "explain",
+        "--model",
+        str(tiny_model_path),
+        "--patch",
+        str(attacked),
+        "--data",
+        "demo",
+        "--source",
+        "stop",
+        "--index",
+        "2",
+        "--limit",
+        "16",
+        "--out",
+        str(out),
+        "--json",
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     printed = json.loads(r.stdout)
     saved = json.loads((out / "explain.json").read_text())

@@ -8,7 +8,16 @@ import pytest
 import torch
 
 from patchscope.attacks import Patch, paste, shape_mask
-from patchscope.explain import apply_patch, capture, grid_footprint, layer_grid, max_z, patch_footprint, token_footprint, trace_layers
+from patchscope.explain import (
+    apply_patch,
+    capture,
+    grid_footprint,
+    layer_grid,
+    max_z,
+    patch_footprint,
+    token_footprint,
+    trace_layers,
+)
 from patchscope.explain.propagation import patch_view
 from patchscope.models import Classifier
 
@@ -37,7 +46,12 @@ def test_footprint_is_where_the_patch_lands(patch: Patch):
 
 @pytest.mark.parametrize(
     ("grid", "rows", "cols"),
-    [((32, 32), range(5, 12), range(9, 16)), ((16, 16), range(2, 6), range(4, 8)), ((8, 8), range(1, 3), range(2, 4)), ((4, 4), range(0, 2), range(1, 2))],
+    [
+        ((32, 32), range(5, 12), range(9, 16)),
+        ((16, 16), range(2, 6), range(4, 8)),
+        ((8, 8), range(1, 3), range(2, 4)),
+        ((4, 4), range(0, 2), range(1, 2)),
+    ],
 )
 def test_footprint_on_cnn_grids_follows_the_stride(grid: tuple[int, int], rows: range, cols: range):
     assert torch.equal(grid_footprint(_rect(5, 9, 7), grid), _cells(grid, rows, cols))
@@ -47,7 +61,9 @@ def test_footprint_straddling_a_cell_border_and_dilation():
     fp = _rect(3, 3, 2)  # pixels 3..4: cells 0 and 1 at stride 4
     assert torch.equal(grid_footprint(fp, (8, 8)), _cells((8, 8), range(0, 2), range(0, 2)))
     assert torch.equal(grid_footprint(fp, (8, 8), dilation=1), _cells((8, 8), range(0, 3), range(0, 3)))
-    assert torch.equal(grid_footprint(_rect(4, 4, 4), (8, 8)), _cells((8, 8), range(1, 2), range(1, 2)))  # exactly one cell
+    assert torch.equal(
+        grid_footprint(_rect(4, 4, 4), (8, 8)), _cells((8, 8), range(1, 2), range(1, 2))
+    )  # exactly one cell
 
 
 def test_footprint_on_vit_tokens_skips_the_class_token():
@@ -88,7 +104,9 @@ def test_patch_free_input_gives_exactly_zero_signal(any_model: Classifier, stops
         assert abs(s["max_z"]) < 1e-4  # the clean maxima against themselves: mean z is 0
 
 
-def test_patch_copying_the_underlying_pixels_gives_exactly_zero_signal(any_model: Classifier, stops: torch.Tensor, patch: Patch):
+def test_patch_copying_the_underlying_pixels_gives_exactly_zero_signal(
+    any_model: Classifier, stops: torch.Tensor, patch: Patch
+):
     crops = stops[:, :, 5:12, 9:16].clone()  # each image's own pixels under the patch
     patched = paste(stops, crops, patch.mask, patch_view(patch, len(stops)))
     for t in trace_layers(any_model, stops, patched, patch_footprint(patch)):
@@ -105,7 +123,9 @@ def test_a_patch_gives_positive_signal(any_model: Classifier, stops: torch.Tenso
         assert s["adversarial_share"] > 0 and s["natural_ratio"] > 0 and math.isfinite(s["max_z"])
 
 
-def test_first_cnn_layer_sees_the_patch_only_near_its_footprint(tiny_model: Classifier, stops: torch.Tensor, patch: Patch):
+def test_first_cnn_layer_sees_the_patch_only_near_its_footprint(
+    tiny_model: Classifier, stops: torch.Tensor, patch: Patch
+):
     fp = patch_footprint(patch)
     t = trace_layers(tiny_model, stops, apply_patch(stops, patch), fp)[0]
     near = grid_footprint(fp, t.grid, dilation=2).flatten().float()
@@ -117,7 +137,10 @@ def test_first_cnn_layer_sees_the_patch_only_near_its_footprint(tiny_model: Clas
 
 def test_batching_does_not_change_the_numbers(tiny_model: Classifier, stops: torch.Tensor, patch: Patch):
     patched, fp = apply_patch(stops, patch), patch_footprint(patch)
-    whole, parts = trace_layers(tiny_model, stops, patched, fp), trace_layers(tiny_model, stops, patched, fp, batch_size=4)
+    whole, parts = (
+        trace_layers(tiny_model, stops, patched, fp),
+        trace_layers(tiny_model, stops, patched, fp, batch_size=4),
+    )
     for a, b in zip(whole, parts):
         assert torch.allclose(a.adversarial_share(), b.adversarial_share(), rtol=1e-4)
         assert torch.allclose(a.patched_max, b.patched_max, rtol=1e-4)

@@ -22,7 +22,9 @@ def _trained_bn(net: nn.Module) -> nn.Module:
     return net.eval()
 
 
-@pytest.mark.parametrize("arch", [lambda: cnn(num_classes=5, width=4), lambda: resnet(num_classes=5, widths=(4, 8), blocks=1)])
+@pytest.mark.parametrize(
+    "arch", [lambda: cnn(num_classes=5, width=4), lambda: resnet(num_classes=5, widths=(4, 8), blocks=1)]
+)
 def test_folding_keeps_the_function_and_its_input_gradient_and_leaves_the_original_alone(arch):
     model = Classifier(_trained_bn(arch()), [str(i) for i in range(5)]).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -56,4 +58,6 @@ def test_a_folded_clipping_defense_still_clamps():
     x = torch.rand(8, 3, 32, 32, generator=g)  # texture the grey image never had: stage 0 clamps it
     with torch.no_grad():
         clip_effect, fold_error = (defended(x) - model(x)).abs().max(), (folded(x) - defended(x)).abs().max()
-    assert clip_effect > 0 and fold_error < 0.01 * clip_effect  # had folding dropped the clamp, the error would be the effect
+    assert (
+        clip_effect > 0 and fold_error < 0.01 * clip_effect
+    )  # had folding dropped the clamp, the error would be the effect

@@ -147,13 +147,45 @@ def test_zoo_models_classify_the_demo_subset_well(demo):
 def test_cli_trains_a_student_from_a_teacher_checkpoint(tmp_path: Path, tiny_model_path: Path):
     from tests.conftest import run_cli
 
-    r = run_cli("train", "--arch", "cnn", "--arch-kwargs", '{"width": 4, "hidden": 16}', "--data", "demo", "--epochs", "1", "--teacher", str(tiny_model_path), "--out", str(tmp_path), "--name", "s", env={"PATCHSCOPE_PROGRESS_SECONDS": "0"})
+    r = run_cli(
+        "train",
+        "--arch",
+        "cnn",
+        "--arch-kwargs",
+        '{"width": 4, "hidden": 16}',
+        "--data",
+        "demo",
+        "--epochs",
+        "1",
+        "--teacher",
+        str(tiny_model_path),
+        "--out",
+        str(tmp_path),
+        "--name",
+        "s",
+        env={"PATCHSCOPE_PROGRESS_SECONDS": "0"},
+    )
     assert r.returncode == 0, r.stderr
     assert "train s: " in r.stderr and "train s: done" in r.stderr  # a log (not a terminal) still shows progress
     card = json.loads((tmp_path / "s.json").read_text())
     assert card["recipe"]["teacher"] == str(tiny_model_path) and card["recipe"]["distill_weight"] == 0.5
-    bad = run_cli("train", "--arch", "cnn", "--teacher", str(tiny_model_path), "--distill-weight", "1.5", "--out", str(tmp_path / "x"))
-    assert bad.returncode == 2 and "--distill-weight" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+    bad = run_cli(
+        "train",
+        "--arch",
+        "cnn",
+        "--teacher",
+        str(tiny_model_path),
+        "--distill-weight",
+        "1.5",
+        "--out",
+        str(tmp_path / "x"),
+    )
+    assert (
+        bad.returncode == 2
+        and "--distill-weight" in bad.stderr
+        and len(bad.stderr.strip().splitlines()) == 1
+        and not (tmp_path / "x").exists()
+    )
     missing = run_cli("train", "--arch", "cnn", "--teacher", "gtsrb-nothing", "--out", str(tmp_path / "y"))
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1 and not (tmp_path / "y").exists()
 
@@ -180,7 +212,13 @@ def test_the_perturbations_forward_passes_run_at_the_recipes_precision(demo, tin
         return x
 
     kw = {"epochs": 1, "batch_size": 32, "lr": 0.01, "ema_decay": 0.0}
-    train_model(demo.head(64), Recipe.for_arch("cnn", precision=precision, **kw), progress=False, initial=tiny_model, perturb=spy)
+    train_model(
+        demo.head(64),
+        Recipe.for_arch("cnn", precision=precision, **kw),
+        progress=False,
+        initial=tiny_model,
+        perturb=spy,
+    )
     assert seen == [expected, expected]
 
 
@@ -194,10 +232,22 @@ def test_cli_refuses_an_unknown_training_precision(tmp_path: Path):
 
 def test_augment_overrides_parse_and_bad_ones_say_which():
     assert parse_augment("rotate=5, translate=0.05,jitter=0,occlude_p=0.25,scale=0.95:1.05") == {
-        "rotate": 5.0, "translate": 0.05, "jitter": 0.0, "occlude_p": 0.25, "scale": (0.95, 1.05)}
+        "rotate": 5.0,
+        "translate": 0.05,
+        "jitter": 0.0,
+        "occlude_p": 0.25,
+        "scale": (0.95, 1.05),
+    }
     assert parse_augment("") == {}
-    for bad, word in [("spin=3", "KEY one of"), ("rotate", "KEY=VALUE"), ("jitter=lots", "not a number"), ("occlude_p=1.5", "occlude_p takes"),
-                      ("scale=1.1:0.9", "scale=LOW:HIGH"), ("scale=1", "scale=LOW:HIGH"), ("rotate=1:2", "rotate takes")]:
+    for bad, word in [
+        ("spin=3", "KEY one of"),
+        ("rotate", "KEY=VALUE"),
+        ("jitter=lots", "not a number"),
+        ("occlude_p=1.5", "occlude_p takes"),
+        ("scale=1.1:0.9", "scale=LOW:HIGH"),
+        ("scale=1", "scale=LOW:HIGH"),
+        ("rotate=1:2", "rotate takes"),
+    ]:
         with pytest.raises(PatchscopeError, match=word):
             parse_augment(bad)
 
@@ -211,23 +261,53 @@ def test_no_augmentation_trains_on_the_images_as_they_are(demo, tiny_model):
         return x
 
     still = parse_augment("rotate=0,translate=0,jitter=0,occlude_p=0,scale=1:1")
-    train_model(small, Recipe.for_arch("cnn", epochs=1, batch_size=16, val_fraction=0.0, **still), progress=False, initial=tiny_model, perturb=spy)
+    train_model(
+        small,
+        Recipe.for_arch("cnn", epochs=1, batch_size=16, val_fraction=0.0, **still),
+        progress=False,
+        initial=tiny_model,
+        perturb=spy,
+    )
     raw = small.images.float().div(255).flatten(1)
     for x in seen:  # every training image is one of the data's images, untouched but for the warp's float rounding
         nearest = raw[torch.cdist(x.flatten(1), raw).argmin(dim=1)]
         assert (x.flatten(1) - nearest).abs().max() < 0.5 / 255
     moved: list[torch.Tensor] = []
-    train_model(small, Recipe.for_arch("cnn", epochs=1, batch_size=16, val_fraction=0.0, **parse_augment("rotate=30")), progress=False, initial=tiny_model,
-                perturb=lambda m, x, y, g: moved.append(x.detach().clone()) or x)
+    train_model(
+        small,
+        Recipe.for_arch("cnn", epochs=1, batch_size=16, val_fraction=0.0, **parse_augment("rotate=30")),
+        progress=False,
+        initial=tiny_model,
+        perturb=lambda m, x, y, g: moved.append(x.detach().clone()) or x,
+    )
     assert torch.cdist(moved[0].flatten(1), raw).min(dim=1).values.max() > 1.0  # rotation does move them
 
 
 def test_cli_records_augment_overrides_and_refuses_bad_ones(tmp_path: Path, tiny_model_path: Path):
     from tests.conftest import run_cli
 
-    r = run_cli("train", "--init", str(tiny_model_path), "--data", "demo", "--epochs", "1", "--augment", "rotate=5,occlude_p=0.25", "--out", str(tmp_path), "--name", "light")
+    r = run_cli(
+        "train",
+        "--init",
+        str(tiny_model_path),
+        "--data",
+        "demo",
+        "--epochs",
+        "1",
+        "--augment",
+        "rotate=5,occlude_p=0.25",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "light",
+    )
     assert r.returncode == 0, r.stderr
     recipe = json.loads((tmp_path / "light.json").read_text())["recipe"]
     assert (recipe["rotate"], recipe["occlude_p"], recipe["jitter"]) == (5.0, 0.25, 0.3)
     bad = run_cli("train", "--arch", "cnn", "--data", "demo", "--augment", "rotate=400", "--out", str(tmp_path / "x"))
-    assert bad.returncode == 2 and "--augment" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+    assert (
+        bad.returncode == 2
+        and "--augment" in bad.stderr
+        and len(bad.stderr.strip().splitlines()) == 1
+        and not (tmp_path / "x").exists()
+    )

@@ -9,7 +9,9 @@ from patchscope.cli.common import warn_bf16 as _warn_bf16
 from patchscope.models.precision import bf16_native
 
 
-@pytest.mark.parametrize(("avx512_bf16", "amx", "native"), [(False, False, False), (True, False, True), (False, True, True)])
+@pytest.mark.parametrize(
+    ("avx512_bf16", "amx", "native"), [(False, False, False), (True, False, True), (False, True, True)]
+)
 def test_cpu_bf16_is_native_only_with_bf16_units(monkeypatch, capsys, avx512_bf16, amx, native):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)

@@ -50,14 +50,39 @@ def test_hidden_tokens_are_reconstructed_from_the_mask_token():
 
 def test_pretraining_lowers_the_reconstruction_loss(demo):
     net = ViT(dim=32, depth=2, heads=2)
-    card = pretrain_mae(demo.head(256), net, [0.5] * 3, [0.25] * 3, MaeRecipe(epochs=6, batch_size=64, lr=3e-3, decoder_dim=32, decoder_depth=1), progress=False)
+    card = pretrain_mae(
+        demo.head(256),
+        net,
+        [0.5] * 3,
+        [0.25] * 3,
+        MaeRecipe(epochs=6, batch_size=64, lr=3e-3, decoder_dim=32, decoder_depth=1),
+        progress=False,
+    )
     losses = [h["loss"] for h in card["history"]]
     assert losses[-1] < losses[0]
     assert card["method"] == "mae" and card["images"] == 256
 
 
 def test_cli_mae_then_fine_tune_writes_both_into_the_card(tmp_path):
-    r = run_cli("train", "--arch", "vit", "--arch-kwargs", '{"dim": 32, "depth": 1, "heads": 2}', "--ssl", "mae", "--ssl-epochs", "1", "--data", "demo", "--epochs", "1", "--out", str(tmp_path), "--name", "v")
+    r = run_cli(
+        "train",
+        "--arch",
+        "vit",
+        "--arch-kwargs",
+        '{"dim": 32, "depth": 1, "heads": 2}',
+        "--ssl",
+        "mae",
+        "--ssl-epochs",
+        "1",
+        "--data",
+        "demo",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "v",
+    )
     assert r.returncode == 0, r.stderr
     card = json.loads((tmp_path / "v.json").read_text())
     assert card["pretraining"]["method"] == "mae" and card["arch"] == "vit"

@@ -73,7 +73,11 @@ def assert_contract(r: Result, args: tuple[str, ...] = ()) -> None:
             assert _finite_json(text), f"{where}: NaN or inf in JSON output\n{text[:500]}"
         return
     assert r.code in (2, 130, 143), f"{where}: exit {r.code}\n{r.err[-2000:]}"
-    lines = [line for line in r.err_lines if not line.startswith("patchscope: warning:") and not line.startswith("patchscope: note:")]
+    lines = [
+        line
+        for line in r.err_lines
+        if not line.startswith("patchscope: warning:") and not line.startswith("patchscope: note:")
+    ]
     assert len(lines) == 1, f"{where}: {len(lines)} stderr lines\n{r.err[-2000:]}"
     assert lines[0].startswith("patchscope: "), f"{where}: {lines[0]}"
 

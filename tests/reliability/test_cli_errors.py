@@ -6,8 +6,8 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from tests.conftest import run_cli
 
@@ -46,10 +46,19 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path: Path, tiny_model_path: Pa
         (["evaluate", "--models", str(bad_files / "evil.pt"), "--data", "demo"], "refused"),
         (["evaluate", "--models", m, "--data", "demo", "--device", "cuda"], "cuda"),
         (["attack", "--model", m, "--data", "demo", "--source", "stpo", "--out", str(out)], "did you mean"),
-        (["attack", "--model", m, "--data", "demo", "--size", "1.5", "--steps", "1", "--out", str(out)], "0 < size < 1"),
+        (
+            ["attack", "--model", m, "--data", "demo", "--size", "1.5", "--steps", "1", "--out", str(out)],
+            "0 < size < 1",
+        ),
         (["attack", "--model", m, "--data", "demo", "--size", "0", "--steps", "1", "--out", str(out)], "0 < size < 1"),
-        (["attack", "--model", m, "--data", "demo", "--placement", "floating", "--steps", "1", "--out", str(out)], "placement"),
-        (["attack", "--model", m, "--data", "demo", "--shape", "rect:0:2", "--steps", "1", "--out", str(out)], "rect:W:H"),
+        (
+            ["attack", "--model", m, "--data", "demo", "--placement", "floating", "--steps", "1", "--out", str(out)],
+            "placement",
+        ),
+        (
+            ["attack", "--model", m, "--data", "demo", "--shape", "rect:0:2", "--steps", "1", "--out", str(out)],
+            "rect:W:H",
+        ),
         (["evaluate", "--models", m, "--data", "demo", "--patch", str(tmp_path / "nopatch")], "no patch.safetensors"),
         (["train", "--arch", "transformer9000", "--out", str(out)], "unknown --arch"),
         (["evaluate", "--models", m, "--data", "imagenet"], "unknown data"),
@@ -61,7 +70,6 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path: Path, tiny_model_path: Pa
 
 
 def test_a_model_that_outputs_nan_is_a_clear_error(tmp_path: Path, tiny_model_path: Path):
-    import json
 
     from safetensors.torch import load_file, save_file
 
@@ -72,7 +80,22 @@ def test_a_model_that_outputs_nan_is_a_clear_error(tmp_path: Path, tiny_model_pa
     save_file(state, str(bad))
     (tmp_path / "nan.json").write_text(tiny_model_path.with_suffix(".json").read_text())
     _assert_clean_error(run_cli("evaluate", "--models", str(bad), "--data", "demo", "--limit", "8"), "nan or inf")
-    _assert_clean_error(run_cli("attack", "--model", str(bad), "--data", "demo", "--limit", "8", "--steps", "2", "--out", str(tmp_path / "o")), "nan or inf")
+    _assert_clean_error(
+        run_cli(
+            "attack",
+            "--model",
+            str(bad),
+            "--data",
+            "demo",
+            "--limit",
+            "8",
+            "--steps",
+            "2",
+            "--out",
+            str(tmp_path / "o"),
+        ),
+        "nan or inf",
+    )
     assert not (tmp_path / "o" / "patch.safetensors").exists()
 
 
@@ -90,4 +113,6 @@ def test_a_safetensors_header_that_lies_about_sizes_is_refused(tmp_path: Path, t
     lying = tmp_path / "lying.safetensors"
     lying.write_bytes(struct.pack("<Q", len(blob)) + blob + raw[8 + n :])
     (tmp_path / "lying.json").write_text(tiny_model_path.with_suffix(".json").read_text())
-    _assert_clean_error(run_cli("evaluate", "--models", str(lying), "--data", "demo", "--limit", "4"), "not a valid safetensors")
+    _assert_clean_error(
+        run_cli("evaluate", "--models", str(lying), "--data", "demo", "--limit", "4"), "not a valid safetensors"
+    )

@@ -16,12 +16,31 @@ from tests.conftest import run_cli
 
 
 def _args(model: Path, out: Path) -> list[str]:
-    return ["attack", "--model", str(model), "--data", "demo", "--steps", "40", "--batch-size", "8", "--candidates", "2",
-            "--limit", "24", "--checkpoint-every", "3", "--out", str(out)]
+    return [
+        "attack",
+        "--model",
+        str(model),
+        "--data",
+        "demo",
+        "--steps",
+        "40",
+        "--batch-size",
+        "8",
+        "--candidates",
+        "2",
+        "--limit",
+        "24",
+        "--checkpoint-every",
+        "3",
+        "--out",
+        str(out),
+    ]
 
 
 def _start(args: list[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "patchscope", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "patchscope", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 300) -> None:

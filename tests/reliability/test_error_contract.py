@@ -28,8 +28,16 @@ def bad(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> Path
     """Bad model cards (beside the tiny model's weights), npz label sets and patch files."""
     d = tmp_path_factory.mktemp("bad")
     card = json.loads(tiny_model_path.with_suffix(".json").read_text())
-    cards = {"huge": {"input_size": 10**9}, "negsize": {"input_size": -3}, "strsize": {"input_size": "32"}, "meanstr": {"mean": "abc"},
-             "mean1": {"mean": [0.5]}, "akbogus": {"arch_kwargs": {"bogus": 1}}, "akneg": {"arch_kwargs": {"width": -3}}, "akstr": {"arch_kwargs": "wide"}}
+    cards = {
+        "huge": {"input_size": 10**9},
+        "negsize": {"input_size": -3},
+        "strsize": {"input_size": "32"},
+        "meanstr": {"mean": "abc"},
+        "mean1": {"mean": [0.5]},
+        "akbogus": {"arch_kwargs": {"bogus": 1}},
+        "akneg": {"arch_kwargs": {"width": -3}},
+        "akstr": {"arch_kwargs": "wide"},
+    }
     for tag, change in cards.items():
         (d / f"{tag}.safetensors").write_bytes(tiny_model_path.read_bytes())
         (d / f"{tag}.json").write_text(json.dumps({**card, **change}))
@@ -37,9 +45,19 @@ def bad(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> Path
     np.savez(d / "l999.npz", x=x, y=np.array([0, 1, 2, 999]))
     np.savez(d / "lnan.npz", x=x, y=np.array([0, 1, 2, np.nan]))
     np.savez(d / "lneg.npz", x=x, y=np.array([0, 1, 2, -1]))
-    meta = {"placement": "sticker", "location": "null", "image_size": "32", "meta": json.dumps({"source": "stop", "target": "yield"})}
-    patches = {"pnan": (torch.full((3, 5, 5), float("nan")), torch.ones(5, 5)), "pflat": (torch.rand(5, 7), torch.ones(5, 7)),
-               "pwide": (torch.rand(3, 5, 7), torch.ones(5, 7)), "pzero": (torch.rand(3, 0, 0), torch.ones(0, 0)), "pempty": (torch.rand(3, 5, 5), torch.zeros(5, 5))}
+    meta = {
+        "placement": "sticker",
+        "location": "null",
+        "image_size": "32",
+        "meta": json.dumps({"source": "stop", "target": "yield"}),
+    }
+    patches = {
+        "pnan": (torch.full((3, 5, 5), float("nan")), torch.ones(5, 5)),
+        "pflat": (torch.rand(5, 7), torch.ones(5, 7)),
+        "pwide": (torch.rand(3, 5, 7), torch.ones(5, 7)),
+        "pzero": (torch.rand(3, 0, 0), torch.ones(0, 0)),
+        "pempty": (torch.rand(3, 5, 5), torch.zeros(5, 5)),
+    }
     for tag, (pixels, mask) in patches.items():
         (d / tag).mkdir()
         save_file({"pixels": pixels, "mask": mask}, str(d / tag / "patch.safetensors"), metadata=meta)
@@ -61,51 +79,183 @@ WRONG_NUMBERS = [
     (["evaluate", "--data", "demo", "--limit", "20", "--batch-size", "-1"], ["--batch-size", "-1"]),
     (["evaluate", "--data", "demo", "--limit", "0"], ["--limit", ">= 1", "0"]),
     (["transfer", "--patches", ZOO_PATCH, "--models", "gtsrb-cnn", "--data", "demo", "--limit", "0"], ["--limit"]),
-    (["defend", "--defense", "lgs", "--threshold", "nan", "--patch", ZOO_PATCH, "--data", "demo", "--limit", "8"], ["--threshold", "nan"]),
-    (["attack", "--data", "demo", "--source", "stop", "--target", "stop", "--steps", "1", "--limit", "4", "--out", "{tmp}/o"], ["target", "differ"]),
-    (["attack", "--data", "demo", "--location", "40,40", "--steps", "1", "--limit", "4", "--out", "{tmp}/o"], ["--location", "0..25", "40,40"]),
-    (["curve", "--data", "demo", "--eval-data", "demo", "--sizes", "", "--steps", "1", "--limit", "4", "--out", "{tmp}/o"], ["--sizes"]),
+    (
+        ["defend", "--defense", "lgs", "--threshold", "nan", "--patch", ZOO_PATCH, "--data", "demo", "--limit", "8"],
+        ["--threshold", "nan"],
+    ),
+    (
+        [
+            "attack",
+            "--data",
+            "demo",
+            "--source",
+            "stop",
+            "--target",
+            "stop",
+            "--steps",
+            "1",
+            "--limit",
+            "4",
+            "--out",
+            "{tmp}/o",
+        ],
+        ["target", "differ"],
+    ),
+    (
+        ["attack", "--data", "demo", "--location", "40,40", "--steps", "1", "--limit", "4", "--out", "{tmp}/o"],
+        ["--location", "0..25", "40,40"],
+    ),
+    (
+        [
+            "curve",
+            "--data",
+            "demo",
+            "--eval-data",
+            "demo",
+            "--sizes",
+            "",
+            "--steps",
+            "1",
+            "--limit",
+            "4",
+            "--out",
+            "{tmp}/o",
+        ],
+        ["--sizes"],
+    ),
 ]
 
 # -- values that used to raise tracebacks -------------------------------------------------------------------------------
 UNCHECKED = [
-    *[([*cmd, "--limit", "-3"], ["--limit", "-3"]) for cmd in (
-        ["attack", "--data", "demo", "--steps", "1", "--out", "{tmp}/o"], ["evaluate", "--data", "demo"],
-        ["curve", "--data", "demo", "--eval-data", "demo", "--steps", "1", "--out", "{tmp}/o"],
-        ["defend", "--defense", "jpeg", "--patch", ZOO_PATCH, "--data", "demo"], ["certify", "--defense", "patchcleanser", "--data", "demo"],
-        ["transfer", "--patches", ZOO_PATCH, "--models", "gtsrb-cnn", "--data", "demo"])],
+    *[
+        ([*cmd, "--limit", "-3"], ["--limit", "-3"])
+        for cmd in (
+            ["attack", "--data", "demo", "--steps", "1", "--out", "{tmp}/o"],
+            ["evaluate", "--data", "demo"],
+            ["curve", "--data", "demo", "--eval-data", "demo", "--steps", "1", "--out", "{tmp}/o"],
+            ["defend", "--defense", "jpeg", "--patch", ZOO_PATCH, "--data", "demo"],
+            ["certify", "--defense", "patchcleanser", "--data", "demo"],
+            ["transfer", "--patches", ZOO_PATCH, "--models", "gtsrb-cnn", "--data", "demo"],
+        )
+    ],
     (["attack", "--data", "demo", "--lr", "nan", "--steps", "1", "--limit", "4", "--out", "{tmp}/o"], ["--lr", "nan"]),
     (["attack", "--data", "demo", "--lr", "-1", "--steps", "1", "--limit", "4", "--out", "{tmp}/o"], ["--lr", "-1"]),
     (["train", "--arch", "cnn", "--data", "demo", "--epochs", "1", "--lr", "nan", "--out", "{tmp}/o"], ["--lr", "nan"]),
     (["train", "--arch", "cnn", "--data", "demo", "--epochs", "1", "--lr", "-1", "--out", "{tmp}/o"], ["--lr", "-1"]),
-    (["train", "--arch", "cnn", "--data", "demo", "--epochs", "1", "--arch-kwargs", '{"bogus":1}', "--out", "{tmp}/o"], ["--arch-kwargs", "bogus"]),
-    (["train", "--arch", "cnn", "--data", "demo", "--epochs", "1", "--arch-kwargs", '{"width":-3}', "--out", "{tmp}/o"], ["--arch-kwargs", "width", "-3"]),
-    (["train", "--arch", "cnn", "--data", "demo", "--epochs", "1", "--ema-decay", "2", "--out", "{tmp}/o"], ["--ema-decay", "2"]),
-    (["train", "--arch", "cnn", "--data", "demo", "--epochs", "1", "--threads", "-2", "--out", "{tmp}/o"], ["--threads", "-2"]),
-    (["defend", "--defense", "blur", "--sigma", "nan", "--patch", ZOO_PATCH, "--data", "demo", "--limit", "8"], ["--sigma", "nan"]),
-    (["defend", "--defense", "median", "--kernel", "1001", "--patch", ZOO_PATCH, "--data", "demo", "--limit", "8"], ["--kernel", "1001"]),
-    (["attack", "--data", "demo", "--batch-size", "100000000", "--steps", "1", "--limit", "4", "--out", "{tmp}/o"], ["--batch-size", "100000000"]),
+    (
+        [
+            "train",
+            "--arch",
+            "cnn",
+            "--data",
+            "demo",
+            "--epochs",
+            "1",
+            "--arch-kwargs",
+            '{"bogus":1}',
+            "--out",
+            "{tmp}/o",
+        ],
+        ["--arch-kwargs", "bogus"],
+    ),
+    (
+        [
+            "train",
+            "--arch",
+            "cnn",
+            "--data",
+            "demo",
+            "--epochs",
+            "1",
+            "--arch-kwargs",
+            '{"width":-3}',
+            "--out",
+            "{tmp}/o",
+        ],
+        ["--arch-kwargs", "width", "-3"],
+    ),
+    (
+        ["train", "--arch", "cnn", "--data", "demo", "--epochs", "1", "--ema-decay", "2", "--out", "{tmp}/o"],
+        ["--ema-decay", "2"],
+    ),
+    (
+        ["train", "--arch", "cnn", "--data", "demo", "--epochs", "1", "--threads", "-2", "--out", "{tmp}/o"],
+        ["--threads", "-2"],
+    ),
+    (
+        ["defend", "--defense", "blur", "--sigma", "nan", "--patch", ZOO_PATCH, "--data", "demo", "--limit", "8"],
+        ["--sigma", "nan"],
+    ),
+    (
+        ["defend", "--defense", "median", "--kernel", "1001", "--patch", ZOO_PATCH, "--data", "demo", "--limit", "8"],
+        ["--kernel", "1001"],
+    ),
+    (
+        ["attack", "--data", "demo", "--batch-size", "100000000", "--steps", "1", "--limit", "4", "--out", "{tmp}/o"],
+        ["--batch-size", "100000000"],
+    ),
     (["evaluate", "--data", "npz:{bad}/lnan.npz"], ["labels", "whole numbers"]),
     (["train", "--arch", "cnn", "--epochs", "1", "--data", "npz:{bad}/lneg.npz", "--out", "{tmp}/o"], ["labels", "-1"]),
     (["evaluate", "--data", "npz:{bad}/l999.npz"], ["labels", "999"]),
-    (["train", "--arch", "cnn", "--epochs", "1", "--data", "npz:{bad}/l999.npz", "--out", "{tmp}/o"], ["labels", "999"]),
+    (
+        ["train", "--arch", "cnn", "--epochs", "1", "--data", "npz:{bad}/l999.npz", "--out", "{tmp}/o"],
+        ["labels", "999"],
+    ),
     (["evaluate", "--data", "demo", "--patch", "{bad}/pzero", "--limit", "8"], ["side", "0"]),
     # found by the fuzzer
-    (["defend", "--defense", "jpeg", "--patch", ZOO_PATCH, "--data", "demo", "--limit", "4", "--seed", "9223372036854775808"], ["--seed"]),
-    (["study", "robustness", "--models", "gtsrb-cnn", "--data", "demo", "--source", "yield", "--out", "{tmp}/o"], ["target", "differ"]),
+    (
+        [
+            "defend",
+            "--defense",
+            "jpeg",
+            "--patch",
+            ZOO_PATCH,
+            "--data",
+            "demo",
+            "--limit",
+            "4",
+            "--seed",
+            "9223372036854775808",
+        ],
+        ["--seed"],
+    ),
+    (
+        ["study", "robustness", "--models", "gtsrb-cnn", "--data", "demo", "--source", "yield", "--out", "{tmp}/o"],
+        ["target", "differ"],
+    ),
     (["report", "--runs", "9223372036854775808", "--out", "{tmp}/o"], ["run id"]),
     (["evaluate", "--data", "demo", "--patch", "{bad}/pempty", "--limit", "8"], ["mask", "empty"]),
 ]
 
 # -- model cards are checked, in every command that takes a model -------------------------------------------------------
-CARDS = [("huge", ["input_size", "1000000000"]), ("negsize", ["input_size", "-3"]), ("strsize", ["input_size", "'32'"]), ("meanstr", ["mean", "abc"]),
-         ("mean1", ["mean", "3 numbers"]), ("akbogus", ["arch_kwargs", "bogus"]), ("akneg", ["arch_kwargs", "width", "-3"]), ("akstr", ["arch_kwargs", "wide"])]
+CARDS = [
+    ("huge", ["input_size", "1000000000"]),
+    ("negsize", ["input_size", "-3"]),
+    ("strsize", ["input_size", "'32'"]),
+    ("meanstr", ["mean", "abc"]),
+    ("mean1", ["mean", "3 numbers"]),
+    ("akbogus", ["arch_kwargs", "bogus"]),
+    ("akneg", ["arch_kwargs", "width", "-3"]),
+    ("akstr", ["arch_kwargs", "wide"]),
+]
 MODEL_COMMANDS = {
     "evaluate": ["evaluate", "--models", "{m}", "--data", "demo", "--limit", "4"],
     "attack": ["attack", "--model", "{m}", "--data", "demo", "--steps", "1", "--limit", "4", "--out", "{tmp}/o"],
     "defend": ["defend", "--defense", "jpeg", "--model", "{m}", "--patch", ZOO_PATCH, "--data", "demo", "--limit", "4"],
     "certify": ["certify", "--defense", "ds-column", "--model", "{m}", "--data", "demo", "--limit", "2"],
-    "explain": ["explain", "--model", "{m}", "--patch", ZOO_PATCH, "--data", "demo", "--limit", "2", "--out", "{tmp}/o"],
+    "explain": [
+        "explain",
+        "--model",
+        "{m}",
+        "--patch",
+        ZOO_PATCH,
+        "--data",
+        "demo",
+        "--limit",
+        "2",
+        "--out",
+        "{tmp}/o",
+    ],
     "transfer": ["transfer", "--models", "{m}", "--patches", ZOO_PATCH, "--data", "demo", "--limit", "2"],
     "train": ["train", "--init", "{m}", "--data", "demo", "--epochs", "1", "--out", "{tmp}/o"],
 }
@@ -114,12 +264,32 @@ MODEL_COMMANDS = {
 MESSAGES = [
     (["evaluate", "--data", "demo", "--patch", "{bad}/pnan", "--limit", "8"], ["pixels", "nan"]),
     (["explain", "--data", "demo", "--patch", "{bad}/pnan", "--limit", "2", "--out", "{tmp}/o"], ["pixels", "nan"]),
-    (["attack", "--data", "demo", "--loss", "margin", "--kappa", "nan", "--steps", "1", "--limit", "4", "--out", "{tmp}/o"], ["--kappa", "nan"]),
+    (
+        [
+            "attack",
+            "--data",
+            "demo",
+            "--loss",
+            "margin",
+            "--kappa",
+            "nan",
+            "--steps",
+            "1",
+            "--limit",
+            "4",
+            "--out",
+            "{tmp}/o",
+        ],
+        ["--kappa", "nan"],
+    ),
     (["evaluate", "--data", "demo", "--patch", "{bad}/pflat", "--limit", "8"], ["pixels", "(5, 7)"]),
     (["evaluate", "--data", "demo", "--patch", "{bad}/pwide", "--limit", "8"], ["pixels", "(3, 5, 7)"]),
     (["transfer", "--patches", "", "--models", "gtsrb-cnn", "--data", "demo"], ["--patches"]),
     (["runs", "list", "--limit", "-1"], ["--limit", "-1"]),
-    (["attack", "--data", "demo", "--steps", "1", "--candidates", "0", "--limit", "4", "--out", "{tmp}/o"], ["--candidates", "0"]),
+    (
+        ["attack", "--data", "demo", "--steps", "1", "--candidates", "0", "--limit", "4", "--out", "{tmp}/o"],
+        ["--candidates", "0"],
+    ),
     (["certify", "--defense", "patchcleanser", "--data", "demo", "--limit", "2", "--k", "0"], ["--k", "0"]),
 ]
 
@@ -128,21 +298,59 @@ def _fill(args: list[str], tmp: Path, bad: Path, model: str = "") -> list[str]:
     return [a.replace("{tmp}", str(tmp)).replace("{bad}", str(bad)).replace("{m}", model) for a in args]
 
 
-@pytest.mark.parametrize("args,needles", WRONG_NUMBERS + UNCHECKED + MESSAGES, ids=lambda v: " ".join(v)[:60] if isinstance(v, list) and v and v[0][0] != "-" else None)
-def test_bad_value_is_one_line_exit_2_and_writes_nothing(args: list[str], needles: list[str], tmp_path: Path, bad: Path) -> None:
+@pytest.mark.parametrize(
+    "args,needles",
+    WRONG_NUMBERS + UNCHECKED + MESSAGES,
+    ids=lambda v: " ".join(v)[:60] if isinstance(v, list) and v and v[0][0] != "-" else None,
+)
+def test_bad_value_is_one_line_exit_2_and_writes_nothing(
+    args: list[str], needles: list[str], tmp_path: Path, bad: Path
+) -> None:
     _error(_fill(args, tmp_path, bad), *needles)
     assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("command", sorted(MODEL_COMMANDS))
 @pytest.mark.parametrize("card,needles", CARDS, ids=[c for c, _ in CARDS])
-def test_a_bad_model_card_is_refused_by_every_command(command: str, card: str, needles: list[str], tmp_path: Path, bad: Path) -> None:
+def test_a_bad_model_card_is_refused_by_every_command(
+    command: str, card: str, needles: list[str], tmp_path: Path, bad: Path
+) -> None:
     _error(_fill(MODEL_COMMANDS[command], tmp_path, bad, str(bad / f"{card}.safetensors")), "model card", *needles)
 
 
 def test_combined_checks_name_the_value_that_was_wrong(tmp_path: Path) -> None:
-    _error(["study", "robustness", "--models", "gtsrb-cnn", "--data", "demo", "--steps", "0", "--out", str(tmp_path / "o")], "--steps", "0")
-    _error(["study", "robustness", "--models", "gtsrb-cnn", "--data", "demo", "--conditions", "99", "--out", str(tmp_path / "o")], "--conditions", "99")
+    _error(
+        [
+            "study",
+            "robustness",
+            "--models",
+            "gtsrb-cnn",
+            "--data",
+            "demo",
+            "--steps",
+            "0",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        "--steps",
+        "0",
+    )
+    _error(
+        [
+            "study",
+            "robustness",
+            "--models",
+            "gtsrb-cnn",
+            "--data",
+            "demo",
+            "--conditions",
+            "99",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        "--conditions",
+        "99",
+    )
 
 
 # -- --out is checked before the work -----------------------------------------------------------------------------------
@@ -179,7 +387,22 @@ def test_an_out_under_a_read_only_folder_is_refused_at_once(command: str, tmp_pa
 
 @pytest.mark.parametrize("name", ["../../escape", "a/b", ".hidden", ""])
 def test_train_name_cannot_leave_out(name: str, tmp_path: Path) -> None:
-    _error(["train", "--arch", "cnn", "--data", "demo", "--epochs", "1", "--name", name, "--out", str(tmp_path / "models")], "--name")
+    _error(
+        [
+            "train",
+            "--arch",
+            "cnn",
+            "--data",
+            "demo",
+            "--epochs",
+            "1",
+            "--name",
+            name,
+            "--out",
+            str(tmp_path / "models"),
+        ],
+        "--name",
+    )
     assert not any(tmp_path.parent.glob("escape*"))
 
 
@@ -193,8 +416,14 @@ def checkpoint(tmp_path: Path) -> Path:
 
     full = load_data("demo")
     stops = full.of_class("stop").head(8)
-    runner = PatchAttack(create_model("gtsrb-cnn"), AttackConfig(steps=6, batch_size=8, candidates=1, target=13), checkpoint=tmp_path / "run" / "checkpoint.pt",
-                         checkpoint_every=2, progress=False, identity={"model": "gtsrb-cnn", "data_hash": full.data_hash(), "images": 8})
+    runner = PatchAttack(
+        create_model("gtsrb-cnn"),
+        AttackConfig(steps=6, batch_size=8, candidates=1, target=13),
+        checkpoint=tmp_path / "run" / "checkpoint.pt",
+        checkpoint_every=2,
+        progress=False,
+        identity={"model": "gtsrb-cnn", "data_hash": full.data_hash(), "images": 8},
+    )
     lr = runner._lr
 
     def stop_at_3(step: int) -> float:
@@ -207,11 +436,32 @@ def checkpoint(tmp_path: Path) -> Path:
     return tmp_path / "run"
 
 
-RESUME = ["attack", "--data", "demo", "--steps", "6", "--limit", "8", "--batch-size", "8", "--candidates", "1", "--checkpoint-every", "2", "--resume"]
+RESUME = [
+    "attack",
+    "--data",
+    "demo",
+    "--steps",
+    "6",
+    "--limit",
+    "8",
+    "--batch-size",
+    "8",
+    "--candidates",
+    "1",
+    "--checkpoint-every",
+    "2",
+    "--resume",
+]
 
 
-@pytest.mark.parametrize("change,needles", [(["--size", "0.1"], ["size 0.05", "0.1"]), (["--seed", "3"], ["seed 0", "3"]),
-                                            (["--model", "gtsrb-resnet"], ["model gtsrb-cnn", "gtsrb-resnet"])])
+@pytest.mark.parametrize(
+    "change,needles",
+    [
+        (["--size", "0.1"], ["size 0.05", "0.1"]),
+        (["--seed", "3"], ["seed 0", "3"]),
+        (["--model", "gtsrb-resnet"], ["model gtsrb-cnn", "gtsrb-resnet"]),
+    ],
+)
 def test_resume_with_other_settings_is_refused(change: list[str], needles: list[str], checkpoint: Path) -> None:
     _error([*RESUME, "--out", str(checkpoint), *change], "--resume", *needles)
     assert (checkpoint / "checkpoint.pt").exists() and not (checkpoint / "patch.safetensors").exists()
@@ -230,18 +480,55 @@ INTERRUPTED = {
     "certify": ["certify", "--defense", "patchcleanser", "--data", "demo", "--limit", "100"],
     "train": ["train", "--arch", "cnn", "--data", "demo", "--epochs", "30", "--out", "{tmp}/models"],
     "evaluate": ["evaluate", "--models", "gtsrb-vit", "--data", "demo", "--conditions", "sweep", "--patch", ZOO_PATCH],
-    "defend": ["defend", "--defense", "median", "--patch", ZOO_PATCH, "--data", "demo", "--adaptive", "--steps", "2000", "--limit", "16"],
-    "curve": ["curve", "--data", "demo", "--eval-data", "demo", "--steps", "3000", "--limit", "8", "--out", "{tmp}/curve"],
+    "defend": [
+        "defend",
+        "--defense",
+        "median",
+        "--patch",
+        ZOO_PATCH,
+        "--data",
+        "demo",
+        "--adaptive",
+        "--steps",
+        "2000",
+        "--limit",
+        "16",
+    ],
+    "curve": [
+        "curve",
+        "--data",
+        "demo",
+        "--eval-data",
+        "demo",
+        "--steps",
+        "3000",
+        "--limit",
+        "8",
+        "--out",
+        "{tmp}/curve",
+    ],
 }
 
 
-@pytest.mark.parametrize("command,sig", [("certify", signal.SIGINT), ("train", signal.SIGTERM), ("evaluate", signal.SIGINT),
-                                         ("defend", signal.SIGINT), ("curve", signal.SIGTERM)])
-def test_an_interrupt_says_what_was_kept_and_exits_128_plus_the_signal(command: str, sig: signal.Signals, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "command,sig",
+    [
+        ("certify", signal.SIGINT),
+        ("train", signal.SIGTERM),
+        ("evaluate", signal.SIGINT),
+        ("defend", signal.SIGINT),
+        ("curve", signal.SIGTERM),
+    ],
+)
+def test_an_interrupt_says_what_was_kept_and_exits_128_plus_the_signal(
+    command: str, sig: signal.Signals, tmp_path: Path
+) -> None:
     store = tmp_path / "runs.db"
     env = {**os.environ, "PATCHSCOPE_STORE": str(store)}
     args = _fill(INTERRUPTED[command], tmp_path, tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "patchscope", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "patchscope", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     from patchscope.eval.store import RunStore
 
     end = time.time() + 120
@@ -253,7 +540,9 @@ def test_an_interrupt_says_what_was_kept_and_exits_128_plus_the_signal(command: 
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
-    lines = [line for line in err.splitlines() if line.strip() and not PROGRESS.match(line)]  # a slow machine may show progress first
+    lines = [
+        line for line in err.splitlines() if line.strip() and not PROGRESS.match(line)
+    ]  # a slow machine may show progress first
     assert proc.returncode == 128 + sig, (proc.returncode, err)
     assert len(lines) == 1 and "Traceback" not in err, err
     assert f"{command} interrupted by {sig.name}" in lines[0] and "recorded as interrupted" in lines[0], lines[0]
@@ -264,11 +553,25 @@ def test_an_interrupt_says_what_was_kept_and_exits_128_plus_the_signal(command: 
     assert not (tmp_path / "models").exists() and not (tmp_path / "curve" / "curve.json").exists()
 
 
-
-def test_certify_with_many_masks_reports_progress_image_by_image(tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_certify_with_many_masks_reports_progress_image_by_image(
+    tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """--k 100 (one mask per place: 676 masks) costs up to ~228k passes an image: chunks shrink so progress shows per image."""
     monkeypatch.setenv("PATCHSCOPE_PROGRESS_SECONDS", "0")
-    r = invoke("certify", "--defense", "patchcleanser", "--model", str(tiny_model_path), "--data", "demo", "--limit", "2", "--k", "100", "--json")
+    r = invoke(
+        "certify",
+        "--defense",
+        "patchcleanser",
+        "--model",
+        str(tiny_model_path),
+        "--data",
+        "demo",
+        "--limit",
+        "2",
+        "--k",
+        "100",
+        "--json",
+    )
     assert r.code == 0, r.err
     steps = [line for line in r.err_lines if PROGRESS.match(line) and "done" not in line]
     assert [line.split(":")[1].split()[0] for line in steps] == ["1/2", "2/2"], r.err

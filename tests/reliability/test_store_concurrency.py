@@ -44,8 +44,15 @@ WORKER = textwrap.dedent("""
 
 def test_processes_write_at_once(tmp_path: Path) -> None:
     db, go = tmp_path / "store" / "runs.db", tmp_path / "go"
-    code = f"REPO, STORE_PY, DB, GO, RUNS = {str(REPO)!r}, {str(STORE_PY)!r}, {str(db)!r}, {str(go)!r}, {RUNS}\n" + WORKER
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(w)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for w in range(WORKERS)]
+    code = (
+        f"REPO, STORE_PY, DB, GO, RUNS = {str(REPO)!r}, {str(STORE_PY)!r}, {str(db)!r}, {str(go)!r}, {RUNS}\n" + WORKER
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(w)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for w in range(WORKERS)
+    ]
     time.sleep(0.5)
     go.touch()
     results = [p.communicate(timeout=300) for p in procs]
@@ -65,7 +72,12 @@ def test_processes_write_at_once(tmp_path: Path) -> None:
         if c["i"] % 10 == 9:
             assert (status, message, m) == ("failed", f"planned failure {c['i']}", {"step": c["i"]})
         else:
-            assert status == "done" and m == {"step": c["i"], "worker": c["worker"], "i": c["i"], "success": c["i"] / RUNS}
+            assert status == "done" and m == {
+                "step": c["i"],
+                "worker": c["worker"],
+                "i": c["i"],
+                "success": c["i"] / RUNS,
+            }
             assert json.loads(artifacts) == {"patch": f"w{c['worker']}/{c['i']}.png"}
     assert seen == {(w, i) for w in range(WORKERS) for i in range(RUNS)}
 
