@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Issue #5's defense x model table for the empirical defenses: each model's own zoo patch (Stop -> Yield) through
+# The defense x model table for the empirical defenses: each model's own zoo patch (Stop -> Yield) through
 # every defense, and an adaptive attacker that optimises a new patch through the defense (BPDA where needed),
 # on the first LIMIT test images and at most LIMIT Stop test images over the default viewing grid.
 #
-#   PATCHSCOPE_DATA=... bash tools/defense_table.sh OUTDIR [MODELS] [STEPS] [LIMIT]
+#   PATCHSCOPE_DATA=... [ATTACK_LOSS=ce] bash tools/defense_table.sh OUTDIR [MODELS] [STEPS] [LIMIT]
 #
 # Every registered defense unless DEFENSES lists some. One JSON per cell (patchscope defend --json), skipped when already there (rerun to resume), then table.md.
 # The adaptive patch is optimised on the same Stop images it is graded on: a white-box upper bound.
@@ -18,7 +18,7 @@ for m in ${MODELS//,/ }; do
     [ -s "$f" ] && continue
     start=$SECONDS
     if $PY -m patchscope defend --model "$m" --defense "$d" --patch "zoo:$m/stop-yield" --data gtsrb:test --adaptive \
-        --steps "$STEPS" --attack-batch-size 32 --limit "$LIMIT" --json >"$f.part" 2>"$OUT/$m-$d.err"; then
+        --steps "$STEPS" --attack-batch-size 32 --attack-loss "${ATTACK_LOSS:-sigmoid}" --limit "$LIMIT" --json >"$f.part" 2>"$OUT/$m-$d.err"; then
       mv "$f.part" "$f"; echo "$m $d: $((SECONDS - start)) s"
     else
       rm -f "$f.part"; echo "$m $d: failed ($(tail -n 1 "$OUT/$m-$d.err"))"

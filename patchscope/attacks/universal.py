@@ -64,7 +64,7 @@ class AttackConfig:
     placement: str = "on-object"
     location: tuple[int, int] | None = None
     target: int | None = None
-    loss: str = "ce"
+    loss: str = "sigmoid"
     kappa: float = 5.0
     optimizer: str = "adam"
     lr: float = 0.3

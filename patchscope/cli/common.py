@@ -44,8 +44,8 @@ LossOpt = Annotated[
     str,
     typer.Option(
         "--loss",
-        help="ce (cross-entropy), margin (the logit gap, capped at --kappa) "
-        "or sigmoid (a smooth count of the views not yet won)",
+        help="sigmoid (a smooth count of the views not yet won; the strongest measured), "
+        "ce (cross-entropy) or margin (the logit gap, capped at --kappa)",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]

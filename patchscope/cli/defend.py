@@ -51,6 +51,9 @@ def defend(
     ] = False,
     steps: Annotated[int, typer.Option(help="steps of the adaptive attack")] = 200,
     attack_batch_size: Annotated[int, typer.Option(help="batch of the adaptive attack")] = 64,
+    attack_loss: Annotated[
+        str, typer.Option(help="objective of the adaptive attack: sigmoid | ce | margin")
+    ] = "sigmoid",
     out: Annotated[Path | None, typer.Option(help="save the adaptive patch into this folder")] = None,
     conditions: Annotated[str, typer.Option(help="default (the viewing grid) | none | sweep")] = "default",
     limit: Annotated[int | None, typer.Option(help="use the first N images (and at most N source images)")] = None,
@@ -64,9 +67,7 @@ def defend(
     smoothing: Annotated[float | None, typer.Option(help="lgs: smoothing factor")] = None,
     stages: Annotated[int | None, typer.Option(help="clip: how many early stages to clip")] = None,
     quantile: Annotated[float | None, typer.Option(help="clip: bound quantile over clean images")] = None,
-    fit_data: Annotated[
-        str | None, typer.Option(help="clip: clean data to measure bounds on (default --data)")
-    ] = None,
+    fit_data: Annotated[str | None, typer.Option(help="clip: clean data to measure bounds on (default --data)")] = None,
     fit_limit: Annotated[int, typer.Option(help="clip: at most this many clean images for the bounds")] = 1024,
     batch_size: int = 1024,
     seed: int = 0,
@@ -90,7 +91,7 @@ def defend(
     net = create_model(model, dev)
     ds = DataCache(data, data_root).get(net.input_size)
     fit = _fit_images(spec.needs_clean_images, fit_data, data_root, ds, fit_limit, dev)
-    config = {k: args[k] for k in ("model", "defense", "data", "adaptive", "steps", "seed")}
+    config = {k: args[k] for k in ("model", "defense", "data", "adaptive", "steps", "attack_loss", "seed")}
     config |= {"models": [model], "patch": str(patch), "device": dev, "options": options}
     config["data_hash"] = ds.head(limit).data_hash()
     extra = {"options": options, "fit_images": fit, "device": dev, "meta": {"model": model}, "progress": True}

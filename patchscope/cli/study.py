@@ -13,6 +13,7 @@ import typer
 from patchscope.cli.common import (
     DataOpt,
     DeviceOpt,
+    LossOpt,
     RootOpt,
     check_out,
     parse_floats,
@@ -40,6 +41,7 @@ def robustness(
     steps: Annotated[int, typer.Option(help="optimisation steps per patch")] = 150,
     batch_size: int = 32,
     candidates: Annotated[int, typer.Option(help="places (on-object) or starts (sticker) tried per patch")] = 2,
+    loss: LossOpt = "sigmoid",
     conditions: Annotated[int, typer.Option(help="viewing conditions from the default grid (1-33)")] = 9,
     certify_images: Annotated[int, typer.Option(help="images certified with PatchCleanser per model")] = 256,
     out: Annotated[Path, typer.Option(help="folder for study.json, study.png, report.html, patches/")] = Path(

@@ -2,12 +2,15 @@
 
 ``gtsrb:train`` / ``gtsrb:test`` (``$PATCHSCOPE_DATA/gtsrb32.npz``, else torchvision's download),
 ``demo`` (bundled subset), ``npz:PATH[:split]`` (uint8 ``x_*``/``y_*`` arrays) and
-``folder:PATH`` (an ImageFolder tree: one sub-folder per class).
+``folder:PATH`` (an ImageFolder tree: one sub-folder per class). Any of them followed by ``@N`` is the same
+images resized to N x N first (bilinear, antialiased), e.g. ``gtsrb:test@64``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import zipfile
 from collections.abc import Sequence
 from importlib import resources
@@ -26,7 +29,27 @@ from patchscope.errors import PatchscopeError
 from patchscope.validate import check_labels
 
 GTSRB_FILE = "gtsrb32.npz"
-__all__ = ["IMAGE_EXTENSIONS", "default_data_root", "load_data", "resize"]
+__all__ = ["IMAGE_EXTENSIONS", "default_data_root", "load_data", "resize", "split_resolution"]
+#: the largest side ``SPEC@N`` may ask for
+MAX_RESOLUTION = 1024
+
+
+def split_resolution(spec: str) -> tuple[str, int | None]:
+    """``SPEC@N`` -> (``SPEC``, N); a spec without ``@N`` -> (spec, None).
+
+    >>> split_resolution("gtsrb:test@64"), split_resolution("demo")
+    (('gtsrb:test', 64), ('demo', None))
+    """
+    found = re.fullmatch(r"(.+)@([^@:/]*)", spec)
+    if found is None:
+        return spec, None
+    side = found.group(2)
+    if not side.isdigit() or not 8 <= int(side) <= MAX_RESOLUTION:
+        raise PatchscopeError(
+            f"data {spec!r}: the side after @ must be a whole number of pixels in 8..{MAX_RESOLUTION}, e.g. @64",
+            params=("data",),
+        )
+    return found.group(1), int(side)
 
 
 def default_data_root() -> Path:
@@ -62,7 +85,16 @@ def load_data(
     >>> demo = load_data("demo")
     >>> demo.images.shape[1:], demo.classes[14]
     (torch.Size([3, 32, 32]), 'stop')
+    >>> load_data("demo@64").images.shape[1:]
+    torch.Size([3, 64, 64])
     """
+    base, at = split_resolution(spec)
+    if at is not None:
+        if base.startswith("folder:") and preprocess is None:
+            preprocess = Preprocess.square(at)
+        data = load_data(base, root, classes=classes, preprocess=preprocess, class_map=class_map, skip_bad=skip_bad)
+        data = dataclasses.replace(resize(data, at), name=spec)
+        return resize(data, size) if size and size != at else data
     kind, _, rest = spec.partition(":")
     root_path = Path(root).expanduser() if root else default_data_root()
     if kind == "gtsrb" and rest in ("train", "test"):
@@ -191,6 +223,15 @@ def open_data(
     >>> type(d).__name__, next(d.iter_batches(4))[0].shape
     ('ImageSet', torch.Size([4, 3, 32, 32]))
     """
+    if split_resolution(spec)[1] is not None:
+        return load_data(
+            spec,
+            root,
+            preprocess.crop if preprocess is not None else None,
+            classes=classes,
+            class_map=class_map,
+            skip_bad=skip_bad,
+        )
     kind, _, rest = spec.partition(":")
     if kind == "folder" and rest:
         return open_folder(rest, classes, preprocess, class_map, wnids, skip_bad, spec)

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from patchscope.attacks import AttackConfig, Patch, create_attack, is_named_shape, patch_side
+from patchscope.attacks.losses import LOSSES
 from patchscope.attacks.per_image import PerImagePatches
 from patchscope.data import ImageSet, resolve_class
 from patchscope.defenses import create_defense, defense_spec
@@ -32,7 +33,7 @@ from patchscope.errors import PatchscopeError
 from patchscope.eval.conditions import Condition
 from patchscope.eval.patch_metrics import PatchMeasurement, measure_patch
 from patchscope.models.train import accuracy
-from patchscope.validate import check_batch, check_optional_positive, check_positive
+from patchscope.validate import check_batch, check_choice, check_optional_positive, check_positive
 
 
 @dataclass
@@ -85,7 +86,9 @@ class DefenseResult:
         return out
 
 
-def adaptive_config(patch: Patch, target: int | None, steps: int, batch_size: int, seed: int) -> AttackConfig:
+def adaptive_config(
+    patch: Patch, target: int | None, steps: int, batch_size: int, seed: int, loss: str = "sigmoid"
+) -> AttackConfig:
     """An :class:`AttackConfig` for a new patch with the given patch's size, shape, placement and location (a shape
     that cannot be redrawn, e.g. a mask file that is gone, becomes a square of the same area)."""
     made = patch.meta.get("config", {}) if isinstance(patch.meta.get("config"), dict) else {}
@@ -104,6 +107,7 @@ def adaptive_config(patch: Patch, target: int | None, steps: int, batch_size: in
         steps=steps,
         batch_size=batch_size,
         seed=seed,
+        loss=loss,
     )  # type: ignore[arg-type]
 
 
@@ -122,6 +126,7 @@ def defend_patch(
     adaptive: bool = False,
     steps: int = 200,
     attack_batch_size: int = 64,
+    attack_loss: str = "sigmoid",
     seed: int = 0,
     batch_size: int = 1024,
     device: str | torch.device = "cpu",
@@ -145,6 +150,7 @@ def defend_patch(
         adaptive: also optimise a new patch through the defense for ``steps`` steps of ``attack_batch_size``.
         steps: the adaptive attack's steps.
         attack_batch_size: the adaptive attack's batch.
+        attack_loss: the adaptive attack's objective (:data:`~patchscope.attacks.losses.LOSSES`).
         seed: the adaptive attack's seed.
         batch_size: images per forward pass when measuring.
         device: where to run.
@@ -161,6 +167,7 @@ def defend_patch(
         )
     check_positive("steps", steps, 10**7)
     check_batch("attack_batch_size", attack_batch_size)
+    check_choice("attack_loss", attack_loss, LOSSES)
     check_batch("batch_size", batch_size)
     check_optional_positive("limit", limit)
     if isinstance(patch, PerImagePatches):
@@ -194,7 +201,7 @@ def defend_patch(
     )
     if adaptive:
         started = time.time()
-        config = adaptive_config(patch, tgt, steps, attack_batch_size, seed)
+        config = adaptive_config(patch, tgt, steps, attack_batch_size, seed, attack_loss)
         new = create_attack("universal", defended, config, device=str(device), progress=progress)(
             victims.float_images(), victims.labels
         )

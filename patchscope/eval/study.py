@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from patchscope.attacks import AttackConfig, Patch, create_attack
+from patchscope.attacks.losses import LOSSES
 from patchscope.data import ImageSet, resolve_class
 from patchscope.defenses import certify
 from patchscope.errors import PatchscopeError
@@ -31,7 +32,7 @@ from patchscope.explain.attention import explain_attention
 from patchscope.explain.propagation import apply_patch, patch_footprint, trace_layers
 from patchscope.models import Classifier
 from patchscope.models.train import accuracy
-from patchscope.validate import check_batch, check_fraction, check_int, check_positive
+from patchscope.validate import check_batch, check_choice, check_fraction, check_int, check_positive
 
 
 @dataclass
@@ -45,6 +46,7 @@ class StudySettings:
     steps: int = 150
     batch_size: int = 32
     candidates: int = 2
+    loss: str = "sigmoid"
     conditions: int = 9
     certify_size: float = 0.05
     certify_images: int = 256
@@ -61,6 +63,7 @@ class StudySettings:
         check_positive("steps", self.steps, 10**7)
         check_batch("batch_size", self.batch_size)
         check_positive("candidates", self.candidates, 1024)
+        check_choice("loss", self.loss, LOSSES)
         check_positive("conditions", self.conditions)
         check_positive("certify_images", self.certify_images)
         check_positive("explain_images", self.explain_images)
@@ -136,6 +139,7 @@ class RobustnessStudy:
             steps=self.s.steps,
             batch_size=self.s.batch_size,
             candidates=self.s.candidates,
+            loss=self.s.loss,
             seed=self.s.seed,
         )
         patch = create_attack("universal", model, cfg, self.s.device, progress=False)(

@@ -30,12 +30,16 @@ def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 @register_arch("cnn")
 def cnn(num_classes: int = 43, width: int = 32, hidden: int = 256, dropout: float = 0.3) -> nn.Sequential:
-    """A VGG-style CNN: three stages of two 3x3 convolutions, max-pooling between, and an MLP head."""
+    """A VGG-style CNN: three stages of two 3x3 convolutions, max-pooling between, and an MLP head.
+
+    The last stage ends in a 4x4 average pool, the identity at 32 px, so the same network (and head) takes
+    larger images (64 px: 8x8 features pooled to 4x4).
+    """
     w = width
     return nn.Sequential(
         _stage_seq(3, w),
         _stage_seq(w, 2 * w),
-        _stage_seq(2 * w, 4 * w),
+        nn.Sequential(*_stage_seq(2 * w, 4 * w), nn.AdaptiveAvgPool2d(4)),
         nn.Sequential(
             nn.Flatten(),
             nn.Dropout(dropout),

@@ -1,7 +1,8 @@
 """The zoo's training recipe: seeded, batched augmentation on the device, random occlusion squares.
 
 Occlusion squares (one or two grey squares of 6-13 px, each with probability ``occlude_p``) teach the
-models to tolerate the masks that PatchCleanser and derandomized smoothing apply.
+models to tolerate the masks that PatchCleanser and derandomized smoothing apply. Their sides are given for a
+32-px image and scale with the image (12-26 px at 64 px), so a recipe means the same at every resolution.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class Recipe:
     scale: tuple[float, float] = (0.9, 1.1)
     jitter: float = 0.3
     occlude_p: float = 0.5
-    occlude_size: tuple[int, int] = (6, 13)
+    occlude_size: tuple[int, int] = (6, 13)  # sides on a 32-px image; scaled with the image side
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     init: str | None = None
     patch_training: dict[str, Any] = field(default_factory=dict)
@@ -142,6 +143,20 @@ def parse_augment(text: str) -> dict[str, Any]:
             )
         out[key] = numbers[0]
     return out
+
+
+#: the image side that a recipe's ``occlude_size`` is given for
+OCCLUSION_REFERENCE_SIDE = 32
+
+
+def occlusion_sides(size: tuple[int, int], image_side: int) -> tuple[int, int]:
+    """A recipe's occlusion sides (given for a 32-px image) on an ``image_side``-px image.
+
+    >>> occlusion_sides((6, 13), 32), occlusion_sides((6, 13), 64)
+    ((6, 13), (12, 26))
+    """
+    scale = image_side / OCCLUSION_REFERENCE_SIDE
+    return max(1, round(size[0] * scale)), min(image_side, max(1, round(size[1] * scale)))
 
 
 def occlude(
@@ -282,12 +297,8 @@ def train_model(
                 idx = order[i * recipe.batch_size : (i + 1) * recipe.batch_size]
                 x = train_set.images[idx].to(device).float().div_(255)
                 y = train_set.labels[idx].to(device)
-                x = occlude(
-                    occlude(augment(x).clamp_(0, 1), recipe.occlude_p, recipe.occlude_size, g),
-                    recipe.occlude_p,
-                    recipe.occlude_size,
-                    g,
-                )
+                sides = occlusion_sides(recipe.occlude_size, x.shape[-1])
+                x = occlude(occlude(augment(x).clamp_(0, 1), recipe.occlude_p, sides, g), recipe.occlude_p, sides, g)
                 if perturb is not None:
                     with autocast:  # the perturbation's own forward passes (worst-of-N masks, training patches) at the recipe's precision
                         x = perturb(model, x, y, g)

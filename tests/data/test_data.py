@@ -114,3 +114,20 @@ def test_gtsrb_offline_without_data_is_one_clear_error(tmp_path: Path, monkeypat
     monkeypatch.setattr(tv, "download_and_extract_archive", offline)
     with pytest.raises(PatchscopeError, match="download failed"):
         load_data("gtsrb:test", tmp_path)
+
+
+def test_a_resolution_suffix_resizes_the_same_images(demo):
+    big = load_data("demo@64")
+    assert big.images.shape[1:] == (3, 64, 64) and big.name == "demo@64"
+    assert torch.equal(big.labels, demo.labels) and big.classes == demo.classes
+    back = torch.nn.functional.interpolate(big.images[:8].float(), size=32, mode="bilinear", antialias=True)
+    assert (back - demo.images[:8].float()).abs().mean() < 6  # the same pictures, not other images
+    assert load_data("demo@64", size=48).images.shape[-1] == 48  # a model's own size still wins
+
+
+@pytest.mark.parametrize(
+    "spec, message", [("demo@x", "whole number"), ("demo@4", "8..1024"), ("demo@99999", "8..1024")]
+)
+def test_a_bad_resolution_suffix_is_one_clear_error(spec, message):
+    with pytest.raises(PatchscopeError, match=message):
+        load_data(spec)
