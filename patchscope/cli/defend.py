@@ -64,9 +64,7 @@ def defend(
     smoothing: Annotated[float | None, typer.Option(help="lgs: smoothing factor")] = None,
     stages: Annotated[int | None, typer.Option(help="clip: how many early stages to clip")] = None,
     quantile: Annotated[float | None, typer.Option(help="clip: bound quantile over clean images")] = None,
-    fit_data: Annotated[
-        str | None, typer.Option(help="clip: clean data to measure bounds on (default --data)")
-    ] = None,
+    fit_data: Annotated[str | None, typer.Option(help="clip: clean data to measure bounds on (default --data)")] = None,
     fit_limit: Annotated[int, typer.Option(help="clip: at most this many clean images for the bounds")] = 1024,
     batch_size: int = 1024,
     seed: int = 0,

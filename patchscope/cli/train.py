@@ -36,9 +36,7 @@ def train(
     lr: Annotated[float | None, typer.Option(help="peak learning rate (default: per arch)")] = None,
     seed: int = 0,
     name: Annotated[str | None, typer.Option(help="model name (default gtsrb-ARCH)")] = None,
-    eval_data: Annotated[
-        str | None, typer.Option(help="measure final accuracy on this data, e.g. gtsrb:test")
-    ] = None,
+    eval_data: Annotated[str | None, typer.Option(help="measure final accuracy on this data, e.g. gtsrb:test")] = None,
     arch_kwargs: Annotated[str, typer.Option(help="JSON of architecture options, e.g. '{\"width\": 24}'")] = "{}",
     data_root: RootOpt = None,
     device: DeviceOpt = "auto",
