@@ -61,6 +61,7 @@ FLAGS = {
     "start": "--init",
     "clean_images": "--fit-data",
     "certifier": "--defense",
+    "root": "--data-root",
 }
 
 

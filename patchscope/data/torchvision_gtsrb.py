@@ -40,8 +40,10 @@ def build_cache(root: Path, split: str, out: Path) -> None:
         ds = GTSRB(root=str(root), split=split, download=True)
     except Exception as e:  # noqa: BLE001  (urllib, HTTP and archive errors all mean the same here)
         raise PatchscopeError(
-            f"gtsrb:{split}: no {root / 'gtsrb32.npz'} and torchvision's download failed ({e.__class__.__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else 'no network?'}); set PATCHSCOPE_DATA or --data-root to a folder holding gtsrb32.npz"
+            f"gtsrb:{split}: set root or PATCHSCOPE_DATA to a folder holding gtsrb32.npz; there is no "
+            f"{root / 'gtsrb32.npz'} and torchvision's download failed ({e.__class__.__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else 'no network?'})",
+            params=("root",),
         ) from None
     boxes = _rois(Path(root) / "gtsrb")
     xs, ys, tracks = [], [], []
