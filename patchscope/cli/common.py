@@ -96,16 +96,13 @@ def translate(error: PatchscopeError) -> str:
 
 
 def resolve_device(name: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; ``cuda`` without a GPU is an error."""
-    import torch
+    """:func:`patchscope.models.device.resolve_device`, its errors spelt with ``--device``."""
+    from patchscope.models.device import resolve_device as resolve
 
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise PatchscopeError(f"--device {name}: CUDA is not available on this machine; use --device cpu (or auto)")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise PatchscopeError(f"--device {name!r}: use auto, cpu or cuda")
-    return name
+    try:
+        return resolve(name)
+    except PatchscopeError as e:
+        raise PatchscopeError(translate(e)) from None
 
 
 def warn_bf16(device: str) -> None:

@@ -66,7 +66,7 @@ def test_auto_picks_cuda_only_when_there_is_one(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == "cpu"
-    with pytest.raises(PatchscopeError, match="--device cuda"):
+    with pytest.raises(PatchscopeError, match="--device 'cuda': CUDA is not available"):
         resolve_device("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("auto") == "cuda" and resolve_device("cpu") == "cpu"
