@@ -294,7 +294,10 @@ def paste_planned(
 
 
 def _sticker_matrix(p: ViewParams, side: int) -> torch.Tensor:
-    """(N, 3, 3) affine maps (last row 0 0 1) from patch pixels to image pixels: rotate and scale about the patch centre."""
+    """(N, 3, 3) affine maps (last row 0 0 1) from patch pixels to image pixels.
+
+    They rotate and scale about the patch centre.
+    """
     c = (side - 1) / 2
     th = torch.deg2rad(p.patch_rotation)
     cos, sin = torch.cos(th) * p.patch_scale, torch.sin(th) * p.patch_scale

@@ -161,7 +161,8 @@ class PerImageAttack:
     >>> from patchscope.models.wrapper import Classifier
     >>> model = Classifier(cnn(num_classes=3, width=4), ["a", "b", "c"]).eval()
     >>> cfg = AttackConfig(size=0.1, target=1, steps=4, batch_size=32, candidates=2)
-    >>> out = PerImageAttack(model, cfg, views=2, progress=False)(torch.rand(5, 3, 32, 32), torch.zeros(5, dtype=torch.long))
+    >>> attack = PerImageAttack(model, cfg, views=2, progress=False)
+    >>> out = attack(torch.rand(5, 3, 32, 32), torch.zeros(5, dtype=torch.long))
     >>> out.pixels.shape, out.location.shape
     (torch.Size([5, 3, 10, 10]), torch.Size([5, 2]))
     """

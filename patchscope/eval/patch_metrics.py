@@ -24,7 +24,8 @@ def condition_views(
 ) -> ViewParams:
     """Views for ``n`` images under each condition, stacked condition-major: (len(conditions) * n) rows.
 
-    Per-image on-object patches keep each image's own place. A sticker gets a seeded random place, rotation and scale per image (the same for every condition).
+    Per-image on-object patches keep each image's own place. A sticker gets a seeded random place, rotation and
+    scale per image (the same for every condition).
     """
     rows = [
         fixed_view(
@@ -224,7 +225,8 @@ def _victims(data: ImageSet, source: str | int, patch: Patch | PerImagePatches) 
         victims = victims.head(len(patch))
         if len(victims) != len(patch) or victims.data_hash() != patch.images_hash:
             raise PatchscopeError(
-                f"these {len(patch)} per-image patches were made for other images ({patch.meta.get('data')}, class {patch.meta.get('source')}): "
+                f"these {len(patch)} per-image patches were made for other images "
+                f"({patch.meta.get('data')}, class {patch.meta.get('source')}): "
                 "measure them on their attack's data and source",
                 params=("data", "source"),
             )

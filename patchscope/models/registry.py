@@ -55,7 +55,8 @@ def build_net(arch: str, num_classes: int, kwargs: dict[str, Any] | None = None)
             size = sum(p.numel() for p in _construct(arch, num_classes, kwargs).parameters())
         if size > MAX_PARAMS:
             raise PatchscopeError(
-                f"arch_kwargs {json.dumps(kwargs)} make a {arch} of {size:,} parameters; at most {MAX_PARAMS:,} are allowed",
+                f"arch_kwargs {json.dumps(kwargs)} make a {arch} of {size:,} parameters; "
+                f"at most {MAX_PARAMS:,} are allowed",
                 params=("arch_kwargs",),
             )
         return _construct(arch, num_classes, kwargs)
@@ -330,6 +331,7 @@ def create_model(name: str, device: str | torch.device = "cpu") -> Classifier:
         model = load_checkpoint(Path(name).expanduser())
     else:
         raise PatchscopeError(
-            f"unknown model {name!r}: zoo models are {', '.join(list_models()) or '(none bundled)'}; or tv:NAME, timm:NAME, PATH.safetensors"
+            f"unknown model {name!r}: zoo models are {', '.join(list_models()) or '(none bundled)'}; "
+            "or tv:NAME, timm:NAME, PATH.safetensors"
         )
     return model.to(device).eval()

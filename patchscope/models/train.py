@@ -204,7 +204,8 @@ def accuracy(model: torch.nn.Module, data: Batches, device: str | torch.device =
     classes = getattr(model, "classes", None)
     if classes is not None and len(classes) != len(data.classes):
         raise PatchscopeError(
-            f"{data.name}: its {len(data.classes)} classes differ from the model's {len(classes)}: the labels would not mean the model's classes"
+            f"{data.name}: its {len(data.classes)} classes differ from the model's {len(classes)}: "
+            "the labels would not mean the model's classes"
         )
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
@@ -289,7 +290,8 @@ def train_model(
                     g,
                 )
                 if perturb is not None:
-                    with autocast:  # the perturbation's own forward passes (worst-of-N masks, training patches) at the recipe's precision
+                    # the perturbation's forward passes (worst-of-N masks, training patches) at the recipe's precision
+                    with autocast:
                         x = perturb(model, x, y, g)
                 with autocast:
                     logits = model(x).float()

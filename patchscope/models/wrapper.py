@@ -44,7 +44,8 @@ class Classifier(nn.Module):
 
     @property
     def preprocess(self) -> Preprocess:
-        """How to prepare an image for this model: the card's resize and centre crop, else a square resize to ``input_size``."""
+        """How to prepare an image for this model: the card's resize and centre crop, else a square resize to
+        ``input_size``."""
         return Preprocess.from_card(self.card, self.input_size)
 
     @property
