@@ -62,6 +62,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -242,7 +243,11 @@ def success_art_placement(
     return hits / len(patched)
 
 
-def timed(run, steps: int, warmup: int) -> tuple[float, tuple]:  # type: ignore[no-untyped-def]
+#: a timed tool: run(steps, short) -> (seconds, patch, ...); short runs see one batch
+Run = Callable[[int, bool], tuple[Any, ...]]
+
+
+def timed(run: Run, steps: int, warmup: int) -> tuple[float, tuple[Any, ...]]:
     """ms per step of ``run(steps)`` less a ``warmup``-step run (after a 1-step throwaway), and the full run's
     output."""
     run(1, True)
@@ -251,7 +256,7 @@ def timed(run, steps: int, warmup: int) -> tuple[float, tuple]:  # type: ignore[
     return (full[0] - short) / (steps - warmup) * 1e3, full
 
 
-def interleaved_ms(tools: dict, rounds: int, steps: int) -> dict[str, float]:  # type: ignore[type-arg]
+def interleaved_ms(tools: dict[str, Run], rounds: int, steps: int) -> dict[str, float]:
     """Median ms per step of each tool over ``rounds`` rounds that take the tools in turn, each a ``steps``-step run
     on one batch less a 1-step run: load that drifts over minutes (a shared machine) then hits every tool alike."""
     times: dict[str, list[float]] = {name: [] for name in tools}
@@ -374,7 +379,7 @@ def main() -> None:
     classifier = art_classifier(model)
     pool_np = pool.cpu().numpy()
 
-    def patchscope_run(options: dict) -> Any:  # type: ignore[type-arg]
+    def patchscope_run(options: dict[str, Any]) -> Run:
         def run(steps: int, short: bool) -> tuple[float, torch.Tensor]:
             return run_patchscope(model, pool[: a.batch_size] if short else pool, steps, a, ranges, **options)
 

@@ -72,7 +72,7 @@ def _mask_from_image(path: Path, side: int) -> torch.Tensor:
     try:
         with Image.open(path) as im:
             band = im.getchannel("A") if "A" in im.getbands() else im.convert("L")
-            m = band.resize((side, side), Image.NEAREST)
+            m = band.resize((side, side), Image.Resampling.NEAREST)
     except FileNotFoundError:
         raise PatchscopeError(
             f"shape {path}: not square, circle, rect:W:H, nor an existing mask image", params=("shape",)
@@ -145,7 +145,7 @@ class Patch:
         rgba = torch.cat([self.pixels.detach().cpu(), self.mask.cpu()[None]], 0).mul(255).round().byte()
         img = Image.fromarray(rgba.permute(1, 2, 0).numpy(), "RGBA")
         if scale > 1:
-            img = img.resize((self.side * scale, self.side * scale), Image.NEAREST)
+            img = img.resize((self.side * scale, self.side * scale), Image.Resampling.NEAREST)
         with atomic_path(path) as tmp:
             img.save(tmp, format="PNG")
 

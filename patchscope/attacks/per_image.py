@@ -91,7 +91,7 @@ class PerImagePatches:
             sheet[3, top : top + s, left : left + s] = self.mask.cpu()
         img = Image.fromarray(sheet.mul(255).round().byte().permute(1, 2, 0).numpy(), "RGBA")
         with atomic_path(path) as tmp:
-            img.resize((img.width * 4, img.height * 4), Image.NEAREST).save(tmp, format="PNG")
+            img.resize((img.width * 4, img.height * 4), Image.Resampling.NEAREST).save(tmp, format="PNG")
 
     @classmethod
     def load(cls, path: str | Path) -> PerImagePatches:
@@ -124,7 +124,7 @@ class PerImagePatches:
             )
         for i in (0, n - 1):  # the shared checks of one patch, on the first and the last
             loc = (
-                tuple(int(v) for v in out.location[i].tolist())
+                (int(out.location[i, 0]), int(out.location[i, 1]))
                 if out.location is not None and tuple(out.location.shape) == (n, 2)
                 else None
             )

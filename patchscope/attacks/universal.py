@@ -15,10 +15,10 @@ import json
 import math
 import signal
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, overload
 
 import torch
 import torch.distributed as dist
@@ -215,12 +215,24 @@ class SignSGD(torch.optim.Optimizer):
     def __init__(self, params: Any, lr: float) -> None:
         super().__init__(params, {"lr": lr})
 
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
     @torch.no_grad()
-    def step(self, closure: Any = None) -> None:  # type: ignore[override]
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """One signed step of every parameter with a gradient; ``closure``, if given, re-evaluates the loss first."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
                     p.add_(p.grad.sign(), alpha=-group["lr"])
+        return loss
 
 
 class AttackInterrupted(Interrupted):
@@ -499,7 +511,7 @@ class PatchAttack:
                 opt.zero_grad(set_to_none=True)
                 total.backward()
                 if self._world > 1:
-                    dist.all_reduce(patches.grad)
+                    dist.all_reduce(cast(torch.Tensor, patches.grad))  # backward() has just set it
                     dist.all_reduce(hits)
                 for group in opt.param_groups:
                     group["lr"] = self._lr(step)
@@ -511,10 +523,13 @@ class PatchAttack:
                 self._after_step(step + 1, patches, locs, chosen, opt, g)
         if not chosen:
             patches, locs = self._choose(images, labels, patches.detach(), mask, locs, side, g)
-        location = tuple(int(v) for v in locs[0].round().tolist()) if cfg.placement == "on-object" else None
+        location = None
+        if cfg.placement == "on-object":
+            top, left = locs[0].round().tolist()
+            location = (int(top), int(left))
         return Patch(
             patches[0].detach().clamp(0, 1), mask.cpu(), cfg.placement, location, size, {"config": cfg.as_dict()}
-        )  # type: ignore[arg-type]
+        )
 
     def _record(self, step: int, total: torch.Tensor, hits: torch.Tensor, chosen: bool, update: Update) -> None:
         """Read the loss and batch success (one copy off the device), refuse a non-finite loss, add a history

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, overload
 
 import typer
 
@@ -91,7 +91,9 @@ def translate(error: PatchscopeError) -> str:
     text = str(error)
     for param in getattr(error, "params", ()):
         pattern = rf"(?<![\w'\"./-]){re.escape(param)}(?![\w'\"-])"
-        text = re.sub(pattern, lambda _m, p=param: flag(p), text, count=1)
+        found = re.search(pattern, text)
+        if found:
+            text = text[: found.start()] + flag(param) + text[found.end() :]
     return text
 
 
@@ -175,6 +177,14 @@ def load_models(spec: str, device: str) -> Any:
 
     members = [create_model(n, device) for n in split_names(spec, "--model")]
     return members[0] if len(members) == 1 else Ensemble(members).eval()
+
+
+@overload
+def load_patch_arg(path: Path | str, per_image: Literal[False] = False) -> Patch: ...
+
+
+@overload
+def load_patch_arg(path: Path | str, per_image: bool) -> Patch | PerImagePatches: ...
 
 
 def load_patch_arg(path: Path | str, per_image: bool = False) -> Patch | PerImagePatches:

@@ -113,9 +113,9 @@ class MaskAugment:
         on = (torch.rand(n, generator=generator) < self.p).to(x.device).view(n, 1, 1)
         covered = (masks[pick[..., 0]] | masks[pick[..., 1]]) & on  # (t, n, H, W)
         grey = torch.where(covered.unsqueeze(2), torch.full_like(x, FILL), x.unsqueeze(0))  # (t, n, C, H, W)
-        if t == 1:
+        if t == 1 or model is None:
             return grey[0]
-        return grey[self._worst(model, grey, y), torch.arange(n, device=x.device)]  # type: ignore[arg-type]
+        return grey[self._worst(model, grey, y), torch.arange(n, device=x.device)]
 
     @torch.no_grad()
     def _worst(self, model: nn.Module, grey: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -94,7 +94,11 @@ def adaptive_config(patch: Patch, target: int | None, steps: int, batch_size: in
     size = float(made.get("size", patch.side**2 / n**2))
     if patch_side(size, n, shape) != patch.side:
         shape, size = "square", patch.side**2 / n**2
-    location = tuple(patch.location) if patch.placement == "on-object" and patch.location is not None else None
+    location = (
+        (patch.location[0], patch.location[1])
+        if patch.placement == "on-object" and patch.location is not None
+        else None
+    )
     return AttackConfig(
         size=size,
         shape=shape,
@@ -104,7 +108,7 @@ def adaptive_config(patch: Patch, target: int | None, steps: int, batch_size: in
         steps=steps,
         batch_size=batch_size,
         seed=seed,
-    )  # type: ignore[arg-type]
+    )
 
 
 def defend_patch(

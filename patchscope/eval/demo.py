@@ -73,12 +73,13 @@ class Demo:
     def __init__(self, out: Path, s: DemoSettings, console: Console) -> None:
         self.out, self.s, self.console = out, s, console
         self.results: dict[str, Any] = {"settings": s.__dict__}
+        self._last: tuple[str, float] | None = None  # the stage running and when it began
         self.sections: list[Section] = []
         self.findings: list[str] = []
 
     def stage(self, text: str) -> None:
         now = time.time()
-        if getattr(self, "_last", None):
+        if self._last:
             name, began = self._last
             self.results.setdefault("stage_seconds", {})[name] = round(now - began, 1)
         self._last = (text.split(":")[0].split(" ")[0], now)
@@ -278,7 +279,8 @@ class Demo:
     def explain(self, patch: Patch) -> None:
         self.stage("explaining: attention, propagation through the layers, abnormal activations")
         x, y = self.test_set.float_images(self.s.device), self.test_set.labels.to(self.s.device)
-        figures, table = [], []
+        figures: list[tuple[Path, str]] = []
+        table: list[list[str]] = []
         for name, model in self.models.items():
             k = self.s.explain_images
             res = explain_patch(model, x[:k], y[:k], patch, 0, self.out / f"explain-{name}")
@@ -436,7 +438,7 @@ class Demo:
         s, dev = self.s, self.s.device
         x, y = self.test_set.float_images(dev), self.test_set.labels
         if name == trained:  # adversarial patch training: a model, not a wrapper
-            d = create_model(trained, dev)
+            d: torch.nn.Module = create_model(trained, dev)
         else:
             d = create_defense(
                 name,

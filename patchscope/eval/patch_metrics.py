@@ -85,7 +85,7 @@ def patch_success(
             f"target must differ from the class of the patched images, got {target} for both", params=("target",)
         )
     own = isinstance(patch, PerImagePatches)
-    if own and len(patch) != n:
+    if isinstance(patch, PerImagePatches) and len(patch) != n:
         raise PatchscopeError(
             f"{len(patch)} per-image patches for {n} images: they go only on the images they were made for"
         )

@@ -18,6 +18,7 @@ that back.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
 import json
@@ -33,7 +34,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 from patchscope.errors import Interrupted, PatchscopeError
 from patchscope.validate import check_int
@@ -416,7 +417,7 @@ class RunStore:
             cur = conn.execute(
                 f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
             )
-            return int(cur.lastrowid)  # type: ignore[arg-type]
+            return cast(int, cur.lastrowid)  # set by the INSERT
 
     def update(
         self, run_id: int, *, metrics: Mapping[str, Any] | None = None, artifacts: Mapping[str, Any] | None = None
@@ -514,7 +515,7 @@ class RunStore:
         """:func:`compare` of two stored runs."""
         return compare(self.get(a), self.get(b))
 
-    def _settle(self, rows: list[sqlite3.Row]) -> list[Run]:
+    def _settle(self, rows: builtins.list[sqlite3.Row]) -> builtins.list[Run]:  # ``list`` is a method here
         """Rows as runs; a ``running`` row whose process is gone reads (and is written back) as ``interrupted``."""
         runs, dead = [], []
         for row in rows:
@@ -560,7 +561,7 @@ def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _is_number(v: Any) -> bool:
+def _is_number(v: Any) -> TypeGuard[int | float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and not (isinstance(v, float) and math.isnan(v))
 
 

@@ -14,7 +14,7 @@ import json
 import math
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from unittest.mock import patch
 from urllib.parse import urlparse
 
@@ -272,7 +272,7 @@ def _timm_card(net: nn.Module, name: str, source: str) -> dict[str, Any]:
             else [d.split(",")[0].strip() for d in info.label_descriptions()]
         )
     else:
-        card["classes"] = [f"class_{i}" for i in range(net.num_classes)]  # type: ignore[attr-defined]
+        card["classes"] = [f"class_{i}" for i in range(cast(int, net.num_classes))]  # every timm model has it
     return card
 
 

@@ -12,7 +12,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import kornia.augmentation as K
 import torch
@@ -312,7 +312,7 @@ def train_model(
             history.append({"epoch": epoch + 1, "val_accuracy": val})
             update(advance=0, epoch=epoch + 1, val=val)
     seconds = time.time() - start
-    final: Classifier = ema.module
+    final = cast(Classifier, ema.module)  # the averaged copy of ``model``
     final.eval()
     card = {
         "name": name,

@@ -20,6 +20,9 @@ class Classifier(nn.Module):
     torch.Size([5, 2])
     """
 
+    mean: torch.Tensor  # (1, C, 1, 1) buffers
+    std: torch.Tensor
+
     def __init__(
         self,
         net: nn.Module,
