@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - create .venv, install, run the main job on the bundled models and data (no network)
-#   make test   - create .venv, install with test extras, run the test suite
+#   make test   - create .venv, install with test extras, run `make lint`, then the test suite
+#   make lint   - formatter, linter and type checker: ruff format --check, ruff check, mypy (the package)
 #   make docs   - install the docs extra and build the site into build/site (mkdocs, strict)
 #   make fuzz   - the command-line fuzzer at length (hypothesis; `make test` runs a short pass)
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test docs bench clean fuzz
+.PHONY: demo test lint docs bench clean fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,8 +20,13 @@ demo: $(STAMP)
 	$(BIN)/patchscope zoo
 	$(BIN)/patchscope demo --out demo-report
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 docs: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[docs]'
@@ -31,4 +37,4 @@ fuzz: $(STAMP)
 	PATCHSCOPE_FUZZ=long $(BIN)/python -m pytest -q tests/cli/test_fuzz.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache

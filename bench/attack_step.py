@@ -71,9 +71,9 @@ def attack_ms(
         _sync(device)
         return time.perf_counter() - t
 
-    run(
-        3
-    )  # warm-up: kernel choice, allocator, first-call costs, compilation (without it the first model's short run was the slow one)
+    # warm-up: kernel choice, allocator, first-call costs, compilation (without it the first model's short run was
+    # the slow one)
+    run(3)
     short, long = run(3), run(3 + reps)
     return (long - short) / reps * 1e3
 
@@ -137,14 +137,16 @@ def main() -> None:
         rows.append(row)
         if not a.json:
             print(
-                f"{name:16s} floor {f:8.2f} ms  attack step {s:8.2f} ms  ratio {s / f:5.2f}  {a.batch_size / s * 1e3:8.0f} img/s"
+                f"{name:16s} floor {f:8.2f} ms  attack step {s:8.2f} ms  ratio {s / f:5.2f}  "
+                f"{a.batch_size / s * 1e3:8.0f} img/s"
                 + (
                     f"  compiled {row['compiled_step_ms']:8.2f} ms  ratio {row['compiled_ratio']:5.2f}"
                     if a.compile
                     else ""
                 )
                 + (
-                    f"  bf16 step {row['bf16_step_ms']:8.2f} ms (bf16 floor {row['bf16_floor_ms']:8.2f})  ratio to fp32 floor {row['bf16_ratio_to_fp32_floor']:5.2f}"
+                    f"  bf16 step {row['bf16_step_ms']:8.2f} ms (bf16 floor {row['bf16_floor_ms']:8.2f})  "
+                    f"ratio to fp32 floor {row['bf16_ratio_to_fp32_floor']:5.2f}"
                     if a.bf16
                     else ""
                 )

@@ -1,7 +1,8 @@
 """Certification throughput: PatchCleanser and derandomized smoothing, batched, against a per-mask-pair loop.
 
     python bench/certify.py --model gtsrb-cnn --images 256 --device cpu --json
-    python bench/certify.py --model tv:resnet50:random --data random --images 32 --patch-area 0.02 --batch-size 512 --device cuda
+    python bench/certify.py --model tv:resnet50:random --data random --images 32 --patch-area 0.02 \
+        --batch-size 512 --device cuda
 
 ``--data random`` certifies uniform random images labelled with the model's own clean predictions (for
 models with random weights at any size: the timing of the full map does not depend on the pixels; the
@@ -156,7 +157,8 @@ def main() -> None:
     ap.add_argument(
         "--bf16",
         action="store_true",
-        help="also time PatchCleanser under bfloat16 autocast (near-ties redone in fp32, and unchecked) and compare decisions",
+        help="also time PatchCleanser under bfloat16 autocast (near-ties redone in fp32, and unchecked) "
+        "and compare decisions",
     )
     ap.add_argument(
         "--variants",

@@ -15,8 +15,9 @@ peak resident memory (``ru_maxrss``):
 
 ``main_mb`` is the main process's peak; ``workers_mb`` the largest peak among its child processes
 (``RUSAGE_CHILDREN``, after they exit): the loader's workers, and any process forked while the
-libraries load, which counts the parent's size at the fork (hence a figure for ``baseline`` too). The streamed pass should not grow with N: its
-memory is the batch times the loader's prefetch, not the data set; the loaded one grows by
+libraries load, which counts the parent's size at the fork (hence a figure for ``baseline`` too). The streamed
+pass should not grow with N: its memory is the batch times the loader's prefetch, not the data set; the loaded
+one grows by
 N x 3 x 224 x 224 bytes (147 KiB an image).
 """
 

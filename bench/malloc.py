@@ -150,7 +150,8 @@ def main() -> None:
             )
             if not args.json:
                 print(
-                    f"{name:10s} glibc {glibc['wall_s']:7.1f}s (sys {glibc['sys_s']:6.1f})  tuned {tuned['wall_s']:7.1f}s (sys {tuned['sys_s']:6.1f})  x{rows[-1]['speedup']}",
+                    f"{name:10s} glibc {glibc['wall_s']:7.1f}s (sys {glibc['sys_s']:6.1f})  "
+                    f"tuned {tuned['wall_s']:7.1f}s (sys {tuned['sys_s']:6.1f})  x{rows[-1]['speedup']}",
                     flush=True,
                 )
     if args.json:

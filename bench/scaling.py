@@ -71,7 +71,10 @@ def _ints(text: str) -> list[int]:
 
 
 def model_at(name: str, size: int | None, device: str) -> Classifier:
-    """``create_model(name)`` made to run at ``size`` px (default its own; a fixed-size torchvision net is rebuilt, random weights)."""
+    """``create_model(name)`` made to run at ``size`` px.
+
+    The default size is the model's own; a fixed-size torchvision net is rebuilt, with random weights.
+    """
     model = create_model(name, device)
     if size is not None and size != model.input_size:
         try:
@@ -233,11 +236,15 @@ def main() -> None:
     if "vit" in groups:
         cases += [("vit", a.vit_model, s, size_batch) for s in sorted(_ints(a.vit_sizes))]
 
-    header = f"{'group':6s} {'model':22s} {'px':>4s} {'batch':>5s} {'floor ms':>9s} {'step ms':>9s} {'ratio':>6s} {'img/s':>8s} {'floor MB/img':>12s} {'step MB/img':>11s}"
+    header = (
+        f"{'group':6s} {'model':22s} {'px':>4s} {'batch':>5s} {'floor ms':>9s} {'step ms':>9s} {'ratio':>6s} "
+        f"{'img/s':>8s} {'floor MB/img':>12s} {'step MB/img':>11s}"
+    )
     if not a.json:
         memory = "cuda max_memory_allocated" if cuda else "peak RSS growth, rough"
         print(
-            f"device {a.device}, threads {torch.get_num_threads()}, reps {reps}, placement {a.placement}, 5% patch; MB/img: {memory}"
+            f"device {a.device}, threads {torch.get_num_threads()}, reps {reps}, placement {a.placement}, "
+            f"5% patch; MB/img: {memory}"
         )
         print(header)
     warm_up(a.device)
@@ -252,8 +259,9 @@ def main() -> None:
             )
         if not a.json:
             print(
-                f"{group:6s} {name:22s} {row['size']:4d} {batch:5d} {_fmt(row['floor_ms'], 9)} {_fmt(row['attack_step_ms'], 9)} {_fmt(row['ratio'], 6)} "
-                f"{_fmt(row['images_per_s'], 8, 1)} {_fmt(row['floor_mb_per_image'], 12, 3)} {_fmt(row['attack_mb_per_image'], 11, 3)}",
+                f"{group:6s} {name:22s} {row['size']:4d} {batch:5d} {_fmt(row['floor_ms'], 9)} "
+                f"{_fmt(row['attack_step_ms'], 9)} {_fmt(row['ratio'], 6)} {_fmt(row['images_per_s'], 8, 1)} "
+                f"{_fmt(row['floor_mb_per_image'], 12, 3)} {_fmt(row['attack_mb_per_image'], 11, 3)}",
                 flush=True,
             )
     if a.json:

@@ -62,6 +62,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -97,7 +98,8 @@ def stop_images(source: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, str
     except PatchscopeError as e:
         why = str(e)
     print(
-        f"vs_art: GTSRB not available ({why}); falling back to the bundled demo set, split in half (numbers not comparable to a GTSRB run)",
+        f"vs_art: GTSRB not available ({why}); falling back to the bundled demo set, split in half "
+        "(numbers not comparable to a GTSRB run)",
         file=sys.stderr,
     )
     demo = load_data("demo").of_class(source)
@@ -164,7 +166,8 @@ def run_patchscope(
 def run_art(
     classifier: PyTorchClassifier, pool: np.ndarray, epochs: int, side: int, a: argparse.Namespace
 ) -> tuple[float, torch.Tensor, AdversarialPatchPyTorch]:
-    """Seconds for one whole ``generate`` of ``epochs`` passes over ``pool`` (numpy NCHW float32), its patch, the attack."""
+    """Seconds for one whole ``generate`` of ``epochs`` passes over ``pool`` (numpy NCHW float32), its patch,
+    the attack."""
     np.random.seed(a.seed)
     torch.manual_seed(a.seed)
     y = np.full(len(pool), a.target, dtype=np.int64)
@@ -240,15 +243,20 @@ def success_art_placement(
     return hits / len(patched)
 
 
-def timed(run, steps: int, warmup: int) -> tuple[float, tuple]:  # type: ignore[no-untyped-def]
-    """ms per step of ``run(steps)`` less a ``warmup``-step run (after a 1-step throwaway), and the full run's output."""
+#: a timed tool: run(steps, short) -> (seconds, patch, ...); short runs see one batch
+Run = Callable[[int, bool], tuple[Any, ...]]
+
+
+def timed(run: Run, steps: int, warmup: int) -> tuple[float, tuple[Any, ...]]:
+    """ms per step of ``run(steps)`` less a ``warmup``-step run (after a 1-step throwaway), and the full run's
+    output."""
     run(1, True)
     short = run(warmup, True)[0] if warmup else 0.0
     full = run(steps, False)
     return (full[0] - short) / (steps - warmup) * 1e3, full
 
 
-def interleaved_ms(tools: dict, rounds: int, steps: int) -> dict[str, float]:  # type: ignore[type-arg]
+def interleaved_ms(tools: dict[str, Run], rounds: int, steps: int) -> dict[str, float]:
     """Median ms per step of each tool over ``rounds`` rounds that take the tools in turn, each a ``steps``-step run
     on one batch less a 1-step run: load that drifts over minutes (a shared machine) then hits every tool alike."""
     times: dict[str, list[float]] = {name: [] for name in tools}
@@ -259,7 +267,8 @@ def interleaved_ms(tools: dict, rounds: int, steps: int) -> dict[str, float]:  #
     return {name: round(statistics.median(t), 2) for name, t in times.items() if t}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line; exits 2 without IBM ART. Sets torch's threads and the current CUDA device as asked."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="gtsrb-cnn")
     ap.add_argument("--batch-size", type=int, default=256)
@@ -312,6 +321,36 @@ def main() -> None:
         torch.set_num_threads(a.threads)
     if a.device.startswith("cuda") and ":" in a.device:
         torch.cuda.set_device(torch.device(a.device))  # ART uses the current CUDA device
+    return a
+
+
+def interleaved_summary(step_ms: dict[str, float], a: argparse.Namespace) -> dict[str, Any]:
+    """The JSON entry for the interleaved rounds: their settings, ms per step and ART's speed-ups."""
+    return {
+        "rounds": a.rounds,
+        "steps": a.round_steps,
+        "step_ms": step_ms,
+        **{
+            f"speedup_art_over_{k}": round(step_ms["art"] / v, 3)
+            for k, v in step_ms.items()
+            if k.startswith("patchscope")
+        },
+    }
+
+
+@torch.no_grad()
+def clean_scores(model: torch.nn.Module, images: torch.Tensor, a: argparse.Namespace) -> dict[str, float]:
+    """The clean ``images``' share read as the target, share not read as the source, and mean target probability."""
+    logits = model(images)
+    return {
+        "success": round(float((logits.argmax(1) == a.target).float().mean()), 4),
+        "fooled": round(float((logits.argmax(1) != a.source).float().mean()), 4),
+        "target_prob": round(float(logits.softmax(1)[:, a.target].mean()), 4),
+    }
+
+
+def main() -> None:
+    a = parse_args()
     warmup = max(0, min(a.warmup, a.steps - 1))
 
     model = create_model(a.model, a.device).eval()
@@ -340,7 +379,7 @@ def main() -> None:
     classifier = art_classifier(model)
     pool_np = pool.cpu().numpy()
 
-    def patchscope_run(options: dict) -> Any:  # type: ignore[type-arg]
+    def patchscope_run(options: dict[str, Any]) -> Run:
         def run(steps: int, short: bool) -> tuple[float, torch.Tensor]:
             return run_patchscope(model, pool[: a.batch_size] if short else pool, steps, a, ranges, **options)
 
@@ -369,20 +408,12 @@ def main() -> None:
     art_ms, (_, art_patch, art_attack) = timed(ar, a.steps, warmup)
     tools = {"art": ar, **tools}
     folded = fold_batchnorm(model)
-    if (
-        a.rounds and folded is not model
-    ):  # patchscope folds BatchNorm into the convolutions; ART, handed the folded model too
+    if a.rounds and folded is not model:  # patchscope folds BatchNorm into the convolutions; ART, handed it too
         art_folded = art_classifier(folded)
         tools["art_folded_model"] = lambda steps, short: run_art(art_folded, pool_np[: a.batch_size], steps, side, a)
     interleaved = interleaved_ms(tools, a.rounds, a.round_steps)
 
-    with torch.no_grad():
-        logits = model(test_x)
-        clean = {
-            "success": round(float((logits.argmax(1) == a.target).float().mean()), 4),
-            "fooled": round(float((logits.argmax(1) != a.source).float().mean()), 4),
-            "target_prob": round(float(logits.softmax(1)[:, a.target].mean()), 4),
-        }
+    clean = clean_scores(model, test_x, a)
     rows = {}
     for name, ms, pixels in (*runs, ("art", art_ms, art_patch)):
         rows[name] = {
@@ -419,42 +450,43 @@ def main() -> None:
         "speedup_art_over_patchscope": round(speedup, 3),
     }
     if interleaved:
-        out["interleaved"] = {
-            "rounds": a.rounds,
-            "steps": a.round_steps,
-            "step_ms": interleaved,
-            **{
-                f"speedup_art_over_{k}": round(interleaved["art"] / v, 3)
-                for k, v in interleaved.items()
-                if k.startswith("patchscope")
-            },
-        }
-    for label, ms, _ in runs[1:]:
-        out[f"speedup_art_over_{label}"] = round(art_ms / ms, 3)
+        out["interleaved"] = interleaved_summary(interleaved, a)
+    out.update({f"speedup_art_over_{label}": round(art_ms / ms, 3) for label, ms, _ in runs[1:]})
     if a.json:
         print(json.dumps(out, indent=2))
-        return
+    else:
+        print_text(out, a, [(label, art_ms / ms) for label, ms, _ in runs])
+
+
+def print_text(out: dict[str, Any], a: argparse.Namespace, speedups: list[tuple[str, float]]) -> None:
+    """The human-readable form of ``main``'s results ``out``; ``speedups`` holds (label, ART ms / its ms), the plain
+    patchscope run first."""
+    clean = out["clean"]
     print(
-        f"{a.model} on {a.device} ({out['threads']} threads), data {source}: pool {len(pool)} of {len(train)} Stop images, "
-        f"batch {a.batch_size}, {a.steps} steps, {side}px patch, rotation +-{a.rotation:g}, scale {a.scale_min:g}-{a.scale_max:g}, {a.optimizer} lr {a.lr:g}"
+        f"{a.model} on {a.device} ({out['threads']} threads), data {out['data']}: "
+        f"pool {out['pool']} of {out['attack_images']} Stop images, "
+        f"batch {a.batch_size}, {a.steps} steps, {out['side']}px patch, rotation +-{a.rotation:g}, "
+        f"scale {a.scale_min:g}-{a.scale_max:g}, {a.optimizer} lr {a.lr:g}"
     )
     print(
-        f"held out: {len(test_x)} Stop images x {a.eval_views} views; clean: as {a.target} {clean['success']:.3f}, not {a.source} {clean['fooled']:.3f}, p({a.target}) {clean['target_prob']:.3f}"
+        f"held out: {out['held_out']} Stop images x {a.eval_views} views; clean: as {a.target} {clean['success']:.3f}, "
+        f"not {a.source} {clean['fooled']:.3f}, p({a.target}) {clean['target_prob']:.3f}"
     )
-    for name, r in rows.items():
-        label = name if name.startswith("patchscope") else f"ART {art.__version__}"
+    for name, r in out["rows"].items():
+        label = name if name.startswith("patchscope") else f"ART {out['art_version']}"
         print(
-            f"{label:20s} step {r['step_ms']:9.2f} ms  {r['images_per_s']:9.0f} img/s  success {r['success']:.3f}  fooled {r['fooled']:.3f}  "
+            f"{label:20s} step {r['step_ms']:9.2f} ms  {r['images_per_s']:9.0f} img/s  "
+            f"success {r['success']:.3f}  fooled {r['fooled']:.3f}  "
             f"p({a.target}) {r['target_prob']:.3f}  (success under ART placement {r['success_art_placement']:.3f})"
         )
-    if interleaved:
+    if "interleaved" in out:
         print(
             f"interleaved ({a.rounds} rounds of {a.round_steps} steps, median ms/step): "
-            + ", ".join(f"{k} {v:.1f}" for k, v in interleaved.items())
+            + ", ".join(f"{k} {v:.1f}" for k, v in out["interleaved"]["step_ms"].items())
         )
     print(
-        f"speed-up ART/patchscope: {speedup:.2f}x"
-        + "".join(f"; {label[11:]}: {art_ms / ms:.2f}x" for label, ms, _ in runs[1:])
+        f"speed-up ART/patchscope: {speedups[0][1]:.2f}x"
+        + "".join(f"; {label[11:]}: {speedup:.2f}x" for label, speedup in speedups[1:])
     )
 
 

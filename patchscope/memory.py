@@ -8,7 +8,8 @@ mask-training step (``train --mask-tries 16``) was kernel time; see ``bench/mall
 has freed stays reserved for it until it exits. Elsewhere (macOS, Windows, musl) it does nothing.
 
 ``PATCHSCOPE_MALLOC=system`` leaves the allocator as it is, and so does a ``MALLOC_MMAP_THRESHOLD_``,
-``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_TOP_PAD_`` or ``GLIBC_TUNABLES`` the user set. The ``patchscope`` command calls it at start; library users may call it themselves:
+``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_TOP_PAD_`` or ``GLIBC_TUNABLES`` the user set. The ``patchscope`` command
+calls it at start; library users may call it themselves:
 
     >>> from patchscope.memory import keep_freed_memory
     >>> keep_freed_memory() in (True, False)

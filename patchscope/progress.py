@@ -121,6 +121,9 @@ def progress_bar(
 
         def update(advance: int = 1, **fields: Any) -> None:
             raise_if_interrupted()
-            bar.update(task, advance=advance, **({"info": _fields(fields)} if fields else {}))
+            if fields:
+                bar.update(task, advance=advance, info=_fields(fields))
+            else:
+                bar.update(task, advance=advance)
 
         yield update

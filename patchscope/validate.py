@@ -36,7 +36,10 @@ def _is_number(value: Any) -> bool:
 
 
 def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
-    """``value`` as an int within ``[low, high]`` (either bound may be None); refuses floats with a fraction, bools, text."""
+    """``value`` as an int within ``[low, high]`` (either bound may be None).
+
+    Refuses floats with a fraction, bools and text.
+    """
     if isinstance(value, bool):
         raise PatchscopeError(f"{name} must be a whole number, got {value!r}", params=_params(name))
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -81,15 +83,10 @@ class ViewParams:
     def __len__(self) -> int:
         return int(self.rotation.shape[0])
 
-    def _map(self, fn) -> ViewParams:  # type: ignore[no-untyped-def]
-        return replace(
-            self,
-            **{
-                f.name: fn(getattr(self, f.name))
-                for f in fields(self)
-                if isinstance(getattr(self, f.name), torch.Tensor)
-            },
-        )
+    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> ViewParams:
+        """A copy with ``fn`` applied to every tensor field (the others kept)."""
+        mapped: dict[str, Any] = {name: fn(t) for name, t in self.as_dict().items()}
+        return replace(self, **mapped)
 
     def to(self, device: str | torch.device) -> ViewParams:
         return self._map(lambda t: t.to(device))
@@ -100,7 +97,7 @@ class ViewParams:
     @classmethod
     def cat(cls, parts: list[ViewParams]) -> ViewParams:
         """Stack several parameter sets (same placement) row-wise."""
-        tensors = {k: torch.cat([getattr(p, k) for p in parts]) for k in parts[0].as_dict()}
+        tensors: dict[str, Any] = {k: torch.cat([getattr(p, k) for p in parts]) for k in parts[0].as_dict()}
         return replace(parts[0], **tensors, blur_kernel=max(p.blur_kernel for p in parts))
 
     def as_dict(self) -> dict[str, torch.Tensor]:
@@ -143,7 +140,9 @@ def sample_view(
     free = image_size - side
     sticker = placement == "sticker"
     r = ranges
-    bounds = ((0.0, free), (0.0, free), (-r.patch_rotation, r.patch_rotation), r.patch_scale) if sticker else ()
+    bounds: tuple[tuple[float, float], ...] = (
+        ((0.0, free), (0.0, free), (-r.patch_rotation, r.patch_rotation), r.patch_scale) if sticker else ()
+    )
     bounds += (
         (-r.rotation, r.rotation),
         (-r.tilt, r.tilt),
@@ -165,7 +164,10 @@ def sample_view(
             torch.ones(n, device=g.device),
         )
     noise = torch.randn(n, 3, image_size, image_size, generator=g, device=g.device)
-    late = _uniform_rows(n, ((0.0, float(r.noise)),) + ((tuple(map(float, r.jpeg)),) if r.jpeg else ()), g)
+    late_bounds: tuple[tuple[float, float], ...] = ((0.0, float(r.noise)),)
+    if r.jpeg:
+        late_bounds += ((float(r.jpeg[0]), float(r.jpeg[1])),)
+    late = _uniform_rows(n, late_bounds, g)
     return ViewParams(
         location=loc,
         patch_rotation=patch_rotation,
@@ -294,7 +296,10 @@ def paste_planned(
 
 
 def _sticker_matrix(p: ViewParams, side: int) -> torch.Tensor:
-    """(N, 3, 3) affine maps (last row 0 0 1) from patch pixels to image pixels: rotate and scale about the patch centre."""
+    """(N, 3, 3) affine maps (last row 0 0 1) from patch pixels to image pixels.
+
+    They rotate and scale about the patch centre.
+    """
     c = (side - 1) / 2
     th = torch.deg2rad(p.patch_rotation)
     cos, sin = torch.cos(th) * p.patch_scale, torch.sin(th) * p.patch_scale

@@ -20,7 +20,7 @@ SHAPES = ("square", "circle")
 
 
 def is_named_shape(shape: object) -> bool:
-    """Whether ``shape`` is drawn by :func:`shape_mask` itself (``square``, ``circle``, ``rect:W:H``), not read from a file.
+    """Whether ``shape`` is drawn by :func:`shape_mask` itself (``square``, ``circle``, ``rect:W:H``), not a file.
 
     >>> is_named_shape("rect:1:2"), is_named_shape("mask.png")
     (True, False)
@@ -72,7 +72,7 @@ def _mask_from_image(path: Path, side: int) -> torch.Tensor:
     try:
         with Image.open(path) as im:
             band = im.getchannel("A") if "A" in im.getbands() else im.convert("L")
-            m = band.resize((side, side), Image.NEAREST)
+            m = band.resize((side, side), Image.Resampling.NEAREST)
     except FileNotFoundError:
         raise PatchscopeError(
             f"shape {path}: not square, circle, rect:W:H, nor an existing mask image", params=("shape",)
@@ -145,7 +145,7 @@ class Patch:
         rgba = torch.cat([self.pixels.detach().cpu(), self.mask.cpu()[None]], 0).mul(255).round().byte()
         img = Image.fromarray(rgba.permute(1, 2, 0).numpy(), "RGBA")
         if scale > 1:
-            img = img.resize((self.side * scale, self.side * scale), Image.NEAREST)
+            img = img.resize((self.side * scale, self.side * scale), Image.Resampling.NEAREST)
         with atomic_path(path) as tmp:
             img.save(tmp, format="PNG")
 
@@ -191,6 +191,13 @@ class Patch:
 
     def check(self) -> None:
         """Refuse a patch whose tensors or fields make no sense (one line naming the first problem)."""
+        side = self._check_shapes()
+        _check_pixel_values(self.pixels)
+        _check_mask_values(self.mask)
+        self._check_place(side)
+
+    def _check_shapes(self) -> int:
+        """The patch side, once the image size, the pixels' and the mask's shapes agree."""
         pixels, mask = self.pixels, self.mask
         if not isinstance(self.image_size, int) or not 1 <= self.image_size <= MAX_IMAGE_SIZE:
             raise PatchscopeError(f"image_size must be in 1..{MAX_IMAGE_SIZE}, got {self.image_size!r}")
@@ -201,32 +208,45 @@ class Patch:
             raise PatchscopeError(f"the patch side must be in 1..{self.image_size} (its image size), got {side}")
         if tuple(mask.shape) != (side, side):
             raise PatchscopeError(f"mask must be ({side}, {side}) like the pixels, got shape {tuple(mask.shape)}")
-        if not pixels.is_floating_point():
-            raise PatchscopeError(f"pixels must be float numbers in [0, 1], got {pixels.dtype}")
-        if not bool(torch.isfinite(pixels).all()):
-            raise PatchscopeError(
-                f"pixels must be finite numbers in [0, 1], got {int((~torch.isfinite(pixels)).sum())} NaN or inf values"
-            )
-        if float(pixels.min()) < 0 or float(pixels.max()) > 1:
-            raise PatchscopeError(
-                f"pixels must be in [0, 1], got values in [{float(pixels.min()):g}, {float(pixels.max()):g}]"
-            )
-        if (
-            not mask.is_floating_point()
-            or not bool(torch.isfinite(mask).all())
-            or not bool(((mask == 0) | (mask == 1)).all())
-        ):
-            raise PatchscopeError("mask must hold only 0 and 1")
-        if float(mask.sum()) == 0:
-            raise PatchscopeError("mask is empty: the patch covers no pixel")
+        return side
+
+    def _check_place(self, side: int) -> None:
+        """Refuse an unknown placement, or a location that puts the ``side`` px patch off the image."""
         if self.placement not in ("sticker", "on-object"):
             raise PatchscopeError(f"placement must be sticker or on-object, got {self.placement!r}")
         if self.location is not None:
             free = self.image_size - side
             if len(self.location) != 2 or not all(isinstance(v, int) and 0 <= v <= free for v in self.location):
                 raise PatchscopeError(
-                    f"location must be (top, left) in 0..{free} to keep the {side}px patch on the {self.image_size}px image, got {self.location!r}"
+                    f"location must be (top, left) in 0..{free} to keep the {side}px patch on the "
+                    f"{self.image_size}px image, got {self.location!r}"
                 )
+
+
+def _check_pixel_values(pixels: torch.Tensor) -> None:
+    """Refuse pixels that are not finite floats in [0, 1]."""
+    if not pixels.is_floating_point():
+        raise PatchscopeError(f"pixels must be float numbers in [0, 1], got {pixels.dtype}")
+    if not bool(torch.isfinite(pixels).all()):
+        raise PatchscopeError(
+            f"pixels must be finite numbers in [0, 1], got {int((~torch.isfinite(pixels)).sum())} NaN or inf values"
+        )
+    if float(pixels.min()) < 0 or float(pixels.max()) > 1:
+        raise PatchscopeError(
+            f"pixels must be in [0, 1], got values in [{float(pixels.min()):g}, {float(pixels.max()):g}]"
+        )
+
+
+def _check_mask_values(mask: torch.Tensor) -> None:
+    """Refuse a mask that holds anything but 0 and 1, or no 1 at all."""
+    if (
+        not mask.is_floating_point()
+        or not bool(torch.isfinite(mask).all())
+        or not bool(((mask == 0) | (mask == 1)).all())
+    ):
+        raise PatchscopeError("mask must hold only 0 and 1")
+    if float(mask.sum()) == 0:
+        raise PatchscopeError("mask is empty: the patch covers no pixel")
 
 
 def patch_zoo_dir() -> Path:

@@ -91,7 +91,7 @@ class PerImagePatches:
             sheet[3, top : top + s, left : left + s] = self.mask.cpu()
         img = Image.fromarray(sheet.mul(255).round().byte().permute(1, 2, 0).numpy(), "RGBA")
         with atomic_path(path) as tmp:
-            img.resize((img.width * 4, img.height * 4), Image.NEAREST).save(tmp, format="PNG")
+            img.resize((img.width * 4, img.height * 4), Image.Resampling.NEAREST).save(tmp, format="PNG")
 
     @classmethod
     def load(cls, path: str | Path) -> PerImagePatches:
@@ -124,7 +124,7 @@ class PerImagePatches:
             )
         for i in (0, n - 1):  # the shared checks of one patch, on the first and the last
             loc = (
-                tuple(int(v) for v in out.location[i].tolist())
+                (int(out.location[i, 0]), int(out.location[i, 1]))
                 if out.location is not None and tuple(out.location.shape) == (n, 2)
                 else None
             )
@@ -161,7 +161,8 @@ class PerImageAttack:
     >>> from patchscope.models.wrapper import Classifier
     >>> model = Classifier(cnn(num_classes=3, width=4), ["a", "b", "c"]).eval()
     >>> cfg = AttackConfig(size=0.1, target=1, steps=4, batch_size=32, candidates=2)
-    >>> out = PerImageAttack(model, cfg, views=2, progress=False)(torch.rand(5, 3, 32, 32), torch.zeros(5, dtype=torch.long))
+    >>> attack = PerImageAttack(model, cfg, views=2, progress=False)
+    >>> out = attack(torch.rand(5, 3, 32, 32), torch.zeros(5, dtype=torch.long))
     >>> out.pixels.shape, out.location.shape
     (torch.Size([5, 3, 10, 10]), torch.Size([5, 2]))
     """

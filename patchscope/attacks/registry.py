@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from patchscope.errors import PatchscopeError
 
-T = TypeVar("T")
+T = TypeVar("T", bound=Callable[..., Any])
 _ATTACKS: dict[str, Callable[..., Any]] = {}
 
 
@@ -37,7 +37,7 @@ def register_attack(name: str) -> Callable[[T], T]:
     def add(cls: T) -> T:
         if name in _ATTACKS and _ATTACKS[name] is not cls:
             raise ValueError(f"attack {name!r} is registered twice")
-        _ATTACKS[name] = cls  # type: ignore[assignment]
+        _ATTACKS[name] = cls
         return cls
 
     return add

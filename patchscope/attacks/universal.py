@@ -15,10 +15,10 @@ import json
 import math
 import signal
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, overload
 
 import torch
 import torch.distributed as dist
@@ -40,7 +40,7 @@ from patchscope.attacks.patch import Patch, patch_side, shape_mask
 from patchscope.attacks.registry import register_attack
 from patchscope.errors import Interrupted, PatchscopeError, interrupt_pending
 from patchscope.io import atomic_path
-from patchscope.progress import progress_bar
+from patchscope.progress import Update, progress_bar
 from patchscope.validate import (
     MAX_BATCH,
     check_batch,
@@ -100,7 +100,8 @@ class AttackConfig:
         self.restarts = check_positive("restarts", self.restarts, 1024)
         if self.candidates * self.restarts * self.batch_size > MAX_BATCH * 16:
             raise PatchscopeError(
-                f"batch_size x candidates x restarts must be <= {MAX_BATCH * 16} images per step, got {self.batch_size} x {self.candidates} x {self.restarts}",
+                f"batch_size x candidates x restarts must be <= {MAX_BATCH * 16} images per step, "
+                f"got {self.batch_size} x {self.candidates} x {self.restarts}",
                 params=("batch_size", "candidates", "restarts"),
             )
         check_range("search_fraction", self.search_fraction, 0.0, 1.0)
@@ -124,7 +125,8 @@ class AttackConfig:
             free = image_size - side
             if top > free or left > free:
                 raise PatchscopeError(
-                    f"location must keep the {side}px patch on the {image_size}px image (top and left in 0..{free}), got {top},{left}",
+                    f"location must keep the {side}px patch on the {image_size}px image "
+                    f"(top and left in 0..{free}), got {top},{left}",
                     params=("location",),
                 )
 
@@ -213,12 +215,24 @@ class SignSGD(torch.optim.Optimizer):
     def __init__(self, params: Any, lr: float) -> None:
         super().__init__(params, {"lr": lr})
 
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
     @torch.no_grad()
-    def step(self, closure: Any = None) -> None:  # type: ignore[override]
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """One signed step of every parameter with a gradient; ``closure``, if given, re-evaluates the loss first."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
                     p.add_(p.grad.sign(), alpha=-group["lr"])
+        return loss
 
 
 class AttackInterrupted(Interrupted):
@@ -237,7 +251,8 @@ class PatchAttack:
     >>> from patchscope.models.archs import cnn
     >>> from patchscope.models.wrapper import Classifier
     >>> model = Classifier(cnn(num_classes=3, width=4), ["a", "b", "c"]).eval()
-    >>> attack = PatchAttack(model, AttackConfig(size=0.1, target=1, steps=3, batch_size=4, candidates=2), progress=False)
+    >>> cfg = AttackConfig(size=0.1, target=1, steps=3, batch_size=4, candidates=2)
+    >>> attack = PatchAttack(model, cfg, progress=False)
     >>> patch = attack(torch.rand(8, 3, 32, 32), torch.zeros(8, dtype=torch.long))
     >>> patch.pixels.shape, patch.placement
     (torch.Size([3, 10, 10]), 'on-object')
@@ -496,7 +511,7 @@ class PatchAttack:
                 opt.zero_grad(set_to_none=True)
                 total.backward()
                 if self._world > 1:
-                    dist.all_reduce(patches.grad)
+                    dist.all_reduce(cast(torch.Tensor, patches.grad))  # backward() has just set it
                     dist.all_reduce(hits)
                 for group in opt.param_groups:
                     group["lr"] = self._lr(step)
@@ -504,47 +519,63 @@ class PatchAttack:
                 with torch.no_grad():
                     patches.clamp_(0, 1)
                 if step % 10 == 0 or step == cfg.steps - 1:
-                    value, best = torch.stack(
-                        [total.detach().float(), (hits.min() if chosen else hits.max()).float()]
-                    ).tolist()
-                    if not math.isfinite(value):
-                        raise PatchscopeError(
-                            f"the attack's loss became NaN or inf at step {step}: the model produced non-finite outputs"
-                        )
-                    rate = best / cfg.batch_size
-                    self.history.append({"step": step, "loss": value, "batch_success": rate})
-                    update(advance=min(10, cfg.steps - step) if step % 10 == 0 else 0, loss=value, success=rate)
-                done = step + 1
-                if self.checkpoint is not None and (
-                    self._stop or (self.checkpoint_every and done % self.checkpoint_every == 0)
-                ):
-                    self._save(
-                        {
-                            "shaping": json.dumps(self._shaping()),
-                            "step": done,
-                            "patches": patches.detach(),
-                            "locations": locs,
-                            "chosen": chosen,
-                            "opt": opt.state_dict(),
-                            "gen": g.get_state(),
-                            "history": self.history,
-                        }
-                    )
-                if self._stop:
-                    kept = (
-                        f"checkpoint saved to {self.checkpoint} (resume continues from it)"
-                        if self.checkpoint is not None and self._rank == 0
-                        else "nothing kept"
-                    )
-                    raise AttackInterrupted(
-                        f"attack interrupted at step {done} of {cfg.steps}; {kept}", self._stop_signal
-                    )
+                    self._record(step, total, hits, chosen, update)
+                self._after_step(step + 1, patches, locs, chosen, opt, g)
         if not chosen:
             patches, locs = self._choose(images, labels, patches.detach(), mask, locs, side, g)
-        location = tuple(int(v) for v in locs[0].round().tolist()) if cfg.placement == "on-object" else None
+        location = None
+        if cfg.placement == "on-object":
+            top, left = locs[0].round().tolist()
+            location = (int(top), int(left))
         return Patch(
             patches[0].detach().clamp(0, 1), mask.cpu(), cfg.placement, location, size, {"config": cfg.as_dict()}
-        )  # type: ignore[arg-type]
+        )
+
+    def _record(self, step: int, total: torch.Tensor, hits: torch.Tensor, chosen: bool, update: Update) -> None:
+        """Read the loss and batch success (one copy off the device), refuse a non-finite loss, add a history
+        entry and advance the progress bar."""
+        cfg = self.cfg
+        value, best = torch.stack([total.detach().float(), (hits.min() if chosen else hits.max()).float()]).tolist()
+        if not math.isfinite(value):
+            raise PatchscopeError(
+                f"the attack's loss became NaN or inf at step {step}: the model produced non-finite outputs"
+            )
+        rate = best / cfg.batch_size
+        self.history.append({"step": step, "loss": value, "batch_success": rate})
+        update(advance=min(10, cfg.steps - step) if step % 10 == 0 else 0, loss=value, success=rate)
+
+    def _after_step(
+        self,
+        done: int,
+        patches: torch.Tensor,
+        locs: torch.Tensor,
+        chosen: bool,
+        opt: torch.optim.Optimizer,
+        g: torch.Generator,
+    ) -> None:
+        """Save a checkpoint when one is due (every ``checkpoint_every`` steps, or on a stop); then honour a stop."""
+        if self.checkpoint is not None and (
+            self._stop or (self.checkpoint_every and done % self.checkpoint_every == 0)
+        ):
+            self._save(
+                {
+                    "shaping": json.dumps(self._shaping()),
+                    "step": done,
+                    "patches": patches.detach(),
+                    "locations": locs,
+                    "chosen": chosen,
+                    "opt": opt.state_dict(),
+                    "gen": g.get_state(),
+                    "history": self.history,
+                }
+            )
+        if self._stop:
+            kept = (
+                f"checkpoint saved to {self.checkpoint} (resume continues from it)"
+                if self.checkpoint is not None and self._rank == 0
+                else "nothing kept"
+            )
+            raise AttackInterrupted(f"attack interrupted at step {done} of {self.cfg.steps}; {kept}", self._stop_signal)
 
     @torch.no_grad()
     def _choose(

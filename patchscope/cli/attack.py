@@ -129,7 +129,7 @@ def attack(
         warn_bf16(dev)
     if (out / "patch.safetensors").exists() and not resume and rank == 0:
         note(f"note: overwriting the patch in {out}")
-    config = {"command": "attack", "model": model, "models": split_names(model, "--model"), "data": data}
+    config: dict[str, Any] = dict(command="attack", model=model, models=split_names(model, "--model"), data=data)
     config |= {"data_hash": images.data_hash, "source": images.source_name, "target": images.target_name, "device": dev}
     config |= cfg.as_dict()
     if per_image:
@@ -162,7 +162,7 @@ def _per_image_options(
 
     if resume or (dist.is_available() and dist.is_initialized()):
         raise PatchscopeError("--per-image runs in one process and has no checkpoints: drop --resume and torchrun")
-    start: Patch | None = load_patch_arg(init) if init is not None else None  # type: ignore[assignment]
+    start: Patch | None = load_patch_arg(init) if init is not None else None
     if start is not None:
         start.meta["name"] = init  # its shape, size and place replace the options': record those
         config.update(
@@ -255,7 +255,7 @@ def transfer(
     ds = DataCache(data, data_root, None).get(next(iter(loaded.values())).input_size)
     victims = ds.of_class(source).head(limit)
     t = resolve_class(target, ds.classes) if target else None
-    matrix = transfer_matrix(loaded, ps, victims.float_images(), victims.labels, t, device=dev)  # type: ignore[arg-type]
+    matrix = transfer_matrix(loaded, ps, victims.float_images(), victims.labels, t, device=dev)
     result = {"metric": "targeted_success" if t is not None else "untargeted_success", "matrix": matrix}
     title = f"{'targeted' if t is not None else 'untargeted'} success on {len(victims)} {source!r} images"
     show(result, as_json, lambda: _matrix_table(matrix, list(loaded), title))

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, overload
 
 import typer
 
@@ -61,6 +61,7 @@ FLAGS = {
     "start": "--init",
     "clean_images": "--fit-data",
     "certifier": "--defense",
+    "root": "--data-root",
 }
 
 
@@ -90,21 +91,20 @@ def translate(error: PatchscopeError) -> str:
     text = str(error)
     for param in getattr(error, "params", ()):
         pattern = rf"(?<![\w'\"./-]){re.escape(param)}(?![\w'\"-])"
-        text = re.sub(pattern, lambda _m, p=param: flag(p), text, count=1)
+        found = re.search(pattern, text)
+        if found:
+            text = text[: found.start()] + flag(param) + text[found.end() :]
     return text
 
 
 def resolve_device(name: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; ``cuda`` without a GPU is an error."""
-    import torch
+    """:func:`patchscope.models.device.resolve_device`, its errors spelt with ``--device``."""
+    from patchscope.models.device import resolve_device as resolve
 
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise PatchscopeError(f"--device {name}: CUDA is not available on this machine; use --device cpu (or auto)")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise PatchscopeError(f"--device {name!r}: use auto, cpu or cuda")
-    return name
+    try:
+        return resolve(name)
+    except PatchscopeError as e:
+        raise PatchscopeError(translate(e)) from None
 
 
 def warn_bf16(device: str) -> None:
@@ -177,6 +177,14 @@ def load_models(spec: str, device: str) -> Any:
 
     members = [create_model(n, device) for n in split_names(spec, "--model")]
     return members[0] if len(members) == 1 else Ensemble(members).eval()
+
+
+@overload
+def load_patch_arg(path: Path | str, per_image: Literal[False] = False) -> Patch: ...
+
+
+@overload
+def load_patch_arg(path: Path | str, per_image: bool) -> Patch | PerImagePatches: ...
 
 
 def load_patch_arg(path: Path | str, per_image: bool = False) -> Patch | PerImagePatches:

@@ -97,7 +97,7 @@ def defend(
     extra = {"options": options, "fit_images": fit, "device": dev, "meta": {"model": model}, "progress": True}
     with recorded("defend", config) as run:
         kwargs = same_named(args, defend_patch, ("model", "data", "patch", "defense", *extra)) | extra
-        result = defend_patch(net, ds, load_patch_arg(patch), defense, **kwargs)  # type: ignore[arg-type]
+        result = defend_patch(net, ds, load_patch_arg(patch), defense, **kwargs)
         summary = _defense_summary(result, model, data, patch, out)
         if out is not None and result.adaptive is not None:
             result.adaptive.patch.save(out)
@@ -205,7 +205,7 @@ def defenses(as_json: JsonOpt = False) -> None:
     """List the registered defenses and certifiers: their options (with defaults) and whether attacks need BPDA."""
     from patchscope.defenses import certifier_spec, defense_spec, list_certifiers, list_defenses
 
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": n,
             "kind": "defense",

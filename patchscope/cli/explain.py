@@ -6,7 +6,7 @@ Writes OUT/attention.png, OUT/propagation.png, OUT/anomaly.png and OUT/explain.j
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
@@ -23,6 +23,9 @@ from patchscope.cli.common import (
 )
 from patchscope.errors import PatchscopeError
 from patchscope.validate import check_batch, check_optional_positive
+
+if TYPE_CHECKING:
+    from patchscope.explain.attention import Method
 
 app = typer.Typer()
 
@@ -76,7 +79,7 @@ def explain(
         "device": dev,
     }
     with recorded("explain", config) as run:
-        result = _explain(net, victims, the_patch, index, out, method, batch_size, dev, head)
+        result = _explain(net, victims, the_patch, index, out, cast("Method", method), batch_size, dev, head)
         run.log(_headline(result))
         run.artifact("out", out)
     show(result, as_json, lambda: _table(result, index))
@@ -102,7 +105,7 @@ def _explain(
     patch: Any,
     index: int,
     out: Path,
-    method: str,
+    method: Method,
     batch_size: int,
     device: str,
     head: dict[str, Any],
@@ -111,7 +114,7 @@ def _explain(
     from patchscope.explain import explain_patch
     from patchscope.io import write_json
 
-    found = explain_patch(net, victims.float_images(device), victims.labels, patch, index, out, method, batch_size)  # type: ignore[arg-type]
+    found = explain_patch(net, victims.float_images(device), victims.labels, patch, index, out, method, batch_size)
     result = {"command": "explain", **head, **found}
     write_json(out / "explain.json", result)
     result["files"].append(str(out / "explain.json"))

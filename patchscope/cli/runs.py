@@ -13,6 +13,8 @@ from patchscope.cli.common import JsonOpt, StoreOpt, print_json, store_path
 from patchscope.errors import PatchscopeError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from patchscope.eval.store import Run, RunStore
 
 app = typer.Typer(name="runs", no_args_is_help=True, help="Browse stored runs: list, show, compare.")
@@ -75,7 +77,7 @@ def _headline(run: Run, n: int = 3) -> str:
     return ", ".join(f"{_short(k)}={_short(v)}" for k, v in scalars[:n]) or "-"
 
 
-def _console():  # type: ignore[no-untyped-def]
+def _console() -> Console:
     from rich.console import Console
 
     return Console()

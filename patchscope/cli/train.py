@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 
@@ -36,9 +36,7 @@ def train(
     lr: Annotated[float | None, typer.Option(help="peak learning rate (default: per arch)")] = None,
     seed: int = 0,
     name: Annotated[str | None, typer.Option(help="model name (default gtsrb-ARCH)")] = None,
-    eval_data: Annotated[
-        str | None, typer.Option(help="measure final accuracy on this data, e.g. gtsrb:test")
-    ] = None,
+    eval_data: Annotated[str | None, typer.Option(help="measure final accuracy on this data, e.g. gtsrb:test")] = None,
     arch_kwargs: Annotated[str, typer.Option(help="JSON of architecture options, e.g. '{\"width\": 24}'")] = "{}",
     data_root: RootOpt = None,
     device: DeviceOpt = "auto",
@@ -222,12 +220,13 @@ def _pretrain_mae(
 ) -> tuple[Any, dict[str, Any]]:
     """A fresh ViT pretrained with MAE on ``images``, wrapped with ``labelled``'s classes and normalisation."""
     from patchscope.models import Classifier, build_net
+    from patchscope.models.archs import ViT
     from patchscope.models.ssl import MaeRecipe, pretrain_mae
     from patchscope.models.train import channel_stats
 
     if list(images.classes) != list(labelled.classes) or images.image_size != labelled.image_size:
         raise PatchscopeError("--ssl-data must have the same classes and image size as --data")
     mean, std = channel_stats(labelled)
-    net = build_net("vit", len(labelled.classes), kwargs)
+    net = cast(ViT, build_net("vit", len(labelled.classes), kwargs))  # the "vit" arch is a ViT
     card = pretrain_mae(images, net, mean, std, MaeRecipe(epochs=epochs, seed=seed), device)
     return Classifier(net, labelled.classes, labelled.image_size, mean, std, name), card

@@ -60,7 +60,7 @@ class ImageSet:
         return self.subset(self.labels == resolve_class(cls, self.classes))
 
     def alternate(self) -> tuple[ImageSet, ImageSet]:
-        """(even-indexed, odd-indexed) images: one half to make a patch on, the other to measure it, never the same image.
+        """(even-indexed, odd-indexed) images: one half to make a patch on, the other to measure it, never the same.
 
         >>> a, b = ImageSet(torch.zeros(5, 3, 2, 2, dtype=torch.uint8), torch.arange(5), ["c"] * 5, "toy").alternate()
         >>> a.labels.tolist(), b.labels.tolist()
@@ -70,7 +70,7 @@ class ImageSet:
         return self.subset(idx[0::2]), self.subset(idx[1::2])
 
     def head(self, n: int | None, name: str = "limit") -> ImageSet:
-        """The first ``n`` images (all when ``n`` is None); ``n`` must be at least 1 (``name`` names it in the error)."""
+        """The first ``n`` images (all when ``n`` is None); ``n`` must be at least 1 (``name`` names it in errors)."""
         if n is None:
             return self
         n = check_positive(name, n)
@@ -91,7 +91,10 @@ class ImageSet:
     def iter_batches(
         self, batch_size: int, device: str | torch.device = "cpu", workers: int | None = None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """As :meth:`batches`; the signature :class:`~patchscope.data.stream.ImageStream` shares (``workers`` unused)."""
+        """As :meth:`batches`; the signature :class:`~patchscope.data.stream.ImageStream` shares.
+
+        ``workers`` is unused.
+        """
         return self.batches(batch_size, device)
 
     def load(self) -> ImageSet:

@@ -100,7 +100,8 @@ def load_data(
     if kind == "gtsrb" and rest in ("train", "test"):
         data = _gtsrb(root_path, rest)
     elif kind == "demo" and not rest:
-        data = _npz(resources.files("patchscope.data").joinpath("demo", "gtsrb_demo.npz"), None, "demo")
+        with resources.as_file(resources.files("patchscope.data").joinpath("demo", "gtsrb_demo.npz")) as demo:
+            data = _npz(demo, None, "demo")
     elif kind == "npz" and rest:
         path, split = (rest, "") if Path(rest).exists() or ":" not in rest else rest.rsplit(":", 1)
         data = _npz(Path(path), split or None, spec)

@@ -39,8 +39,11 @@ _BAD_IMAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, Synta
 class Batches(Protocol):
     """What :class:`ImageSet` and :class:`ImageStream` both offer: labelled images in batches."""
 
-    classes: tuple[str, ...]
-    name: str
+    @property
+    def classes(self) -> tuple[str, ...]: ...
+
+    @property
+    def name(self) -> str: ...
 
     def __len__(self) -> int: ...
 
@@ -61,10 +64,11 @@ class FolderImages(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int, str]:
         from PIL import Image
 
+        bad_image: tuple[type[BaseException], ...] = (*_BAD_IMAGE_ERRORS, Image.DecompressionBombError)
         try:
             with Image.open(self.files[i]) as im:
                 return self.preprocess(im), self.labels[i], i, ""
-        except (*_BAD_IMAGE_ERRORS, Image.DecompressionBombError) as e:
+        except bad_image as e:
             blank = torch.zeros(3, self.preprocess.crop, self.preprocess.crop, dtype=torch.uint8)
             reason = str(e).splitlines()[0][:100] if str(e) else ""
             return blank, self.labels[i], i, f"{e.__class__.__name__}{': ' + reason if reason else ''}"
@@ -234,7 +238,7 @@ class ImageStream:
         """Read every viewed image into an in-memory :class:`ImageSet` (for small selections: attack victims)."""
         x = torch.empty(len(self), 3, self.image_size, self.image_size, dtype=torch.uint8)
         y = torch.empty(len(self), dtype=torch.long)
-        filled, skipped = 0, {}
+        filled, skipped = 0, dict[str, str]()
         for xb, yb in self.iter_uint8(batch_size, skipped=skipped):
             x[filled : filled + len(yb)], y[filled : filled + len(yb)] = xb, yb
             filled += len(yb)

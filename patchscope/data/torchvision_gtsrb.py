@@ -24,10 +24,11 @@ def _rois(base: Path) -> dict[str, tuple[int, int, int, int]]:
     for sheet in base.rglob("GT-*.csv"):
         with sheet.open(newline="") as fh:
             for row in csv.DictReader(fh, delimiter=";"):
-                box = tuple(int(row[k]) for k in ("Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2"))
+                x1, y1, x2, y2 = (int(row[k]) for k in ("Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2"))
+                box = (x1, y1, x2, y2)
                 name = row["Filename"]
                 for folder in (sheet.parent, sheet.parent / "GTSRB" / "Final_Test" / "Images"):
-                    boxes[str((folder / name).resolve())] = box  # type: ignore[assignment]
+                    boxes[str((folder / name).resolve())] = box
     return boxes
 
 
@@ -40,16 +41,20 @@ def build_cache(root: Path, split: str, out: Path) -> None:
         ds = GTSRB(root=str(root), split=split, download=True)
     except Exception as e:  # noqa: BLE001  (urllib, HTTP and archive errors all mean the same here)
         raise PatchscopeError(
-            f"gtsrb:{split}: no {root / 'gtsrb32.npz'} and torchvision's download failed ({e.__class__.__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else 'no network?'}); set PATCHSCOPE_DATA or --data-root to a folder holding gtsrb32.npz"
+            f"gtsrb:{split}: set root or PATCHSCOPE_DATA to a folder holding gtsrb32.npz; there is no "
+            f"{root / 'gtsrb32.npz'} and torchvision's download failed ({e.__class__.__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else 'no network?'})",
+            params=("root",),
         ) from None
     boxes = _rois(Path(root) / "gtsrb")
-    xs, ys, tracks = [], [], []
+    xs: list[np.ndarray] = []
+    ys: list[int] = []
+    tracks: list[int] = []
     for path, label in ds._samples:  # the list of (file, class) torchvision built
         with Image.open(path) as im:
             box = boxes.get(str(Path(path).resolve()))
             crop = im.convert("RGB").crop((box[0], box[1], box[2], box[3])) if box else im.convert("RGB")
-            xs.append(np.asarray(crop.resize((SIDE, SIDE), Image.BILINEAR)))
+            xs.append(np.asarray(crop.resize((SIDE, SIDE), Image.Resampling.BILINEAR)))
         ys.append(label)
         stem = Path(path).stem
         tracks.append(int(stem.split("_")[0]) + 1000 * label if "_" in stem else len(tracks))
@@ -60,4 +65,4 @@ def build_cache(root: Path, split: str, out: Path) -> None:
         arrays["train_track"] = np.asarray(tracks, np.int64)
     with atomic_path(out) as tmp:
         with tmp.open("wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, allow_pickle=False, **arrays)

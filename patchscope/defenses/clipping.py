@@ -16,7 +16,7 @@ hooks on ``model.stages()`` that exist only while the defended model runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -28,9 +28,10 @@ from patchscope.validate import check_batch, check_int, check_range
 
 
 def _stage_modules(model: nn.Module, stages: int | Sequence[str]) -> dict[str, nn.Module]:
-    if not hasattr(model, "stages"):
+    stages_of = getattr(model, "stages", None)
+    if stages_of is None:
         raise PatchscopeError("activation clipping needs a Classifier with stages()")
-    named = dict(model.stages())  # type: ignore[operator]
+    named: dict[str, nn.Module] = dict(stages_of())
     if isinstance(stages, int):
         stages = check_int("stages", stages, 1)
         return dict(list(named.items())[:stages])
@@ -133,7 +134,7 @@ class ActivationClipping(nn.Module):
 
     @contextmanager
     def _clamped(self) -> Iterator[None]:
-        def hook(name: str):  # type: ignore[no-untyped-def]
+        def hook(name: str) -> Callable[[nn.Module, object, torch.Tensor], torch.Tensor]:
             def clamp(mod: nn.Module, inp: object, out: torch.Tensor) -> torch.Tensor:
                 b = getattr(self, f"bound_{name}").to(out.dtype)
                 return torch.minimum(torch.maximum(out, _view(b[1], out.ndim)), _view(b[0], out.ndim))

@@ -113,13 +113,16 @@ class MaskAugment:
         on = (torch.rand(n, generator=generator) < self.p).to(x.device).view(n, 1, 1)
         covered = (masks[pick[..., 0]] | masks[pick[..., 1]]) & on  # (t, n, H, W)
         grey = torch.where(covered.unsqueeze(2), torch.full_like(x, FILL), x.unsqueeze(0))  # (t, n, C, H, W)
-        if t == 1:
+        if t == 1 or model is None:
             return grey[0]
-        return grey[self._worst(model, grey, y), torch.arange(n, device=x.device)]  # type: ignore[arg-type]
+        return grey[self._worst(model, grey, y), torch.arange(n, device=x.device)]
 
     @torch.no_grad()
     def _worst(self, model: nn.Module, grey: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Index (n,) of the pair with the highest loss for each image, from one batched forward pass over ``grey`` (t, n, C, H, W)."""
+        """Index (n,) of the pair with the highest loss for each image.
+
+        One batched forward pass over ``grey`` (t, n, C, H, W).
+        """
         t, n = grey.shape[:2]
         was_training = model.training
         model.eval()
@@ -183,7 +186,7 @@ def training_perturbation(
     mask_tries: int = 1,
     ablation_training: str | None = None,
 ) -> PatchAdversary | MaskAugment | AblationAugment | None:
-    """The batch perturbation of a training recipe: adversarial patches, PatchCleanser masks, smoothing's ablations, or None.
+    """The batch perturbation of a training recipe: adversarial patches, PatchCleanser masks, ablations, or None.
 
     Args:
         image_size: the training images' side.
@@ -208,7 +211,8 @@ def training_perturbation(
         mode, _, band = ablation_training.partition(":")
         if mode not in ("column", "block") or not band.isdigit() or not 1 <= int(band) <= image_size:
             raise PatchscopeError(
-                f"ablation_training {ablation_training!r}: give column:B or block:B with 1 <= B <= {image_size}, e.g. column:4",
+                f"ablation_training {ablation_training!r}: give column:B or block:B with 1 <= B <= {image_size}, "
+                "e.g. column:4",
                 params=("ablation_training",),
             )
         return AblationAugment(int(band), mode, image_size)

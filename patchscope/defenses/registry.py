@@ -29,7 +29,8 @@ from torch import nn
 
 from patchscope.errors import PatchscopeError
 
-T = TypeVar("T")
+D = TypeVar("D", bound=Callable[..., nn.Module])  # a defense: a module class or factory
+C = TypeVar("C", bound=Callable[..., "Certifier"])  # a certifier class or factory
 _RESERVED = ("self", "model", "bpda", "clean_images", "image_size", "patch_side", "device")
 
 
@@ -105,7 +106,7 @@ def _summary(build: Callable[..., Any]) -> str:
     return re.sub(r":\w+:`~?([^`]+)`", r"\1", line).replace("``", "")
 
 
-def register_defense(name: str, *, bpda: bool = False) -> Callable[[T], T]:
+def register_defense(name: str, *, bpda: bool = False) -> Callable[[D], D]:
     """Decorator: make a defense (a class or factory taking ``model`` first) available as ``create_defense(name, ...)``.
 
     Args:
@@ -114,21 +115,21 @@ def register_defense(name: str, *, bpda: bool = False) -> Callable[[T], T]:
             go through it with BPDA.
     """
 
-    def add(build: T) -> T:
-        params = inspect.signature(build).parameters  # type: ignore[arg-type]
-        spec = DefenseSpec(name, build, bpda, _options(build), "clean_images" in params, _summary(build))  # type: ignore[arg-type]
+    def add(build: D) -> D:
+        params = inspect.signature(build).parameters
+        spec = DefenseSpec(name, build, bpda, _options(build), "clean_images" in params, _summary(build))
         _add(_DEFENSES, name, spec)
         return build
 
     return add
 
 
-def register_certifier(name: str) -> Callable[[T], T]:
+def register_certifier(name: str) -> Callable[[C], C]:
     """Decorator: make a certifier (a class or factory taking ``image_size, patch_side, device``) available as
     ``create_certifier(name, ...)``."""
 
-    def add(build: T) -> T:
-        _add(_CERTIFIERS, name, CertifierSpec(name, build, _options(build), _summary(build)))  # type: ignore[arg-type]
+    def add(build: C) -> C:
+        _add(_CERTIFIERS, name, CertifierSpec(name, build, _options(build), _summary(build)))
         return build
 
     return add

@@ -103,7 +103,7 @@ class AttackResult:
         return {
             **head,
             "location": self.patch.location,
-            "train_targeted_success": self.targeted_success,  # type: ignore[union-attr]
+            "train_targeted_success": self.targeted_success,
             "train_untargeted_success": self.untargeted_success,
             "train_clean_accuracy": self.clean_accuracy,
             "history": self.history,

@@ -8,7 +8,7 @@ import torch
 
 from patchscope.errors import PatchscopeError
 
-Condition = dict[str, float]
+Condition = dict[str, Any]  # factor -> value (floats); a sweep's points also name their "factor"
 
 #: the ranges of the default grid: rotation and tilt up to +-15 deg, distance (scale) 0.85-1.0,
 #: brightness 0.7-1.3, mild blur
@@ -52,7 +52,7 @@ SWEEPS: dict[str, list[float]] = {
 
 def sweep_conditions() -> list[Condition]:
     """Every point of :data:`SWEEPS` as a condition, tagged with its factor."""
-    return [{"factor": factor, factor: v} for factor, values in SWEEPS.items() for v in values]  # type: ignore[dict-item]
+    return [{"factor": factor, factor: v} for factor, values in SWEEPS.items() for v in values]
 
 
 def condition_label(c: dict[str, Any]) -> str:

@@ -97,7 +97,11 @@ def adaptive_config(
     size = float(made.get("size", patch.side**2 / n**2))
     if patch_side(size, n, shape) != patch.side:
         shape, size = "square", patch.side**2 / n**2
-    location = tuple(patch.location) if patch.placement == "on-object" and patch.location is not None else None
+    location = (
+        (patch.location[0], patch.location[1])
+        if patch.placement == "on-object" and patch.location is not None
+        else None
+    )
     return AttackConfig(
         size=size,
         shape=shape,
@@ -108,7 +112,7 @@ def adaptive_config(
         batch_size=batch_size,
         seed=seed,
         loss=loss,
-    )  # type: ignore[arg-type]
+    )
 
 
 def defend_patch(

@@ -73,12 +73,13 @@ class Demo:
     def __init__(self, out: Path, s: DemoSettings, console: Console) -> None:
         self.out, self.s, self.console = out, s, console
         self.results: dict[str, Any] = {"settings": s.__dict__}
+        self._last: tuple[str, float] | None = None  # the stage running and when it began
         self.sections: list[Section] = []
         self.findings: list[str] = []
 
     def stage(self, text: str) -> None:
         now = time.time()
-        if getattr(self, "_last", None):
+        if self._last:
             name, began = self._last
             self.results.setdefault("stage_seconds", {})[name] = round(now - began, 1)
         self._last = (text.split(":")[0].split(" ")[0], now)
@@ -112,7 +113,8 @@ class Demo:
 
     def _subtitle(self) -> str:
         return (
-            f"patchscope demo: {self.s.model} attacked on {len(self.make_set)} bundled Stop images, measured on {len(self.test_set)} others, "
+            f"patchscope demo: {self.s.model} attacked on {len(self.make_set)} bundled Stop images, "
+            f"measured on {len(self.test_set)} others, "
             f"models {', '.join(self.models)}; {self.results.get('seconds', 0):.0f} s on {self.s.device}"
         )
 
@@ -146,7 +148,8 @@ class Demo:
 
     def measure(self, patch: Patch) -> None:
         self.stage(
-            f"measuring the patch over {len(DEFAULT_GRID)} viewing conditions and {len(sweep_conditions())} sweep points on {len(self.models)} models"
+            f"measuring the patch over {len(DEFAULT_GRID)} viewing conditions and {len(sweep_conditions())} "
+            f"sweep points on {len(self.models)} models"
         )
         x, y = self.test_set.float_images(self.s.device), self.test_set.labels
         k, kt = self.s.sweep_images, self.s.transfer_images
@@ -182,8 +185,9 @@ class Demo:
         transfer_figure({self.s.model: {n: r["targeted_success"] for n, r in grid.items()}}, self.out / "transfer.png")
         main = grid[self.s.model]
         self.findings.append(
-            f"A {patch.area_fraction:.1%} patch ({patch.side}x{patch.side} px) made on {self.s.model} turned Stop into Yield on "
-            f"<b>{main['targeted_success']:.0%}</b> of unseen Stop images across the viewing grid (rotation and tilt up to 15 deg, distance, light, blur); "
+            f"A {patch.area_fraction:.1%} patch ({patch.side}x{patch.side} px) made on {self.s.model} "
+            f"turned Stop into Yield on <b>{main['targeted_success']:.0%}</b> of unseen Stop images across the "
+            "viewing grid (rotation and tilt up to 15 deg, distance, light, blur); "
             f"untargeted success {main['untargeted_success']:.0%}."
         )
         others = {n: r["targeted_success"] for n, r in grid.items() if n != self.s.model}
@@ -247,7 +251,9 @@ class Demo:
         self.sections.append(
             Section(
                 "Across viewing conditions and networks",
-                f"Success over the default viewing grid ({len(self.test_set)} held-out Stop images on {self.s.model}, the first {min(self.s.transfer_images, len(self.test_set))} on the other networks), with each network's clean accuracy under the same conditions.",
+                f"Success over the default viewing grid ({len(self.test_set)} held-out Stop images on "
+                f"{self.s.model}, the first {min(self.s.transfer_images, len(self.test_set))} on the other "
+                "networks), with each network's clean accuracy under the same conditions.",
                 [
                     (
                         self.out / "curves.png",
@@ -273,7 +279,8 @@ class Demo:
     def explain(self, patch: Patch) -> None:
         self.stage("explaining: attention, propagation through the layers, abnormal activations")
         x, y = self.test_set.float_images(self.s.device), self.test_set.labels.to(self.s.device)
-        figures, table = [], []
+        figures: list[tuple[Path, str]] = []
+        table: list[list[str]] = []
         for name, model in self.models.items():
             k = self.s.explain_images
             res = explain_patch(model, x[:k], y[:k], patch, 0, self.out / f"explain-{name}")
@@ -312,7 +319,8 @@ class Demo:
             figures.append(
                 (
                     self.out / f"explain-{name}" / "propagation.png",
-                    f"{name}: the patch's share of activation energy (red) and the natural features (blue), layer by layer",
+                    f"{name}: the patch's share of activation energy (red) and the natural features (blue), "
+                    "layer by layer",
                 )
             )
         self.sections.insert(
@@ -324,8 +332,9 @@ class Demo:
             ),
         )
         why = (
-            f"The same patch through every network (CNNs and the ViT side by side): the share of each layer's activation energy that the patch causes, "
-            f"how much of the natural features' energy is left, the largest activation's z-score against clean images, and the share of the heat map on the patch, "
+            "The same patch through every network (CNNs and the ViT side by side): the share of each layer's "
+            "activation energy that the patch causes, how much of the natural features' energy is left, the "
+            "largest activation's z-score against clean images, and the share of the heat map on the patch, "
             f"which covers {patch.area_fraction:.1%} of the image."
         )
         self.sections.append(
@@ -413,7 +422,10 @@ class Demo:
         self.sections.append(
             Section(
                 "Defenses, against the patch and against an adaptive attacker",
-                f"Targeted success on held-out Stop images over the first {len(grid)} viewing conditions: the original patch through each defense, and a new patch optimised through it ({how}; for the adversarially trained model, a patch made on it). Clean accuracy on {len(self.clean_set)} demo images.",
+                f"Targeted success on held-out Stop images over the first {len(grid)} viewing conditions: the "
+                "original patch through each defense, and a new patch optimised through it "
+                f"({how}; for the adversarially trained model, a patch made on it). "
+                f"Clean accuracy on {len(self.clean_set)} demo images.",
                 table={"columns": ["defense", "clean accuracy", "original patch", "adaptive patch"], "rows": rows},
                 commands=commands,
             )
@@ -426,7 +438,7 @@ class Demo:
         s, dev = self.s, self.s.device
         x, y = self.test_set.float_images(dev), self.test_set.labels
         if name == trained:  # adversarial patch training: a model, not a wrapper
-            d = create_model(trained, dev)
+            d: torch.nn.Module = create_model(trained, dev)
         else:
             d = create_defense(
                 name,
@@ -482,12 +494,14 @@ class Demo:
                 ]
             )
         self.findings.append(
-            f"PatchCleanser certifies {self.results['certify']['5px']['certified']:.0%} of demo images against <i>any</i> 5x5 patch anywhere, and {self.results['certify']['7px']['certified']:.0%} against 7x7."
+            f"PatchCleanser certifies {self.results['certify']['5px']['certified']:.0%} of demo images against "
+            f"<i>any</i> 5x5 patch anywhere, and {self.results['certify']['7px']['certified']:.0%} against 7x7."
         )
         self.sections.append(
             Section(
                 "Certified: PatchCleanser",
-                "Double masking with 6x6 mask positions: an image is certified when every one- and two-mask prediction is right, so no patch of that size anywhere can change it.",
+                "Double masking with 6x6 mask positions: an image is certified when every one- and two-mask "
+                "prediction is right, so no patch of that size anywhere can change it.",
                 table={
                     "columns": ["patch", "clean", "defended", "certified", "forward passes / image", "images / s"],
                     "rows": rows,

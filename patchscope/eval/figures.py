@@ -38,7 +38,7 @@ def condition_curves(
     for ax in axes[len(factors) :]:
         ax.set_visible(False)
     for ax, factor in zip(axes, factors):
-        for i, (name, rows) in enumerate(per_model.items()):
+        for name, rows in per_model.items():
             pts = [(c[factor], c[metric], c["clean_accuracy"]) for c in rows if c.get("factor") == factor]
             xs = [p[0] for p in pts]
             line = ax.plot(xs, [p[1] for p in pts], marker="o", label=f"{name}: patch")[0]

@@ -24,7 +24,8 @@ def condition_views(
 ) -> ViewParams:
     """Views for ``n`` images under each condition, stacked condition-major: (len(conditions) * n) rows.
 
-    Per-image on-object patches keep each image's own place. A sticker gets a seeded random place, rotation and scale per image (the same for every condition).
+    Per-image on-object patches keep each image's own place. A sticker gets a seeded random place, rotation and
+    scale per image (the same for every condition).
     """
     rows = [
         fixed_view(
@@ -84,7 +85,7 @@ def patch_success(
             f"target must differ from the class of the patched images, got {target} for both", params=("target",)
         )
     own = isinstance(patch, PerImagePatches)
-    if own and len(patch) != n:
+    if isinstance(patch, PerImagePatches) and len(patch) != n:
         raise PatchscopeError(
             f"{len(patch)} per-image patches for {n} images: they go only on the images they were made for"
         )
@@ -224,7 +225,8 @@ def _victims(data: ImageSet, source: str | int, patch: Patch | PerImagePatches) 
         victims = victims.head(len(patch))
         if len(victims) != len(patch) or victims.data_hash() != patch.images_hash:
             raise PatchscopeError(
-                f"these {len(patch)} per-image patches were made for other images ({patch.meta.get('data')}, class {patch.meta.get('source')}): "
+                f"these {len(patch)} per-image patches were made for other images "
+                f"({patch.meta.get('data')}, class {patch.meta.get('source')}): "
                 "measure them on their attack's data and source",
                 params=("data", "source"),
             )

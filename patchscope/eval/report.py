@@ -107,7 +107,7 @@ def runs_report(runs: list[Any], out: Path) -> Path:
             folder = p if p.is_dir() else p.parent
             pngs += [(f, f"{name}: {f.name}") for f in sorted(folder.glob("*.png"))] if folder.exists() else []
         rows = [[k, _cell(v)] for k, v in sorted((run.config or {}).items()) if not isinstance(v, (dict, list))]
-        table = {
+        table: dict[str, list[Any]] = {
             "columns": ["metric", "value"],
             "rows": [[k, _cell(v)] for k, v in metrics.items()] + [["config: " + r[0], r[1]] for r in rows],
         }

@@ -18,6 +18,7 @@ that back.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
 import json
@@ -33,7 +34,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 from patchscope.errors import Interrupted, PatchscopeError
 from patchscope.validate import check_int
@@ -217,38 +218,44 @@ def _alive(pid: int | None, host: str | None, proc_ns: str | None, proc_start: s
 def _git_commit(start: Path | None = None) -> str | None:
     """The commit checked out in the git work tree holding ``start`` (default: cwd); read from .git, never raises."""
     try:
-        here = (start or Path.cwd()).resolve()
-        for folder in (here, *here.parents):
-            dotgit = folder / ".git"
-            if dotgit.is_file():  # a worktree or submodule: "gitdir: PATH"
-                text = dotgit.read_text().strip()
-                if not text.startswith("gitdir:"):
-                    return None
-                gitdir = (folder / text[7:].strip()).resolve()
-            elif dotgit.is_dir():
-                gitdir = dotgit
-            else:
-                continue
-            common = gitdir
-            if (gitdir / "commondir").is_file():
-                common = (gitdir / (gitdir / "commondir").read_text().strip()).resolve()
-            head = (gitdir / "HEAD").read_text().strip()
-            if not head.startswith("ref:"):
-                return head or None  # detached HEAD
-            ref = head[4:].strip()
-            for base in (gitdir, common):
-                if (base / ref).is_file():
-                    return (base / ref).read_text().strip() or None
-            packed = common / "packed-refs"
-            if packed.is_file():
-                for line in packed.read_text().splitlines():
-                    parts = line.split()
-                    if len(parts) == 2 and parts[1] == ref:
-                        return parts[0]
-            return None  # a branch with no commits yet
+        gitdir = _git_dir(start)
+        return _head_commit(gitdir) if gitdir is not None else None
     except Exception:  # best effort: a broken or unreadable repository just means "unknown"
         return None
+
+
+def _git_dir(start: Path | None) -> Path | None:
+    """The git directory of the work tree holding ``start`` (default: cwd), or None outside one."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        dotgit = folder / ".git"
+        if dotgit.is_file():  # a worktree or submodule: "gitdir: PATH"
+            text = dotgit.read_text().strip()
+            return (folder / text[7:].strip()).resolve() if text.startswith("gitdir:") else None
+        if dotgit.is_dir():
+            return dotgit
     return None
+
+
+def _head_commit(gitdir: Path) -> str | None:
+    """The commit HEAD of ``gitdir`` points at: detached, a loose ref or a packed one; None on an unborn branch."""
+    common = gitdir
+    if (gitdir / "commondir").is_file():
+        common = (gitdir / (gitdir / "commondir").read_text().strip()).resolve()
+    head = (gitdir / "HEAD").read_text().strip()
+    if not head.startswith("ref:"):
+        return head or None  # detached HEAD
+    ref = head[4:].strip()
+    for base in (gitdir, common):
+        if (base / ref).is_file():
+            return (base / ref).read_text().strip() or None
+    packed = common / "packed-refs"
+    if packed.is_file():
+        for line in packed.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1] == ref:
+                return parts[0]
+    return None  # a branch with no commits yet
 
 
 def _command_line() -> str:
@@ -410,7 +417,7 @@ class RunStore:
             cur = conn.execute(
                 f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
             )
-            return int(cur.lastrowid)  # type: ignore[arg-type]
+            return cast(int, cur.lastrowid)  # set by the INSERT
 
     def update(
         self, run_id: int, *, metrics: Mapping[str, Any] | None = None, artifacts: Mapping[str, Any] | None = None
@@ -508,7 +515,7 @@ class RunStore:
         """:func:`compare` of two stored runs."""
         return compare(self.get(a), self.get(b))
 
-    def _settle(self, rows: list[sqlite3.Row]) -> list[Run]:
+    def _settle(self, rows: builtins.list[sqlite3.Row]) -> builtins.list[Run]:  # ``list`` is a method here
         """Rows as runs; a ``running`` row whose process is gone reads (and is written back) as ``interrupted``."""
         runs, dead = [], []
         for row in rows:
@@ -554,7 +561,7 @@ def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _is_number(v: Any) -> bool:
+def _is_number(v: Any) -> TypeGuard[int | float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and not (isinstance(v, float) and math.isnan(v))
 
 
@@ -626,6 +633,21 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise _Terminated(128 + signal.SIGTERM)
 
 
+def _end_status(e: BaseException) -> tuple[str, str | None]:
+    """(status, message) of a run whose block raised ``e``: done, interrupted (and by what) or failed."""
+    if isinstance(e, _Terminated):
+        return "interrupted", "SIGTERM"
+    if isinstance(e, Interrupted):
+        return "interrupted", e.signal_name
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted", "KeyboardInterrupt"
+    if isinstance(e, SystemExit):
+        return ("done", None) if e.code in (0, None) else ("interrupted", f"exit status {e.code}")
+    if isinstance(e, GeneratorExit):
+        return "interrupted", "abandoned"
+    return "failed", f"{type(e).__name__}: {e}"
+
+
 def _warn(text: str) -> None:
     print(f"patchscope: warning: {text}", file=sys.stderr)
 
@@ -651,20 +673,7 @@ def record(
     try:
         yield handle
     except BaseException as e:
-        if isinstance(e, _Terminated):
-            status, message = "interrupted", "SIGTERM"
-        elif isinstance(e, Interrupted):
-            status, message = "interrupted", e.signal_name
-        elif isinstance(e, KeyboardInterrupt):
-            status, message = "interrupted", "KeyboardInterrupt"
-        elif isinstance(e, SystemExit) and e.code in (0, None):
-            status, message = "done", None
-        elif isinstance(e, SystemExit):
-            status, message = "interrupted", f"exit status {e.code}"
-        elif isinstance(e, GeneratorExit):
-            status, message = "interrupted", "abandoned"
-        else:
-            status, message = "failed", f"{type(e).__name__}: {e}"
+        status, message = _end_status(e)
         try:  # never let the store hide the real error
             if status == "done":
                 store.finish(handle.id, handle.metrics, handle.artifacts)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -111,6 +111,13 @@ def grad_cam(
     return _per_image_unit(cam[:, 0])
 
 
+class _KeepsAttention(Protocol):
+    """A transformer block that stores its attention map (``(N, heads, T, T)``) while ``keep_attention`` is set."""
+
+    keep_attention: bool
+    last_attention: torch.Tensor | None
+
+
 @torch.no_grad()
 def attention_rollout(model: Classifier, images: torch.Tensor, discard_ratio: float = 0.0) -> torch.Tensor:
     """Attention rollout ``(N, H, W)`` in [0, 1]: the class token's attention to each image token.
@@ -125,17 +132,18 @@ def attention_rollout(model: Classifier, images: torch.Tensor, discard_ratio: fl
     >>> attention_rollout(v, torch.rand(2, 3, 32, 32)).shape
     torch.Size([2, 32, 32])
     """
-    blocks = [m for _, m in model.stages()]
-    if not is_token_model(model) or not all(hasattr(b, "keep_attention") for b in blocks):
+    stages = [m for _, m in model.stages()]
+    if not is_token_model(model) or not all(hasattr(b, "keep_attention") for b in stages):
         from patchscope.errors import PatchscopeError
 
         raise PatchscopeError("attention rollout needs a ViT whose blocks keep their attention (keep_attention)")
+    blocks = cast(list[_KeepsAttention], stages)  # checked just above
     kept = [b.keep_attention for b in blocks]
     try:
         for b in blocks:
             b.keep_attention = True
         model(images)
-        attns = [b.last_attention.mean(1) for b in blocks]  # (N, T, T) each
+        attns = [cast(torch.Tensor, b.last_attention).mean(1) for b in blocks]  # (N, T, T) each, set by the pass
     finally:
         for b, k in zip(blocks, kept):
             b.keep_attention = k

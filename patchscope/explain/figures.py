@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from patchscope.io import atomic_path
 
-Rows = Sequence[Mapping[str, object]]
+Rows = Sequence[Mapping[str, Any]]
 RED, BLUE, GREY = "#c0392b", "#2e6fba", "#7f8c8d"
 
 
@@ -29,7 +31,7 @@ def _rgb(image: torch.Tensor) -> object:
     return image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
 
 
-def _outline(ax, footprint: torch.Tensor | None) -> None:  # type: ignore[no-untyped-def]
+def _outline(ax: Axes, footprint: torch.Tensor | None) -> None:
     if footprint is None or not bool(footprint.any()):
         return
     rows, cols = footprint.nonzero(as_tuple=True)
@@ -68,7 +70,7 @@ def attention_figure(
     as ``(probs (k,), classes (k,))``; the footprint ``(H, W)`` is outlined on the patched panels;
     ``true_label`` gets a tick in the bars; ``heat_label`` names the heatmap method."""
     fig = Figure(figsize=(11, 6.4), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[1.1, 1], hspace=0.04)
+    top, bottom = fig.subfigures(2, 1, squeeze=False, height_ratios=[1.1, 1], hspace=0.04)[:, 0]
     p_before, p_after = int(before[1][0]), int(after[1][0])
     panels = [
         (clean, None, f"clean: {_short(classes[p_before], 20)}\n({float(before[0][0]):.0%})"),
@@ -121,7 +123,7 @@ def _names(rows: Rows) -> list[str]:
 
 
 def _values(rows: Rows, key: str) -> list[float]:
-    return [float(r[key]) if r.get(key) is not None else float("nan") for r in rows]  # type: ignore[arg-type]
+    return [float(r[key]) if r.get(key) is not None else float("nan") for r in rows]
 
 
 def propagation_figure(rows: Rows, path: Path, single: Rows | None = None, title: str = "") -> None:

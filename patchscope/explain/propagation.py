@@ -42,12 +42,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from patchscope.attacks.eot import fixed_view, paste
+from patchscope.attacks.eot import ViewParams, fixed_view, paste
 from patchscope.attacks.patch import Patch
 from patchscope.models.wrapper import Classifier
 
 
-def patch_view(patch: Patch, n: int, device: str | torch.device = "cpu"):  # type: ignore[no-untyped-def]
+def patch_view(patch: Patch, n: int, device: str | torch.device = "cpu") -> ViewParams:
     """``n`` identical on-object views at the patch's location (its centre when it has none)."""
     return fixed_view(n, patch.image_size, patch.side, "on-object", patch.location).to(device)
 

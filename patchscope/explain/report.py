@@ -6,7 +6,8 @@
 >>> from patchscope.models.archs import cnn
 >>> m = Classifier(cnn(num_classes=3, width=4, hidden=8), ["a", "b", "c"]).eval()
 >>> p = Patch(torch.rand(3, 7, 7), torch.ones(7, 7), "on-object", (12, 12))
->>> r = explain_patch(m, torch.rand(4, 3, 32, 32), torch.zeros(4, dtype=torch.long), p, 1, pathlib.Path(tempfile.mkdtemp()))
+>>> x, y = torch.rand(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)
+>>> r = explain_patch(m, x, y, p, 1, pathlib.Path(tempfile.mkdtemp()))
 >>> [row["name"] for row in r["layers"]]
 ['stage0', 'stage1', 'stage2']
 """

@@ -6,6 +6,7 @@ Every network takes *normalised* input; :class:`patchscope.models.Classifier` do
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -142,6 +143,6 @@ class ViT(nn.Module):
 
 
 @register_arch("vit")
-def vit(num_classes: int = 43, **kwargs: int | float) -> ViT:
+def vit(num_classes: int = 43, **kwargs: Any) -> ViT:
     """The zoo's ViT (patch 4, dim 192, depth 7 by default)."""
-    return ViT(num_classes=num_classes, **kwargs)  # type: ignore[arg-type]
+    return ViT(num_classes=num_classes, **kwargs)

@@ -36,12 +36,15 @@ def resolve_device(name: str | torch.device | None = "auto") -> str:
         return "cpu"
     kind, _, index = text.partition(":")
     if kind != "cuda" or (index and not index.isdigit()):
-        raise PatchscopeError(f"device {text!r}: use auto, cpu, cuda or cuda:N")
+        raise PatchscopeError(f"device {text!r}: use auto, cpu, cuda or cuda:N", params=("device",))
     if not torch.cuda.is_available():
-        raise PatchscopeError(f"device {text!r}: CUDA is not available on this machine; use cpu (or auto)")
+        raise PatchscopeError(
+            f"device {text!r}: CUDA is not available on this machine; use cpu (or auto)", params=("device",)
+        )
     if index and int(index) >= torch.cuda.device_count():
         raise PatchscopeError(
             f"device {text!r}: this machine has {torch.cuda.device_count()} CUDA device(s) "
-            f"(cuda:0..cuda:{torch.cuda.device_count() - 1})"
+            f"(cuda:0..cuda:{torch.cuda.device_count() - 1})",
+            params=("device",),
         )
     return text

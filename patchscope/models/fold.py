@@ -7,6 +7,7 @@ affine map and can run as one convolution: the same logits up to float rounding,
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -49,6 +50,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         return model
     folded = copy.deepcopy(model)
     for seq, i in _pairs(folded):
-        seq[i] = fuse_conv_bn_eval(seq[i], seq[i + 1])
+        conv, bn = cast(nn.Conv2d, seq[i]), cast(nn.BatchNorm2d, seq[i + 1])  # as _pairs checked
+        seq[i] = fuse_conv_bn_eval(conv, bn)
         seq[i + 1] = nn.Identity()
     return folded

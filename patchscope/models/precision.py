@@ -18,7 +18,7 @@ def bf16_native(device: str | torch.device) -> bool:
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if dev.type == "cpu":
         probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-        return not all(probes) or any(
-            bool(probe()) for probe in probes
-        )  # private probes: if torch drops them, do not guess
+        if not all(probes):  # private probes: if torch drops them, do not guess
+            return True
+        return any(bool(probe()) for probe in probes if probe is not None)
     return True

@@ -14,7 +14,7 @@ import json
 import math
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from unittest.mock import patch
 from urllib.parse import urlparse
 
@@ -55,7 +55,8 @@ def build_net(arch: str, num_classes: int, kwargs: dict[str, Any] | None = None)
             size = sum(p.numel() for p in _construct(arch, num_classes, kwargs).parameters())
         if size > MAX_PARAMS:
             raise PatchscopeError(
-                f"arch_kwargs {json.dumps(kwargs)} make a {arch} of {size:,} parameters; at most {MAX_PARAMS:,} are allowed",
+                f"arch_kwargs {json.dumps(kwargs)} make a {arch} of {size:,} parameters; "
+                f"at most {MAX_PARAMS:,} are allowed",
                 params=("arch_kwargs",),
             )
         return _construct(arch, num_classes, kwargs)
@@ -271,7 +272,7 @@ def _timm_card(net: nn.Module, name: str, source: str) -> dict[str, Any]:
             else [d.split(",")[0].strip() for d in info.label_descriptions()]
         )
     else:
-        card["classes"] = [f"class_{i}" for i in range(net.num_classes)]  # type: ignore[attr-defined]
+        card["classes"] = [f"class_{i}" for i in range(cast(int, net.num_classes))]  # every timm model has it
     return card
 
 
@@ -330,6 +331,7 @@ def create_model(name: str, device: str | torch.device = "cpu") -> Classifier:
         model = load_checkpoint(Path(name).expanduser())
     else:
         raise PatchscopeError(
-            f"unknown model {name!r}: zoo models are {', '.join(list_models()) or '(none bundled)'}; or tv:NAME, timm:NAME, PATH.safetensors"
+            f"unknown model {name!r}: zoo models are {', '.join(list_models()) or '(none bundled)'}; "
+            "or tv:NAME, timm:NAME, PATH.safetensors"
         )
     return model.to(device).eval()

@@ -13,7 +13,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import kornia.augmentation as K
 import torch
@@ -219,7 +219,8 @@ def accuracy(model: torch.nn.Module, data: Batches, device: str | torch.device =
     classes = getattr(model, "classes", None)
     if classes is not None and len(classes) != len(data.classes):
         raise PatchscopeError(
-            f"{data.name}: its {len(data.classes)} classes differ from the model's {len(classes)}: the labels would not mean the model's classes"
+            f"{data.name}: its {len(data.classes)} classes differ from the model's {len(classes)}: "
+            "the labels would not mean the model's classes"
         )
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
@@ -300,7 +301,8 @@ def train_model(
                 sides = occlusion_sides(recipe.occlude_size, x.shape[-1])
                 x = occlude(occlude(augment(x).clamp_(0, 1), recipe.occlude_p, sides, g), recipe.occlude_p, sides, g)
                 if perturb is not None:
-                    with autocast:  # the perturbation's own forward passes (worst-of-N masks, training patches) at the recipe's precision
+                    # the perturbation's forward passes (worst-of-N masks, training patches) at the recipe's precision
+                    with autocast:
                         x = perturb(model, x, y, g)
                 with autocast:
                     logits = model(x).float()
@@ -321,7 +323,7 @@ def train_model(
             history.append({"epoch": epoch + 1, "val_accuracy": val})
             update(advance=0, epoch=epoch + 1, val=val)
     seconds = time.time() - start
-    final: Classifier = ema.module
+    final = cast(Classifier, ema.module)  # the averaged copy of ``model``
     final.eval()
     card = {
         "name": name,

@@ -20,6 +20,9 @@ class Classifier(nn.Module):
     torch.Size([5, 2])
     """
 
+    mean: torch.Tensor  # (1, C, 1, 1) buffers
+    std: torch.Tensor
+
     def __init__(
         self,
         net: nn.Module,
@@ -44,7 +47,8 @@ class Classifier(nn.Module):
 
     @property
     def preprocess(self) -> Preprocess:
-        """How to prepare an image for this model: the card's resize and centre crop, else a square resize to ``input_size``."""
+        """How to prepare an image for this model: the card's resize and centre crop, else a square resize to
+        ``input_size``."""
         return Preprocess.from_card(self.card, self.input_size)
 
     @property

@@ -62,7 +62,6 @@ def test_interrupt_then_resume_gives_the_same_patch(tmp_path: Path, demo, tiny_m
 
     ckpt = tmp_path / "ck.pt"
     first = PatchAttack(tiny_model, cfg, checkpoint=ckpt, checkpoint_every=0, progress=False)
-    steps = {"n": 0}
     original = first._lr
 
     def lr_then_stop(step: int) -> float:  # stop after step 5 (inside the candidate search)

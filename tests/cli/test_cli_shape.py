@@ -66,7 +66,7 @@ def test_auto_picks_cuda_only_when_there_is_one(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == "cpu"
-    with pytest.raises(PatchscopeError, match="--device cuda"):
+    with pytest.raises(PatchscopeError, match="--device 'cuda': CUDA is not available"):
         resolve_device("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("auto") == "cuda" and resolve_device("cpu") == "cpu"
@@ -92,6 +92,8 @@ def test_auto_picks_cuda_only_when_there_is_one(monkeypatch):
             "--kernel does not apply to --defense 'bits' (its options: --bits)",
         ),
         ("patch runs/p: no patch.safetensors there", ("patch",), "--patch runs/p: no patch.safetensors there"),
+        ("gtsrb:test: set root or PATCHSCOPE_DATA", ("root",), "gtsrb:test: set --data-root or PATCHSCOPE_DATA"),
+        ("device 'tpu': use auto, cpu, cuda or cuda:N", ("device",), "--device 'tpu': use auto, cpu, cuda or cuda:N"),
         ("a 9px patch does not fit", (), "a 9px patch does not fit"),
     ],
 )
@@ -100,11 +102,11 @@ def test_library_errors_come_out_in_flags(message, params, expected):
 
 
 def test_library_messages_name_parameters_not_flags():
-    """The model, attack, defense, explain and evaluation layers never spell a command-line flag: only the CLI does."""
+    """The data, model, attack, defense, explain and evaluation layers never spell a flag: only the CLI does."""
     root = Path(cli.__file__).parent.parent
     offenders = []
     for path in root.rglob("*.py"):
-        if path.relative_to(root).parts[0] not in ("models", "attacks", "defenses", "explain", "eval"):
+        if path.relative_to(root).parts[0] not in ("data", "models", "attacks", "defenses", "explain", "eval"):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "PatchscopeError" and node.args:
@@ -191,5 +193,5 @@ def test_reproducing_command_lines_are_accepted_by_the_cli():
     ]
     for line in lines:
         _parses(line)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match="No such option: --no-such-option"):  # click's UsageError (typer may vendor it)
         _parses(command_line("attack", {"no_such_option": 1}))

@@ -100,7 +100,7 @@ OUTS = ["{o}", "{f}/afile", "{f}/afile/sub", "{o}/deep/er", "", "{ro}/x"]
 
 POOLS = {"int": INTS, "float": FLOATS, "text": TEXT, "data": DATA, "model": MODELS, "patch": PATCHES, "out": OUTS}
 
-# -- commands: cheap base arguments and the options to fuzz (name -> pool or explicit choices) ----------------------------
+# -- commands: cheap base arguments and the options to fuzz (name -> pool or explicit choices) -------------------------
 COMMANDS: dict[str, tuple[list[str], dict[str, str | list[str]]]] = {
     "evaluate": (
         [

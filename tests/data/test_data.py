@@ -112,8 +112,9 @@ def test_gtsrb_offline_without_data_is_one_clear_error(tmp_path: Path, monkeypat
         raise OSError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(tv, "download_and_extract_archive", offline)
-    with pytest.raises(PatchscopeError, match="download failed"):
+    with pytest.raises(PatchscopeError, match="download failed") as e:
         load_data("gtsrb:test", tmp_path)
+    assert e.value.params == ("root",) and str(e.value).startswith("gtsrb:test: set root or PATCHSCOPE_DATA")
 
 
 def test_a_resolution_suffix_resizes_the_same_images(demo):

@@ -154,7 +154,7 @@ def test_the_prediction_map_matches_masking_one_pair_at_a_time():
 
 
 def test_certified_predictions_survive_every_patch_at_every_location():
-    """Soundness: a patch of the certified size anywhere, with extreme or random pixels, never moves the robust prediction."""
+    """Soundness: a patch of the certified size anywhere, extreme or random pixels, never moves the robust decision."""
     size, side = 12, 3
     model = local_net(size, seed=2)
     x = smooth_images(16, size, seed=2)
@@ -180,7 +180,7 @@ def test_impossible_mask_sets_are_user_errors(n, p, k):
 
 
 def test_bf16_prediction_map_agrees_with_fp32_away_from_ties():
-    """bf16 autocast on channels-last input may flip only near-ties: where fp32's top-2 margin is wide, the maps agree."""
+    """bf16 autocast on channels-last input may flip only near-ties: where fp32's top-2 margin is wide, maps agree."""
     model = small_cnn(classes=4, seed=3)
     x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     masks = mask_set(32, 5, k=3)

@@ -29,7 +29,8 @@ window.__errors = [];
 window.addEventListener('error', e => window.__errors.push(String(e.message || e.type)), true);
 window.addEventListener('load', () => {
   const broken = [...document.images].filter(i => !i.complete || i.naturalWidth === 0).length;
-  document.body.setAttribute('data-probe', `images=${document.images.length} broken=${broken} errors=${window.__errors.length}`);
+  const errors = window.__errors.length;
+  document.body.setAttribute('data-probe', `images=${document.images.length} broken=${broken} errors=${errors}`);
 });
 </script>"""
 
@@ -78,7 +79,8 @@ def test_report_loads_in_chromium_without_broken_images_or_errors(tmp_path: Path
 def test_the_browser_check_catches_a_broken_image_and_a_script_error(tmp_path: Path):
     page = tmp_path / "bad.html"
     page.write_text(
-        '<html><head></head><body><img src="data:image/png;base64,AAAA"><script>undefinedFunction()</script></body></html>'
+        '<html><head></head><body><img src="data:image/png;base64,AAAA">'
+        "<script>undefinedFunction()</script></body></html>"
     )
     images, broken, errors = check_page(page, tmp_path / "bad.png")
     assert (images, broken) == (1, 1) and errors >= 1  # the broken image fires an error event too

@@ -56,7 +56,7 @@ def test_default_gradcam_layers():
 
 
 def test_gradcam_finds_a_planted_feature():
-    """A hand-built CNN whose class-0 logit sums channel 0 after ReLU and 2x pooling: the map sits on the bright square."""
+    """A hand-built CNN whose class-0 logit sums channel 0 after ReLU and 2x pooling: the map is on the bright patch."""
     conv = nn.Conv2d(3, 1, 1, bias=False)
     with torch.no_grad():
         conv.weight.copy_(torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1))

@@ -44,7 +44,10 @@ def test_hidden_tokens_are_reconstructed_from_the_mask_token():
     y = y_tokens.view(2, 8, 8, 4, 4, 3).permute(0, 5, 1, 3, 2, 4).reshape(2, 3, 32, 32)
     with torch.no_grad():
         enc = mae.encoder
-        seen = lambda z: torch.gather(enc.embed(z).flatten(2).transpose(1, 2), 1, keep.unsqueeze(-1).expand(-1, -1, 32))
+
+        def seen(z: torch.Tensor) -> torch.Tensor:
+            return torch.gather(enc.embed(z).flatten(2).transpose(1, 2), 1, keep.unsqueeze(-1).expand(-1, -1, 32))
+
         assert torch.allclose(seen(x), seen(y))
 
 

@@ -125,7 +125,7 @@ WRONG_NUMBERS = [
     ),
 ]
 
-# -- values that used to raise tracebacks -------------------------------------------------------------------------------
+# -- values that used to raise tracebacks ------------------------------------------------------------------------------
 UNCHECKED = [
     *[
         ([*cmd, "--limit", "-3"], ["--limit", "-3"])
@@ -227,7 +227,7 @@ UNCHECKED = [
     (["evaluate", "--data", "demo", "--patch", "{bad}/pempty", "--limit", "8"], ["mask", "empty"]),
 ]
 
-# -- model cards are checked, in every command that takes a model -------------------------------------------------------
+# -- model cards are checked, in every command that takes a model ------------------------------------------------------
 CARDS = [
     ("huge", ["input_size", "1000000000"]),
     ("negsize", ["input_size", "-3"]),
@@ -260,7 +260,7 @@ MODEL_COMMANDS = {
     "train": ["train", "--init", "{m}", "--data", "demo", "--epochs", "1", "--out", "{tmp}/o"],
 }
 
-# -- misleading messages ------------------------------------------------------------------------------------------------
+# -- misleading messages -----------------------------------------------------------------------------------------------
 MESSAGES = [
     (["evaluate", "--data", "demo", "--patch", "{bad}/pnan", "--limit", "8"], ["pixels", "nan"]),
     (["explain", "--data", "demo", "--patch", "{bad}/pnan", "--limit", "2", "--out", "{tmp}/o"], ["pixels", "nan"]),
@@ -353,7 +353,7 @@ def test_combined_checks_name_the_value_that_was_wrong(tmp_path: Path) -> None:
     )
 
 
-# -- --out is checked before the work -----------------------------------------------------------------------------------
+# -- --out is checked before the work ----------------------------------------------------------------------------------
 OUT_COMMANDS = {
     "train": ["train", "--arch", "cnn", "--data", "demo", "--epochs", "1"],
     "attack": ["attack", "--data", "demo", "--steps", "1", "--limit", "4"],
@@ -475,7 +475,7 @@ def test_resume_with_fewer_steps_is_refused_then_the_same_settings_finish(checkp
     assert (checkpoint / "patch.safetensors").exists() and not (checkpoint / "checkpoint.pt").exists()
 
 
-# -- interrupts: one line, what was kept, 130/143, the run recorded as interrupted ------------------------------------------
+# -- interrupts: one line, what was kept, 130/143, the run recorded as interrupted -------------------------------------
 INTERRUPTED = {
     "certify": ["certify", "--defense", "patchcleanser", "--data", "demo", "--limit", "100"],
     "train": ["train", "--arch", "cnn", "--data", "demo", "--epochs", "30", "--out", "{tmp}/models"],
@@ -556,7 +556,8 @@ def test_an_interrupt_says_what_was_kept_and_exits_128_plus_the_signal(
 def test_certify_with_many_masks_reports_progress_image_by_image(
     tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """--k 100 (one mask per place: 676 masks) costs up to ~228k passes an image: chunks shrink so progress shows per image."""
+    """--k 100 (one mask per place: 676 masks) costs up to ~228k passes an image: chunks shrink so progress shows
+    per image."""
     monkeypatch.setenv("PATCHSCOPE_PROGRESS_SECONDS", "0")
     r = invoke(
         "certify",
