@@ -20,15 +20,13 @@ from patchscope.cli.common import (
     load_models,
     load_patch_arg,
     note,
-    print_json,
     recorded,
     resolve_device,
-    rich_table,
     same_named,
-    show,
     split_names,
     warn_bf16,
 )
+from patchscope.cli.output import Col, pct, print_json, print_table, show
 from patchscope.errors import PatchscopeError
 from patchscope.validate import check_fraction
 
@@ -263,7 +261,8 @@ def transfer(
 
 def _matrix_table(matrix: dict[str, dict[str, float]], models: list[str], title: str) -> None:
     """One row per patch, one column per model: its success there."""
-    rich_table(["patch", *models], [[p, *(f"{row[m]:.1%}" for m in models)] for p, row in matrix.items()], title)
+    columns: list[Col | str] = ["patch", *(Col(m, justify="right") for m in models)]
+    print_table(columns, [[p, *(pct(row[m]) for m in models)] for p, row in matrix.items()], title)
 
 
 @app.command()

@@ -15,15 +15,13 @@ from patchscope.cli.common import (
     JsonOpt,
     RootOpt,
     check_out,
-    key_value_table,
     load_patch_arg,
     recorded,
     resolve_device,
-    rich_table,
     same_named,
-    show,
     warn_bf16,
 )
+from patchscope.cli.output import Col, key_value_table, print_table, show
 from patchscope.validate import check_optional_positive, check_positive
 
 app = typer.Typer()
@@ -64,9 +62,7 @@ def defend(
     smoothing: Annotated[float | None, typer.Option(help="lgs: smoothing factor")] = None,
     stages: Annotated[int | None, typer.Option(help="clip: how many early stages to clip")] = None,
     quantile: Annotated[float | None, typer.Option(help="clip: bound quantile over clean images")] = None,
-    fit_data: Annotated[
-        str | None, typer.Option(help="clip: clean data to measure bounds on (default --data)")
-    ] = None,
+    fit_data: Annotated[str | None, typer.Option(help="clip: clean data to measure bounds on (default --data)")] = None,
     fit_limit: Annotated[int, typer.Option(help="clip: at most this many clean images for the bounds")] = 1024,
     batch_size: int = 1024,
     seed: int = 0,
@@ -224,14 +220,15 @@ def defenses(as_json: JsonOpt = False) -> None:
         }
         for n in list_certifiers()
     ]
-    table = [
+    table: list[list[str]] = [
         [
-            r["name"],
-            r["kind"],
+            str(r["name"]),
+            str(r["kind"]),
             {True: "yes", False: "no", None: "-"}[r["bpda"]],
             ", ".join(f"{k}={v}" for k, v in r["options"].items()) or "-",
-            r["summary"],
+            str(r["summary"]),
         ]
         for r in rows
     ]
-    show(rows, as_json, lambda: rich_table(["name", "kind", "BPDA", "options (-o KEY=VALUE)", "what it does"], table))
+    columns: list[Col | str] = ["name", Col("kind", drop=1), "BPDA", "options (-o KEY=VALUE)", "what it does"]
+    show(rows, as_json, lambda: print_table(columns, table))
