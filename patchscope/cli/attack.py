@@ -229,6 +229,9 @@ def _location(text: str | None) -> tuple[int, int] | None:
         top, left = (int(v) for v in text.split(","))
     except ValueError:
         raise PatchscopeError(f"--location {text!r}: give TOP,LEFT in pixels, e.g. 4,12") from None
+    for side, value in (("top", top), ("left", left)):
+        if value < 0:
+            raise PatchscopeError(f"--location {text}: {side} must be >= 0, got {value}")
     return top, left
 
 
