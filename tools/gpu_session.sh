@@ -75,9 +75,9 @@ JOBS=(
   "gtsrb-vit-scratch|vit|300|--arch-kwargs $VIT --batch-size 256"
 )
 split_job() { IFS='|' read -r NAME ARCH MAXEP EXTRA <<<"$1"; read -r -a EXTRA_ARR <<<"$EXTRA"; }
-run_job() {  # name arch epochs outdir extra...; stopped 15 s before TOTAL
+run_job() {  # name arch epochs outdir extra...; stopped 15 s before TOTAL; prints the JSON summary last
   local name=$1 arch=$2 ep=$3 dir=$4; shift 4
-  timeout $(( $(left) - 15 )) $PY -m patchscope train --arch "$arch" --data gtsrb:train --epochs "$ep" --name "$name" --out "$dir" --device cuda "$@"
+  timeout $(( $(left) - 15 )) $PY -m patchscope train --arch "$arch" --data gtsrb:train --epochs "$ep" --name "$name" --out "$dir" --device cuda --json "$@"
 }
 
 stage_train() {

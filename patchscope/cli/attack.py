@@ -20,15 +20,13 @@ from patchscope.cli.common import (
     load_models,
     load_patch_arg,
     note,
-    print_json,
     recorded,
     resolve_device,
-    rich_table,
     same_named,
-    show,
     split_names,
     warn_bf16,
 )
+from patchscope.cli.output import Col, cell, key_value_table, pct, print_table, show
 from patchscope.errors import PatchscopeError
 from patchscope.validate import check_fraction
 
@@ -141,7 +139,7 @@ def attack(
         options = {"checkpoint": out / "checkpoint.pt", "checkpoint_every": checkpoint_every, "resume": resume}
         options["identity"] = identity
     try:
-        _run_attack(net, images, cfg, config, out, rank, options)
+        _run_attack(net, images, cfg, config, out, rank, options, as_json)
     finally:
         _leave_distributed()
 
@@ -177,9 +175,17 @@ def _per_image_options(
 
 
 def _run_attack(
-    net: Any, images: AttackImages, cfg: Any, config: dict[str, Any], out: Path, rank: int, options: dict[str, Any]
+    net: Any,
+    images: AttackImages,
+    cfg: Any,
+    config: dict[str, Any],
+    out: Path,
+    rank: int,
+    options: dict[str, Any],
+    as_json: bool = False,
 ) -> None:
-    """Attack, measure and write the run folder (rank 0), recorded as one run; an interrupt keeps the checkpoint."""
+    """Attack, measure and write the run folder (rank 0), recorded as one run; an interrupt keeps the checkpoint.
+    Prints the run's summary (``as_json``: as JSON)."""
     from patchscope.attacks import AttackInterrupted
     from patchscope.eval.attack_runs import run_attack
 
@@ -206,7 +212,14 @@ def _run_attack(
         run.artifact(
             "patches" if per_image else "patch", out / ("patches.safetensors" if per_image else "patch.safetensors")
         )
-    print_json(summary)
+    title = f"{'per-image patches' if per_image else 'patch'} on {config['model']} ({_goal(config)})"
+    show(summary, as_json, lambda: key_value_table(summary, title))
+
+
+def _goal(config: dict[str, Any]) -> str:
+    """``stop -> yield``, or ``stop, untargeted``."""
+    target = config["target"]
+    return f"{config['source']} -> {target}" if target is not None else f"{config['source']}, untargeted"
 
 
 def _location(text: str | None) -> tuple[int, int] | None:
@@ -216,6 +229,9 @@ def _location(text: str | None) -> tuple[int, int] | None:
         top, left = (int(v) for v in text.split(","))
     except ValueError:
         raise PatchscopeError(f"--location {text!r}: give TOP,LEFT in pixels, e.g. 4,12") from None
+    for side, value in (("top", top), ("left", left)):
+        if value < 0:
+            raise PatchscopeError(f"--location {text}: {side} must be >= 0, got {value}")
     return top, left
 
 
@@ -263,7 +279,8 @@ def transfer(
 
 def _matrix_table(matrix: dict[str, dict[str, float]], models: list[str], title: str) -> None:
     """One row per patch, one column per model: its success there."""
-    rich_table(["patch", *models], [[p, *(f"{row[m]:.1%}" for m in models)] for p, row in matrix.items()], title)
+    columns: list[Col | str] = ["patch", *(Col(m, justify="right") for m in models)]
+    print_table(columns, [[p, *(pct(row[m]) for m in models)] for p, row in matrix.items()], title)
 
 
 @app.command()
@@ -285,6 +302,7 @@ def curve(
     out: Annotated[Path, typer.Option(help="folder for curve.json and area.png")] = Path("runs/curve"),
     data_root: RootOpt = None,
     device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
 ) -> None:
     """Success against patch area (one attack per size) and A90, the smallest area reaching 90%."""
     from patchscope.cli.common import parse_floats
@@ -324,7 +342,37 @@ def curve(
         )
         run.log({p: {"a90": r["a90"], "points": r["points"]} for p, r in result.items()})
         run.artifact("curve", out / "curve.json")
-    print_json({**head, **result})
+    show({**head, **result}, as_json, lambda: _curve_table(head, result))
+
+
+def _curve_table(head: dict[str, Any], result: dict[str, Any]) -> None:
+    """One table per placement: each size's success, and A90 under it."""
+    for i, (placement, curve) in enumerate(result.items()):
+        if i:
+            typer.echo()
+        a90 = curve["a90"]
+        print_table(
+            [
+                *(Col(h, justify="right") for h in ("size", "area", "side", "success")),
+                Col("location", drop=3),
+                Col("target conf.", drop=1, justify="right"),
+                Col("clean accuracy", drop=2, justify="right"),
+            ],
+            [
+                [
+                    cell(r["size"]),
+                    pct(r["area"]),
+                    f"{r['side']}px",
+                    pct(r["success"]),
+                    cell(r["location"]),
+                    f"{r['target_confidence']:.3f}",
+                    pct(r["clean_accuracy"]),
+                ]
+                for r in curve["rows"]
+            ],
+            title=f"{placement} patches on {head['model']} ({_goal(head)})",
+            caption=f"A90 (smallest area reaching 90%): {pct(a90) if a90 is not None else 'not reached'}",
+        )
 
 
 def _curve_config(placements: str, **settings: Any) -> Any:

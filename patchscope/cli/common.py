@@ -1,5 +1,5 @@
-"""What every command shares: option types, the device, the run store, loading models and patches, printing, and the
-translation of library errors (which name parameters) into this command line's flags.
+"""What every command shares: option types, the device, the run store, loading models and patches, and the
+translation of library errors (which name parameters) into this command line's flags (printing: :mod:`.output`).
 
 Imports nothing of the other command modules; heavy libraries (torch, rich) load inside the functions that need them,
 so ``patchscope runs`` and ``--help`` start fast.
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -211,43 +210,6 @@ class DataCache:
         if size not in self.cache:
             self.cache[size] = load_data(self.spec, self.root, size).head(self.limit)
         return self.cache[size]
-
-
-def print_json(obj: object) -> None:
-    """``obj`` as indented JSON on stdout."""
-    typer.echo(json.dumps(obj, indent=2, default=str))
-
-
-def show(obj: object, as_json: bool, table: Callable[[], None] | None = None) -> None:
-    """JSON when asked for (or when there is no table), else the table."""
-    if as_json or table is None:
-        print_json(obj)
-    else:
-        table()
-
-
-def key_value_table(obj: dict[str, Any]) -> None:
-    """A nested dict as a two-column table of dotted keys and values."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from patchscope.eval.store import flatten
-
-    t = Table("key", "value")
-    for k, v in flatten(obj).items():
-        t.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
-    Console().print(t)
-
-
-def rich_table(columns: list[str], rows: list[list[str]], title: str | None = None) -> None:
-    """Print one table of text cells."""
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(*columns, title=title)
-    for row in rows:
-        t.add_row(*row)
-    Console().print(t)
 
 
 def same_named(options: Mapping[str, Any], fn: Callable[..., Any], skip: Iterable[str] = ()) -> dict[str, Any]:

@@ -15,15 +15,13 @@ from patchscope.cli.common import (
     JsonOpt,
     RootOpt,
     check_out,
-    key_value_table,
     load_patch_arg,
     recorded,
     resolve_device,
-    rich_table,
     same_named,
-    show,
     warn_bf16,
 )
+from patchscope.cli.output import Col, key_value_table, print_table, show
 from patchscope.validate import check_optional_positive, check_positive
 
 app = typer.Typer()
@@ -225,14 +223,15 @@ def defenses(as_json: JsonOpt = False) -> None:
         }
         for n in list_certifiers()
     ]
-    table = [
+    table: list[list[str]] = [
         [
-            r["name"],
-            r["kind"],
+            str(r["name"]),
+            str(r["kind"]),
             {True: "yes", False: "no", None: "-"}[r["bpda"]],
             ", ".join(f"{k}={v}" for k, v in r["options"].items()) or "-",
-            r["summary"],
+            str(r["summary"]),
         ]
         for r in rows
     ]
-    show(rows, as_json, lambda: rich_table(["name", "kind", "BPDA", "options (-o KEY=VALUE)", "what it does"], table))
+    columns: list[Col | str] = ["name", Col("kind", drop=1), "BPDA", "options (-o KEY=VALUE)", "what it does"]
+    show(rows, as_json, lambda: print_table(columns, table))

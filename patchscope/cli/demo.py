@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from patchscope.cli.common import DeviceOpt, check_out, recorded, resolve_device
+from patchscope.cli.common import DeviceOpt, JsonOpt, check_out, recorded, resolve_device
+from patchscope.cli.output import print_json
 from patchscope.validate import check_fraction, check_positive
 
 app = typer.Typer()
@@ -20,6 +21,7 @@ def demo(
     size: Annotated[float, typer.Option(help="patch area fraction")] = 0.08,
     quick: Annotated[bool, typer.Option(help="a tiny budget that only checks every stage runs")] = False,
     device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
 ) -> None:
     """The whole story on the bundled models and data: attack, measure, explain, defend, certify, report."""
     from dataclasses import replace
@@ -34,4 +36,7 @@ def demo(
     with recorded("demo", {"out": str(out), **settings.__dict__}) as run:
         path = run_demo(out, settings)
         run.artifact("report", path)
-    typer.echo(f"report: {path.resolve()}")
+    if as_json:
+        print_json({"report": str(path.resolve()), "results": str((out / "results.json").resolve())})
+    else:
+        typer.echo(f"report: {path.resolve()}")

@@ -17,10 +17,9 @@ from patchscope.cli.common import (
     load_patch_arg,
     recorded,
     resolve_device,
-    rich_table,
-    show,
     split_names,
 )
+from patchscope.cli.output import Col, pct, print_table, show
 from patchscope.validate import check_batch, check_optional_positive
 
 app = typer.Typer()
@@ -32,24 +31,31 @@ def zoo(as_json: JsonOpt = False) -> None:
     rows, patches = _zoo_models(), _zoo_patches()
 
     def table() -> None:
-        pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
-        rich_table(
-            ["model", "arch", "params", "input", "accuracy", "val accuracy"],
+        print_table(
+            [
+                "model",
+                "arch",
+                Col("params", drop=2, justify="right"),
+                Col("input", drop=3, justify="right"),
+                "accuracy",
+                Col("val accuracy", drop=1, justify="right"),
+            ],
             [
                 [
                     r["name"],
                     r["arch"],
-                    f"{r['params']:,}",
+                    f"{r['params']:,}" if r["params"] is not None else "-",
                     f"{r['input_size']}px",
                     ", ".join(f"{v:.2%} ({k})" for k, v in r["accuracy"].items()) or "-",
-                    f"{r['val_accuracy']:.2%}" if r["val_accuracy"] is not None else "-",
+                    pct(r["val_accuracy"], 2),
                 ]
                 for r in rows
             ],
         )
         if patches:
-            rich_table(
-                ["patch (--patch zoo:NAME)", "area", "targeted", "untargeted"],
+            typer.echo()
+            print_table(
+                ["patch (--patch zoo:NAME)", *(Col(h, justify="right") for h in ("area", "targeted", "untargeted"))],
                 [
                     [r["name"], pct(r["area"]), pct(r["targeted_success"]), pct(r["untargeted_success"])]
                     for r in patches
@@ -155,18 +161,27 @@ def evaluate(
 
 
 def _evaluate_table(result: dict[str, dict[str, Any]], patched: bool) -> None:
-    rows = []
-    for n, e in result.items():
-        extra = (
-            [
-                f"{e['targeted_success']:.1%}" if e.get("targeted_success") is not None else "-",
-                f"{e['untargeted_success']:.1%}",
-                f"{e['target_confidence']:.3f}",
-            ]
-            if patched
-            else []
-        )
-        rows.append([n, str(e["clean_images"]), f"{e['clean_accuracy']:.2%}", *extra])
-    rich_table(
-        ["model", "images", "clean accuracy", *(["targeted", "untargeted", "target conf."] if patched else [])], rows
+    """One row per model: its clean accuracy and, with a patch, the patch's success on it."""
+    rows = [
+        [
+            n,
+            str(e["clean_images"]),
+            pct(e["clean_accuracy"], 2),
+            *(
+                [pct(e.get("targeted_success")), pct(e["untargeted_success"]), f"{e['target_confidence']:.3f}"]
+                if patched
+                else []
+            ),
+        ]
+        for n, e in result.items()
+    ]
+    numbers = ["clean accuracy", *(["targeted", "untargeted"] if patched else [])]
+    print_table(
+        [
+            "model",
+            Col("images", drop=1, justify="right"),
+            *(Col(h, justify="right") for h in numbers),
+            *([Col("target conf.", drop=2, justify="right")] if patched else []),
+        ],
+        rows,
     )

@@ -18,9 +18,8 @@ from patchscope.cli.common import (
     load_patch_arg,
     recorded,
     resolve_device,
-    rich_table,
-    show,
 )
+from patchscope.cli.output import Col, print_table, print_text, show
 from patchscope.errors import PatchscopeError
 from patchscope.validate import check_batch, check_optional_positive
 
@@ -153,5 +152,10 @@ def _table(result: dict[str, Any], index: int) -> None:
         f"{result['model']} on {result['images']} {result['source']!r} images: "
         f"accuracy {result['clean_accuracy']:.0%} -> {result['patched_accuracy']:.0%}"
     )
-    rich_table(["layer", "grid", "adversarial share", "natural ratio", "max_z", f"max_z (image {index})"], rows, title)
-    typer.echo(f"wrote {', '.join(result['files'])}")
+    numbers = ("adversarial share", "natural ratio", "max_z")
+    columns: list[Col | str] = ["layer", Col("grid", drop=2), *(Col(h, justify="right") for h in numbers)]
+    print_table([*columns, Col(f"max_z (image {index})", drop=1, justify="right")], rows, title)
+    files = [Path(f) for f in result["files"]]
+    folders = {f.parent for f in files}
+    names = ", ".join(f.name for f in files) if len(folders) == 1 else ", ".join(map(str, files))
+    print_text(f"wrote {names}" + (f" in {folders.pop()}" if len(folders) == 1 else ""))

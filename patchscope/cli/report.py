@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from patchscope.cli.common import StoreOpt, check_out, split_names, store_path
+from patchscope.cli.common import JsonOpt, StoreOpt, check_out, split_names, store_path
+from patchscope.cli.output import print_json
 
 app = typer.Typer()
 
@@ -17,6 +18,7 @@ def report(
     runs: Annotated[str, typer.Option(help="comma-separated run ids from `patchscope runs list`")],
     out: Annotated[Path, typer.Option(help="report folder")] = Path("report"),
     store: StoreOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """One self-contained HTML page from stored runs: their settings, metrics and figures."""
     from patchscope.eval.report import runs_report
@@ -24,5 +26,9 @@ def report(
 
     check_out(out)
     db = store_for(store_path(store))
-    path = runs_report([db.get(r) for r in split_names(runs, "--runs")], out)
-    typer.echo(f"report: {path.resolve()}")
+    chosen = [db.get(r) for r in split_names(runs, "--runs")]
+    path = runs_report(chosen, out)
+    if as_json:
+        print_json({"report": str(path.resolve()), "runs": [r.id for r in chosen]})
+    else:
+        typer.echo(f"report: {path.resolve()}")

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from patchscope.cli.common import JsonOpt, StoreOpt, print_json, store_path
+from patchscope.cli.common import JsonOpt, StoreOpt, store_path
+from patchscope.cli.output import Col, print_json, print_table
 from patchscope.errors import PatchscopeError
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.text import Text
 
     from patchscope.eval.store import Run, RunStore
 
@@ -28,10 +29,6 @@ def store_for(path: Path | None) -> RunStore:
     from patchscope.eval.store import store_for as _store_for
 
     return _store_for(store_path(path))
-
-
-def _echo_json(obj: object) -> None:
-    print_json(obj)
 
 
 def _when(iso: str | None) -> str:
@@ -49,38 +46,31 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes}m{s:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
-def _short(value: Any, width: int = 60) -> str:
-    """A value as a short table cell (rich markup escaped)."""
-    from rich.markup import escape
-
-    return escape(_plain(value, width))
-
-
-def _plain(value: Any, width: int) -> str:
+def _short(value: Any, width: int = 200) -> str:
+    """A value as a table cell: text and lists of names whole, longer JSON (lists of numbers or records, mappings)
+    cut at ``width`` characters."""
     if value is None:
         return "-"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):
         return f"{value:.4g}"
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        return value if isinstance(value, str) else ", ".join(value)
+    text = json.dumps(value, default=str)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _status(status: str) -> str:
-    return f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]"
+def _status(status: str) -> Text:
+    from rich.text import Text
+
+    return Text(status, style=_STATUS_STYLE.get(status, "white"))
 
 
 def _headline(run: Run, n: int = 3) -> str:
     """A few scalar metrics, for the list view."""
     scalars = [(k, v) for k, v in run.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    return ", ".join(f"{_short(k)}={_short(v)}" for k, v in scalars[:n]) or "-"
-
-
-def _console() -> Console:
-    from rich.console import Console
-
-    return Console()
+    return ", ".join(f"{k}={_short(v)}" for k, v in scalars[:n]) or "-"
 
 
 @app.command("list")
@@ -96,35 +86,40 @@ def list_runs(
     store: StoreOpt = None,
 ) -> None:
     """List stored runs, newest first."""
-    from rich.table import Table
-
     db = store_for(store)
     if limit < 0:
         raise PatchscopeError(f"--limit must be >= 0 (0: all runs), got {limit}")
     runs = db.list(kind=kind, limit=limit or None, status=status)
     if as_json:
-        _echo_json({"store": str(db.path), "runs": [r.as_dict() for r in runs]})
+        print_json({"store": str(db.path), "runs": [r.as_dict() for r in runs]})
         return
     if not runs:
         typer.echo(f"no runs{f' of kind {kind}' if kind else ''} in {db.path}")
         return
-    t = Table(title=str(db.path), title_justify="left")
-    for column in ("id", "kind", "status", "started", "time"):
-        t.add_column(column, no_wrap=True)
-    for column in ("models", "seed", "metrics"):
-        t.add_column(column, overflow="fold")
-    for r in runs:
-        t.add_row(
+    columns: list[Col | str] = [
+        Col("id", justify="right"),
+        "kind",
+        "status",
+        Col("started", drop=1),
+        Col("time", drop=2, justify="right"),
+        "models",
+        Col("seed", drop=3, justify="right"),
+        "metrics",
+    ]
+    rows: list[list[str | Text]] = [
+        [
             str(r.id),
-            _short(r.kind),
+            r.kind,
             _status(r.status),
             _when(r.started),
             _duration(r.seconds),
-            _short(",".join(r.models) or None),
+            ", ".join(r.models) or "-",
             _short(r.seed),
             _headline(r),
-        )
-    _console().print(t)
+        ]
+        for r in runs
+    ]
+    print_table(columns, rows, title=str(db.path))
 
 
 @app.command("show")
@@ -134,46 +129,42 @@ def show_run(
     store: StoreOpt = None,
 ) -> None:
     """Everything stored about one run: config, metrics, artifacts, provenance."""
-    from rich.table import Table
-
     from patchscope.eval.store import flatten
 
     run = store_for(store).get(run_id)
     if as_json:
-        _echo_json(run.as_dict())
+        print_json(run.as_dict())
         return
-    title = f"run {run.id} ({_short(run.kind)}, {run.status})"
-    t = Table("", "field", "value", title=title, title_justify="left", show_lines=False)
     sections = (
         ("run", _about(run)),
-        ("config", flatten(run.config)),
-        ("metrics", flatten(run.metrics)),
-        ("artifacts", flatten(run.artifacts)),
+        ("config", {k: _short(v) for k, v in flatten(run.config).items()}),
+        ("metrics", {k: _short(v) for k, v in flatten(run.metrics).items()}),
+        ("artifacts", {k: _short(v) for k, v in flatten(run.artifacts).items()}),
     )
+    typer.echo(f"run {run.id} ({run.kind}, {run.status})")
     for section, entries in sections:
-        for i, (k, v) in enumerate(entries.items()):
-            t.add_row(section if i == 0 else "", _short(k), v if section == "run" else _short(v, 200))
-        t.add_section()
-    _console().print(t)
+        if entries:
+            typer.echo()
+            print_table([section, ""], [[k, v] for k, v in entries.items()])
 
 
-def _about(run: Run) -> dict[str, str]:
-    """The run's own fields as table cells (rich markup)."""
-    about = {
+def _about(run: Run) -> dict[str, str | Text]:
+    """The run's own fields as table cells."""
+    about: dict[str, str | Text] = {
         "status": _status(run.status),
         "started": _when(run.started),
         "ended": _when(run.ended),
         "time": _duration(run.seconds),
-        "models": _short(",".join(run.models) or None, 200),
+        "models": _short(run.models or None),
         "seed": _short(run.seed),
         "data hash": _short(run.data_hash),
         "version": _short(run.version),
         "git commit": _short(run.git_commit),
-        "command": _short(run.command, 200),
+        "command": _short(run.command),
         "process": _short(f"{run.pid} on {run.host}" if run.pid else None),
     }
     if run.message:
-        about["message"] = _short(run.message, 500)
+        about["message"] = _short(run.message)
     return about
 
 
@@ -185,31 +176,22 @@ def compare_runs(
     store: StoreOpt = None,
 ) -> None:
     """What differs between two runs: run fields, config and metrics (with b - a for numbers)."""
-    from rich.table import Table
-
     diff = store_for(store).compare(a, b)
     if as_json:
-        _echo_json(diff)
+        print_json(diff)
         return
     sections = [(s, diff[s]) for s in ("run", "config", "metrics") if diff[s]]
     if not sections:
         typer.echo(f"runs {diff['a']} and {diff['b']} have the same config and metrics")
         return
-    t = Table(
-        "",
-        "key",
-        f"run {diff['a']}",
-        f"run {diff['b']}",
-        "b - a",
-        title=f"run {diff['a']} vs run {diff['b']}",
-        title_justify="left",
-    )
+    typer.echo(f"run {diff['a']} vs run {diff['b']}")
     for section, entries in sections:
-        for i, (k, e) in enumerate(entries.items()):
+        rows = []
+        for k, e in entries.items():
             missing = e.get("only_in")
             va = "(absent)" if missing == "b" else _short(e["a"], 40)
             vb = "(absent)" if missing == "a" else _short(e["b"], 40)
             delta = e.get("delta")
-            t.add_row(section if i == 0 else "", _short(k), va, vb, f"{delta:+.4g}" if delta is not None else "")
-        t.add_section()
-    _console().print(t)
+            rows.append([k, va, vb, f"{delta:+.4g}" if delta is not None else ""])
+        typer.echo()
+        print_table([section, f"run {diff['a']}", f"run {diff['b']}", Col("b - a", justify="right")], rows)

@@ -19,11 +19,10 @@ from patchscope.cli.common import (
     parse_floats,
     recorded,
     resolve_device,
-    rich_table,
     same_named,
-    show,
     split_names,
 )
+from patchscope.cli.output import Col, print_table, show
 from patchscope.validate import check_batch, check_fraction, check_int, check_positive
 
 app = typer.Typer(name="study", no_args_is_help=True, help="Experiments that compare models.")
@@ -102,6 +101,13 @@ def _check_settings(
         check_fraction("sizes", area)
 
 
+#: study columns that a narrow terminal leaves out, the first of them first (the others always show)
+OPTIONAL = ("heat-map mass on patch, clean -> patched", "patch share first -> last", "transfer in", "transfer out")
+
+
 def _table(table: dict[str, Any], report: Path) -> None:
-    rich_table(table["columns"], table["rows"])
+    """The comparison table (on a narrow terminal, without the columns in :data:`OPTIONAL`), then the report's path."""
+    drop = {h: len(OPTIONAL) - i for i, h in enumerate(OPTIONAL)}
+    columns = [Col(h, drop=drop.get(h, 0), justify="left" if h == "model" else "right") for h in table["columns"]]
+    print_table(columns, table["rows"])
     typer.echo(f"report: {report}")

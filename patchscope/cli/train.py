@@ -11,6 +11,7 @@ import typer
 from patchscope.cli.common import (
     DataOpt,
     DeviceOpt,
+    JsonOpt,
     RootOpt,
     check_name,
     check_out,
@@ -20,6 +21,7 @@ from patchscope.cli.common import (
     same_named,
     warn_bf16,
 )
+from patchscope.cli.output import key_value_table, print_json
 from patchscope.errors import PatchscopeError
 from patchscope.validate import check_batch, check_positive
 
@@ -88,6 +90,7 @@ def train(
             "rotate=5,translate=0.05,jitter=0.1,occlude_p=0.25,scale=0.95:1.05 (defaults 15, 0.1, 0.3, 0.5, 0.9:1.1)"
         ),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Train a model with the zoo's recipe and write safetensors plus a model card.
 
@@ -130,7 +133,10 @@ def train(
         summary = _save(model, card, out / f"{name}.safetensors")
         run.log(summary)
         run.artifact("weights", summary["weights"])
-    typer.echo(json.dumps(summary))
+    if as_json:
+        print_json(summary, indent=None)
+    else:
+        key_value_table(summary)
 
 
 def _perturbation(args: dict[str, Any], image_size: int) -> Any:

@@ -490,7 +490,7 @@ class RunStore:
     def list(self, kind: str | None = None, limit: int | None = 50, status: str | None = None) -> list[Run]:
         """Runs, newest first, optionally of one ``kind`` and/or ``status`` (``limit=None``: all of them)."""
         if status is not None and status not in STATUSES:
-            raise PatchscopeError(f"status {status!r}: choose from {', '.join(STATUSES)}")
+            raise PatchscopeError(f"status {status!r}: choose from {', '.join(STATUSES)}", params=("status",))
         if limit is not None:
             check_int("limit", limit, 1)
         where, args = [], []

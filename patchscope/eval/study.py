@@ -87,7 +87,9 @@ class RobustnessStudy:
         self.models, self.data, self.s, self.log = models, data, settings, log
         self.src, self.tgt = resolve_class(settings.source, data.classes), resolve_class(settings.target, data.classes)
         if self.src == self.tgt:
-            raise PatchscopeError(f"target must differ from source, got {data.classes[self.src]!r} for both")
+            raise PatchscopeError(
+                f"target must differ from source, got {data.classes[self.src]!r} for both", params=("target", "source")
+            )
         self.make, self.test = data.of_class(self.src).alternate()
         self.grid = DEFAULT_GRID[: settings.conditions]
         if len(self.make) == 0 or len(self.test) == 0:

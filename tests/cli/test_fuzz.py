@@ -149,6 +149,7 @@ COMMANDS: dict[str, tuple[list[str], dict[str, str | list[str]]]] = {
             "{o}",
             "--checkpoint-every",
             "0",
+            "--json",
         ],
         {
             "--model": "model",
@@ -214,6 +215,7 @@ COMMANDS: dict[str, tuple[list[str], dict[str, str | list[str]]]] = {
             "2",
             "--out",
             "{o}",
+            "--json",
         ],
         {
             "--model": "model",
@@ -249,6 +251,7 @@ COMMANDS: dict[str, tuple[list[str], dict[str, str | list[str]]]] = {
             "{o}",
             "--name",
             "fz",
+            "--json",
         ],
         {
             "--arch": ["cnn", "resnet", "vit", "", "x"],

@@ -106,6 +106,10 @@ WRONG_NUMBERS = [
         ["--location", "0..25", "40,40"],
     ),
     (
+        ["attack", "--data", "demo", "--location", "-3,0", "--steps", "1", "--limit", "4", "--out", "{tmp}/o"],
+        ["--location -3,0: top must be >= 0, got -3"],
+    ),
+    (
         [
             "curve",
             "--data",
@@ -221,7 +225,7 @@ UNCHECKED = [
     ),
     (
         ["study", "robustness", "--models", "gtsrb-cnn", "--data", "demo", "--source", "yield", "--out", "{tmp}/o"],
-        ["target", "differ"],
+        ["--target must differ from --source"],
     ),
     (["report", "--runs", "9223372036854775808", "--out", "{tmp}/o"], ["run id"]),
     (["evaluate", "--data", "demo", "--patch", "{bad}/pempty", "--limit", "8"], ["mask", "empty"]),
@@ -286,6 +290,7 @@ MESSAGES = [
     (["evaluate", "--data", "demo", "--patch", "{bad}/pwide", "--limit", "8"], ["pixels", "(3, 5, 7)"]),
     (["transfer", "--patches", "", "--models", "gtsrb-cnn", "--data", "demo"], ["--patches"]),
     (["runs", "list", "--limit", "-1"], ["--limit", "-1"]),
+    (["runs", "list", "--status", "x"], ["--status 'x': choose from"]),
     (
         ["attack", "--data", "demo", "--steps", "1", "--candidates", "0", "--limit", "4", "--out", "{tmp}/o"],
         ["--candidates", "0"],
