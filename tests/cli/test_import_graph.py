@@ -19,6 +19,7 @@ BASE = {
     "patchscope.io",
     "patchscope.progress",
     "patchscope.memory",
+    "patchscope.distributed",
     "patchscope.validate",
 }
 
