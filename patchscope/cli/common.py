@@ -124,6 +124,11 @@ def note(text: str) -> None:
     typer.echo(f"patchscope: {text}", err=True)
 
 
+def main_process() -> bool:
+    """Whether this process prints results and records the run: the only one, or rank 0 under torchrun."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 class _NoRun:
     """The run handle of a torchrun rank other than 0: records nothing (rank 0 records the run)."""
 
@@ -139,7 +144,7 @@ def recorded(kind: str, config: dict[str, Any]) -> Iterator[Any]:
     """Record the enclosed command as a run in the store (rank 0 only under torchrun); yields its handle."""
     from patchscope.eval.store import record
 
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not main_process():
         yield _NoRun()
         return
     with record(STATE.store, kind, config) as run:
@@ -206,12 +211,16 @@ class DataCache:
 
 
 def print_json(obj: object) -> None:
-    """``obj`` as indented JSON on stdout."""
+    """``obj`` as indented JSON on stdout (once under torchrun: rank 0 prints)."""
+    if not main_process():
+        return
     typer.echo(json.dumps(obj, indent=2, default=str))
 
 
 def show(obj: object, as_json: bool, table: Callable[[], None] | None = None) -> None:
-    """JSON when asked for (or when there is no table), else the table."""
+    """JSON when asked for (or when there is no table), else the table (once under torchrun: rank 0 prints)."""
+    if not main_process():
+        return
     if as_json or table is None:
         print_json(obj)
     else:
