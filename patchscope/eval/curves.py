@@ -81,7 +81,7 @@ def area_curves(
         sizes: patch areas.
         placements: ``on-object`` and/or ``sticker``.
         config: the attack's other settings (its size and placement are replaced).
-        out: the folder for the curve's JSON and figure.
+        out: the folder for the curve's JSON and figure (under ``torch.distributed``, rank 0 writes them).
         label: the model's name in the figure's legend.
         info: facts written before the curves in ``curve.json`` (model, data, ...).
         device: where to run.
