@@ -38,6 +38,7 @@ from patchscope.attacks.frozen import frozen
 from patchscope.attacks.losses import LOSSES, attack_loss, non_printability, printable_colours, total_variation
 from patchscope.attacks.patch import Patch, patch_side, shape_mask
 from patchscope.attacks.registry import register_attack
+from patchscope.distributed import rank_world
 from patchscope.errors import Interrupted, PatchscopeError, interrupt_pending
 from patchscope.io import atomic_path
 from patchscope.progress import Update, progress_bar
@@ -237,10 +238,6 @@ class SignSGD(torch.optim.Optimizer):
 
 class AttackInterrupted(Interrupted):
     """Raised after a SIGINT/SIGTERM once the checkpoint (if any) is safely on disk; ``signum`` says which signal."""
-
-
-def _rank_world() -> tuple[int, int]:
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
 
 
 @register_attack("universal")
@@ -474,7 +471,7 @@ class PatchAttack:
             raise PatchscopeError(f"the attack needs square RGB images (N, 3, H, H), got {tuple(images.shape)}")
         images, labels = images.to(dev), labels.to(dev)
         check_target(self.model, self.cfg.target, labels)
-        self._rank, self._world = _rank_world()
+        self._rank, self._world = rank_world()
         self._cache = {}
         size = images.shape[-1]
         side = patch_side(cfg.size, size, cfg.shape)

@@ -63,11 +63,22 @@ def main() -> None:
         if e.format_message():
             print(f"patchscope: error: {' '.join(e.format_message().split())}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        _leave_torchrun()
     if status == 130:  # typer turned a KeyboardInterrupt into this status
         print(interrupt_line(KeyboardInterrupt(), command), file=sys.stderr)
         sys.exit(130)
     if isinstance(status, int) and status:
         sys.exit(status)
+
+
+def _leave_torchrun() -> None:
+    """Leave the torchrun process group a command joined, before the interpreter exits (a group torn down at exit
+    can abort); nothing when none was joined (torch is not even imported then)."""
+    if "torch.distributed" in sys.modules:
+        from patchscope.distributed import leave
+
+        leave()
 
 
 __all__ = ["app", "main"]

@@ -107,12 +107,13 @@ def attack(
     """Optimise a universal patch with EOT and write patch.png, patch.safetensors, config.json, metrics.json
     (with --per-image: one patch per image, patches.safetensors and patches.png)."""
     from patchscope.attacks import AttackConfig
+    from patchscope.distributed import join, leave
     from patchscope.eval.attack_runs import AttackImages
 
     args = dict(locals())
     check_out(out)
     dev = resolve_device(device)
-    rank = _maybe_distributed(dev)
+    rank = join(dev)
     net = load_models(model, dev)
     images = AttackImages.select(DataCache(data, data_root).get(net.input_size), source, target, limit)
     taken = ("location", "target", "tv_weight", "nps_weight")
@@ -141,24 +142,16 @@ def attack(
     try:
         _run_attack(net, images, cfg, config, out, rank, options, as_json)
     finally:
-        _leave_distributed()
-
-
-def _leave_distributed() -> None:
-    """Leave the torchrun process group, if any, before the interpreter exits (a group torn down at exit can abort)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        leave()
 
 
 def _per_image_options(
     config: dict[str, Any], init: str | None, views: int, limit: int | None, resume: bool
 ) -> dict[str, Any]:
     """The per-image attack's options (its start patch, if any); ``config`` records what it will do."""
-    import torch.distributed as dist
+    from patchscope.distributed import active
 
-    if resume or (dist.is_available() and dist.is_initialized()):
+    if resume or active():
         raise PatchscopeError("--per-image runs in one process and has no checkpoints: drop --resume and torchrun")
     start: Patch | None = load_patch_arg(init) if init is not None else None
     if start is not None:
@@ -199,7 +192,6 @@ def _run_attack(
                 attack="per-image" if per_image else "universal",
                 device=config["device"],
                 meta={"model": config["model"], "data": config["data"]},
-                measure=rank == 0,
                 **options,
             )
         except AttackInterrupted as e:  # main() prints the line and exits 130 or 143; the store marks the run
@@ -235,19 +227,6 @@ def _location(text: str | None) -> tuple[int, int] | None:
     return top, left
 
 
-def _maybe_distributed(dev: str) -> int:
-    """Join the torchrun process group when launched by torchrun; return this process's rank."""
-    import os
-
-    import torch.distributed as dist
-
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.startswith("cuda") else "gloo")
-    return dist.get_rank()
-
-
 @app.command()
 def transfer(
     patches: Annotated[str, typer.Option(help="comma-separated patch folders")],
@@ -262,10 +241,12 @@ def transfer(
 ) -> None:
     """Transfer matrix: success of every patch on every model over the default viewing grid."""
     from patchscope.data import resolve_class
+    from patchscope.distributed import join
     from patchscope.eval import transfer_matrix
     from patchscope.models import create_model
 
     dev = resolve_device(device)
+    join(dev)  # under torchrun: each rank measures a share of the images; rank 0 prints
     loaded = {n: create_model(n, dev) for n in split_names(models)}
     ps = {p: load_patch_arg(p if p.startswith("zoo:") else Path(p)) for p in split_names(patches, "--patches")}
     ds = DataCache(data, data_root, None).get(next(iter(loaded.values())).input_size)
@@ -306,11 +287,13 @@ def curve(
 ) -> None:
     """Success against patch area (one attack per size) and A90, the smallest area reaching 90%."""
     from patchscope.cli.common import parse_floats
+    from patchscope.distributed import join
     from patchscope.eval.attack_runs import AttackImages
     from patchscope.eval.curves import area_curves
 
     check_out(out)
     dev = resolve_device(device)
+    join(dev)  # under torchrun: each attack splits its batch and each measurement its images; rank 0 writes
     size_list = [check_fraction("sizes", v) for v in parse_floats(sizes, "--sizes", "0.02,0.05")]
     cfg = _curve_config(placements, shape=shape, loss=loss, steps=steps, batch_size=batch_size, candidates=candidates)
     net = load_models(model, dev)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, overload
 
 import typer
 
+from patchscope.cli.output import printing
 from patchscope.errors import PatchscopeError
 
 if TYPE_CHECKING:
@@ -123,6 +124,11 @@ def note(text: str) -> None:
     typer.echo(f"patchscope: {text}", err=True)
 
 
+def main_process() -> bool:
+    """Whether this process prints results and records the run: the only one, or rank 0 under torchrun."""
+    return printing()
+
+
 class _NoRun:
     """The run handle of a torchrun rank other than 0: records nothing (rank 0 records the run)."""
 
@@ -138,7 +144,7 @@ def recorded(kind: str, config: dict[str, Any]) -> Iterator[Any]:
     """Record the enclosed command as a run in the store (rank 0 only under torchrun); yields its handle."""
     from patchscope.eval.store import record
 
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not main_process():
         yield _NoRun()
         return
     with record(STATE.store, kind, config) as run:

@@ -76,6 +76,7 @@ def defend(
     """Clean accuracy and patch success through an empirical defense; --adaptive attacks the defense itself."""
     from patchscope.defenses import defense_spec
     from patchscope.defenses.registry import check_options
+    from patchscope.distributed import is_main, join
     from patchscope.eval.defend import defend_patch
     from patchscope.models import create_model
 
@@ -86,6 +87,7 @@ def defend(
     check_positive("fit_limit", fit_limit)
     check_out(out)
     dev = resolve_device(device)
+    join(dev)  # under torchrun: measurements split the images, the adaptive attack its batch; rank 0 writes
     net = create_model(model, dev)
     ds = DataCache(data, data_root).get(net.input_size)
     fit = _fit_images(spec.needs_clean_images, fit_data, data_root, ds, fit_limit, dev)
@@ -97,7 +99,7 @@ def defend(
         kwargs = same_named(args, defend_patch, ("model", "data", "patch", "defense", *extra)) | extra
         result = defend_patch(net, ds, load_patch_arg(patch), defense, **kwargs)
         summary = _defense_summary(result, model, data, patch, out)
-        if out is not None and result.adaptive is not None:
+        if out is not None and result.adaptive is not None and is_main():
             result.adaptive.patch.save(out)
             run.artifact("adaptive_patch", out)
         run.log(_flat(summary))
@@ -165,6 +167,7 @@ def certify(
     from patchscope.defenses import certifier_spec
     from patchscope.defenses import certify as certify_data
     from patchscope.defenses.registry import check_options
+    from patchscope.distributed import join
     from patchscope.models import create_model
 
     spec = certifier_spec(defense)
@@ -173,6 +176,7 @@ def certify(
     )
     check_optional_positive("limit", limit)
     dev = resolve_device(device)
+    join(dev)  # under torchrun: each rank certifies a share of the images; rank 0 prints and records
     if options.get("bf16"):
         warn_bf16(dev)
     net = create_model(model, dev)

@@ -122,11 +122,13 @@ def evaluate(
     as_json: JsonOpt = False,
 ) -> None:
     """Clean accuracy of each model; with --patch, its success over viewing conditions too."""
+    from patchscope.distributed import join
     from patchscope.eval.patch_metrics import measure_patch
     from patchscope.models import create_model
     from patchscope.models.train import accuracy
 
     dev = resolve_device(device)
+    join(dev)  # under torchrun: each rank measures a share of the images; rank 0 prints and records
     check_optional_positive("limit", limit)
     check_batch("batch_size", batch_size)
     names = split_names(models)

@@ -13,6 +13,7 @@ Rich loads inside the functions, so ``--help`` starts fast.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -47,20 +48,29 @@ class Col:
     justify: Literal["left", "right"] = "left"
 
 
+def printing() -> bool:
+    """Whether this process prints results: the only one, or rank 0 under torchrun (the others stay quiet)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def console() -> Console:
-    """The console results print on: stdout, as wide as the terminal (``$COLUMNS``; 80 when not a terminal)."""
+    """The console results print on: stdout, as wide as the terminal (``$COLUMNS``; 80 when not a terminal);
+    quiet on torchrun ranks other than 0."""
     from rich.console import Console
 
-    return Console(highlight=False, emoji=False)
+    return Console(highlight=False, emoji=False, quiet=not printing())
 
 
 def print_json(obj: object, indent: int | None = 2) -> None:
-    """``obj`` as JSON on stdout (indented, unless ``indent`` is None: one line)."""
-    typer.echo(json.dumps(obj, indent=indent, default=str))
+    """``obj`` as JSON on stdout (indented, unless ``indent`` is None: one line); once under torchrun."""
+    if printing():
+        typer.echo(json.dumps(obj, indent=indent, default=str))
 
 
 def show(obj: object, as_json: bool, table: Callable[[], None] | None = None) -> None:
-    """``obj`` as JSON when asked for (or when there is no table), else the table."""
+    """``obj`` as JSON when asked for (or when there is no table), else the table; once under torchrun."""
+    if not printing():
+        return
     if as_json or table is None:
         print_json(obj)
     else:

@@ -22,6 +22,7 @@ from torch import nn
 from patchscope.attacks.patch import patch_side as side_of
 from patchscope.data import ImageSet
 from patchscope.defenses.registry import create_certifier
+from patchscope.distributed import all_max, all_sum, is_main, my_indices
 from patchscope.errors import PatchscopeError
 from patchscope.progress import progress_bar
 from patchscope.validate import check_batch
@@ -86,6 +87,9 @@ def certify(
         progress: show a progress bar.
         options: the certifier's options (``k``, ``bf16``, ``band``).
 
+    Under ``torch.distributed`` every rank calls it with the same arguments, certifies every world-th chunk of
+    images (each exactly as one process does) and gets the summed counts (the seconds are the slowest rank's).
+
     Returns:
         A :class:`CertifyResult`.
     """
@@ -104,15 +108,19 @@ def certify(
     cert = create_certifier(certifier, data.image_size, side, device, **options)
     per_image = max(int(cert.settings.get("full_map_passes", 1)), 1)
     chunk = max(1, min(chunk, batch_size, 65536 // per_image))
-    totals, passes, started = torch.zeros(3, dtype=torch.long, device=device), 0, time.perf_counter()
-    with torch.inference_mode(), progress_bar(len(data), f"certify {certifier}", progress) as update:
-        for x, y in data.batches(chunk, device):
+    mine = my_indices(len(data), chunk)  # under torch.distributed: every world-th chunk is this rank's
+    share = data.subset(mine) if len(mine) < len(data) else data
+    totals, started = torch.zeros(4, dtype=torch.long, device=device), time.perf_counter()  # 3 counts, passes
+    with torch.inference_mode(), progress_bar(len(share), f"certify {certifier}", progress and is_main()) as update:
+        for x, y in share.batches(chunk, device):
             counts, n = cert.counts(model, x, y, batch_size)
-            totals += counts
-            passes += n
+            totals[:3] += counts
+            totals[3] += n
             update(advance=len(y))
-    seconds = time.perf_counter() - started
-    clean, defended, certified = (int(v) / len(data) for v in totals.cpu())
+    all_sum(totals)
+    seconds = all_max(time.perf_counter() - started)
+    clean, defended, certified = (int(v) / len(data) for v in totals[:3].cpu())
+    passes = int(totals[3])
     return CertifyResult(
         certifier,
         data.data_hash(),

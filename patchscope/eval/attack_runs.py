@@ -143,7 +143,7 @@ def run_attack(
         attack: a registered attack (:func:`~patchscope.attacks.list_attacks`).
         device: where to run.
         meta: extra facts for the patch's ``meta`` (e.g. the model's name).
-        measure: measure the patch (a torchrun rank other than 0 skips it).
+        measure: measure the patch (under torch.distributed every rank measures a share: give all ranks the same).
         progress: show a progress bar.
         options: the attack's own options (``views``, ``start``, ``checkpoint``, ``resume``, ...).
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from patchscope.attacks import AttackConfig, create_attack
 from patchscope.data import ImageSet
+from patchscope.distributed import is_main
 from patchscope.errors import PatchscopeError
 from patchscope.eval.conditions import DEFAULT_GRID, Condition
 from patchscope.eval.figures import a90, area_figure
@@ -80,7 +81,7 @@ def area_curves(
         sizes: patch areas.
         placements: ``on-object`` and/or ``sticker``.
         config: the attack's other settings (its size and placement are replaced).
-        out: the folder for the curve's JSON and figure.
+        out: the folder for the curve's JSON and figure (under ``torch.distributed``, rank 0 writes them).
         label: the model's name in the figure's legend.
         info: facts written before the curves in ``curve.json`` (model, data, ...).
         device: where to run.
@@ -94,6 +95,7 @@ def area_curves(
         curves[placement] = area_curve(
             model, (make.float_images(), make.labels), (test.float_images(), test.labels), sizes, cfg, device=device
         )
-    area_figure({f"{label} {p}": c["points"] for p, c in curves.items()}, out / "area.png")
-    write_json(out / "curve.json", {**(info or {}), **curves})
+    if is_main():  # under torch.distributed every rank has the curves; one writes them
+        area_figure({f"{label} {p}": c["points"] for p, c in curves.items()}, out / "area.png")
+        write_json(out / "curve.json", {**(info or {}), **curves})
     return curves

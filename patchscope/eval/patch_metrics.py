@@ -13,6 +13,7 @@ from patchscope.attacks.eot import ViewParams, ViewRanges, fixed_view, render, s
 from patchscope.attacks.patch import Patch
 from patchscope.attacks.per_image import PerImagePatches
 from patchscope.data import ImageSet, resolve_class
+from patchscope.distributed import all_sum, merge_rows, my_blocks
 from patchscope.errors import PatchscopeError
 from patchscope.eval.conditions import DEFAULT_GRID, Condition, condition_grid
 from patchscope.models.wrapper import check_finite, nonfinite_rows
@@ -68,6 +69,9 @@ def patch_success(
     ``by_image``: also ``image_success``, a list of N shares of the conditions each image was won in
     (targeted, or untargeted without a target), to see which images resist.
 
+    Under ``torch.distributed`` every rank calls it with the same arguments, measures every world-th batch and
+    gets the whole result, equal to one process's.
+
     Returns ``targeted_success``, ``untargeted_success``, ``target_confidence``, ``clean_accuracy``
     (same conditions, no patch) and ``conditions`` (one dict per condition with the same four).
     """
@@ -94,7 +98,7 @@ def patch_success(
     pixels, mask = patch.pixels.to(device), patch.mask.to(device)
     stats = torch.zeros(c * n, 4, device=device)
     bad = torch.zeros((), dtype=torch.long, device=device)
-    for start in range(0, c * n, batch_size):
+    for start in my_blocks(c * n, batch_size):  # under torch.distributed: this rank's batches, then all of them
         rows = torch.arange(start, min(start + batch_size, c * n), device=device)
         x, y = images[rows % n], labels[rows % n]
         v = views[rows]
@@ -105,6 +109,8 @@ def patch_success(
         tgt = (pred == target) if target is not None else torch.zeros_like(pred, dtype=torch.bool)
         conf = probs[:, target] if target is not None else torch.zeros_like(probs[:, 0])
         stats[rows] = torch.stack([tgt.float(), (pred != y).float(), conf, (clean == y).float()], 1)
+    merge_rows(stats)
+    all_sum(bad)
     check_finite(bad, getattr(model, "name", "the model"))
     per = stats.view(c, n, 4).mean(1).cpu()
     keys = ("targeted_success", "untargeted_success", "target_confidence", "clean_accuracy")

@@ -11,7 +11,7 @@ import copy
 import math
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
@@ -22,6 +22,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import patchscope
 from patchscope.data import Batches, ImageSet, split_by_track
+from patchscope.distributed import all_sum, my_indices, rank_world
 from patchscope.errors import PatchscopeError
 from patchscope.models.registry import build_net, probe_net
 from patchscope.models.wrapper import Classifier, check_finite, nonfinite_rows
@@ -212,7 +213,11 @@ def channel_stats(data: ImageSet) -> tuple[list[float], list[float]]:
 
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, data: Batches, device: str | torch.device = "cpu", batch_size: int = 512) -> float:
-    """Top-1 accuracy of ``model`` on ``data`` (in memory or streamed), over the images actually read."""
+    """Top-1 accuracy of ``model`` on ``data`` (in memory or streamed), over the images actually read.
+
+    Under ``torch.distributed`` every rank calls it with the same arguments, reads every world-th batch and returns
+    the accuracy over all of them (counts summed: equal to one process's).
+    """
     batch_size = check_batch("batch_size", batch_size)
     if len(data) == 0:
         raise PatchscopeError(f"{data.name}: accuracy needs at least one image")
@@ -223,16 +228,25 @@ def accuracy(model: torch.nn.Module, data: Batches, device: str | torch.device =
             "the labels would not mean the model's classes"
         )
     model.eval()
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    bad = torch.zeros((), dtype=torch.long, device=device)
-    seen = 0
-    for x, y in data.iter_batches(batch_size, device):
+    counts = torch.zeros(3, dtype=torch.long, device=device)  # right, non-finite, read
+    for x, y in _my_batches(data, batch_size, device):
         logits = model(x)
-        correct += (logits.argmax(1) == y).sum()
-        bad += nonfinite_rows(logits)
-        seen += len(y)
+        counts += torch.stack([(logits.argmax(1) == y).sum(), nonfinite_rows(logits), counts.new_tensor(len(y))])
+    correct, bad, seen = all_sum(counts)
     check_finite(bad, getattr(model, "name", "the model"))
-    return int(correct) / max(seen, 1)
+    return int(correct) / max(int(seen), 1)
+
+
+def _my_batches(
+    data: Batches, batch_size: int, device: str | torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``data``'s batches, or under ``torch.distributed`` this rank's (every world-th, the same images per batch)."""
+    if rank_world()[1] == 1:
+        return data.iter_batches(batch_size, device)
+    mine = my_indices(len(data), batch_size)
+    if not len(mine):
+        return iter(())
+    return data.subset(mine).iter_batches(batch_size, device)  # type: ignore[attr-defined]
 
 
 Perturb = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
