@@ -49,7 +49,7 @@ def match_folders(
 
     A folder is matched, in order, by ``class_map`` (its value an id or a name), as a class id (``14``,
     ``00014``), as a class name ignoring case and ``_`` (``street_sign``), or as a WordNet id (``n06794110``,
-    ImageNet-1k's when the model has 1000 classes and timm is installed, else ``wnids``). Classes without
+    ImageNet-1k's when the model has 1000 classes, else ``wnids``). Classes without
     a folder are fine; a folder that matches nothing is an error naming it.
 
     Args:
