@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from patchscope.attacks.patch import patch_side as side_of
-from patchscope.data import ImageSet
+from patchscope.data import ImageSet, ImageStream
 from patchscope.defenses.registry import create_certifier
 from patchscope.errors import PatchscopeError
 from patchscope.progress import progress_bar
@@ -62,7 +62,7 @@ def default_batch_size(device: str | torch.device) -> int:
 
 def certify(
     model: nn.Module,
-    data: ImageSet,
+    data: ImageSet | ImageStream,
     certifier: str,
     patch_size: float,
     *,
@@ -76,7 +76,8 @@ def certify(
 
     Args:
         model: the classifier, on ``device``.
-        data: the images (their size must be the model's input size).
+        data: the images (their size must be the model's input size), in memory or streamed from disk: a stream
+            is read one ``chunk`` at a time, and images it skips as unreadable count nowhere.
         certifier: a registered certifier (:func:`~patchscope.defenses.registry.list_certifiers`).
         patch_size: the patch's area as a fraction of the image, 0 < patch_size < 1.
         batch_size: masked or ablated images per forward pass (default: :func:`default_batch_size`).
@@ -104,28 +105,32 @@ def certify(
     cert = create_certifier(certifier, data.image_size, side, device, **options)
     per_image = max(int(cert.settings.get("full_map_passes", 1)), 1)
     chunk = max(1, min(chunk, batch_size, 65536 // per_image))
-    totals, passes, started = torch.zeros(3, dtype=torch.long, device=device), 0, time.perf_counter()
+    totals, passes, seen = torch.zeros(3, dtype=torch.long, device=device), 0, 0
+    started = time.perf_counter()
     with torch.inference_mode(), progress_bar(len(data), f"certify {certifier}", progress) as update:
-        for x, y in data.batches(chunk, device):
+        for x, y in data.iter_batches(chunk, device):  # a stream reads one chunk at a time
             counts, n = cert.counts(model, x, y, batch_size)
             totals += counts
             passes += n
+            seen += len(y)
             update(advance=len(y))
+    if seen == 0:
+        raise PatchscopeError(f"data {data.name}: none of its images could be read", params=("data",))
     seconds = time.perf_counter() - started
-    clean, defended, certified = (int(v) / len(data) for v in totals.cpu())
+    clean, defended, certified = (int(v) / seen for v in totals.cpu())
     return CertifyResult(
         certifier,
         data.data_hash(),
-        len(data),
+        seen,
         patch_size,
         side,
         clean,
         defended,
         certified,
-        round(passes / len(data), 2),
+        round(passes / seen, 2),
         batch_size,
         round(seconds, 3),
-        round(len(data) / max(seconds, 1e-9), 2),
+        round(seen / max(seconds, 1e-9), 2),
         str(device),
         cert.precision,
         dict(cert.settings),
