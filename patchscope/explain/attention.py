@@ -179,7 +179,8 @@ def _hooked_attention(model: Classifier, images: torch.Tensor, blocks: list[nn.M
         elif timm_attn is not None:
             unfused.append((timm_attn, timm_attn.fused_attn))
             timm_attn.fused_attn = False
-            handles.append(timm_attn.attn_drop.register_forward_hook(lambda _m, _i, out, i=i: found.__setitem__(i, out)))
+            keep = timm_attn.attn_drop.register_forward_hook(lambda _m, _i, out, i=i: found.__setitem__(i, out))
+            handles.append(keep)
     try:
         model(images)
     finally:

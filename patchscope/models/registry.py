@@ -62,7 +62,8 @@ def build_net(arch: str, num_classes: int, kwargs: dict[str, Any] | None = None)
     if arch.startswith("tv:"):
         return _tv_net(arch[3:], num_classes, kwargs)
     raise PatchscopeError(
-        f"unknown architecture {arch!r}: known are {', '.join(sorted(ARCHS))}, tv:NAME and tv:CLASS (e.g. tv:VisionTransformer)"
+        f"unknown architecture {arch!r}: known are {', '.join(sorted(ARCHS))}, tv:NAME and tv:CLASS "
+        "(e.g. tv:VisionTransformer)"
     )
 
 

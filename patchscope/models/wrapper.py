@@ -78,8 +78,8 @@ class Classifier(nn.Module):
 
 #: trailing children of a network that pool, flatten or classify: not stages with a spatial output
 HEAD_NAMES = frozenset(
-    ("avgpool", "global_pool", "pool", "flatten", "permute", "fc", "fc_norm", "head", "heads", "head_drop", "classifier")
-    + ("pre_logits", "norm", "ln", "dropout")
+    ("avgpool", "global_pool", "pool", "flatten", "permute", "fc", "fc_norm", "head", "heads", "head_drop")
+    + ("classifier", "pre_logits", "norm", "ln", "dropout")
 )
 
 
