@@ -95,7 +95,9 @@ def test_bad_ablations_are_user_errors(n, band, mode):
         ablation_set(n, band, mode)
 
 
-@pytest.mark.parametrize(("n", "p", "band", "mode", "stride"), [(24, 5, 3, "column", 4), (26, 5, 3, "column", 4), (26, 4, 6, "block", 3)])
+@pytest.mark.parametrize(
+    ("n", "p", "band", "mode", "stride"), [(24, 5, 3, "column", 4), (26, 5, 3, "column", 4), (26, 4, 6, "block", 3)]
+)
 def test_with_a_stride_delta_is_still_the_most_ablations_one_patch_meets(n, p, band, mode, stride):
     kept = ablation_set(n, band, mode, stride=stride)
     positions = -(-n // stride)
