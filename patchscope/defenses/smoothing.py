@@ -193,17 +193,17 @@ class DerandomizedSmoothing:
 
 @register_certifier("ds-column")
 def column_smoothing(
-    image_size: int, patch_side: int, device: str | torch.device = "cpu", band: int = 0, stride: int = 0
+    image_size: int, patch_side: int, device: str | torch.device = "cpu", band: int = 0
 ) -> DerandomizedSmoothing:
-    """Derandomized smoothing over column bands of ``band`` px every ``stride`` px (Levine & Feizi's column
-    smoothing); 0: scaled to the image (4 px and every pixel at 32 px)."""
-    return DerandomizedSmoothing(image_size, patch_side, device, band, "column", stride)
+    """Derandomized smoothing over column bands of ``band`` px (Levine & Feizi's column smoothing), starting every
+    1/32 of the image side; ``band`` 0: 1/8 of the side (4 px at 32 px)."""
+    return DerandomizedSmoothing(image_size, patch_side, device, band, "column")
 
 
 @register_certifier("ds-block")
 def block_smoothing(
-    image_size: int, patch_side: int, device: str | torch.device = "cpu", band: int = 0, stride: int = 0
+    image_size: int, patch_side: int, device: str | torch.device = "cpu", band: int = 0
 ) -> DerandomizedSmoothing:
-    """Derandomized smoothing over ``band`` x ``band`` blocks every ``stride`` px; 0: scaled to the image (12 px
-    and every pixel at 32 px)."""
-    return DerandomizedSmoothing(image_size, patch_side, device, band, "block", stride)
+    """Derandomized smoothing over ``band`` x ``band`` blocks starting every 1/32 of the image side; ``band`` 0:
+    3/8 of the side (12 px at 32 px)."""
+    return DerandomizedSmoothing(image_size, patch_side, device, band, "block")
