@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -151,7 +151,7 @@ def attention_rollout(model: Classifier, images: torch.Tensor, discard_ratio: fl
     )
 
 
-def _kept_attention(model: Classifier, images: torch.Tensor, blocks: list[nn.Module]) -> list[torch.Tensor]:
+def _kept_attention(model: Classifier, images: torch.Tensor, blocks: list[Any]) -> list[torch.Tensor]:
     """Each block's attention ``(N, heads, T, T)`` from the zoo ViT's ``keep_attention`` switch."""
     kept = [b.keep_attention for b in blocks]
     try:
@@ -172,7 +172,9 @@ def _hooked_attention(model: Classifier, images: torch.Tensor, blocks: list[nn.M
     handles, unfused = [], []
     for i, block in enumerate(blocks):
         mha = next((m for m in block.modules() if isinstance(m, nn.MultiheadAttention)), None)
-        timm_attn = next((m for m in block.modules() if hasattr(m, "fused_attn") and hasattr(m, "attn_drop")), None)
+        timm_attn: Any = next(
+            (m for m in block.modules() if hasattr(m, "fused_attn") and hasattr(m, "attn_drop")), None
+        )
         if mha is not None:
             handles.append(mha.register_forward_pre_hook(_ask_weights, with_kwargs=True))
             handles.append(mha.register_forward_hook(lambda _m, _i, out, i=i: found.__setitem__(i, out[1])))
