@@ -313,10 +313,7 @@ def curve(
     size_list = [check_fraction("sizes", v) for v in parse_floats(sizes, "--sizes", "0.02,0.05")]
     cfg = _curve_config(placements, shape=shape, loss=loss, steps=steps, batch_size=batch_size, candidates=candidates)
     net = load_models(model, dev)
-    caches = [
-        DataCache(d, data_root, None, class_map if d.startswith("folder:") else None, skip_bad)
-        for d in (data, eval_data)
-    ]
+    caches = _curve_data((data, eval_data), data_root, class_map, skip_bad)
     make, test = (AttackImages.select(c.get(net), source, target, limit) for c in caches)
     cfg = replace(cfg, target=make.target, seed=seed)
     head = {
@@ -346,6 +343,11 @@ def curve(
         run.log({p: {"a90": r["a90"], "points": r["points"]} for p, r in result.items()})
         run.artifact("curve", out / "curve.json")
     print_json({**head, **result, **({"skipped_images": sum(c.skipped() for c in caches)} if skip_bad else {})})
+
+
+def _curve_data(specs: tuple[str, str], root: Path | None, class_map: Path | None, skip_bad: bool) -> list[DataCache]:
+    """The data the patches are made on and measured on (a class map applies to the folders among them)."""
+    return [DataCache(d, root, None, class_map if d.startswith("folder:") else None, skip_bad) for d in specs]
 
 
 def _curve_config(placements: str, **settings: Any) -> Any:
