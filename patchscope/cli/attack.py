@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from patchscope.cli.common import (
+    ClassMapOpt,
     DataCache,
     DataOpt,
     DeviceOpt,
@@ -16,7 +17,9 @@ from patchscope.cli.common import (
     LossOpt,
     RootOpt,
     ShapeOpt,
+    SkipBadOpt,
     check_out,
+    data_options,
     load_models,
     load_patch_arg,
     note,
@@ -101,6 +104,8 @@ def attack(
         ),
     ] = None,
     data_root: RootOpt = None,
+    class_map: ClassMapOpt = None,
+    skip_bad: SkipBadOpt = False,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
@@ -115,7 +120,8 @@ def attack(
     dev = resolve_device(device)
     rank = join(dev)
     net = load_models(model, dev)
-    images = AttackImages.select(DataCache(data, data_root).get(net.input_size), source, target, limit)
+    cache = DataCache(data, data_root, class_map=class_map, skip_bad=skip_bad)
+    images = AttackImages.select(cache.get(net), source, target, limit)
     taken = ("location", "target", "tv_weight", "nps_weight")
     cfg = AttackConfig(
         **same_named(args, AttackConfig, taken),
@@ -130,7 +136,7 @@ def attack(
         note(f"note: overwriting the patch in {out}")
     config: dict[str, Any] = dict(command="attack", model=model, models=split_names(model, "--model"), data=data)
     config |= {"data_hash": images.data_hash, "source": images.source_name, "target": images.target_name, "device": dev}
-    config |= cfg.as_dict()
+    config |= data_options(class_map, skip_bad) | cfg.as_dict()
     if per_image:
         options = _per_image_options(config, init, views, limit, resume)
     elif init is not None:
@@ -200,6 +206,8 @@ def _run_attack(
         if rank != 0:
             return
         summary = result.save(out, config)
+        if config.get("skip_bad"):
+            summary["skipped_images"] = len(images.images.skipped)
         run.log(summary)
         run.artifact(
             "patches" if per_image else "patch", out / ("patches.safetensors" if per_image else "patch.safetensors")
@@ -236,6 +244,8 @@ def transfer(
     target: Annotated[str | None, typer.Option()] = "yield",
     limit: int | None = None,
     data_root: RootOpt = None,
+    class_map: ClassMapOpt = None,
+    skip_bad: SkipBadOpt = False,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
@@ -249,11 +259,16 @@ def transfer(
     join(dev)  # under torchrun: each rank measures a share of the images; rank 0 prints
     loaded = {n: create_model(n, dev) for n in split_names(models)}
     ps = {p: load_patch_arg(p if p.startswith("zoo:") else Path(p)) for p in split_names(patches, "--patches")}
-    ds = DataCache(data, data_root, None).get(next(iter(loaded.values())).input_size)
-    victims = ds.of_class(source).head(limit)
+    cache = DataCache(data, data_root, None, class_map, skip_bad)
+    ds = cache.get(next(iter(loaded.values())))
+    for m in loaded.values():
+        cache.check_classes(m)  # a folder is labelled by the first model's classes: the others must share them
+    victims = ds.of_class(source).head(limit).load()
     t = resolve_class(target, ds.classes) if target else None
     matrix = transfer_matrix(loaded, ps, victims.float_images(), victims.labels, t, device=dev)
-    result = {"metric": "targeted_success" if t is not None else "untargeted_success", "matrix": matrix}
+    result = cache.note_skipped(
+        {"metric": "targeted_success" if t is not None else "untargeted_success", "matrix": matrix}
+    )
     title = f"{'targeted' if t is not None else 'untargeted'} success on {len(victims)} {source!r} images"
     show(result, as_json, lambda: _matrix_table(matrix, list(loaded), title))
 
@@ -282,6 +297,8 @@ def curve(
     seed: int = 0,
     out: Annotated[Path, typer.Option(help="folder for curve.json and area.png")] = Path("runs/curve"),
     data_root: RootOpt = None,
+    class_map: ClassMapOpt = None,
+    skip_bad: SkipBadOpt = False,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
@@ -297,8 +314,8 @@ def curve(
     size_list = [check_fraction("sizes", v) for v in parse_floats(sizes, "--sizes", "0.02,0.05")]
     cfg = _curve_config(placements, shape=shape, loss=loss, steps=steps, batch_size=batch_size, candidates=candidates)
     net = load_models(model, dev)
-    make = AttackImages.select(DataCache(data, data_root).get(net.input_size), source, target, limit)
-    test = AttackImages.select(DataCache(eval_data, data_root).get(net.input_size), source, target, limit)
+    caches = _curve_data((data, eval_data), data_root, class_map, skip_bad)
+    make, test = (AttackImages.select(c.get(net), source, target, limit) for c in caches)
     cfg = replace(cfg, target=make.target, seed=seed)
     head = {
         "model": model,
@@ -309,6 +326,7 @@ def curve(
         "steps": steps,
         "loss": loss,
         "shape": shape,
+        **data_options(class_map, skip_bad),
     }
     with recorded("curve", {**head, "sizes": size_list, "placements": placements, "seed": seed, "device": dev}) as run:
         result = area_curves(
@@ -325,7 +343,8 @@ def curve(
         )
         run.log({p: {"a90": r["a90"], "points": r["points"]} for p, r in result.items()})
         run.artifact("curve", out / "curve.json")
-    show({**head, **result}, as_json, lambda: _curve_table(head, result))
+    skipped = {"skipped_images": sum(c.skipped() for c in caches)} if skip_bad else {}
+    show({**head, **result, **skipped}, as_json, lambda: _curve_table(head, result))
 
 
 def _curve_table(head: dict[str, Any], result: dict[str, Any]) -> None:
@@ -356,6 +375,11 @@ def _curve_table(head: dict[str, Any], result: dict[str, Any]) -> None:
             title=f"{placement} patches on {head['model']} ({_goal(head)})",
             caption=f"A90 (smallest area reaching 90%): {pct(a90) if a90 is not None else 'not reached'}",
         )
+
+
+def _curve_data(specs: tuple[str, str], root: Path | None, class_map: Path | None, skip_bad: bool) -> list[DataCache]:
+    """The data the patches are made on and measured on (a class map applies to the folders among them)."""
+    return [DataCache(d, root, None, class_map if d.startswith("folder:") else None, skip_bad) for d in specs]
 
 
 def _curve_config(placements: str, **settings: Any) -> Any:

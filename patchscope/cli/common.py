@@ -23,10 +23,14 @@ from patchscope.errors import PatchscopeError
 
 if TYPE_CHECKING:
     from patchscope.attacks import Patch, PerImagePatches
-    from patchscope.data import ImageSet
 
 DataOpt = Annotated[
-    str, typer.Option("--data", help="gtsrb:train | gtsrb:test | demo | npz:PATH[:SPLIT] | folder:PATH")
+    str,
+    typer.Option(
+        "--data",
+        help="gtsrb:train | gtsrb:test | demo | npz:PATH[:SPLIT] | folder:PATH (sub-folders named by the model's "
+        "class ids, names or WordNet ids)",
+    ),
 ]
 RootOpt = Annotated[
     Path | None, typer.Option("--data-root", help="folder holding gtsrb32.npz (default $PATCHSCOPE_DATA)")
@@ -50,6 +54,20 @@ LossOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 LimitOpt = Annotated[int | None, typer.Option(help="use only the first N images")]
+ClassMapOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--class-map",
+        help='folder: data: a JSON file {"folder name": class id or name} for sub-folders not named by the '
+        "model's class ids, names or WordNet ids",
+    ),
+]
+SkipBadOpt = Annotated[
+    bool,
+    typer.Option(
+        "--skip-bad", help="skip unreadable images (counted as skipped_images) instead of stopping at the first"
+    ),
+]
 StoreOpt = Annotated[
     Path | None, typer.Option("--store", help="run database (default $PATCHSCOPE_STORE, else ~/.patchscope/runs.db)")
 ]
@@ -204,18 +222,93 @@ def load_patch_arg(path: Path | str, per_image: bool = False) -> Patch | PerImag
 
 
 class DataCache:
-    """Load a data spec once per input size, keeping the first ``limit`` images."""
+    """``--data`` read once per model preparation, keeping the first ``limit`` images.
 
-    def __init__(self, spec: str, root: Path | None, limit: int | None = None) -> None:
+    ``get(model)``: a ``folder:`` tree is labelled by the model's classes (class id, name, WordNet id or
+    ``--class-map``) and prepared as its card says (resize, centre crop), and a ``folder:`` tree or a large
+    ``npz:`` file is streamed batch by batch; GTSRB, ``demo`` and small ``npz:`` files are loaded at the model's
+    input size, as always. Every model after the first must share the first one's classes when a folder is read.
+    ``get(size)``: the data at ``size`` px, a folder labelled by its sorted folder names.
+    """
+
+    def __init__(
+        self,
+        spec: str,
+        root: Path | None,
+        limit: int | None = None,
+        class_map: Path | None = None,
+        skip_bad: bool = False,
+    ) -> None:
         self.spec, self.root, self.limit = spec, root, limit
-        self.cache: dict[int, ImageSet] = {}
+        self.class_map, self.skip_bad = class_map, skip_bad
+        self.cache: dict[Any, Any] = {}
+        self.first: Any = None  # the model whose classes label a folder
+        if class_map is not None and not spec.startswith("folder:"):
+            raise PatchscopeError(f"--class-map {class_map}: it names the sub-folders of folder: data, not {spec!r}")
 
-    def get(self, size: int) -> ImageSet:
+    def get(self, model: Any) -> Any:
+        """The data for ``model`` (a classifier or ensemble; an int: a plain size)."""
         from patchscope.data import load_data
 
-        if size not in self.cache:
-            self.cache[size] = load_data(self.spec, self.root, size).head(self.limit)
-        return self.cache[size]
+        if isinstance(model, int) or not self.spec.startswith(("folder:", "npz:")):
+            size = model if isinstance(model, int) else int(model.input_size)
+            if size not in self.cache:
+                self.cache[size] = load_data(self.spec, self.root, size).head(self.limit)
+            return self.cache[size]
+        self.check_classes(model)
+        key = (model.preprocess, tuple(model.classes))
+        if key not in self.cache:
+            self.cache[key] = self._open(model)
+        return self.cache[key]
+
+    def _open(self, model: Any) -> Any:
+        from patchscope.data import load_class_map, open_data
+        from patchscope.validate import check_optional_positive
+
+        check_optional_positive("limit", self.limit)
+        mapping = load_class_map(self.class_map) if self.class_map is not None else None
+        data = open_data(
+            self.spec,
+            self.root,
+            classes=model.classes,
+            preprocess=model.preprocess,
+            class_map=mapping,
+            wnids=getattr(model, "wnids", None),
+            skip_bad=self.skip_bad,
+        )
+        if len(data) == 0:
+            raise PatchscopeError(f"--data {self.spec} holds no images")
+        return data.head(self.limit)
+
+    def check_classes(self, model: Any) -> None:
+        """Refuse a model whose classes differ from the first model's when a folder is labelled by them."""
+        if not self.spec.startswith("folder:"):
+            return
+        if self.first is None:
+            self.first = model
+        elif tuple(model.classes) != tuple(self.first.classes):
+            raise PatchscopeError(
+                f"--data {self.spec}: {model.name} and {self.first.name} have different classes "
+                f"({len(model.classes)} and {len(self.first.classes)}); a folder is labelled by one model's "
+                "classes: use models that share them"
+            )
+
+    def skipped(self) -> int:
+        """How many unreadable images were skipped so far (``--skip-bad``), over every model's reading."""
+        files: set[str] = set()
+        for data in self.cache.values():
+            found = getattr(data, "skipped", ())
+            files.update(found if not isinstance(found, dict) else found.keys())
+        return len(files)
+
+    def note_skipped(self, result: dict[str, Any]) -> dict[str, Any]:
+        """``result`` with ``skipped_images`` added when ``--skip-bad`` was given."""
+        return {**result, "skipped_images": self.skipped()} if self.skip_bad else result
+
+
+def data_options(class_map: Path | None, skip_bad: bool) -> dict[str, Any]:
+    """The data options a run records, only those given (a run without them records what it always did)."""
+    return {k: v for k, v in (("class_map", str(class_map) if class_map else None), ("skip_bad", skip_bad)) if v}
 
 
 def same_named(options: Mapping[str, Any], fn: Callable[..., Any], skip: Iterable[str] = ()) -> dict[str, Any]:

@@ -9,12 +9,15 @@ from typing import Annotated, Any
 import typer
 
 from patchscope.cli.common import (
+    ClassMapOpt,
     DataCache,
     DataOpt,
     DeviceOpt,
     JsonOpt,
     RootOpt,
+    SkipBadOpt,
     check_out,
+    data_options,
     load_patch_arg,
     recorded,
     resolve_device,
@@ -70,6 +73,8 @@ def defend(
     batch_size: int = 1024,
     seed: int = 0,
     data_root: RootOpt = None,
+    class_map: ClassMapOpt = None,
+    skip_bad: SkipBadOpt = False,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
@@ -89,16 +94,18 @@ def defend(
     dev = resolve_device(device)
     join(dev)  # under torchrun: measurements split the images, the adaptive attack its batch; rank 0 writes
     net = create_model(model, dev)
-    ds = DataCache(data, data_root).get(net.input_size)
-    fit = _fit_images(spec.needs_clean_images, fit_data, data_root, ds, fit_limit, dev)
+    cache = DataCache(data, data_root, class_map=class_map, skip_bad=skip_bad)
+    ds = cache.get(net)
+    fit = _fit_images(spec.needs_clean_images, fit_data, cache, net, fit_limit, dev)
     config = {k: args[k] for k in ("model", "defense", "data", "adaptive", "steps", "attack_loss", "seed")}
     config |= {"models": [model], "patch": str(patch), "device": dev, "options": options}
+    config |= data_options(class_map, skip_bad)
     config["data_hash"] = ds.head(limit).data_hash()
     extra = {"options": options, "fit_images": fit, "device": dev, "meta": {"model": model}, "progress": True}
     with recorded("defend", config) as run:
         kwargs = same_named(args, defend_patch, ("model", "data", "patch", "defense", *extra)) | extra
         result = defend_patch(net, ds, load_patch_arg(patch), defense, **kwargs)
-        summary = _defense_summary(result, model, data, patch, out)
+        summary = cache.note_skipped(_defense_summary(result, model, data, patch, out))
         if out is not None and result.adaptive is not None and is_main():
             result.adaptive.patch.save(out)
             run.artifact("adaptive_patch", out)
@@ -110,12 +117,15 @@ def defend(
 NAMED_OPTIONS = ("quality", "sigma", "kernel", "bits", "window", "threshold", "smoothing", "stages", "quantile")
 
 
-def _fit_images(needed: bool, fit_data: str | None, root: Path | None, data: Any, limit: int, device: str) -> Any:
-    """The clean images a fitted defense measures itself on: the first ``limit`` of ``--fit-data`` (or ``--data``)."""
+def _fit_images(needed: bool, fit_data: str | None, cache: DataCache, net: Any, limit: int, device: str) -> Any:
+    """The clean images a fitted defense measures itself on: the first ``limit`` of ``--fit-data`` (or ``--data``),
+    read for ``net`` as ``--data`` is."""
     if not needed:
         return None
-    source = DataCache(fit_data, root).get(data.image_size) if fit_data else data
-    return source.head(limit).float_images(device)
+    if fit_data:
+        class_map = cache.class_map if fit_data.startswith("folder:") else None
+        cache = DataCache(fit_data, cache.root, None, class_map, cache.skip_bad)
+    return cache.get(net).head(limit).float_images(device)
 
 
 def _defense_summary(result: Any, model: str, data: str, patch: Path, out: Path | None) -> dict[str, Any]:
@@ -142,7 +152,10 @@ def certify(
     data: DataOpt = "gtsrb:test",
     limit: Annotated[int | None, typer.Option(help="use only the first N images")] = None,
     k: Annotated[int | None, typer.Option("--k", help="patchcleanser: masks per axis (default 6)")] = None,
-    band: Annotated[int | None, typer.Option(help="ds: kept band width (default 4 columns, 12 for blocks)")] = None,
+    band: Annotated[
+        int | None,
+        typer.Option(help="ds: kept band width in px (default 1/8 of the image side for columns, 3/8 for blocks)"),
+    ] = None,
     option: OptionOpt = None,
     batch_size: Annotated[
         int | None,
@@ -160,10 +173,13 @@ def certify(
         ),
     ] = False,
     data_root: RootOpt = None,
+    class_map: ClassMapOpt = None,
+    skip_bad: SkipBadOpt = False,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
-    """Certified accuracy against any square patch of --patch-size: PatchCleanser or derandomized smoothing."""
+    """Certified accuracy against any square patch of --patch-size: PatchCleanser or derandomized smoothing.
+    Folders (and large .npz files) are read batch by batch."""
     from patchscope.defenses import certifier_spec
     from patchscope.defenses import certify as certify_data
     from patchscope.defenses.registry import check_options
@@ -180,7 +196,8 @@ def certify(
     if options.get("bf16"):
         warn_bf16(dev)
     net = create_model(model, dev)
-    ds = DataCache(data, data_root, limit).get(net.input_size)
+    cache = DataCache(data, data_root, limit, class_map, skip_bad)
+    ds = cache.get(net)
     config = {
         "model": model,
         "models": [model],
@@ -191,6 +208,7 @@ def certify(
         "device": dev,
         "data_hash": ds.data_hash(),
         "options": options,
+        **data_options(class_map, skip_bad),
     }
     with recorded("certify", config) as run:
         result = {
@@ -199,7 +217,7 @@ def certify(
             **certify_data(net, ds, defense, patch_size, batch_size=batch_size, device=dev, **options).as_dict(),
         }
         run.log(_flat(result))
-    show(result, as_json, lambda: key_value_table(result))
+    show(cache.note_skipped(result), as_json, lambda: key_value_table(result))
 
 
 @app.command()

@@ -9,11 +9,14 @@ from typing import Annotated, Any
 import typer
 
 from patchscope.cli.common import (
+    ClassMapOpt,
     DataCache,
     DataOpt,
     DeviceOpt,
     JsonOpt,
     RootOpt,
+    SkipBadOpt,
+    data_options,
     load_patch_arg,
     recorded,
     resolve_device,
@@ -118,14 +121,15 @@ def evaluate(
     limit: Annotated[int | None, typer.Option(help="use only the first N images")] = None,
     batch_size: int = 1024,
     data_root: RootOpt = None,
+    class_map: ClassMapOpt = None,
+    skip_bad: SkipBadOpt = False,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
-    """Clean accuracy of each model; with --patch, its success over viewing conditions too."""
+    """Clean accuracy of each model; with --patch, its success over viewing conditions too. Clean accuracy reads
+    folders (and large .npz files) batch by batch; the patch is measured on the source class's images only."""
     from patchscope.distributed import join
-    from patchscope.eval.patch_metrics import measure_patch
     from patchscope.models import create_model
-    from patchscope.models.train import accuracy
 
     dev = resolve_device(device)
     join(dev)  # under torchrun: each rank measures a share of the images; rank 0 prints and records
@@ -133,7 +137,7 @@ def evaluate(
     check_batch("batch_size", batch_size)
     names = split_names(models)
     loaded = {n: create_model(n, dev) for n in names}
-    cache = DataCache(data, data_root, limit)
+    cache = DataCache(data, data_root, limit, class_map, skip_bad)
     the_patch = load_patch_arg(patch, per_image=True) if patch is not None else None
     result: dict[str, dict[str, object]] = {}
     config = {
@@ -145,21 +149,39 @@ def evaluate(
         "conditions": conditions,
         "limit": limit,
         "device": dev,
+        **data_options(class_map, skip_bad),
     }
+    for model in loaded.values():
+        cache.check_classes(model)  # a folder is labelled by the first model's classes: the others must share them
     with recorded("evaluate", config) as run:
         for name, model in loaded.items():
-            ds = cache.get(model.input_size)
-            result[name] = {
-                "clean_accuracy": accuracy(model, ds, dev, batch_size),
-                "clean_images": len(ds),
-                "data_hash": ds.data_hash(),
-            }
-            if the_patch is not None:
-                result[name].update(
-                    measure_patch(model, ds, the_patch, source, target, conditions, batch_size, dev).as_dict()
-                )
+            result[name] = _evaluate_one(
+                model, cache.get(model), the_patch, source, target, conditions, batch_size, dev
+            )
         run.log({"models": result})
-    show({"data": data, "models": result}, as_json, lambda: _evaluate_table(result, the_patch is not None))
+    printed = cache.note_skipped({"data": data, "models": result})
+    show(printed, as_json, lambda: _evaluate_table(result, the_patch is not None))
+
+
+def _evaluate_one(
+    model: Any,
+    ds: Any,
+    patch: Any,
+    source: str | None,
+    target: str | None,
+    conditions: str,
+    batch_size: int,
+    device: str,
+) -> dict[str, Any]:
+    """One model's clean accuracy on ``ds`` (streamed when it is a stream) and, with a patch, its success."""
+    from patchscope.eval.patch_metrics import measure_patch
+    from patchscope.models.train import accuracy
+
+    row: dict[str, Any] = {"clean_accuracy": accuracy(model, ds, device, batch_size)}
+    row |= {"clean_images": len(ds) - len(getattr(ds, "skipped", ())), "data_hash": ds.data_hash()}
+    if patch is not None:
+        row.update(measure_patch(model, ds, patch, source, target, conditions, batch_size, device).as_dict())
+    return row
 
 
 def _evaluate_table(result: dict[str, dict[str, Any]], patched: bool) -> None:

@@ -11,10 +11,14 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 from patchscope.cli.common import (
+    ClassMapOpt,
+    DataCache,
     DataOpt,
     DeviceOpt,
     RootOpt,
+    SkipBadOpt,
     check_out,
+    data_options,
     load_patch_arg,
     recorded,
     resolve_device,
@@ -43,11 +47,12 @@ def explain(
     out: Annotated[Path, typer.Option(help="folder for the figures and explain.json")] = Path("runs/explain"),
     batch_size: int = 256,
     data_root: RootOpt = None,
+    class_map: ClassMapOpt = None,
+    skip_bad: SkipBadOpt = False,
     device: DeviceOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="print the full JSON instead of a table")] = False,
 ) -> None:
     """Explain a patch: attention before/after, layer-by-layer propagation, abnormal activations."""
-    from patchscope.data import load_data
     from patchscope.explain.report import check_patch
     from patchscope.models import create_model
 
@@ -60,7 +65,8 @@ def explain(
     the_patch = load_patch_arg(patch)
     net = create_model(model, dev)
     check_patch(net, the_patch, net.input_size)
-    ds = load_data(data, data_root, net.input_size)
+    cache = DataCache(data, data_root, class_map=class_map, skip_bad=skip_bad)
+    ds = cache.get(net)
     victims = _victims(ds, source if source is not None else the_patch.meta.get("source") or "stop", limit, index, data)
     head = {
         "patch": str(patch),
@@ -76,20 +82,21 @@ def explain(
         "limit": limit,
         "method": method,
         "device": dev,
+        **data_options(class_map, skip_bad),
     }
     with recorded("explain", config) as run:
         result = _explain(net, victims, the_patch, index, out, cast("Method", method), batch_size, dev, head)
         run.log(_headline(result))
         run.artifact("out", out)
-    show(result, as_json, lambda: _table(result, index))
+    show(cache.note_skipped(result), as_json, lambda: _table(result, index))
 
 
 def _victims(ds: Any, source: str | int, limit: int | None, index: int, data: str) -> Any:
-    """The first ``limit`` images of the source class; ``index`` must pick one of them."""
+    """The first ``limit`` images of the source class, in memory; ``index`` must pick one of them."""
     from patchscope.data import resolve_class
 
     src = resolve_class(source, ds.classes)
-    victims = ds.of_class(src).head(limit)
+    victims = ds.of_class(src).head(limit).load()
     if len(victims) == 0:
         raise PatchscopeError(f"--data {data} holds no images of class {ds.classes[src]!r}")
     if not 0 <= index < len(victims):

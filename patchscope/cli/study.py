@@ -11,10 +11,13 @@ from typing import Annotated, Any
 import typer
 
 from patchscope.cli.common import (
+    ClassMapOpt,
+    DataCache,
     DataOpt,
     DeviceOpt,
     LossOpt,
     RootOpt,
+    SkipBadOpt,
     check_out,
     parse_floats,
     recorded,
@@ -48,6 +51,8 @@ def robustness(
     ),
     seed: int = 0,
     data_root: RootOpt = None,
+    class_map: ClassMapOpt = None,
+    skip_bad: SkipBadOpt = False,
     device: DeviceOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
 ) -> None:
@@ -56,7 +61,6 @@ def robustness(
     from rich.console import Console
 
     from patchscope.attacks import patch_side
-    from patchscope.data import load_data
     from patchscope.eval.study import RobustnessStudy, StudySettings, save_study, study_metrics, study_table
     from patchscope.models import create_model
 
@@ -67,7 +71,7 @@ def robustness(
     dev = resolve_device(device)
     names = split_names(models)
     loaded = {n: create_model(n, dev) for n in names}
-    images = load_data(data, data_root)
+    images = _study_images(data, data_root, loaded, class_map, skip_bad)
     for area in areas:
         patch_side(area, images.image_size)
     chosen = same_named(args, StudySettings, ("sizes", "certify_images", "device"))
@@ -84,6 +88,19 @@ def robustness(
         run.artifact("study", out / "study.json")
         run.artifact("report", report)
     show(results, as_json, lambda: _table(study_table(results), report))
+
+
+def _study_images(data: str, root: Path | None, models: dict[str, Any], class_map: Path | None, skip_bad: bool) -> Any:
+    """The study's images in memory: a folder labelled by the first model's classes (the others must share them)
+    and prepared for it; other data as it is stored."""
+    from patchscope.data import load_data
+
+    if not data.startswith("folder:"):
+        return load_data(data, root)
+    cache = DataCache(data, root, class_map=class_map, skip_bad=skip_bad)
+    for model in models.values():
+        cache.check_classes(model)
+    return cache.get(next(iter(models.values()))).load()
 
 
 def _check_settings(

@@ -13,6 +13,7 @@ from patchscope.cli.common import (
     DeviceOpt,
     JsonOpt,
     RootOpt,
+    SkipBadOpt,
     check_name,
     check_out,
     parse_floats,
@@ -41,6 +42,7 @@ def train(
     eval_data: Annotated[str | None, typer.Option(help="measure final accuracy on this data, e.g. gtsrb:test")] = None,
     arch_kwargs: Annotated[str, typer.Option(help="JSON of architecture options, e.g. '{\"width\": 24}'")] = "{}",
     data_root: RootOpt = None,
+    skip_bad: SkipBadOpt = False,
     device: DeviceOpt = "auto",
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch")] = None,
     ema_decay: Annotated[
@@ -115,8 +117,8 @@ def train(
     if threads is not None:
         torch.set_num_threads(check_positive("threads", threads, 1024))
     dev = resolve_device(device)
-    train_data = load_data(data, data_root)
-    held_out = load_data(eval_data, data_root) if eval_data else None
+    train_data = load_data(data, data_root, skip_bad=skip_bad)  # a new model's classes: the folder names, sorted
+    held_out = load_data(eval_data, data_root, skip_bad=skip_bad) if eval_data else None
     name = name or f"gtsrb-{arch}"
     check_out(out, f"{name}.safetensors", f"{name}.json")
     perturb = _perturbation(args, train_data.image_size)
@@ -130,7 +132,7 @@ def train(
             initial, pretraining = _pretrain_mae(pretraining_data, train_data, kwargs, ssl_epochs, seed, dev, name)
         model, card = train_model(train_data, recipe, dev, name, initial=initial, perturb=perturb, teacher=tutor)
         _finish_card(card, model, held_out, dev, pretraining if ssl else None)
-        summary = _save(model, card, out / f"{name}.safetensors")
+        summary = _save(model, card, out / f"{name}.safetensors") | _skipped(skip_bad, train_data, held_out)
         run.log(summary)
         run.artifact("weights", summary["weights"])
     if as_json:
@@ -236,3 +238,8 @@ def _pretrain_mae(
     net = cast(ViT, build_net("vit", len(labelled.classes), kwargs))  # the "vit" arch is a ViT
     card = pretrain_mae(images, net, mean, std, MaeRecipe(epochs=epochs, seed=seed), device)
     return Classifier(net, labelled.classes, labelled.image_size, mean, std, name), card
+
+
+def _skipped(skip_bad: bool, *sets: Any) -> dict[str, int]:
+    """``skipped_images`` (unreadable files left out of the training and held-out data), with ``--skip-bad``."""
+    return {"skipped_images": sum(len(d.skipped) for d in sets if d is not None)} if skip_bad else {}

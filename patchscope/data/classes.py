@@ -23,13 +23,11 @@ def gtsrb_classes() -> tuple[str, ...]:
 
 
 @cache
-def imagenet_wnids() -> tuple[str, ...] | None:
-    """The 1000 ImageNet-1k WordNet ids (``n01440764`` ...) in class-index order, from timm; None without timm."""
-    try:
-        from timm.data import ImageNetInfo
-    except ImportError:
-        return None
-    return tuple(ImageNetInfo("imagenet-1k").label_names())
+def imagenet_wnids() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k WordNet ids (``n01440764`` ...) in class-index order (their sorted order, as
+    torchvision's and timm's ImageNet models number their classes), from the package's own list."""
+    text = resources.files("patchscope.data").joinpath("imagenet_wnids.txt").read_text()
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
 def _norm(name: str) -> str:
@@ -37,7 +35,7 @@ def _norm(name: str) -> str:
 
 
 def wnids_for(classes: Sequence[str], wnids: Sequence[str] | None = None) -> Sequence[str] | None:
-    """The WordNet ids of ``classes``: ``wnids`` when given, ImageNet-1k's for 1000 classes (with timm), else None."""
+    """The WordNet ids of ``classes``: ``wnids`` when given, ImageNet-1k's for 1000 classes, else None."""
     if wnids is not None:
         return wnids
     return imagenet_wnids() if len(classes) == 1000 else None
@@ -71,10 +69,9 @@ def find_class(value: str | int, classes: Sequence[str], wnids: Sequence[str] | 
     if WNID.fullmatch(text):
         ids = wnids_for(classes, wnids)
         if ids is None:
-            need = "; install timm (pip install 'patchscope[timm]') for ImageNet's" if len(classes) == 1000 else ""
             raise PatchscopeError(
-                f"class {text!r} is a WordNet id but this model's WordNet ids are unknown{need}, "
-                "or map it with a class map"
+                f"class {text!r} is a WordNet id but this model's WordNet ids are unknown: "
+                "name it by class id or name, or map it with a class map"
             )
         return list(ids).index(text) if text in ids else None
     return None

@@ -26,14 +26,15 @@ def load_class_map(path: str | os.PathLike[str]) -> dict[str, str | int]:
     try:
         data = json.loads(p.read_text())
     except FileNotFoundError:
-        raise PatchscopeError(f"class_map: no such file {p}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PatchscopeError(f"class_map: {p} is not valid JSON ({e})") from None
+        raise PatchscopeError(f"class_map: no such file {p}", params=("class_map",)) from None
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+        raise PatchscopeError(f"class_map: {p} is not a readable JSON file ({e})", params=("class_map",)) from None
     if not isinstance(data, dict) or not all(
         isinstance(v, (str, int)) and not isinstance(v, bool) for v in data.values()
     ):
         raise PatchscopeError(
-            f'class_map: {p} must be one JSON object of folder name -> class id or name, e.g. {{"my stops": "stop"}}'
+            f'class_map: {p} must be one JSON object of folder name -> class id or name, e.g. {{"my stops": "stop"}}',
+            params=("class_map",),
         )
     return data
 
@@ -49,7 +50,7 @@ def match_folders(
 
     A folder is matched, in order, by ``class_map`` (its value an id or a name), as a class id (``14``,
     ``00014``), as a class name ignoring case and ``_`` (``street_sign``), or as a WordNet id (``n06794110``,
-    ImageNet-1k's when the model has 1000 classes and timm is installed, else ``wnids``). Classes without
+    ImageNet-1k's when the model has 1000 classes, else ``wnids``). Classes without
     a folder are fine; a folder that matches nothing is an error naming it.
 
     Args:
@@ -73,10 +74,11 @@ def match_folders(
                 find_class(mapped[folder], classes, wnids) if folder in mapped else find_class(folder, classes, wnids)
             )
         except PatchscopeError as e:
-            raise PatchscopeError(f"{name}: folder {folder!r}: {e}") from None
+            raise PatchscopeError(f"{name}: folder {folder!r}: {e}", params=("class_map",)) from None
         if found is None and folder in mapped:
             raise PatchscopeError(
-                f"{name}: class_map maps folder {folder!r} to {mapped[folder]!r}, which is no class of the model"
+                f"{name}: class_map maps folder {folder!r} to {mapped[folder]!r}, which is no class of the model",
+                params=("class_map",),
             )
         if found is None:
             unmatched.append(folder)
@@ -89,6 +91,7 @@ def match_folders(
         raise PatchscopeError(
             f"{name}: folder{'s' if len(unmatched) > 1 else ''} {shown} match{'es' if len(unmatched) == 1 else ''} "
             f"no class of the model ({len(classes)} classes, e.g. {classes[0]!r}): name folders by class id, "
-            "class name or WordNet id, or give a class_map"
+            "class name or WordNet id, or give a class_map",
+            params=("class_map",),
         )
     return out

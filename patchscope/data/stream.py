@@ -51,6 +51,8 @@ class Batches(Protocol):
         self, batch_size: int, device: str | torch.device = "cpu"
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
 
+    def subset(self, index: torch.Tensor) -> Batches: ...
+
 
 class FolderImages(Dataset):
     """Image files decoded and prepared one by one; item: ``(uint8 (3,S,S), label, index, error text or "")``."""
@@ -211,7 +213,8 @@ class ImageStream:
         where = [files[int(idx[k])] if files else f"image {int(idx[k])}" for k in bad]
         if not self.skip_bad:
             raise PatchscopeError(
-                f"{self.name}: cannot read image {where[0]} ({errors[bad[0]]}); skip_bad skips unreadable images"
+                f"{self.name}: cannot read image {where[0]} ({errors[bad[0]]}); skip_bad skips unreadable images",
+                params=("skip_bad",),
             )
         for target in (self.skipped, this_pass if this_pass is not None else {}):
             target.update({w: errors[k] for w, k in zip(where, bad)})

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -20,8 +21,8 @@ import torch
 from torch import nn
 
 from patchscope.attacks.patch import patch_side as side_of
-from patchscope.data import ImageSet
-from patchscope.defenses.registry import create_certifier
+from patchscope.data import ImageSet, ImageStream
+from patchscope.defenses.registry import Certifier, create_certifier
 from patchscope.distributed import all_max, all_sum, is_main, my_indices
 from patchscope.errors import PatchscopeError
 from patchscope.progress import progress_bar
@@ -61,9 +62,28 @@ def default_batch_size(device: str | torch.device) -> int:
     return 256 if torch.device(device).type == "cpu" else 16384
 
 
+def _count(
+    cert: Certifier,
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    batch_size: int,
+    device: str | torch.device,
+    update: Callable[..., Any],
+) -> torch.Tensor:
+    """``(5,)`` long counts over ``batches``: clean, defended, certified, model passes, images read."""
+    totals = torch.zeros(5, dtype=torch.long, device=device)
+    for x, y in batches:  # a stream reads one chunk at a time
+        counts, n = cert.counts(model, x, y, batch_size)
+        totals[:3] += counts
+        totals[3] += n
+        totals[4] += len(y)
+        update(advance=len(y))
+    return totals
+
+
 def certify(
     model: nn.Module,
-    data: ImageSet,
+    data: ImageSet | ImageStream,
     certifier: str,
     patch_size: float,
     *,
@@ -77,7 +97,8 @@ def certify(
 
     Args:
         model: the classifier, on ``device``.
-        data: the images (their size must be the model's input size).
+        data: the images (their size must be the model's input size), in memory or streamed from disk: a stream
+            is read one ``chunk`` at a time, and images it skips as unreadable count nowhere.
         certifier: a registered certifier (:func:`~patchscope.defenses.registry.list_certifiers`).
         patch_size: the patch's area as a fraction of the image, 0 < patch_size < 1.
         batch_size: masked or ablated images per forward pass (default: :func:`default_batch_size`).
@@ -110,30 +131,28 @@ def certify(
     chunk = max(1, min(chunk, batch_size, 65536 // per_image))
     mine = my_indices(len(data), chunk)  # under torch.distributed: every world-th chunk is this rank's
     share = data.subset(mine) if len(mine) < len(data) else data
-    totals, started = torch.zeros(4, dtype=torch.long, device=device), time.perf_counter()  # 3 counts, passes
+    started = time.perf_counter()
     with torch.inference_mode(), progress_bar(len(share), f"certify {certifier}", progress and is_main()) as update:
-        for x, y in share.batches(chunk, device):
-            counts, n = cert.counts(model, x, y, batch_size)
-            totals[:3] += counts
-            totals[3] += n
-            update(advance=len(y))
-    all_sum(totals)
+        totals = _count(cert, model, share.iter_batches(chunk, device), batch_size, device, update)
+    all_sum(totals)  # clean, defended, certified, passes, images read: exact sums over the ranks
     seconds = all_max(time.perf_counter() - started)
-    clean, defended, certified = (int(v) / len(data) for v in totals[:3].cpu())
-    passes = int(totals[3])
+    seen, passes = int(totals[4]), int(totals[3])
+    if seen == 0:
+        raise PatchscopeError(f"data {data.name}: none of its images could be read", params=("data",))
+    clean, defended, certified = (int(v) / seen for v in totals[:3].cpu())
     return CertifyResult(
         certifier,
         data.data_hash(),
-        len(data),
+        seen,
         patch_size,
         side,
         clean,
         defended,
         certified,
-        round(passes / len(data), 2),
+        round(passes / seen, 2),
         batch_size,
         round(seconds, 3),
-        round(len(data) / max(seconds, 1e-9), 2),
+        round(seen / max(seconds, 1e-9), 2),
         str(device),
         cert.precision,
         dict(cert.settings),

@@ -7,7 +7,11 @@ occlusion, so grey it is.) :func:`ds_prediction_map` counts each class's votes `
 :func:`ds_certify` and :func:`ds_predict` are pure functions of the counts.
 
 A ``p`` x ``p`` patch meets at most ``delta = p + b - 1`` column bands, or ``(p + b - 1)^2`` blocks
-(:func:`ds_delta`), so it moves at most ``delta`` votes.
+(:func:`ds_delta`), so it moves at most ``delta`` votes. Bands may start every ``stride`` px instead of every
+pixel (fewer ablations on large images; ``delta`` is then counted exactly). By default the band and the
+stride follow the image: a band of 1/8 of the side for columns and 3/8 for blocks, a stride of 1/32 of it
+(4, 12 and 1 px at 32 px; 28, 84 and 7 px at 224 px), so every image size gets the same 32 column or 32 x 32
+block positions.
 
 >>> import torch
 >>> counts = torch.tensor([[30, 2, 0], [12, 11, 9]])
@@ -28,31 +32,64 @@ from patchscope.validate import check_int
 MODES = ("column", "block")
 
 
-def ds_delta(patch_side: int, band: int, mode: str = "column") -> int:
-    """Ablations a ``patch_side`` patch can intersect: ``p + b - 1`` columns, squared for blocks.
+def ds_delta(patch_side: int, band: int, mode: str = "column", image_size: int | None = None, stride: int = 1) -> int:
+    """Ablations a ``patch_side`` patch can intersect: ``p + b - 1`` columns, squared for blocks; with a
+    ``stride`` above 1, the most bands any patch position on an ``image_size`` image meets (counted).
 
-    >>> ds_delta(7, 4, "column"), ds_delta(7, 4, "block")
-    (10, 100)
+    >>> ds_delta(7, 4, "column"), ds_delta(7, 4, "block"), ds_delta(50, 28, "column", 224, 7)
+    (10, 100, 11)
     """
     if mode not in MODES:
         raise PatchscopeError(f"ablation mode {mode!r}: choose column or block")
-    d = patch_side + band - 1
+    if stride == 1:
+        d = patch_side + band - 1
+    else:
+        if image_size is None:
+            raise PatchscopeError("image_size is needed to count the bands a patch meets at a stride above 1")
+        keep = ablation_set(image_size, band, "column", stride=stride)[:, 0]  # (P, n): each band's kept columns
+        windows = ablation_set(image_size, patch_side, "column")[: image_size - patch_side + 1, 0]  # (X, n)
+        d = int(((keep.float() @ windows.float().T) > 0).sum(0).max())
     return d if mode == "column" else d * d
 
 
-def ablation_set(image_size: int, band: int, mode: str = "column", device: str | torch.device = "cpu") -> torch.Tensor:
-    """Boolean *kept* regions ``(A, n, n)``: A = n column bands or n^2 blocks of side ``band``, wrapping around.
+def default_band(image_size: int, mode: str) -> int:
+    """The band a size calls for: 1/8 of the side for columns, 3/8 for blocks (4 and 12 at 32 px).
+
+    >>> default_band(32, "column"), default_band(32, "block"), default_band(224, "column")
+    (4, 12, 28)
+    """
+    return max(1, round(image_size * (1 if mode == "column" else 3) / 8))
+
+
+def default_stride(image_size: int) -> int:
+    """Bands start every 1/32 of the side (1 px up to 63 px): 32 column positions at any size.
+
+    >>> default_stride(32), default_stride(224)
+    (1, 7)
+    """
+    return max(1, image_size // 32)
+
+
+def ablation_set(
+    image_size: int, band: int, mode: str = "column", device: str | torch.device = "cpu", stride: int = 1
+) -> torch.Tensor:
+    """Boolean *kept* regions ``(A, n, n)``: A = P column bands or P^2 blocks of side ``band``, wrapping around,
+    starting every ``stride`` px (P = ceil(n / stride) positions per axis).
 
     >>> a = ablation_set(8, 3, "column"); a.shape, a.sum((1, 2)).unique().tolist()
     (torch.Size([8, 8, 8]), [24])
+    >>> ablation_set(8, 3, "block", stride=4).shape
+    torch.Size([4, 8, 8])
     """
     if mode not in MODES:
         raise PatchscopeError(f"ablation mode {mode!r}: choose column or block")
     band = check_int("band", band, 1, image_size)
+    stride = check_int("stride", stride, 1, image_size)
     ax = torch.arange(image_size, device=device)
-    keep = (ax[None, :] - ax[:, None]) % image_size < band  # (positions, n): kept rows/cols per start
+    starts = ax[::stride]
+    keep = (ax[None, :] - starts[:, None]) % image_size < band  # (positions, n): kept rows/cols per start
     if mode == "column":
-        return keep[:, None, :].expand(image_size, image_size, image_size).clone()
+        return keep[:, None, :].expand(len(starts), image_size, image_size).clone()
     return (keep[:, None, :, None] & keep[None, :, None, :]).reshape(-1, image_size, image_size)
 
 
@@ -113,21 +150,34 @@ def ds_certify(counts: torch.Tensor, labels: torch.Tensor, delta: int) -> torch.
 
 
 class DerandomizedSmoothing:
-    """Derandomized smoothing with ``mode`` ablations of ``band`` px: counts per batch (votes, then certificates).
+    """Derandomized smoothing with ``mode`` ablations of ``band`` px every ``stride`` px: counts per batch (votes,
+    then certificates). ``band`` or ``stride`` 0: :func:`default_band`, :func:`default_stride` for the image size.
 
     >>> s = DerandomizedSmoothing(32, 5, band=4)
     >>> s.settings, s.precision
     ({'band': 4, 'ablations': 32, 'delta': 8}, 'fp32')
+    >>> DerandomizedSmoothing(224, 50).settings
+    {'band': 28, 'ablations': 32, 'delta': 11, 'stride': 7}
     """
 
     precision = "fp32"
 
     def __init__(
-        self, image_size: int, patch_side: int, device: str | torch.device = "cpu", band: int = 4, mode: str = "column"
+        self,
+        image_size: int,
+        patch_side: int,
+        device: str | torch.device = "cpu",
+        band: int = 0,
+        mode: str = "column",
+        stride: int = 0,
     ) -> None:
-        self.kept = ablation_set(image_size, band, mode, device)
-        self.delta = ds_delta(patch_side, band, mode)
+        band = band or default_band(image_size, mode)
+        stride = stride or default_stride(image_size)
+        self.kept = ablation_set(image_size, band, mode, device, stride)
+        self.delta = ds_delta(patch_side, band, mode, image_size, stride)
         self.settings = {"band": band, "ablations": len(self.kept), "delta": self.delta}
+        if stride > 1:
+            self.settings["stride"] = stride
 
     @torch.inference_mode()
     def counts(
@@ -143,15 +193,17 @@ class DerandomizedSmoothing:
 
 @register_certifier("ds-column")
 def column_smoothing(
-    image_size: int, patch_side: int, device: str | torch.device = "cpu", band: int = 4
+    image_size: int, patch_side: int, device: str | torch.device = "cpu", band: int = 0
 ) -> DerandomizedSmoothing:
-    """Derandomized smoothing over column bands of ``band`` px (Levine & Feizi's column smoothing)."""
+    """Derandomized smoothing over column bands of ``band`` px (Levine & Feizi's column smoothing), starting every
+    1/32 of the image side; ``band`` 0: 1/8 of the side (4 px at 32 px)."""
     return DerandomizedSmoothing(image_size, patch_side, device, band, "column")
 
 
 @register_certifier("ds-block")
 def block_smoothing(
-    image_size: int, patch_side: int, device: str | torch.device = "cpu", band: int = 12
+    image_size: int, patch_side: int, device: str | torch.device = "cpu", band: int = 0
 ) -> DerandomizedSmoothing:
-    """Derandomized smoothing over ``band`` x ``band`` blocks."""
+    """Derandomized smoothing over ``band`` x ``band`` blocks starting every 1/32 of the image side; ``band`` 0:
+    3/8 of the side (12 px at 32 px)."""
     return DerandomizedSmoothing(image_size, patch_side, device, band, "block")

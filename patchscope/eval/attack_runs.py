@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from patchscope.attacks import AttackConfig, Patch, PerImagePatches, create_attack
-from patchscope.data import ImageSet, resolve_class
+from patchscope.data import ImageSet, ImageStream, resolve_class
 from patchscope.errors import PatchscopeError
 from patchscope.eval.conditions import DEFAULT_GRID
 from patchscope.eval.patch_metrics import patch_success
@@ -47,12 +47,13 @@ class AttackImages:
 
     @classmethod
     def select(
-        cls, data: ImageSet, source: str | int, target: str | int | None, limit: int | None = None
+        cls, data: ImageSet | ImageStream, source: str | int, target: str | int | None, limit: int | None = None
     ) -> AttackImages:
-        """The first ``limit`` images of class ``source`` in ``data`` (names or ids; ``target`` None or '': none)."""
+        """The first ``limit`` images of class ``source`` in ``data`` (names, ids or WordNet ids; ``target`` None or
+        '': none), read into memory (from a stream: only those)."""
         src = resolve_class(source, data.classes)
         tgt = resolve_class(target, data.classes) if target not in (None, "") else None
-        images = data.of_class(src).head(limit)
+        images = data.of_class(src).head(limit).load()
         if len(images) == 0:
             raise PatchscopeError(f"data {data.name} holds no images of class {data.classes[src]!r}", params=("data",))
         return cls(images, tuple(data.classes), src, tgt, data.data_hash())

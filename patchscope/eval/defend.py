@@ -27,7 +27,7 @@ from torch import nn
 from patchscope.attacks import AttackConfig, Patch, create_attack, is_named_shape, patch_side
 from patchscope.attacks.losses import LOSSES
 from patchscope.attacks.per_image import PerImagePatches
-from patchscope.data import ImageSet, resolve_class
+from patchscope.data import ImageSet, ImageStream, resolve_class
 from patchscope.defenses import create_defense, defense_spec
 from patchscope.errors import PatchscopeError
 from patchscope.eval.conditions import Condition
@@ -117,7 +117,7 @@ def adaptive_config(
 
 def defend_patch(
     model: nn.Module,
-    data: ImageSet,
+    data: ImageSet | ImageStream,
     patch: Patch,
     defense: str,
     *,
@@ -185,7 +185,7 @@ def defend_patch(
     src = source if source is not None else patch.meta.get("source")
     if src is None:
         raise PatchscopeError("source: which class does the patch attack? (name or id)", params=("source",))
-    clean, victims = data.head(limit), data.of_class(src).head(limit)
+    clean, victims = data.head(limit), data.of_class(src).head(limit).load()  # a stream: the clean pass streams
     tgt_name = target if target is not None else patch.meta.get("target")
     tgt = resolve_class(tgt_name, data.classes) if tgt_name is not None else None
 

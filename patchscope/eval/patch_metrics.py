@@ -12,7 +12,7 @@ from torch import nn
 from patchscope.attacks.eot import ViewParams, ViewRanges, fixed_view, render, sample_view, view
 from patchscope.attacks.patch import Patch
 from patchscope.attacks.per_image import PerImagePatches
-from patchscope.data import ImageSet, resolve_class
+from patchscope.data import ImageSet, ImageStream, resolve_class
 from patchscope.distributed import all_sum, merge_rows, my_blocks
 from patchscope.errors import PatchscopeError
 from patchscope.eval.conditions import DEFAULT_GRID, Condition, condition_grid
@@ -173,7 +173,7 @@ class PatchMeasurement:
 
 def measure_patch(
     model: nn.Module,
-    data: ImageSet,
+    data: ImageSet | ImageStream,
     patch: Patch | PerImagePatches,
     source: str | int | None = None,
     target: str | int | None = None,
@@ -185,8 +185,8 @@ def measure_patch(
 
     Args:
         model: the classifier (or a defended one), on ``device``.
-        data: images with class names; only the source class's are used (for per-image patches: the first
-            ``len(patch)``, which must be exactly the images they were made for).
+        data: images with class names, in memory or streamed; only the source class's are used and read (for
+            per-image patches: the first ``len(patch)``, which must be exactly the images they were made for).
         patch: a universal or per-image patch.
         source: the attacked class (name or id); default: the patch's own (``meta["source"]``).
         target: the class the patch aims for; default: the patch's own; None on both: untargeted.
@@ -223,12 +223,13 @@ def measure_patch(
     )
 
 
-def _victims(data: ImageSet, source: str | int, patch: Patch | PerImagePatches) -> ImageSet:
+def _victims(data: ImageSet | ImageStream, source: str | int, patch: Patch | PerImagePatches) -> ImageSet:
+    """The source class's images, in memory (from a stream: only those are read)."""
     victims = data.of_class(source)
     if len(victims) == 0:
         raise PatchscopeError(f"the data holds no images of class {source!r}")
     if isinstance(patch, PerImagePatches):  # the first len(patch) source images, exactly those attacked
-        victims = victims.head(len(patch))
+        victims = victims.head(len(patch)).load()
         if len(victims) != len(patch) or victims.data_hash() != patch.images_hash:
             raise PatchscopeError(
                 f"these {len(patch)} per-image patches were made for other images "
@@ -236,4 +237,4 @@ def _victims(data: ImageSet, source: str | int, patch: Patch | PerImagePatches) 
                 "measure them on their attack's data and source",
                 params=("data", "source"),
             )
-    return victims
+    return victims.load()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Protocol, cast
+from typing import Any, Literal, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -132,22 +132,15 @@ def attention_rollout(model: Classifier, images: torch.Tensor, discard_ratio: fl
     >>> attention_rollout(v, torch.rand(2, 3, 32, 32)).shape
     torch.Size([2, 32, 32])
     """
-    stages = [m for _, m in model.stages()]
-    if not is_token_model(model) or not all(hasattr(b, "keep_attention") for b in stages):
+    blocks = [m for _, m in model.stages()]
+    if not is_token_model(model):
         from patchscope.errors import PatchscopeError
 
-        raise PatchscopeError("attention rollout needs a ViT whose blocks keep their attention (keep_attention)")
-    blocks = cast(list[_KeepsAttention], stages)  # checked just above
-    kept = [b.keep_attention for b in blocks]
-    try:
-        for b in blocks:
-            b.keep_attention = True
-        model(images)
-        attns = [cast(torch.Tensor, b.last_attention).mean(1) for b in blocks]  # (N, T, T) each, set by the pass
-    finally:
-        for b, k in zip(blocks, kept):
-            b.keep_attention = k
-            b.last_attention = None
+        raise PatchscopeError("attention rollout needs a ViT (transformer blocks with a class token)")
+    if all(hasattr(b, "keep_attention") for b in blocks):
+        attns = [a.mean(1) for a in _kept_attention(model, images, blocks)]
+    else:
+        attns = [a.mean(1) for a in _hooked_attention(model, images, blocks)]
     n, t, _ = attns[0].shape
     eye = torch.eye(t, device=images.device, dtype=attns[0].dtype)
     rollout = eye.expand(n, t, t)
@@ -163,6 +156,59 @@ def attention_rollout(model: Classifier, images: torch.Tensor, discard_ratio: fl
     return _per_image_unit(
         F.interpolate(cls, size=tuple(images.shape[-2:]), mode="bilinear", align_corners=False)[:, 0]
     )
+
+
+def _kept_attention(model: Classifier, images: torch.Tensor, stages: list[Any]) -> list[torch.Tensor]:
+    """Each block's attention ``(N, heads, T, T)`` from the zoo ViT's ``keep_attention`` switch."""
+    blocks = cast(list[_KeepsAttention], stages)  # the caller checked that each has the switch
+    kept = [b.keep_attention for b in blocks]
+    try:
+        for b in blocks:
+            b.keep_attention = True
+        model(images)
+        return [cast(torch.Tensor, b.last_attention) for b in blocks]  # set by the pass
+    finally:
+        for b, k in zip(blocks, kept):
+            b.keep_attention = k
+            b.last_attention = None
+
+
+def _hooked_attention(model: Classifier, images: torch.Tensor, blocks: list[nn.Module]) -> list[torch.Tensor]:
+    """Each block's attention ``(N, heads, T, T)`` read through hooks: torchvision's ``nn.MultiheadAttention``
+    (asked for its per-head weights) or timm's ``Attention`` (its unfused path, the softmax caught at ``attn_drop``)."""
+    found: list[torch.Tensor | None] = [None] * len(blocks)
+    handles, unfused = [], []
+    for i, block in enumerate(blocks):
+        mha = next((m for m in block.modules() if isinstance(m, nn.MultiheadAttention)), None)
+        timm_attn: Any = next(
+            (m for m in block.modules() if hasattr(m, "fused_attn") and hasattr(m, "attn_drop")), None
+        )
+        if mha is not None:
+            handles.append(mha.register_forward_pre_hook(_ask_weights, with_kwargs=True))
+            handles.append(mha.register_forward_hook(lambda _m, _i, out, i=i: found.__setitem__(i, out[1])))
+        elif timm_attn is not None:
+            unfused.append((timm_attn, timm_attn.fused_attn))
+            timm_attn.fused_attn = False
+            keep = timm_attn.attn_drop.register_forward_hook(lambda _m, _i, out, i=i: found.__setitem__(i, out))
+            handles.append(keep)
+    try:
+        model(images)
+    finally:
+        for h in handles:
+            h.remove()
+        for m, fused in unfused:
+            m.fused_attn = fused
+    if any(a is None or a.ndim != 4 for a in found):
+        from patchscope.errors import PatchscopeError
+
+        raise PatchscopeError("attention rollout could not read the attention of every transformer block of this model")
+    return cast(list[torch.Tensor], found)  # none is None: checked above
+
+
+def _ask_weights(
+    _m: nn.Module, args: tuple[object, ...], kwargs: dict[str, object]
+) -> tuple[tuple[object, ...], dict[str, object]]:
+    return args, {**kwargs, "need_weights": True, "average_attn_weights": False}
 
 
 def heatmaps(

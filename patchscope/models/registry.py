@@ -61,17 +61,43 @@ def build_net(arch: str, num_classes: int, kwargs: dict[str, Any] | None = None)
             )
         return _construct(arch, num_classes, kwargs)
     if arch.startswith("tv:"):
-        import torchvision
-
-        try:
-            return torchvision.models.get_model(arch[3:], weights=None, num_classes=num_classes, **kwargs)
-        except (ValueError, KeyError) as e:
-            raise PatchscopeError(f"unknown torchvision model {arch[3:]!r} ({e})") from None
-    raise PatchscopeError(f"unknown architecture {arch!r}: known are {', '.join(sorted(ARCHS))} and tv:NAME")
+        return _tv_net(arch[3:], num_classes, kwargs)
+    raise PatchscopeError(
+        f"unknown architecture {arch!r}: known are {', '.join(sorted(ARCHS))}, tv:NAME and tv:CLASS "
+        "(e.g. tv:VisionTransformer)"
+    )
 
 
 #: the most parameters a network built from a card or ``arch_kwargs`` may have (4 GB of float32)
 MAX_PARAMS = 1_000_000_000
+
+
+def _tv_net(name: str, num_classes: int, kwargs: dict[str, Any]) -> nn.Module:
+    """A torchvision builder (``resnet18``) with ``kwargs``, or a torchvision model class (``VisionTransformer``) built
+    from ``kwargs`` alone: its own sizes, e.g. a small ViT."""
+    import torchvision
+
+    found = getattr(torchvision.models, name, None)
+    cls: type[nn.Module] | None = found if isinstance(found, type) and issubclass(found, nn.Module) else None
+    is_class = name not in torchvision.models.list_models() and cls is not None
+    if not is_class and name not in torchvision.models.list_models():
+        raise PatchscopeError(f"unknown torchvision model {name!r}; see torchvision.models.list_models()")
+    try:
+        if is_class and cls is not None:
+            with torch.device("meta"):
+                size = sum(p.numel() for p in cls(num_classes=num_classes, **kwargs).parameters())
+            if size > MAX_PARAMS:
+                raise PatchscopeError(
+                    f"arch_kwargs make a {name} of {size:,} parameters; at most {MAX_PARAMS:,} are allowed",
+                    params=("arch_kwargs",),
+                )
+            return cls(num_classes=num_classes, **kwargs)
+        return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+    except (ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise PatchscopeError(
+            f"arch_kwargs {json.dumps(kwargs)} do not make a torchvision {name} ({str(e).splitlines()[0][:160]})",
+            params=("arch_kwargs",),
+        ) from None
 
 
 def _check_arch_kwargs(arch: str, kwargs: dict[str, Any]) -> None:

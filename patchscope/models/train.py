@@ -246,7 +246,7 @@ def _my_batches(
     mine = my_indices(len(data), batch_size)
     if not len(mine):
         return iter(())
-    return data.subset(mine).iter_batches(batch_size, device)  # type: ignore[attr-defined]
+    return data.subset(mine).iter_batches(batch_size, device)
 
 
 Perturb = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]

@@ -62,13 +62,46 @@ class Classifier(nn.Module):
         return sum(p.numel() for p in self.net.parameters())
 
     def stages(self) -> list[tuple[str, nn.Module]]:
-        """The modules whose outputs explain and defenses hook: CNN stages or transformer blocks."""
-        blocks = getattr(self.net, "blocks", None)
-        if isinstance(blocks, nn.ModuleList):
+        """The modules whose outputs explain and defenses hook: transformer blocks (``block0`` ...; the zoo's ViT,
+        timm's ``blocks``, torchvision's ``encoder.layers``) or CNN stages (a ``features`` sequence's parts, else the
+        network's children up to its pooling and classifier head)."""
+        blocks = transformer_blocks(self.net)
+        if blocks is not None:
             return [(f"block{i}", b) for i, b in enumerate(blocks)]
         if isinstance(self.net, nn.Sequential):
             return [(f"stage{n}", m) for n, m in list(self.net.named_children())[:-1]]
-        return [(n, m) for n, m in self.net.named_children()]
+        features = getattr(self.net, "features", None)
+        if isinstance(features, nn.Sequential) and len(features) > 1:
+            return [(f"features.{n}", m) for n, m in features.named_children()]
+        children = list(self.net.named_children())
+        body = list(children)
+        while body and body[-1][0] in HEAD_NAMES:
+            body.pop()
+        return body or children
+
+
+#: trailing children of a network that pool, flatten or classify: not stages with a spatial output
+HEAD_NAMES = frozenset(
+    ("avgpool", "global_pool", "pool", "flatten", "permute", "fc", "fc_norm", "head", "heads", "head_drop")
+    + ("classifier", "pre_logits", "norm", "ln", "dropout")
+)
+
+
+def transformer_blocks(net: nn.Module) -> list[nn.Module] | None:
+    """A ViT's transformer blocks in order (``net.blocks``, or torchvision's ``net.encoder.layers``); None otherwise.
+
+    A block counts when it holds an attention module: ``qkv`` (the zoo's), ``attn`` (timm's) or
+    ``self_attention`` (torchvision's).
+    """
+    found = getattr(net, "blocks", None)
+    if found is None:
+        found = getattr(getattr(net, "encoder", None), "layers", None)
+    if not isinstance(found, (nn.ModuleList, nn.Sequential)) or len(found) == 0:
+        return None
+    blocks = list(found)
+    if not all(any(hasattr(b, a) for a in ("qkv", "attn", "self_attention")) for b in blocks):
+        return None
+    return blocks
 
 
 class Ensemble(nn.Module):

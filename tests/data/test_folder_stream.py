@@ -63,23 +63,28 @@ def test_hidden_and_empty_folders_need_no_class(tmp_path: Path):
     assert s.labels.tolist() == [14] and len(list(s.iter_batches(4))) == 1
 
 
-def test_imagenet_folders_by_name_or_wordnet_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    _tree(tmp_path, {"street sign": 1, "n03196217": 1})  # 919 by name; 531 (digital clock) by WordNet id
+def test_imagenet_folders_by_name_or_wordnet_id(tmp_path: Path):
+    _tree(tmp_path, {"street sign": 1, "n03196217": 1})  # 919 by name; 531 by the given WordNet ids
     wnids = [f"n{i:08d}" for i in range(1000)]
     wnids[531] = "n03196217"
     assert open_folder(tmp_path, IMAGENET, wnids=wnids).labels.tolist() == [531, 919]
-    import patchscope.data.classes as classes
+    assert open_folder(tmp_path, IMAGENET).labels.tolist() == [IMAGENET.index("digital clock"), 919]  # ImageNet's own
+    _tree(tmp_path / "two", {"n03196217": 1})
+    with pytest.raises(PatchscopeError, match="'n03196217'.*WordNet id.*unknown.*class map"):
+        open_folder(tmp_path / "two", ("a", "b"))  # a 2-class model has no WordNet ids
 
-    monkeypatch.setattr(classes, "imagenet_wnids", lambda: None)  # as without timm
-    with pytest.raises(PatchscopeError, match="'n03196217'.*WordNet id.*install timm"):
-        open_folder(tmp_path, IMAGENET)
 
+def test_imagenet_wordnet_ids_without_timm_match_timms_and_torchvisions_order(tmp_path: Path):
+    from patchscope.data import imagenet_wnids
 
-def test_imagenet_wordnet_ids_from_timm(tmp_path: Path):
-    pytest.importorskip("timm")
+    ids = imagenet_wnids()
+    assert len(ids) == len(set(ids)) == 1000 and list(ids) == sorted(ids)
+    assert (ids[0], ids[IMAGENET.index("street sign")]) == ("n01440764", "n06794110")
     _tree(tmp_path, {"n06794110": 1, "n01440764": 1})
     assert sorted(open_folder(tmp_path, IMAGENET).labels.tolist()) == [0, IMAGENET.index("street sign")]
     assert resolve_class("n06794110", IMAGENET) == IMAGENET.index("street sign")
+    timm = pytest.importorskip("timm")
+    assert ids == tuple(timm.data.ImageNetInfo("imagenet-1k").label_names())
 
 
 def test_user_classes_resolve_by_id_name_underscores_and_refuse_ambiguity():

@@ -76,3 +76,38 @@ def test_an_empty_data_set_is_refused(tiny_model, images):
         certify(
             tiny_model, images.subset(torch.zeros(len(images), dtype=torch.bool)), "patchcleanser", 0.05, progress=False
         )
+
+
+def test_a_folder_is_certified_chunk_by_chunk_and_counts_only_the_images_read(
+    tiny_model, images, tmp_path, monkeypatch
+):
+    """A streamed folder gives the numbers of the same images in memory, reads one chunk at a time (never the whole
+    set) and leaves an unreadable image out of every share."""
+    from PIL import Image
+
+    from patchscope.data import ImageStream, open_folder
+
+    for k, (x, y) in enumerate(zip(images.images, images.labels)):
+        folder = tmp_path / f"{int(y):02d}"  # by class id
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(x.permute(1, 2, 0).numpy()).save(folder / f"{k:02d}.png")
+    (tmp_path / f"{int(images.labels[0]):02d}" / "zz.png").write_bytes(b"unreadable")
+    stream = open_folder(tmp_path, tiny_model.classes, tiny_model.preprocess, skip_bad=True)
+    in_memory = stream.load()  # the same 12 images, in the folder's order
+    read: list[int] = []
+    original = ImageStream.iter_uint8
+
+    def spy(self, batch_size, *args, **kwargs):  # type: ignore[no-untyped-def]
+        for x, y in original(self, batch_size, *args, **kwargs):
+            read.append(len(y))
+            yield x, y
+
+    monkeypatch.setattr(ImageStream, "iter_uint8", spy)
+    monkeypatch.setattr(ImageStream, "load", lambda self, *a: pytest.fail("certify read the whole folder"))
+    streamed = certify(tiny_model, stream, "ds-column", 0.05, progress=False, chunk=5)
+    expected = certify(tiny_model, in_memory, "ds-column", 0.05, progress=False, chunk=5)
+    assert streamed.images == expected.images == 12 and max(read) <= 5 and len(stream) == 13
+    assert (streamed.clean_accuracy, streamed.certified_accuracy) == (
+        expected.clean_accuracy,
+        expected.certified_accuracy,
+    )

@@ -93,3 +93,28 @@ def test_certified_predictions_survive_every_patch_at_every_location(mode, size,
 def test_bad_ablations_are_user_errors(n, band, mode):
     with pytest.raises(PatchscopeError):
         ablation_set(n, band, mode)
+
+
+@pytest.mark.parametrize(
+    ("n", "p", "band", "mode", "stride"), [(24, 5, 3, "column", 4), (26, 5, 3, "column", 4), (26, 4, 6, "block", 3)]
+)
+def test_with_a_stride_delta_is_still_the_most_ablations_one_patch_meets(n, p, band, mode, stride):
+    kept = ablation_set(n, band, mode, stride=stride)
+    positions = -(-n // stride)
+    assert len(kept) == (positions if mode == "column" else positions**2)
+    worst = max(
+        int(kept[:, top : top + p, left : left + p].flatten(1).any(1).sum())
+        for top in range(n - p + 1)
+        for left in range(n - p + 1)
+    )
+    assert worst == ds_delta(p, band, mode, n, stride)  # 26 px: the wrap-around gap is narrower than the stride
+
+
+def test_the_default_band_and_stride_follow_the_image_size():
+    from patchscope.defenses.smoothing import DerandomizedSmoothing
+
+    assert DerandomizedSmoothing(32, 7).settings == {"band": 4, "ablations": 32, "delta": 10}  # the zoo's, as before
+    assert DerandomizedSmoothing(32, 7, mode="block").settings == {"band": 12, "ablations": 1024, "delta": 324}
+    big = DerandomizedSmoothing(224, 50)  # the same 32 positions, bands 7x as wide
+    assert big.settings == {"band": 28, "ablations": 32, "delta": 11, "stride": 7}
+    assert DerandomizedSmoothing(224, 50, mode="block").settings["ablations"] == 1024

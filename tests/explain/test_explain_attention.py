@@ -108,3 +108,42 @@ def test_explain_attention_before_and_after(any_model: Classifier, stops: torch.
     )
     same = explain_attention(any_model, stops, stops.clone())
     assert torch.allclose(same.clean, same.patched, atol=1e-5)  # no patch: the same maps
+
+
+def _library_vit(kind: str) -> Classifier:
+    """A tiny torchvision ViT (built from its class, 4x4 tokens of 16 px) or timm's test ViT, random weights."""
+    from patchscope.models import build_net, create_model
+
+    if kind == "timm":
+        pytest.importorskip("timm")
+        return create_model("timm:test_vit:random")
+    torch.manual_seed(0)
+    sizes = {"image_size": 64, "patch_size": 16, "num_layers": 2, "num_heads": 2, "hidden_dim": 16, "mlp_dim": 32}
+    return Classifier(build_net("tv:VisionTransformer", 5, sizes), list("abcde"), 64).eval()
+
+
+@pytest.mark.parametrize("kind", ["torchvision", "timm"])
+def test_rollout_and_grad_cam_read_torchvision_and_timm_vits(kind: str):
+    model = _library_vit(kind)
+    n = model.input_size
+    assert [name for name, _ in model.stages()] == [f"block{i}" for i in range(len(model.stages()))]
+    x = torch.rand(2, 3, n, n, generator=torch.Generator().manual_seed(0))
+    before, fused = model(x), [getattr(m, "fused_attn", None) for m in model.modules()]
+    maps = attention_rollout(model, x)
+    assert maps.shape == (2, n, n) and bool((maps.flatten(1).amax(1) == 1).all())
+    assert float(maps.std()) > 0 and not torch.equal(maps[0], maps[1])  # each image's own attention
+    assert torch.allclose(model(x), before)  # the hooks are gone and the model computes as before
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    assert [getattr(m, "fused_attn", None) for m in model.modules()] == fused  # timm's fast path is back
+    assert grad_cam(model, x).shape == (2, n, n) and default_layer(model) == f"block{len(model.stages()) - 2}"
+
+
+def test_torchvision_cnn_stages_stop_before_the_pooling_head():
+    from patchscope.models import create_model
+
+    resnet = create_model("tv:resnet18:random")
+    assert [n for n, _ in resnet.stages()][-2:] == ["layer3", "layer4"] and default_layer(resnet) == "layer4"
+    mobile = create_model("tv:mobilenet_v3_small:random")
+    assert [n for n, _ in mobile.stages()] == [f"features.{i}" for i in range(13)]
+    maps = grad_cam(resnet, torch.rand(1, 3, 224, 224))
+    assert maps.shape == (1, 224, 224)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from tests.conftest import run_cli
 
@@ -24,8 +25,10 @@ def _assert_clean_error(proc, needle: str) -> None:
 def bad_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("bad")
     (d / "notimg").mkdir()
-    (d / "notimg" / "cls").mkdir()
-    (d / "notimg" / "cls" / "x.png").write_text("hello")
+    (d / "notimg" / "stop").mkdir()  # a class of the model: the folder is matched, then its image fails to read
+    (d / "notimg" / "stop" / "x.png").write_text("hello")
+    (d / "nomatch" / "bicycles").mkdir(parents=True)
+    Image.new("RGB", (40, 40)).save(d / "nomatch" / "bicycles" / "a.png")
     np.savez(d / "empty.npz", x_test=np.zeros((0, 32, 32, 3), np.uint8), y_test=np.zeros((0,), np.uint8))
     np.savez(d / "gray.npz", x_test=np.zeros((2, 32, 32), np.uint8), y_test=np.zeros((2,), np.uint8))
     with (d / "evil.pt").open("wb") as fh:
@@ -41,6 +44,8 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path: Path, tiny_model_path: Pa
         (["evaluate", "--models", "gtsrb-nope", "--data", "demo"], "unknown model"),
         (["evaluate", "--models", m, "--data", f"npz:{tmp_path / 'missing.npz'}"], "no such file"),
         (["evaluate", "--models", m, "--data", f"folder:{bad_files / 'notimg'}"], "cannot read image"),
+        (["evaluate", "--models", m, "--data", f"folder:{bad_files / 'nomatch'}"], "matches no class of the model"),
+        (["evaluate", "--models", m, "--data", "demo", "--class-map", str(bad_files / "x.json")], "--class-map"),
         (["evaluate", "--models", m, "--data", f"npz:{bad_files / 'empty.npz'}"], "no images"),
         (["evaluate", "--models", m, "--data", f"npz:{bad_files / 'gray.npz'}"], "uint8"),
         (["evaluate", "--models", str(bad_files / "evil.pt"), "--data", "demo"], "refused"),
