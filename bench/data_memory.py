@@ -2,6 +2,7 @@
 
     python bench/data_memory.py                       # N = 1000 and 2000 images, 224 px, streamed and loaded
     python bench/data_memory.py --n 500 --modes stream --workers 0 --json
+    python bench/data_memory.py --n 10000 20000 --modes evaluate certify   # the commands themselves
 
 Writes a synthetic tree of N random 224x224 JPEGs (two class folders, ``stop`` and ``yield``) to a
 temporary folder, then, for each N and mode, runs one pass in a fresh Python process and prints its
@@ -12,6 +13,12 @@ peak resident memory (``ru_maxrss``):
   centre crop 224), summing the batches so every image is decoded and converted to float;
 * ``load``: ``load_data("folder:...")`` with the same preparation, the whole set as one uint8
   tensor, then the same batched pass over it.
+
+* ``evaluate`` / ``certify``: the commands as a user runs them (``patchscope evaluate --models CARD --data
+  folder:ROOT`` and ``patchscope certify --model CARD --defense ds-column --data folder:ROOT``) on a model
+  card with ResNet-50's preparation and a tiny random-weight ViT (224 px, 32-px tokens, one block), so that
+  the data path, not the network, is what is measured; derandomized smoothing keeps certification within
+  reach of a CPU (32 passes an image).
 
 ``main_mb`` is the main process's peak; ``workers_mb`` the largest peak among its child processes
 (``RUSAGE_CHILDREN``, after they exit): the loader's workers, and any process forked while the
@@ -53,6 +60,45 @@ print(json.dumps({"images": seen, "main_mb": resource.getrusage(resource.RUSAGE_
 """
 
 
+COMMAND = r"""
+import json, resource, sys
+sys.argv = ["patchscope", *sys.argv[1:]]
+from patchscope.cli import main
+try:
+    main()
+except SystemExit as e:
+    assert not e.code, e.code
+print(json.dumps({"images": -1, "main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "workers_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+"""
+
+
+def make_card(folder: Path) -> Path:
+    """A tiny random-weight ViT at 224 px with ResNet-50's preparation and the GTSRB classes (``stop``, ``yield``)."""
+    import torch
+
+    from patchscope.data import gtsrb_classes
+    from patchscope.models import build_net, save_checkpoint
+
+    torch.manual_seed(0)
+    card = {"classes": list(gtsrb_classes()), "input_size": 224, "mean": [0.485, 0.456, 0.406]}
+    card |= {"std": [0.229, 0.224, 0.225], "preprocess": {"resize": 256, "crop": 224, "interpolation": "bilinear"}}
+    card |= {"arch": "tv:VisionTransformer", "arch_kwargs": {"image_size": 224, "patch_size": 32, "num_layers": 1}}
+    card["arch_kwargs"] |= {"num_heads": 1, "hidden_dim": 16, "mlp_dim": 32}
+    net = build_net(card["arch"], len(card["classes"]), card["arch_kwargs"])
+    path = folder / "tiny-vit.safetensors"
+    save_checkpoint(net, card, path, half=False)
+    return path
+
+
+def command_args(mode: str, root: Path, card: Path, batch: int) -> list[str]:
+    """The command line of an ``evaluate`` or ``certify`` row (runs recorded beside the tree, CPU, JSON)."""
+    common = ["--data", f"folder:{root}", "--batch-size", str(batch), "--device", "cpu", "--json"]
+    if mode == "evaluate":
+        return ["--store", str(root.parent / "runs.db"), "evaluate", "--models", str(card), *common]
+    return ["--store", str(root.parent / "runs.db"), "certify", "--model", str(card), "--defense", "ds-column", *common]
+
+
 def make_tree(root: Path, n: int, side: int = 224) -> None:
     """``n`` random ``side`` x ``side`` JPEGs split over two class folders (blocky noise: realistic file sizes)."""
     import numpy as np
@@ -67,21 +113,36 @@ def make_tree(root: Path, n: int, side: int = 224) -> None:
         img.save(root / ("stop" if i % 2 else "yield") / f"{i:06d}.jpg", quality=90)
 
 
-def measure(root: Path, mode: str, batch: int, workers: int) -> dict[str, float]:
+def measure(root: Path, mode: str, batch: int, workers: int, card: Path | None = None) -> dict[str, float]:
+    if card is not None:
+        argv = [sys.executable, "-c", COMMAND, *command_args(mode, root, card, batch)]
+    else:
+        argv = [sys.executable, "-c", CHILD, str(root), mode, str(batch), str(workers)]
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(root), mode, str(batch), str(workers)],
+        argv,
         capture_output=True,
         text=True,
         check=True,
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    *result, last = out.stdout.strip().splitlines()
+    row = json.loads(last)
+    if card is not None:  # the images the command counted, from its own JSON
+        found = json.loads("\n".join(result))
+        row["images"] = found["images"] if "images" in found else next(iter(found["models"].values()))["clean_images"]
+    return row
+
+
+COMMANDS = ("evaluate", "certify")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, nargs="+", default=[1000, 2000], help="image counts (default 1000 2000)")
     ap.add_argument(
-        "--modes", nargs="+", default=["baseline", "stream", "load"], choices=["baseline", "stream", "load"]
+        "--modes",
+        nargs="+",
+        default=["baseline", "stream", "load"],
+        choices=["baseline", "stream", "load", "evaluate", "certify"],
     )
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=1, help="loader worker processes for the streamed pass")
@@ -89,6 +150,7 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="patchscope-bench-") as tmp:
+        card = make_card(Path(tmp)) if {"evaluate", "certify"} & set(args.modes) else None
         for n in sorted(args.n):
             root = Path(tmp) / f"n{n}"
             make_tree(root, n)
@@ -97,8 +159,8 @@ def main() -> None:
                     "n": n,
                     "mode": mode,
                     "batch_size": args.batch_size,
-                    "workers": {"stream": args.workers, "load": "auto"}.get(mode, "-"),
-                    **measure(root, mode, args.batch_size, args.workers),
+                    "workers": {"stream": args.workers}.get(mode, "auto" if mode != "baseline" else "-"),
+                    **measure(root, mode, args.batch_size, args.workers, card if mode in COMMANDS else None),
                 }
                 rows.append(row)
                 print(

@@ -23,6 +23,7 @@ from patchscope.cli.common import (
     load_models,
     load_patch_arg,
     note,
+    parse_floats,
     recorded,
     resolve_device,
     same_named,
@@ -303,7 +304,6 @@ def curve(
     as_json: JsonOpt = False,
 ) -> None:
     """Success against patch area (one attack per size) and A90, the smallest area reaching 90%."""
-    from patchscope.cli.common import parse_floats
     from patchscope.distributed import join
     from patchscope.eval.attack_runs import AttackImages
     from patchscope.eval.curves import area_curves
@@ -343,8 +343,7 @@ def curve(
         )
         run.log({p: {"a90": r["a90"], "points": r["points"]} for p, r in result.items()})
         run.artifact("curve", out / "curve.json")
-    skipped = {"skipped_images": sum(c.skipped() for c in caches)} if skip_bad else {}
-    show({**head, **result, **skipped}, as_json, lambda: _curve_table(head, result))
+    show({**head, **result, **_skipped(caches, skip_bad)}, as_json, lambda: _curve_table(head, result))
 
 
 def _curve_table(head: dict[str, Any], result: dict[str, Any]) -> None:
@@ -375,6 +374,11 @@ def _curve_table(head: dict[str, Any], result: dict[str, Any]) -> None:
             title=f"{placement} patches on {head['model']} ({_goal(head)})",
             caption=f"A90 (smallest area reaching 90%): {pct(a90) if a90 is not None else 'not reached'}",
         )
+
+
+def _skipped(caches: list[DataCache], skip_bad: bool) -> dict[str, int]:
+    """``skipped_images`` over all of ``caches``, with ``--skip-bad``."""
+    return {"skipped_images": sum(c.skipped() for c in caches)} if skip_bad else {}
 
 
 def _curve_data(specs: tuple[str, str], root: Path | None, class_map: Path | None, skip_bad: bool) -> list[DataCache]:

@@ -63,7 +63,20 @@ def byo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def _attack(byo: dict[str, str], out: Path, *extra: str) -> list[str]:
     common = ["--model", byo["model"], "--data", byo["data"], "--steps", "2", "--batch-size", "4"]
-    return ["attack", *common, "--candidates", "1", "--limit", "1", "--out", str(out), "--device", "cpu", *extra]
+    return [
+        "attack",
+        *common,
+        "--candidates",
+        "1",
+        "--limit",
+        "1",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--json",
+        *extra,
+    ]
 
 
 def _json(*args: str) -> dict:
