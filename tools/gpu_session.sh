@@ -3,6 +3,9 @@
 #
 #   bash tools/gpu_session.sh bench OUTDIR   # benchmarks on the idle GPU (bench/run_all.sh cuda); unpacks train-b and test
 #   bash tools/gpu_session.sh train OUTDIR   # unpacks train-a, joins it to train-b, trains the ViT candidates
+#   bash tools/gpu_session.sh data OUTDIR    # unpacks train-b and test only (the first call of the resolution study)
+#   bash tools/gpu_session.sh resolution OUTDIR  # unpacks train-a, joins, trains the 64/128-px models of
+#                                                # RES_JOBS with the zoo's recipes, then tools/resolution_study.sh
 #
 # One call carries at most 64 MiB: the whole training set (63 MB of mosaics) does not fit with anything else, so
 # the first call carries the test set and half the training set, the second the other half. Untrack the large
@@ -10,6 +13,8 @@
 #   bench carries: .dev/d1 (unpack_gtsrb32.py, labels, test and train-b mosaics), .dev/whl (kornia as a tar.xz, the
 #                  ART wheel), patchscope/models/zoo/gtsrb-{cnn,resnet,vit}.{safetensors,json}
 #   train carries: .dev/d2 (unpack_gtsrb32.py, labels, train-a mosaic), .dev/whl, the ViT and ResNet of the zoo
+#   data carries: .dev/d1, .dev/whl; resolution carries: .dev/d2, .dev/whl, patchscope/models/zoo/gtsrb-cnn.*
+#   (and gtsrb-resnet.* for the 32-px ResNet row); both run with TOTAL set to what the session has left
 # Each stage writes at most 8 files to OUTDIR (the device tool's limit).
 set -u
 STAGE=${1:?usage: tools/gpu_session.sh bench|train OUTDIR}; OUT=${2:?usage: tools/gpu_session.sh bench|train OUTDIR}
@@ -51,10 +56,14 @@ print(out, {k: v.shape for k, v in arrays.items()})
 PYEOF
 }
 
-stage_bench() {
+unpack_first_half() {  # test and train-b, from .dev/d1
   cp .dev/d1/gtsrb32-labels.npz .dev/labels.npz
   $PY .dev/d1/unpack_gtsrb32.py .data/test.npz --split test >>"$LOG" 2>&1
   $PY .dev/d1/unpack_gtsrb32.py .data/b.npz --split train-b >>"$LOG" 2>&1
+}
+
+stage_bench() {
+  unpack_first_half
   join_npz .data/gtsrb32.npz .data/b.npz .data/test.npz >>"$LOG" 2>&1  # gtsrb:train is train-b in this call (vs_art's pool)
   log "data: $(ls -la .data | tail -n +4 | awk '{print $5, $9}' | tr '\n' ' ')"
   BENCH_OUT=.dev/bench PY=$PY CERT_IMAGES=12630 CERT_DATA=gtsrb:test CERT224_IMAGES=${CERT224_IMAGES:-16} VS_ART_STEPS=${VS_ART_STEPS:-30} \
@@ -123,8 +132,54 @@ print(max(1, min($MAXEP, int($budget / max(s, 1e-3)))))")
   log "done"
 }
 
+# The resolution study's models: the zoo's CNN and ResNet recipes at 64 and 128 px, NAME|ARCH|EPOCHS|PX|options,
+# trained side by side; a job that does not finish within the budget is left out.
+RES_CNN='--arch-kwargs {"width":24} --lr 0.05'
+RES_RESNET='--arch-kwargs {"widths":[32,64,128,256]} --lr 0.05'
+RES_JOBS=(
+  "gtsrb-cnn-64|cnn|15|64|$RES_CNN"
+  "gtsrb-resnet-64|resnet|45|64|$RES_RESNET"
+  "gtsrb-cnn-128|cnn|15|128|$RES_CNN"
+)
+
+stage_data() {
+  unpack_first_half
+  log "data: $(ls -la .data | tail -n +4 | awk '{print $5, $9}' | tr '\n' ' ')"
+}
+
+stage_resolution() {
+  [ -f .data/b.npz ] && [ -f .data/test.npz ] || { log "no train-b/test from the data call: run it first"; exit 2; }
+  cp .dev/d2/gtsrb32-labels.npz .dev/labels.npz
+  $PY .dev/d2/unpack_gtsrb32.py .data/a.npz --split train-a >>"$LOG" 2>&1
+  join_npz .data/gtsrb32.npz .data/a.npz .data/b.npz .data/test.npz >>"$LOG" 2>&1
+  local budget=$(( $(left) - ${RESERVE:-240} )) pids=() j name arch ep px opts
+  log "training budget: ${budget}s"
+  for j in "${RES_JOBS[@]}"; do
+    IFS='|' read -r name arch ep px opts <<<"$j"
+    read -r -a opt_arr <<<"$opts"
+    timeout $(( budget - SECONDS > 30 ? budget - SECONDS : 30 )) $PY -m patchscope train --arch "$arch" \
+      --data "gtsrb:train@$px" --eval-data "gtsrb:test@$px" --epochs "$ep" --name "$name" --out .dev/out \
+      --device cuda --json "${opt_arr[@]}" >".dev/out/$name.log" 2>&1 & pids+=($!)
+  done
+  wait "${pids[@]}"
+  local models=(gtsrb-cnn)
+  for j in "${RES_JOBS[@]}"; do
+    IFS='|' read -r name _ <<<"$j"
+    log "$name: $(tail -n 1 ".dev/out/$name.log")"
+    [ -f ".dev/out/$name.safetensors" ] && { cp ".dev/out/$name.safetensors" ".dev/out/$name.json" "$OUT/"; models+=(".dev/out/$name.safetensors"); }
+  done
+  [ -f patchscope/models/zoo/gtsrb-resnet.safetensors ] && models+=(gtsrb-resnet)
+  log "study: ${models[*]}"
+  P="$PY -m patchscope" PY=$PY DEVICE=cuda timeout $(( $(left) - 20 )) bash tools/resolution_study.sh .dev/res "${models[@]}" >>"$LOG" 2>&1
+  log "study exit $?"
+  tar -cf "$OUT/resolution.tar" -C .dev res out/*.log 2>>"$LOG"
+  log "done"
+}
+
 case $STAGE in
   bench) stage_bench ;;
   train) stage_train ;;
-  *) echo "unknown stage $STAGE: bench or train" >&2; exit 2 ;;
+  data) stage_data ;;
+  resolution) stage_resolution ;;
+  *) echo "unknown stage $STAGE: bench, train, data or resolution" >&2; exit 2 ;;
 esac

@@ -29,7 +29,7 @@ DataOpt = Annotated[
     typer.Option(
         "--data",
         help="gtsrb:train | gtsrb:test | demo | npz:PATH[:SPLIT] | folder:PATH (sub-folders named by the model's "
-        "class ids, names or WordNet ids)",
+        "class ids, names or WordNet ids); any of them with @N: resized to N x N, e.g. gtsrb:test@64",
     ),
 ]
 RootOpt = Annotated[
