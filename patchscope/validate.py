@@ -157,3 +157,28 @@ def _first_bad(arr: Any) -> str:
     flat = arr.reshape(-1)
     bad = flat[~np.isfinite(flat) | (flat != np.round(flat))] if np.issubdtype(flat.dtype, np.floating) else flat
     return repr(float(bad[0])) if len(bad) else repr(flat[0])
+
+
+def check_same_settings(saved: dict[str, Any], now: dict[str, Any]) -> None:
+    """Refuse to resume a checkpoint made with other settings: one line naming the first difference
+    (``now``'s keys in order, then keys only ``saved`` has).
+
+    >>> check_same_settings({"steps": 300, "seed": 0}, {"steps": 300, "seed": 0})
+    >>> check_same_settings({"steps": 300, "seed": 0}, {"steps": 300, "seed": 1})
+    Traceback (most recent call last):
+    ...
+    patchscope.errors.PatchscopeError: resume: the checkpoint was made with seed 0, not 1; resume with the same \
+settings or start afresh without resume
+    """
+    import json
+
+    def show(value: Any) -> str:
+        return "none" if value is None else json.dumps(value) if not isinstance(value, str) else value
+
+    for key in [*now, *(k for k in saved if k not in now)]:
+        if saved.get(key) != now.get(key):
+            raise PatchscopeError(
+                f"resume: the checkpoint was made with {key} {show(saved.get(key))}, not {show(now.get(key))}; "
+                "resume with the same settings or start afresh without resume",
+                params=("resume",),
+            )

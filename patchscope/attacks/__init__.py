@@ -31,7 +31,7 @@ from patchscope.attacks.patch import (
 )
 from patchscope.attacks.per_image import PerImageAttack, PerImagePatches
 from patchscope.attacks.registry import create_attack, list_attacks, register_attack
-from patchscope.attacks.universal import AttackConfig, AttackInterrupted, PatchAttack, SignSGD
+from patchscope.attacks.universal import AttackConfig, AttackInterrupted, PatchAttack, SignSGD, attack_settings
 
 __all__ = [
     "NO_CHANGE",
@@ -44,6 +44,7 @@ __all__ = [
     "PerImageAttack",
     "PerImagePatches",
     "SignSGD",
+    "attack_settings",
     "ViewParams",
     "ViewRanges",
     "attack_loss",

@@ -51,6 +51,7 @@ from patchscope.validate import (
     check_non_negative,
     check_positive,
     check_range,
+    check_same_settings,
 )
 
 PRECISIONS = ("fp32", "bf16")
@@ -236,6 +237,18 @@ class SignSGD(torch.optim.Optimizer):
         return loss
 
 
+def attack_settings(config: AttackConfig, identity: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What decides a patch, as a checkpoint stores it: the config (less ``compile``) and the identity (JSON values).
+
+    >>> settings = attack_settings(AttackConfig(size=0.05), {"model": "m"})
+    >>> settings["size"], settings["model"], "compile" in settings
+    (0.05, 'm', False)
+    """
+    made = {k: v for k, v in config.as_dict().items() if k != "compile"}
+    made["location"] = list(made["location"]) if made["location"] is not None else None
+    return {**json.loads(json.dumps(made, default=str)), **{k: str(v) for k, v in (identity or {}).items()}}
+
+
 class AttackInterrupted(Interrupted):
     """Raised after a SIGINT/SIGTERM once the checkpoint (if any) is safely on disk; ``signum`` says which signal."""
 
@@ -412,10 +425,7 @@ class PatchAttack:
         return state
 
     def _shaping(self) -> dict[str, Any]:
-        """What decides the patch, as stored in a checkpoint: the config (less ``compile``) and the identity."""
-        made = {k: v for k, v in self.cfg.as_dict().items() if k != "compile"}
-        made["location"] = list(made["location"]) if made["location"] is not None else None
-        return {**json.loads(json.dumps(made, default=str)), **{k: str(v) for k, v in self.identity.items()}}
+        return attack_settings(self.cfg, self.identity)
 
     def _check_same(self, state: dict[str, Any]) -> None:
         """Refuse to continue a checkpoint made with other settings (one line naming the first difference)."""
@@ -428,14 +438,7 @@ class PatchAttack:
             raise PatchscopeError(
                 f"resume: checkpoint {self.checkpoint} has unreadable settings", params=("resume",)
             ) from None
-        now = self._shaping()
-        for key in [*now, *(k for k in saved if k not in now)]:  # the config's order, then the identity's
-            if saved.get(key) != now.get(key):
-                raise PatchscopeError(
-                    f"resume: the checkpoint was made with {key} {_show(saved.get(key))}, not {_show(now.get(key))}; "
-                    f"resume with the same settings or start afresh without resume",
-                    params=("resume",),
-                )
+        check_same_settings(saved, self._shaping())  # the config's order, then the identity's
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
@@ -593,7 +596,3 @@ class PatchAttack:
             dist.all_reduce(hits)
         best = int(torch.argmax(hits.float() * 1e3 - loss))
         return patches[best : best + 1].clone(), locs[best : best + 1].clone()
-
-
-def _show(value: Any) -> str:
-    return "none" if value is None else json.dumps(value) if not isinstance(value, str) else value

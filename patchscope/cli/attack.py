@@ -26,6 +26,7 @@ from patchscope.cli.common import (
     parse_floats,
     recorded,
     resolve_device,
+    resume_hint,
     same_named,
     split_names,
     warn_bf16,
@@ -186,12 +187,11 @@ def _run_attack(
 ) -> None:
     """Attack, measure and write the run folder (rank 0), recorded as one run; an interrupt keeps the checkpoint.
     Prints the run's summary (``as_json``: as JSON)."""
-    from patchscope.attacks import AttackInterrupted
     from patchscope.eval.attack_runs import run_attack
 
     per_image = config.get("per_image", False)
     with recorded("attack", config) as run:
-        try:
+        with resume_hint():  # main() prints the interrupt's line and exits 130 or 143; the store marks the run
             result = run_attack(
                 net,
                 images,
@@ -201,9 +201,6 @@ def _run_attack(
                 meta={"model": config["model"], "data": config["data"]},
                 **options,
             )
-        except AttackInterrupted as e:  # main() prints the line and exits 130 or 143; the store marks the run
-            kept = "checkpoint saved" in str(e)
-            raise AttackInterrupted(f"{e}; rerun with --resume" if kept else str(e), e.signum) from None
         if rank != 0:
             return
         summary = result.save(out, config)
@@ -301,6 +298,9 @@ def curve(
     class_map: ClassMapOpt = None,
     skip_bad: SkipBadOpt = False,
     device: DeviceOpt = "auto",
+    resume: Annotated[
+        bool, typer.Option(help="continue from OUT/checkpoints (kept until the curve is written)")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Success against patch area (one attack per size) and A90, the smallest area reaching 90%."""
@@ -317,30 +317,13 @@ def curve(
     caches = _curve_data((data, eval_data), data_root, class_map, skip_bad)
     make, test = (AttackImages.select(c.get(net), source, target, limit) for c in caches)
     cfg = replace(cfg, target=make.target, seed=seed)
-    head = {
-        "model": model,
-        "data": data,
-        "eval_data": eval_data,
-        "source": make.source_name,
-        "target": make.target_name,
-        "steps": steps,
-        "loss": loss,
-        "shape": shape,
-        **data_options(class_map, skip_bad),
-    }
+    head: dict[str, Any] = {"model": model, "data": data, "eval_data": eval_data, "source": make.source_name}
+    head |= {"target": make.target_name, "steps": steps, "loss": loss, "shape": shape}
+    head |= data_options(class_map, skip_bad)
     with recorded("curve", {**head, "sizes": size_list, "placements": placements, "seed": seed, "device": dev}) as run:
-        result = area_curves(
-            net,
-            make.images,
-            test.images,
-            size_list,
-            split_names(placements, "--placements"),
-            cfg,
-            out,
-            model,
-            head,
-            device=dev,
-        )
+        with resume_hint():
+            where = split_names(placements, "--placements")
+            result = area_curves(net, make.images, test.images, size_list, where, cfg, out, model, head, dev, resume)
         run.log({p: {"a90": r["a90"], "points": r["points"]} for p, r in result.items()})
         run.artifact("curve", out / "curve.json")
     show({**head, **result, **_skipped(caches, skip_bad)}, as_json, lambda: _curve_table(head, result))

@@ -158,6 +158,18 @@ class _NoRun:
 
 
 @contextlib.contextmanager
+def resume_hint() -> Iterator[None]:
+    """An interrupt that kept a checkpoint says how to continue: ``...; rerun with --resume``."""
+    from patchscope.errors import Interrupted
+
+    try:
+        yield
+    except Interrupted as e:
+        kept = "checkpoint saved" in str(e)
+        raise type(e)(f"{e}; rerun with --resume" if kept else str(e), e.signum) from None
+
+
+@contextlib.contextmanager
 def recorded(kind: str, config: dict[str, Any]) -> Iterator[Any]:
     """Record the enclosed command as a run in the store (rank 0 only under torchrun); yields its handle."""
     from patchscope.eval.store import record

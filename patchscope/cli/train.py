@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -19,6 +21,7 @@ from patchscope.cli.common import (
     parse_floats,
     recorded,
     resolve_device,
+    resume_hint,
     same_named,
     warn_bf16,
 )
@@ -92,6 +95,9 @@ def train(
             "rotate=5,translate=0.05,jitter=0.1,occlude_p=0.25,scale=0.95:1.05 (defaults 15, 0.1, 0.3, 0.5, 0.9:1.1)"
         ),
     ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="continue from OUT/NAME.ckpt (kept after every epoch and on Ctrl-C)")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a model with the zoo's recipe and write safetensors plus a model card.
@@ -130,15 +136,44 @@ def train(
         if ssl:
             pretraining_data = load_data(ssl_data, data_root) if ssl_data else train_data
             initial, pretraining = _pretrain_mae(pretraining_data, train_data, kwargs, ssl_epochs, seed, dev, name)
-        model, card = train_model(train_data, recipe, dev, name, initial=initial, perturb=perturb, teacher=tutor)
+        ckpt = _checkpoint(out / f"{name}.ckpt", resume, {"data_hash": config["data_hash"], "init": init, "ssl": ssl})
+        with _kept_on_failure(ckpt):
+            model, card = train_model(train_data, recipe, dev, name, **_parts(initial, perturb, tutor, ckpt))
         _finish_card(card, model, held_out, dev, pretraining if ssl else None)
         summary = _save(model, card, out / f"{name}.safetensors") | _skipped(skip_bad, train_data, held_out)
+        ckpt.path.unlink(missing_ok=True)  # the model is written: the state that led to it is no longer needed
         run.log(summary)
         run.artifact("weights", summary["weights"])
     if as_json:
         print_json(summary, indent=None)
     else:
         key_value_table(summary)
+
+
+def _parts(initial: Any, perturb: Any, teacher: Any, checkpoint: Any) -> dict[str, Any]:
+    """``train_model``'s optional parts, by name."""
+    return {"initial": initial, "perturb": perturb, "teacher": teacher, "checkpoint": checkpoint}
+
+
+def _checkpoint(path: Path, resume: bool, identity: dict[str, Any]) -> Any:
+    """The training checkpoint; ``identity`` (data, initial model, pretraining) must match to resume."""
+    from patchscope.models.resume import TrainCheckpoint
+
+    return TrainCheckpoint(path, resume, identity)
+
+
+@contextmanager
+def _kept_on_failure(ckpt: Any) -> Iterator[None]:
+    """A checkpoint this run started is removed if the run fails (nothing half-written), kept on an interrupt (which
+    then says how to resume)."""
+    existed = ckpt.path.exists()
+    try:
+        with resume_hint():
+            yield
+    except Exception:
+        if not existed:
+            ckpt.path.unlink(missing_ok=True)
+        raise
 
 
 def _perturbation(args: dict[str, Any], image_size: int) -> Any:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from patchscope.attacks import AttackConfig, create_attack
+from patchscope.attacks import AttackConfig, AttackInterrupted, attack_settings, create_attack
 from patchscope.data import ImageSet
 from patchscope.distributed import is_main
 from patchscope.errors import PatchscopeError
@@ -18,7 +20,44 @@ from patchscope.eval.conditions import DEFAULT_GRID, Condition
 from patchscope.eval.figures import a90, area_figure
 from patchscope.eval.patch_metrics import patch_success
 from patchscope.io import write_json
-from patchscope.validate import check_fraction
+from patchscope.validate import check_fraction, check_same_settings
+
+
+@dataclass(frozen=True)
+class CurveCheckpoints:
+    """Where a curve keeps its progress: each finished size's row (``PLACEMENT-SIZE.json``) and the running attack's
+    checkpoint (``PLACEMENT-SIZE.pt``); with ``resume``, finished sizes are read back and the attack continues.
+
+    Args:
+        folder: the checkpoint folder.
+        resume: continue from what ``folder`` holds (refused if a setting changed).
+        identity: what else must match to resume (the model, the images).
+    """
+
+    folder: Path
+    resume: bool = False
+    identity: Mapping[str, Any] = field(default_factory=dict)
+
+    def stem(self, config: AttackConfig) -> Path:
+        return self.folder / f"{config.placement}-{config.size:g}"
+
+    def finished(self, config: AttackConfig) -> dict[str, Any] | None:
+        """The row of a size finished before, when resuming; None otherwise."""
+        path = Path(f"{self.stem(config)}.json")
+        if not (self.resume and path.exists()):
+            return None
+        try:
+            saved = json.loads(path.read_text())
+            settings, row = saved["settings"], saved["row"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise PatchscopeError(f"resume: {path} is not a curve checkpoint", params=("resume",)) from None
+        check_same_settings(settings, attack_settings(config, dict(self.identity)))
+        return dict(row)
+
+    def keep(self, config: AttackConfig, row: dict[str, Any]) -> None:
+        if is_main():
+            settings = attack_settings(config, dict(self.identity))
+            write_json(Path(f"{self.stem(config)}.json"), {"settings": settings, "row": row})
 
 
 def area_curve(
@@ -30,34 +69,61 @@ def area_curve(
     conditions: Sequence[Condition] = DEFAULT_GRID,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    checkpoints: CurveCheckpoints | None = None,
 ) -> dict[str, Any]:
     """For each size: optimise a patch on ``make`` images, measure it on ``test`` images over ``conditions``.
 
     Returns ``points`` [(area, targeted success)], per-size details and ``a90`` (smallest area reaching
-    90%, interpolated between measured sizes, or None).
+    90%, interpolated between measured sizes, or None). With ``checkpoints``, each size's row is kept when it is
+    done and an interrupted attack keeps its checkpoint (:class:`CurveCheckpoints`).
     """
     if not sizes:
         raise PatchscopeError("sizes must hold at least one patch area", params=("sizes",))
     for size in sizes:
         check_fraction("sizes", size)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for size in sorted(sizes):
-        patch = create_attack("universal", model, replace(config, size=size), str(device), progress=progress)(*make)
-        m = patch_success(model, test[0], test[1], patch, config.target, conditions, device=device)
-        key = "targeted_success" if config.target is not None else "untargeted_success"
-        rows.append(
-            {
-                "size": size,
-                "area": patch.area_fraction,
-                "side": patch.side,
-                "location": patch.location,
-                "success": m[key],
-                "target_confidence": m["target_confidence"],
-                "clean_accuracy": m["clean_accuracy"],
-            }
-        )
+        cfg = replace(config, size=size)
+        try:
+            row = checkpoints.finished(cfg) if checkpoints is not None else None
+            rows.append(row or _one_size(model, make, test, cfg, conditions, device, progress, checkpoints))
+        except AttackInterrupted as e:
+            done = f"{len(rows)} of {len(sizes)} {config.placement} sizes done"
+            raise AttackInterrupted(f"{config.placement} {size:g}: {e}; {done}", e.signum) from None
     points = [(r["area"], r["success"]) for r in rows]
     return {"placement": config.placement, "points": points, "rows": rows, "a90": a90(points)}
+
+
+def _one_size(
+    model: nn.Module,
+    make: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    cfg: AttackConfig,
+    conditions: Sequence[Condition],
+    device: str | torch.device,
+    progress: bool,
+    checkpoints: CurveCheckpoints | None,
+) -> dict[str, Any]:
+    """One size's patch, made and measured: the curve's row (kept in ``checkpoints`` when given)."""
+    options: dict[str, Any] = {"progress": progress}
+    if checkpoints is not None:
+        pt = Path(f"{checkpoints.stem(cfg)}.pt")
+        options |= {"checkpoint": pt, "resume": checkpoints.resume, "identity": dict(checkpoints.identity)}
+    patch = create_attack("universal", model, cfg, str(device), **options)(*make)
+    m = patch_success(model, test[0], test[1], patch, cfg.target, conditions, device=device)
+    key = "targeted_success" if cfg.target is not None else "untargeted_success"
+    row = {
+        "size": cfg.size,
+        "area": patch.area_fraction,
+        "side": patch.side,
+        "location": patch.location,
+        "success": m[key],
+        "target_confidence": m["target_confidence"],
+        "clean_accuracy": m["clean_accuracy"],
+    }
+    if checkpoints is not None:
+        checkpoints.keep(cfg, row)
+    return row
 
 
 def area_curves(
@@ -71,8 +137,12 @@ def area_curves(
     label: str,
     info: Mapping[str, Any] | None = None,
     device: str | torch.device = "cpu",
+    resume: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """:func:`area_curve` for each placement, written to ``out/curve.json`` (after ``info``) and ``out/area.png``.
+
+    Progress is kept in ``out/checkpoints/`` (each finished size, the running attack's checkpoint) until the curve
+    is written; ``resume`` continues from it. A failure (not an interrupt) of a fresh run removes it.
 
     Args:
         model: the attacked classifier, on ``device``.
@@ -85,17 +155,32 @@ def area_curves(
         label: the model's name in the figure's legend.
         info: facts written before the curves in ``curve.json`` (model, data, ...).
         device: where to run.
+        resume: continue from ``out/checkpoints/`` (the same settings, model and images only).
 
     Returns:
         ``{placement: curve}`` as :func:`area_curve` gives it.
     """
-    curves = {}
-    for placement in placements:
-        cfg = replace(config, placement=placement)
-        curves[placement] = area_curve(
-            model, (make.float_images(), make.labels), (test.float_images(), test.labels), sizes, cfg, device=device
-        )
+    identity = {"model": label, "images": make.data_hash(), "measured_on": test.data_hash()}
+    ckpt = CurveCheckpoints(out / "checkpoints", resume, identity)
+    curves, fresh = {}, not (resume and ckpt.folder.exists())
+    try:
+        for placement in placements:
+            cfg = replace(config, placement=placement)
+            curves[placement] = area_curve(
+                model,
+                (make.float_images(), make.labels),
+                (test.float_images(), test.labels),
+                sizes,
+                cfg,
+                device=device,
+                checkpoints=ckpt,
+            )
+    except Exception:
+        if fresh and is_main():
+            shutil.rmtree(ckpt.folder, ignore_errors=True)
+        raise
     if is_main():  # under torch.distributed every rank has the curves; one writes them
         area_figure({f"{label} {p}": c["points"] for p, c in curves.items()}, out / "area.png")
         write_json(out / "curve.json", {**(info or {}), **curves})
+        shutil.rmtree(ckpt.folder, ignore_errors=True)
     return curves

@@ -7,6 +7,7 @@ models to tolerate the masks that PatchCleanser and derandomized smoothing apply
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import platform
@@ -23,8 +24,9 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 import patchscope
 from patchscope.data import Batches, ImageSet, split_by_track
 from patchscope.distributed import all_sum, my_indices, rank_world
-from patchscope.errors import PatchscopeError
+from patchscope.errors import Interrupted, PatchscopeError
 from patchscope.models.registry import build_net, probe_net
+from patchscope.models.resume import Resumed, TrainCheckpoint, TrainingParts
 from patchscope.models.wrapper import Classifier, check_finite, nonfinite_rows
 from patchscope.progress import progress_bar
 from patchscope.validate import (
@@ -261,6 +263,7 @@ def train_model(
     initial: Classifier | None = None,
     perturb: Perturb | None = None,
     teacher: Classifier | None = None,
+    checkpoint: TrainCheckpoint | None = None,
 ) -> tuple[Classifier, dict[str, Any]]:
     """Train a classifier on ``data`` with ``recipe``; returns the EMA model and its card.
 
@@ -268,6 +271,8 @@ def train_model(
     ``perturb(model, x, y, generator)`` rewrites each augmented batch, e.g. a
     :class:`patchscope.defenses.PatchAdversary` for adversarial patch training. ``teacher`` adds
     :func:`distill_loss` against its logits on the same batch, weighted ``recipe.distill_weight``.
+    ``checkpoint`` keeps the whole state after every epoch (and, with ``resume``, continues from it to the same
+    model); an interrupt (:class:`Interrupted`) then says which epoch the kept checkpoint holds.
 
     >>> from patchscope.data import load_data
     >>> model, card = train_model(load_data("demo").head(64), Recipe.for_arch("cnn", epochs=1), progress=False)
@@ -302,10 +307,12 @@ def train_model(
     steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
     opt, sched = _optimiser(model, recipe, steps_per_epoch * recipe.epochs)
     autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=recipe.precision == "bf16")
-    history: list[dict[str, float]] = []
-    start = time.time()
-    with progress_bar(recipe.epochs * steps_per_epoch, f"train {name}", progress) as update:
-        for epoch in range(recipe.epochs):
+    parts, settings = TrainingParts(model, ema, opt, sched, g), asdict(recipe)
+    done = checkpoint.restore(parts, settings) if checkpoint is not None else Resumed()
+    history, start = done.history, time.time() - done.seconds
+    with progress_bar(recipe.epochs * steps_per_epoch, f"train {name}", progress) as update, _kept(checkpoint, history):
+        update(advance=done.epoch * steps_per_epoch)
+        for epoch in range(done.epoch, recipe.epochs):
             model.train()
             order = torch.randperm(len(train_set), generator=g)
             for i in range(steps_per_epoch):
@@ -335,6 +342,8 @@ def train_model(
                     update(advance=min(20, steps_per_epoch - i), epoch=epoch + 1, loss=float(loss.detach()))
             val = accuracy(ema.module, val_set, device) if len(val_set) else float("nan")
             history.append({"epoch": epoch + 1, "val_accuracy": val})
+            if checkpoint is not None:
+                checkpoint.save(parts, settings, epoch + 1, history, time.time() - start)
             update(advance=0, epoch=epoch + 1, val=val)
     seconds = time.time() - start
     final = cast(Classifier, ema.module)  # the averaged copy of ``model``
@@ -366,6 +375,19 @@ def train_model(
     }
     final.card = card
     return final, card
+
+
+@contextlib.contextmanager
+def _kept(checkpoint: TrainCheckpoint | None, history: list[dict[str, float]]) -> Iterator[None]:
+    """An interrupt inside says what the checkpoint holds: the epochs done (nothing when none is kept)."""
+    try:
+        yield
+    except Interrupted as e:
+        if checkpoint is None or not history or not checkpoint.path.exists():
+            raise
+        raise Interrupted(
+            f"checkpoint saved to {checkpoint.path} after epoch {history[-1]['epoch']}", e.signum
+        ) from None
 
 
 def _optimiser(
