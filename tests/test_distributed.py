@@ -39,6 +39,8 @@ def test_one_process_is_the_whole_world():
 
 #: run by each of two torchrun processes: measure alone first, then joined, and compare
 SCRIPT = r"""
+import sys
+
 import torch
 from patchscope import distributed
 from patchscope.attacks import Patch
@@ -76,7 +78,7 @@ try:
     assert 0 < joined_rows < alone_rows, (joined_rows, alone_rows)  # each rank computed only its share
     assert distributed.gather_rows(torch.arange(rank * 3, rank * 3 + 2 + rank)).tolist() == [0, 1, 3, 4, 5]
     assert distributed.all_max(float(rank)) == 1.0 and distributed.all_sum(torch.ones(2)).tolist() == [2.0, 2.0]
-    print("rank", rank, "ok", joined_rows, "of", alone_rows)
+    sys.stdout.write(f"rank {rank} ok {joined_rows} of {alone_rows}\n")  # one write: the ranks share stdout
 finally:
     distributed.leave()
 """

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from patchscope.cli.common import (
+    STATE,
     ClassMapOpt,
     DataCache,
     DataOpt,
@@ -21,10 +22,12 @@ from patchscope.cli.common import (
     load_patch_arg,
     recorded,
     resolve_device,
+    resume_hint,
     same_named,
     warn_bf16,
 )
 from patchscope.cli.output import Col, key_value_table, print_table, show
+from patchscope.errors import PatchscopeError
 from patchscope.validate import check_optional_positive, check_positive
 
 app = typer.Typer()
@@ -176,6 +179,9 @@ def certify(
     class_map: ClassMapOpt = None,
     skip_bad: SkipBadOpt = False,
     device: DeviceOpt = "auto",
+    resume: Annotated[
+        bool, typer.Option(help="continue an interrupted certification (its counts are kept after every chunk)")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Certified accuracy against any square patch of --patch-size: PatchCleanser or derandomized smoothing.
@@ -210,14 +216,34 @@ def certify(
         "options": options,
         **data_options(class_map, skip_bad),
     }
-    with recorded("certify", config) as run:
-        result = {
-            "model": model,
-            "data": data,
-            **certify_data(net, ds, defense, patch_size, batch_size=batch_size, device=dev, **options).as_dict(),
-        }
+    ckpt = _certify_checkpoint(config, resume)
+    with recorded("certify", config) as run, resume_hint():
+        done = certify_data(net, ds, defense, patch_size, batch_size=batch_size, device=dev, checkpoint=ckpt, **options)
+        result = {"model": model, "data": data, **done.as_dict()}
         run.log(_flat(result))
+    if ckpt is not None:
+        ckpt.path.unlink(missing_ok=True)  # the result is recorded: the counts that led to it are no longer needed
     show(cache.note_skipped(result), as_json, lambda: key_value_table(result))
+
+
+def _certify_checkpoint(config: dict[str, Any], resume: bool) -> Any:
+    """Where a certification keeps its counts: beside the run store, one file per model, data, limit and certifier
+    (the other settings must match to resume); none under torchrun."""
+    import hashlib
+    import json
+
+    from patchscope.defenses import CertifyCheckpoint
+    from patchscope.distributed import active
+    from patchscope.eval.store import default_store_path
+
+    if active():
+        if resume:
+            raise PatchscopeError("--resume: certification keeps its progress in one process only; drop torchrun")
+        return None
+    key = json.dumps([config[k] for k in ("model", "data", "limit", "defense")] + [config.get("class_map")])
+    folder = (STATE.store or default_store_path()).parent / "checkpoints"
+    name = f"certify-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
+    return CertifyCheckpoint(folder / name, resume, {"model": config["model"]})
 
 
 @app.command()

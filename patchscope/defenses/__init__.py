@@ -7,7 +7,7 @@ Both kinds are registered by name (:mod:`patchscope.defenses.registry`):
 >>> from patchscope.defenses import ablation_set, ds_prediction_map, ds_certify, ds_predict, ds_delta
 """
 
-from patchscope.defenses.certify import CertifyResult, certify
+from patchscope.defenses.certify import CertifyCheckpoint, CertifyResult, certify
 from patchscope.defenses.clipping import ActivationClipping, clip_defense, fit_bounds
 from patchscope.defenses.patchcleanser import (
     FILL,
@@ -65,6 +65,7 @@ __all__ = [
     "BlurDefense",
     "Certifier",
     "CertifierSpec",
+    "CertifyCheckpoint",
     "CertifyResult",
     "DefenseSpec",
     "DerandomizedSmoothing",

@@ -12,9 +12,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,10 +26,11 @@ from torch import nn
 from patchscope.attacks.patch import patch_side as side_of
 from patchscope.data import ImageSet, ImageStream
 from patchscope.defenses.registry import Certifier, create_certifier
-from patchscope.distributed import all_max, all_sum, is_main, my_indices
-from patchscope.errors import PatchscopeError
+from patchscope.distributed import all_max, all_sum, is_main, my_indices, rank_world
+from patchscope.errors import Interrupted, PatchscopeError
+from patchscope.io import write_json
 from patchscope.progress import progress_bar
-from patchscope.validate import check_batch
+from patchscope.validate import check_batch, check_same_settings
 
 
 @dataclass
@@ -62,23 +66,84 @@ def default_batch_size(device: str | torch.device) -> int:
     return 256 if torch.device(device).type == "cpu" else 16384
 
 
+@dataclass(frozen=True)
+class CertifyCheckpoint:
+    """Where :func:`certify` keeps its counts after every chunk (a small JSON file, written atomically), so that an
+    interrupted certification resumes at the chunk where it stopped, to the counts of an uninterrupted run.
+
+    Args:
+        path: the checkpoint file.
+        resume: continue from ``path`` if it exists (refused if a setting changed).
+        identity: what else must match to resume (e.g. the model's name).
+    """
+
+    path: Path
+    resume: bool = False
+    identity: Mapping[str, Any] = field(default_factory=dict)
+
+    def start(self, settings: dict[str, Any]) -> tuple[list[int], int, float]:
+        """The counts, images (positions in the data) and seconds already done (none when not resuming or nothing
+        is kept)."""
+        if not (self.resume and self.path.exists()):
+            return [0] * 5, 0, 0.0
+        try:
+            saved = json.loads(self.path.read_text())
+            kept, counts, done = saved["settings"], [int(v) for v in saved["counts"]], int(saved["done"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise PatchscopeError(
+                f"resume: {self.path} is not a certification checkpoint", params=("resume",)
+            ) from None
+        check_same_settings(kept, self.settings(settings))
+        if len(counts) != 5 or not 0 <= done <= int(kept.get("images", 0)):
+            raise PatchscopeError(f"resume: {self.path} is not a certification checkpoint", params=("resume",))
+        return counts, done, float(saved.get("seconds", 0.0))
+
+    def settings(self, settings: dict[str, Any]) -> dict[str, Any]:
+        return json.loads(json.dumps({**settings, **{k: str(v) for k, v in self.identity.items()}}, default=str))
+
+    def keep(self, settings: dict[str, Any], counts: torch.Tensor, done: int, seconds: float) -> None:
+        state = {"settings": self.settings(settings), "counts": counts.tolist(), "done": done, "seconds": seconds}
+        write_json(self.path, state)
+
+    def images_certified(self) -> int:
+        """Images the kept checkpoint counts (0 when there is none)."""
+        try:
+            return int(json.loads(self.path.read_text())["counts"][4])
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            return 0
+
+
 def _count(
     cert: Certifier,
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     batch_size: int,
-    device: str | torch.device,
     update: Callable[..., Any],
+    totals: torch.Tensor,
+    after_chunk: Callable[[torch.Tensor], None] = lambda _: None,
 ) -> torch.Tensor:
-    """``(5,)`` long counts over ``batches``: clean, defended, certified, model passes, images read."""
-    totals = torch.zeros(5, dtype=torch.long, device=device)
+    """Add to ``(5,)`` long ``totals`` the counts over ``batches``: clean, defended, certified, model passes,
+    images read; ``after_chunk(totals)`` runs after each chunk (before the progress update, which may interrupt)."""
     for x, y in batches:  # a stream reads one chunk at a time
         counts, n = cert.counts(model, x, y, batch_size)
         totals[:3] += counts
         totals[3] += n
         totals[4] += len(y)
+        after_chunk(totals)
         update(advance=len(y))
     return totals
+
+
+@contextlib.contextmanager
+def _kept(checkpoint: CertifyCheckpoint | None, total: int) -> Iterator[None]:
+    """An interrupt inside says how many images the kept checkpoint counts (nothing when none is kept)."""
+    try:
+        yield
+    except Interrupted as e:
+        if checkpoint is None or not checkpoint.path.exists():
+            raise
+        done = f"{checkpoint.images_certified():,} of {total:,} images certified"
+        raise Interrupted(f"{done}; checkpoint saved to {checkpoint.path}", e.signum) from None
 
 
 def certify(
@@ -91,6 +156,7 @@ def certify(
     device: str | torch.device = "cpu",
     chunk: int = 256,
     progress: bool = True,
+    checkpoint: CertifyCheckpoint | None = None,
     **options: Any,
 ) -> CertifyResult:
     """Clean, defended and certified accuracy of ``model`` on ``data`` against any square patch of area ``patch_size``.
@@ -106,6 +172,8 @@ def certify(
         chunk: images handed to the certifier at a time (fewer where each image needs many forward passes, so that
             the progress moves at least every ~64k passes).
         progress: show a progress bar.
+        checkpoint: keep the counts after every chunk (:class:`CertifyCheckpoint`) and, with its ``resume``, continue
+            from them; an interrupt then says how many images are certified (one process only, not under torchrun).
         options: the certifier's options (``k``, ``bf16``, ``band``).
 
     Under ``torch.distributed`` every rank calls it with the same arguments, certifies every world-th chunk of
@@ -131,9 +199,25 @@ def certify(
     chunk = max(1, min(chunk, batch_size, 65536 // per_image))
     mine = my_indices(len(data), chunk)  # under torch.distributed: every world-th chunk is this rank's
     share = data.subset(mine) if len(mine) < len(data) else data
-    started = time.perf_counter()
-    with torch.inference_mode(), progress_bar(len(share), f"certify {certifier}", progress and is_main()) as update:
-        totals = _count(cert, model, share.iter_batches(chunk, device), batch_size, device, update)
+    if checkpoint is not None and rank_world()[1] > 1:
+        raise PatchscopeError("checkpoint: certification keeps progress in one process only", params=("resume",))
+    settings = {"certifier": certifier, "patch_size": patch_size, "images": len(data)}
+    settings |= {"data_hash": data.data_hash(), "options": {k: v for k, v in sorted(options.items())}}
+    counts, done, spent = checkpoint.start(settings) if checkpoint is not None else ([0] * 5, 0, 0.0)
+    totals = torch.tensor(counts, dtype=torch.long, device=device)
+    started = time.perf_counter() - spent
+    rest = share.subset(torch.arange(done, len(share))) if done else share
+
+    def after_chunk(t: torch.Tensor) -> None:  # every chunk but the last covers ``chunk`` positions of the data
+        nonlocal done
+        done = min(done + chunk, len(share))
+        if checkpoint is not None:
+            checkpoint.keep(settings, t, done, time.perf_counter() - started)
+
+    bar = progress_bar(len(share), f"certify {certifier}", progress and is_main())
+    with torch.inference_mode(), bar as update, _kept(checkpoint, len(share)):
+        update(advance=len(share) - len(rest))
+        _count(cert, model, rest.iter_batches(chunk, device), batch_size, update, totals, after_chunk)
     all_sum(totals)  # clean, defended, certified, passes, images read: exact sums over the ranks
     seconds = all_max(time.perf_counter() - started)
     seen, passes = int(totals[4]), int(totals[3])
