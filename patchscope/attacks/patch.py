@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -121,6 +122,31 @@ class Patch:
     def area_fraction(self) -> float:
         """Share of the image area the patch covers."""
         return float(self.mask.sum()) / self.image_size**2
+
+    def resized(self, image_size: int) -> Patch:
+        """The same patch for ``image_size``-px images: the same share of the image and the same relative place
+        (the same sticker on the same sign, seen at another resolution). Pixels are resampled bilinearly with
+        antialiasing, like ``SPEC@N`` data; the mask by nearest neighbour.
+
+        >>> p = Patch(torch.rand(3, 7, 7), torch.ones(7, 7), "on-object", (10, 20), 32)
+        >>> q = p.resized(64)
+        >>> q.side, q.location, q.image_size, q.area_fraction == p.area_fraction
+        (14, (20, 40), 64, True)
+        """
+        if image_size == self.image_size:
+            return self
+        scale = image_size / self.image_size
+        side = min(image_size, max(1, round(self.side * scale)))
+        pixels = F.interpolate(self.pixels[None].float(), (side, side), mode="bilinear", antialias=True)
+        mask = F.interpolate(self.mask[None, None].float(), (side, side), mode="nearest")[0, 0]
+        location = None
+        if self.location is not None:
+            top, left = (min(round(v * scale), image_size - side) for v in self.location)
+            location = (top, left)
+        meta = {**self.meta, "resized_from": self.image_size}
+        return replace(
+            self, pixels=pixels[0].clamp(0, 1), mask=mask, location=location, image_size=image_size, meta=meta
+        )
 
     def save(self, folder: Path) -> None:
         """Write ``patch.safetensors`` and ``patch.png`` (RGBA; alpha is the mask) into ``folder``."""

@@ -247,7 +247,8 @@ def transfer(
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
-    """Transfer matrix: success of every patch on every model over the default viewing grid."""
+    """Transfer matrix: success of every patch on every model over the default viewing grid. Each model sees the
+    images at its own input size, and a patch made at another size is resized with them (same share, same place)."""
     from patchscope.data import resolve_class
     from patchscope.distributed import join
     from patchscope.eval import transfer_matrix
@@ -258,12 +259,13 @@ def transfer(
     loaded = {n: create_model(n, dev) for n in split_names(models)}
     ps = {p: load_patch_arg(p if p.startswith("zoo:") else Path(p)) for p in split_names(patches, "--patches")}
     cache = DataCache(data, data_root, None, class_map, skip_bad)
-    ds = cache.get(next(iter(loaded.values())))
     for m in loaded.values():
         cache.check_classes(m)  # a folder is labelled by the first model's classes: the others must share them
-    victims = ds.of_class(source).head(limit).load()
-    t = resolve_class(target, ds.classes) if target else None
-    matrix = transfer_matrix(loaded, ps, victims.float_images(), victims.labels, t, device=dev)
+    mine = {n: cache.get(m).of_class(source).head(limit).load() for n, m in loaded.items()}  # each at its own size
+    victims = next(iter(mine.values()))
+    t = resolve_class(target, victims.classes) if target else None
+    images = {n: v.float_images() for n, v in mine.items()}
+    matrix = transfer_matrix(loaded, ps, images, victims.labels, t, device=dev)
     result = cache.note_skipped(
         {"metric": "targeted_success" if t is not None else "untargeted_success", "matrix": matrix}
     )

@@ -216,7 +216,8 @@ def certify(
 
     bar = progress_bar(len(share), f"certify {certifier}", progress and is_main())
     with torch.inference_mode(), bar as update, _kept(checkpoint, len(share)):
-        update(advance=len(share) - len(rest))
+        if done:
+            update(advance=done)  # the images a resumed run counted before
         _count(cert, model, rest.iter_batches(chunk, device), batch_size, update, totals, after_chunk)
     all_sum(totals)  # clean, defended, certified, passes, images read: exact sums over the ranks
     seconds = all_max(time.perf_counter() - started)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -88,6 +88,7 @@ def patch_success(
         raise PatchscopeError(
             f"target must differ from the class of the patched images, got {target} for both", params=("target",)
         )
+    _check_sizes(model, images, patch)
     own = isinstance(patch, PerImagePatches)
     if isinstance(patch, PerImagePatches) and len(patch) != n:
         raise PatchscopeError(
@@ -125,20 +126,44 @@ def patch_success(
     return out
 
 
+def _check_sizes(model: nn.Module, images: torch.Tensor, patch: Patch | PerImagePatches) -> None:
+    """Refuse images of another size than the model takes, or a patch made for another size than the images."""
+    size, name = getattr(model, "input_size", None), getattr(model, "name", "the model")
+    if images.ndim != 4 or (size is not None and images.shape[-1] != size):
+        raise PatchscopeError(f"images of shape {tuple(images.shape)}: {name} takes (N, 3, {size}, {size})")
+    if patch.image_size != images.shape[-1]:
+        raise PatchscopeError(
+            f"the patch was made for {patch.image_size}px images, these are {images.shape[-1]}px "
+            "(Patch.resized gives the same patch at another size)",
+            params=("patch",),
+        )
+
+
 def transfer_matrix(
     models: dict[str, nn.Module],
     patches: dict[str, Patch],
-    images: torch.Tensor,
+    images: torch.Tensor | Mapping[str, torch.Tensor],
     labels: torch.Tensor,
     target: int | None,
     conditions: Sequence[Condition] = DEFAULT_GRID,
     device: str | torch.device = "cpu",
 ) -> dict[str, dict[str, float]]:
-    """``matrix[patch_name][model_name]``: targeted (or untargeted) success of each patch on each model."""
+    """``matrix[patch_name][model_name]``: targeted (or untargeted) success of each patch on each model.
+
+    ``images``: one batch for every model, or each model's own by name (the same images prepared at each model's
+    input size, in the same order: ``labels`` fits all). A patch made for another image size is resized to the
+    model's, keeping its share of the image and its place (:meth:`Patch.resized`): transfer across resolutions.
+    """
     key = "targeted_success" if target is not None else "untargeted_success"
+
+    def mine(name: str) -> torch.Tensor:
+        return images[name] if isinstance(images, Mapping) else images
+
     return {
         p: {
-            m: patch_success(model, images, labels, patch, target, conditions, device=device)[key]
+            m: patch_success(
+                model, mine(m), labels, patch.resized(mine(m).shape[-1]), target, conditions, device=device
+            )[key]
             for m, model in models.items()
         }
         for p, patch in patches.items()

@@ -311,7 +311,8 @@ def train_model(
     done = checkpoint.restore(parts, settings) if checkpoint is not None else Resumed()
     history, start = done.history, time.time() - done.seconds
     with progress_bar(recipe.epochs * steps_per_epoch, f"train {name}", progress) as update, _kept(checkpoint, history):
-        update(advance=done.epoch * steps_per_epoch)
+        if done.epoch:
+            update(advance=done.epoch * steps_per_epoch)  # the epochs a resumed run trained before
         for epoch in range(done.epoch, recipe.epochs):
             model.train()
             order = torch.randperm(len(train_set), generator=g)

@@ -43,3 +43,16 @@ def test_a_model_trained_at_64_px_is_attacked_at_64_px(tmp_path):
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["patch_side"] == 14 and summary["patch_area"] == pytest.approx(14 * 14 / 64**2)
+
+
+def test_transfer_across_resolutions_resizes_images_and_patch_per_model(tmp_path, tiny_model_path):
+    r = run_cli("train", "--arch", "cnn", "--arch-kwargs", '{"width": 4}', "--data", "demo@64", "--epochs", "1",
+                "--name", "cnn64", "--out", str(tmp_path), "--device", "cpu", "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    big = str(tmp_path / "cnn64.safetensors")
+    for order in ([str(tiny_model_path), big], [big, str(tiny_model_path)]):  # a 32-px patch on 32 and 64 px models
+        t = run_cli("transfer", "--patches", "zoo:gtsrb-cnn/stop-yield", "--models", ",".join(order), "--data", "demo",
+                    "--limit", "4", "--device", "cpu", "--json")  # fmt: skip
+        assert t.returncode == 0, t.stderr
+        row = json.loads(t.stdout)["matrix"]["zoo:gtsrb-cnn/stop-yield"]
+        assert set(row) == set(order) and all(0 <= v <= 1 for v in row.values())
