@@ -10,6 +10,7 @@
 #   per-sign-S/   one patch per TEST@R Stop image, warm-started from the universal patch, each measured on its
 #                 own image over the grid (metrics.json)
 #   explain-S/    the universal patch's share of activation energy and max z-score per layer (explain.json)
+# and transfer.json: every model's middle-size universal patch measured on every model.
 # then python tools/resolution_table.py OUT writes OUT/resolution.md and OUT/resolution.png.
 # 2.4%, 4.8% and 9.8% are 5x5, 7x7 and 10x10 px at 32 px and exactly the same fractions at 64 and 128 px.
 # Every setting below is the same at every resolution; LIMIT (images) and the step counts shrink it for a smoke run.
@@ -46,4 +47,10 @@ m = create_model(sys.argv[1]); print(m.input_size, m.card.get('arch', 'unknown')
     echo "$M: $S done" >&2
   done
 done
+# transfer: every model's middle-size universal patch on every model (each at its own resolution; a patch made at
+# another resolution is resized with the images, keeping its share of the image)
+MID=$(echo $SIZES | awk '{print $(int(NF/2)+1)}')
+PATCHES=$(for M in "$@"; do printf '%s,' "$OUT/$(basename "${M%.safetensors}")/universal-$MID"; done)
+MODELS=$(IFS=,; echo "$*")
+$P transfer --patches "${PATCHES%,}" --models "$MODELS" --data "$TEST" $(lim) $common >"$OUT/transfer.json"
 ${PY:-python3} "$(dirname "$0")/resolution_table.py" "$OUT"

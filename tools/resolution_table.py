@@ -114,11 +114,26 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def transfer_table(folder: Path) -> str:
+    """Markdown: each model's universal patch (rows) on each model (columns), from ``transfer.json`` if present."""
+    found = _read(folder / "transfer.json")
+    if not found:
+        return ""
+    matrix = found["matrix"]
+    models = list(next(iter(matrix.values())))
+    lines = ["| patch made on \\ measured on | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
+    for patch, row in matrix.items():
+        lines.append(
+            f"| {Path(patch).parent.name} ({Path(patch).name}) | " + " | ".join(_pct(row[m]) for m in models) + " |"
+        )
+    return "\n" + "\n".join(lines) + "\n"
+
+
 def main(folder: Path) -> None:
     rows = collect(folder)
     if not rows:
         sys.exit(f"{folder}: no model folders (MODEL/model.json) from tools/resolution_study.sh")
-    text = table(rows)
+    text = table(rows) + transfer_table(folder)
     (folder / "resolution.md").write_text(text)
     figure(rows, folder / "resolution.png")
     print(text, end="")

@@ -44,9 +44,13 @@ def _model(out: Path, name: str, px: int, success: dict[float, float], per_sign:
 def test_table_rows_a90_and_figure(tool, tmp_path):
     _model(tmp_path, "cnn-64", 64, {0.024: 0.5, 0.048: 0.8, 0.098: 1.0}, {0.024: 0.9})
     _model(tmp_path, "cnn-32", 32, {0.024: 0.1, 0.048: 0.2, 0.098: 0.3}, {})
+    matrix = {f"{tmp_path}/cnn-32/universal-0.048": {"cnn-32": 0.2, "cnn-64": 0.05}}
+    _write(tmp_path / "transfer.json", {"matrix": matrix})
     tool.main(tmp_path)
-    lines = (tmp_path / "resolution.md").read_text().splitlines()
+    text = (tmp_path / "resolution.md").read_text()
+    lines = text.split("\n\n")[0].splitlines()
     assert len(lines) == 4 and lines[2].startswith("| cnn-32 | cnn | 32 |")  # sorted by resolution
+    assert "| cnn-32 (universal-0.048) | 20.0% | 5.0% |" in text
     row64 = [c.strip() for c in lines[3].strip("|").split("|")]
     assert row64[4:7] == ["50.0%", "80.0%", "100.0%"] and row64[7:10] == ["90.0%", "-", "-"]
     # A90 universal: 90% lies halfway between 4.8% (80%) and 9.8% (100%); per-sign reaches it at the smallest size
