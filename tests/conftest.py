@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     return subprocess.run(
         [sys.executable, "-m", "patchscope", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600
     )
+
+
+PROGRESS = re.compile(r"^[\w -]+: (\d+/\d+ \(\d+%\)|done, )")
+
+
+def messages(stderr: str) -> list[str]:
+    """The lines of ``stderr`` that are not progress (a slow machine may show a progress line before a message)."""
+    return [line for line in stderr.splitlines() if line.strip() and not PROGRESS.match(line)]

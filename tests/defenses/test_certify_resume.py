@@ -17,7 +17,7 @@ from torch import nn
 
 from patchscope.defenses import CertifyCheckpoint, certify
 from patchscope.errors import Interrupted, PatchscopeError
-from tests.conftest import run_cli
+from tests.conftest import messages, run_cli
 
 
 class StopAfter(nn.Module):
@@ -75,7 +75,7 @@ def test_the_command_line_keeps_the_counts_on_ctrl_c_and_resumes(tiny_model_path
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert err.count("\n") == 1 and "images certified; checkpoint saved to" in err and "rerun with --resume" in err
+    assert len(messages(err)) == 1 and "images certified; checkpoint saved to" in err and "rerun with --resume" in err
     resumed = run_cli(*args, "--resume", env={"PATCHSCOPE_STORE": str(store)})
     assert resumed.returncode == 0, resumed.stderr
     assert not any(folder.iterdir())  # the result is recorded, its checkpoint gone

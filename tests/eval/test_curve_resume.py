@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import run_cli
+from tests.conftest import messages, run_cli
 
 
 def _args(model: Path, out: Path, steps: int = 300) -> list[str]:
@@ -31,7 +31,7 @@ def test_ctrl_c_keeps_the_finished_sizes_and_resume_finishes_the_same_curve(tmp_
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert err.count("\n") == 1 and "1 of 2 on-object sizes done" in err and "rerun with --resume" in err, err
+    assert len(messages(err)) == 1 and "1 of 2 on-object sizes done" in err and "rerun with --resume" in err, err
     assert not (out / "curve.json").exists() and (out / "checkpoints" / "on-object-0.1.pt").exists()
 
     changed = run_cli(*_args(tiny_model_path, out, steps=301), "--resume")

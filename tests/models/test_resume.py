@@ -14,7 +14,7 @@ import torch
 from patchscope.errors import Interrupted, PatchscopeError
 from patchscope.models.resume import TrainCheckpoint
 from patchscope.models.train import Recipe, train_model
-from tests.conftest import run_cli
+from tests.conftest import messages, run_cli
 
 RECIPE = Recipe.for_arch("cnn", epochs=3, batch_size=32, arch_kwargs={"width": 4}, val_fraction=0.1)
 
@@ -109,7 +109,7 @@ def test_the_command_line_keeps_a_checkpoint_on_ctrl_c_and_resumes(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert err.count("\n") == 1 and f"checkpoint saved to {ckpt} after epoch" in err and "rerun with --resume" in err
+    assert len(messages(err)) == 1 and f"checkpoint saved to {ckpt} after epoch" in err and "rerun with --resume" in err
     assert ckpt.exists() and not (tmp_path / "m.safetensors").exists()
     changed = run_cli(*[a if a != "40" else "41" for a in args], "--resume")
     assert changed.returncode == 2 and changed.stderr.count("\n") == 1, changed.stderr

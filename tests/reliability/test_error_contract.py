@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -17,10 +16,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from tests.conftest import PROGRESS, messages
 from tests.reliability._contract import assert_contract, invoke
 
 ZOO_PATCH = "zoo:gtsrb-cnn/stop-yield"
-PROGRESS = re.compile(r"^[\w -]+: (\d+/\d+ \(\d+%\)|done, )")
 
 
 @pytest.fixture(scope="module")
@@ -545,9 +544,7 @@ def test_an_interrupt_says_what_was_kept_and_exits_128_plus_the_signal(
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
-    lines = [
-        line for line in err.splitlines() if line.strip() and not PROGRESS.match(line)
-    ]  # a slow machine may show progress first
+    lines = messages(err)
     assert proc.returncode == 128 + sig, (proc.returncode, err)
     assert len(lines) == 1 and "Traceback" not in err, err
     assert f"{command} interrupted by {sig.name}" in lines[0] and "recorded as interrupted" in lines[0], lines[0]
