@@ -2,8 +2,8 @@
 
 Reads OUT/MODEL/{model.json, clean.json, universal-S/evaluate.json, per-sign-S/metrics.json,
 explain-S/explain.json}; writes OUT/resolution.md (one row per model) and OUT/resolution.png (targeted success
-against area fraction, one line per resolution, one panel per architecture; below, the first layer's max z-score
-against resolution).
+against area fraction, one line per model, one panel per architecture; below, the first layer's max z-score
+against area fraction, one line per model).
 """
 
 from __future__ import annotations
@@ -22,6 +22,11 @@ def _read(path: Path) -> Any:
 
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def short(model: str) -> str:
+    """A model's name for tables: a zoo name as it is, a checkpoint path by its file stem."""
+    return Path(model).stem if model.endswith(".safetensors") else model
 
 
 def collect(folder: Path) -> list[dict[str, Any]]:
@@ -66,7 +71,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     head += [f"first-layer share @{100 * mid:.1f}%", "first-layer max z", "max z, any layer"] if mid else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["model"], r["arch"], str(r["input_size"]), _pct(r["clean"])]
+        cells = [short(r["model"]), r["arch"], str(r["input_size"]), _pct(r["clean"])]
         cells += [_pct(r["sizes"].get(s, {}).get("universal")) for s in sizes]
         cells += [_pct(r["sizes"].get(s, {}).get("per_sign")) for s in sizes]
         cells += [_a90(r, "universal"), _a90(r, "per_sign")]
@@ -78,14 +83,14 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def figure(rows: list[dict[str, Any]], path: Path) -> None:
-    """Success against area per architecture (a line per resolution; dashed: per-sign), and max z against px."""
+    """Success against area per architecture (a line per model; dashed: per-sign); first-layer max z against area."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     archs = sorted({r["arch"] for r in rows})
-    fig, axes = plt.subplots(2, len(archs), figsize=(3.6 * len(archs), 6), squeeze=False)
+    fig, axes = plt.subplots(2, len(archs), figsize=(4.8 * len(archs), 6.4), squeeze=False)
     for col, arch in enumerate(archs):
         top, bottom = axes[0][col], axes[1][col]
         mine = [r for r in rows if r["arch"] == arch]
@@ -94,20 +99,25 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
             sizes = sorted(r["sizes"])
             area = [r["sizes"][s]["area"] for s in sizes]
             top.plot(
-                area, [r["sizes"][s]["universal"] for s in sizes], "o-", color=color, label=f"{r['input_size']} px"
+                area,
+                [r["sizes"][s]["universal"] for s in sizes],
+                "o-",
+                color=color,
+                label=f"{r['input_size']} px ({short(r['model'])})",
             )
             per = [(a, r["sizes"][s]["per_sign"]) for a, s in zip(area, sizes, strict=True)]
             per = [(a, v) for a, v in per if v is not None]
             if per:
                 top.plot(*zip(*per, strict=True), "s--", color=color)
-        for size in sorted({s for r in mine for s in r["sizes"]}):
-            pts = [(r["input_size"], r["sizes"][size]["max_z_first"]) for r in mine if size in r["sizes"]]
-            pts = [(px, z) for px, z in pts if z is not None]
-            if pts:
-                bottom.plot(*zip(*pts, strict=True), "o-", label=f"{100 * size:.1f}% patch")
+            zs = [(r["sizes"][s]["area"], r["sizes"][s]["max_z_first"]) for s in sizes]
+            zs = [(a, z) for a, z in zs if z is not None]
+            if zs:
+                bottom.plot(
+                    *zip(*zs, strict=True), "o-", color=color, label=f"{r['input_size']} px ({short(r['model'])})"
+                )
         top.set(title=arch, xlabel="patch area (fraction of the image)", ylabel="Stop -> Yield success", ylim=(0, 1))
         top.legend(fontsize=7, title="solid: universal, dashed: per-sign", title_fontsize=7)
-        bottom.set(xlabel="image side (px)", ylabel="first layer: max z in the patch")
+        bottom.set(xlabel="patch area (fraction of the image)", ylabel="first layer: max z (against clean)")
         bottom.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
@@ -121,7 +131,10 @@ def transfer_table(folder: Path) -> str:
         return ""
     matrix = found["matrix"]
     models = list(next(iter(matrix.values())))
-    lines = ["| patch made on \\ measured on | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
+    lines = [
+        "| patch made on \\ measured on | " + " | ".join(map(short, models)) + " |",
+        "|" + "---|" * (len(models) + 1),
+    ]
     for patch, row in matrix.items():
         lines.append(
             f"| {Path(patch).parent.name} ({Path(patch).name}) | " + " | ".join(_pct(row[m]) for m in models) + " |"

@@ -63,3 +63,14 @@ def test_table_rows_a90_and_figure(tool, tmp_path):
 def test_an_empty_folder_is_one_line(tool, tmp_path):
     with pytest.raises(SystemExit, match="no model folders"):
         tool.main(tmp_path)
+
+
+def test_a_checkpoint_path_is_named_by_its_stem(tool, tmp_path):
+    path = "runs/models/cnn-64ft.safetensors"
+    _model(tmp_path, "cnn-64ft", 64, {0.048: 0.5}, {})
+    _write(tmp_path / "cnn-64ft" / "model.json", {"model": path, "input_size": 64, "arch": "cnn"})
+    _write(tmp_path / "transfer.json", {"matrix": {f"{tmp_path}/cnn-64ft/universal-0.048": {path: 0.5}}})
+    tool.main(tmp_path)
+    text = (tmp_path / "resolution.md").read_text()
+    assert "| cnn-64ft | cnn | 64 |" in text and "| patch made on \\ measured on | cnn-64ft |" in text
+    assert ".safetensors" not in text and tool.short("gtsrb-cnn") == "gtsrb-cnn"
