@@ -4,8 +4,8 @@
 #   bash tools/gpu_session.sh bench OUTDIR   # benchmarks on the idle GPU (bench/run_all.sh cuda); unpacks train-b and test
 #   bash tools/gpu_session.sh train OUTDIR   # unpacks train-a, joins it to train-b, trains the ViT candidates
 #   bash tools/gpu_session.sh data OUTDIR    # unpacks train-b and test only (the first call of the resolution study)
-#   bash tools/gpu_session.sh resolution OUTDIR  # unpacks train-a, joins, trains the 64/128-px models of
-#                                                # RES_JOBS with the zoo's recipes, then tools/resolution_study.sh
+#   bash tools/gpu_session.sh resolution OUTDIR  # unpacks train-a, joins, trains the 64-px models of RES_JOBS
+#                                                # with the zoo's recipes, then tools/resolution_study.sh
 #
 # One call carries at most 64 MiB: the whole training set (63 MB of mosaics) does not fit with anything else, so
 # the first call carries the test set and half the training set, the second the other half. Untrack the large
@@ -13,8 +13,8 @@
 #   bench carries: .dev/d1 (unpack_gtsrb32.py, labels, test and train-b mosaics), .dev/whl (kornia as a tar.xz, the
 #                  ART wheel), patchscope/models/zoo/gtsrb-{cnn,resnet,vit}.{safetensors,json}
 #   train carries: .dev/d2 (unpack_gtsrb32.py, labels, train-a mosaic), .dev/whl, the ViT and ResNet of the zoo
-#   data carries: .dev/d1, .dev/whl; resolution carries: .dev/d2, .dev/whl, patchscope/models/zoo/gtsrb-cnn.*
-#   (and gtsrb-resnet.* for the 32-px ResNet row); both run with TOTAL set to what the session has left
+#   data carries: .dev/d1, .dev/whl; resolution carries: .dev/d2, .dev/whl, patchscope/models/zoo/gtsrb-resnet.*
+#   (the 32-px ResNet row); both run with TOTAL set to what the session has left
 # Each stage writes at most 8 files to OUTDIR (the device tool's limit).
 set -u
 STAGE=${1:?usage: tools/gpu_session.sh bench|train OUTDIR}; OUT=${2:?usage: tools/gpu_session.sh bench|train OUTDIR}
@@ -132,14 +132,18 @@ print(max(1, min($MAXEP, int($budget / max(s, 1e-3)))))")
   log "done"
 }
 
-# The resolution study's models: the zoo's CNN and ResNet recipes at 64 and 128 px, NAME|ARCH|EPOCHS|PX|options,
-# trained side by side; a job that does not finish within the budget is left out.
-RES_CNN='--arch-kwargs {"width":24} --lr 0.05'
+# The resolution study's models not yet trained (the CNN at 64 px and the ViT carried to 64 px are in
+# docs/runs/resolution-2026-12-05/): the zoo's ResNet recipe at 64 px and the zoo's ViT from scratch at 64 px with
+# 8-px tokens (the same 8x8 grid), NAME|ARCH|EPOCHS|PX|options, trained side by side; a job that does not finish
+# within the budget is left out. The 128-px models (the same lines with 128 and a 16-px token) come after these.
+# Projected H200 training times from the 32-px runs (ResNet 171 s for 45 epochs, ViT ~300 s for 35 epochs beside
+# two others): the ViT at 64 px about 5 min, the ResNet at 64 px about 11 min (4x the pixels). RES_ONLY="NAME ..."
+# trains only those jobs, e.g. RES_ONLY=gtsrb-vit-64 when the session has less than about 15 min of device time.
 RES_RESNET='--arch-kwargs {"widths":[32,64,128,256]} --lr 0.05'
+RES_VIT='--arch-kwargs {"image_size":64,"patch":8}'
 RES_JOBS=(
-  "gtsrb-cnn-64|cnn|15|64|$RES_CNN"
   "gtsrb-resnet-64|resnet|45|64|$RES_RESNET"
-  "gtsrb-cnn-128|cnn|15|128|$RES_CNN"
+  "gtsrb-vit-64|vit|35|64|$RES_VIT"
 )
 
 stage_data() {
@@ -156,20 +160,25 @@ stage_resolution() {
   log "training budget: ${budget}s"
   for j in "${RES_JOBS[@]}"; do
     IFS='|' read -r name arch ep px opts <<<"$j"
+    [ -z "${RES_ONLY:-}" ] || [[ " $RES_ONLY " == *" $name "* ]] || continue
     read -r -a opt_arr <<<"$opts"
     timeout $(( budget - SECONDS > 30 ? budget - SECONDS : 30 )) $PY -m patchscope train --arch "$arch" \
       --data "gtsrb:train@$px" --eval-data "gtsrb:test@$px" --epochs "$ep" --name "$name" --out .dev/out \
       --device cuda --json "${opt_arr[@]}" >".dev/out/$name.log" 2>&1 & pids+=($!)
   done
   wait "${pids[@]}"
-  local models=(gtsrb-cnn)
+  local models=()
   for j in "${RES_JOBS[@]}"; do
     IFS='|' read -r name _ <<<"$j"
     log "$name: $(tail -n 1 ".dev/out/$name.log")"
     [ -f ".dev/out/$name.safetensors" ] && { cp ".dev/out/$name.safetensors" ".dev/out/$name.json" "$OUT/"; models+=(".dev/out/$name.safetensors"); }
   done
-  [ -f patchscope/models/zoo/gtsrb-resnet.safetensors ] && models+=(gtsrb-resnet)
+  [ -f patchscope/models/zoo/gtsrb-resnet.safetensors ] && models=(gtsrb-resnet "${models[@]}")
+  [ ${#models[@]} -gt 0 ] || { log "no model to study"; exit 1; }
   log "study: ${models[*]}"
+  # the budget of the CPU study of the CNNs and ViTs, so that the rows compare (tools/resolution_study.sh)
+  export STEPS=${STEPS:-200} BATCH=${BATCH:-64} CANDIDATES=${CANDIDATES:-2} PER_STEPS=${PER_STEPS:-50}
+  export PER_LIMIT=${PER_LIMIT:-64} VIEWS=${VIEWS:-8}
   P="$PY -m patchscope" PY=$PY DEVICE=cuda timeout $(( $(left) - 20 )) bash tools/resolution_study.sh .dev/res "${models[@]}" >>"$LOG" 2>&1
   log "study exit $?"
   tar -cf "$OUT/resolution.tar" -C .dev res out/*.log 2>>"$LOG"
