@@ -146,6 +146,8 @@ RES_JOBS=(
   "gtsrb-vit-64|vit|35|64|$RES_VIT"
 )
 
+res_wanted() { [ -z "${RES_ONLY:-}" ] || [[ " $RES_ONLY " == *" $1 "* ]]; }
+
 stage_data() {
   unpack_first_half
   log "data: $(ls -la .data | tail -n +4 | awk '{print $5, $9}' | tr '\n' ' ')"
@@ -160,7 +162,7 @@ stage_resolution() {
   log "training budget: ${budget}s"
   for j in "${RES_JOBS[@]}"; do
     IFS='|' read -r name arch ep px opts <<<"$j"
-    [ -z "${RES_ONLY:-}" ] || [[ " $RES_ONLY " == *" $name "* ]] || continue
+    res_wanted "$name" || continue
     read -r -a opt_arr <<<"$opts"
     timeout $(( budget - SECONDS > 30 ? budget - SECONDS : 30 )) $PY -m patchscope train --arch "$arch" \
       --data "gtsrb:train@$px" --eval-data "gtsrb:test@$px" --epochs "$ep" --name "$name" --out .dev/out \
@@ -170,6 +172,7 @@ stage_resolution() {
   local models=()
   for j in "${RES_JOBS[@]}"; do
     IFS='|' read -r name _ <<<"$j"
+    res_wanted "$name" || continue
     log "$name: $(tail -n 1 ".dev/out/$name.log")"
     [ -f ".dev/out/$name.safetensors" ] && { cp ".dev/out/$name.safetensors" ".dev/out/$name.json" "$OUT/"; models+=(".dev/out/$name.safetensors"); }
   done
