@@ -10,7 +10,9 @@
 #   per-sign-S/   one patch per TEST@R Stop image, warm-started from the universal patch, each measured on its
 #                 own image over the grid (metrics.json)
 #   explain-S/    the universal patch's share of activation energy and max z-score per layer (explain.json)
-# and transfer.json: every model's middle-size universal patch measured on every model.
+# and TRANSFER (default OUT/transfer.json): every listed model's middle-size universal patch measured on every
+# listed model; run the script once per group of models with its own TRANSFER file (transfer-NAME.json) to keep a
+# matrix per group.
 # then python tools/resolution_table.py OUT writes OUT/resolution.md and OUT/resolution.png.
 # 2.4%, 4.8% and 9.8% are 5x5, 7x7 and 10x10 px at 32 px and exactly the same fractions at 64 and 128 px.
 # Every setting below is the same at every resolution; LIMIT (images), PER_LIMIT (images given per-sign patches) and
@@ -55,5 +57,7 @@ done
 MID=$(echo $SIZES | tr ' ' '\n' | sort -g | awk '{v[NR]=$0} END {print v[int(NR/2)+1]}')
 PATCHES=$(for M in "$@"; do printf '%s,' "$OUT/$(basename "${M%.safetensors}")/universal-$MID"; done)
 MODELS=$(IFS=,; echo "$*")
-$P transfer --patches "${PATCHES%,}" --models "$MODELS" --data "$TEST" $(lim) $common >"$OUT/transfer.json"
+TRANSFER=${TRANSFER:-$OUT/transfer.json}
+$P transfer --patches "${PATCHES%,}" --models "$MODELS" --data "$TEST" $(lim) $common >"$TRANSFER.part"
+mv "$TRANSFER.part" "$TRANSFER"
 ${PY:-python3} "$(dirname "$0")/resolution_table.py" "$OUT"

@@ -1,9 +1,9 @@
 """The table and figure of tools/resolution_study.sh: python tools/resolution_table.py OUT.
 
 Reads OUT/MODEL/{model.json, clean.json, universal-S/evaluate.json, per-sign-S/metrics.json,
-explain-S/explain.json}; writes OUT/resolution.md (one row per model) and OUT/resolution.png (targeted success
-against area fraction, one line per model, one panel per architecture; below, the first layer's max z-score
-against area fraction, one line per model).
+explain-S/explain.json} and OUT/transfer*.json; writes OUT/resolution.md (one row per model, then one transfer
+matrix per file) and OUT/resolution.png (targeted success against area fraction, one line per model, one panel per
+architecture; below, the first layer's max z-score against area fraction, one line per model).
 """
 
 from __future__ import annotations
@@ -125,21 +125,20 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def transfer_table(folder: Path) -> str:
-    """Markdown: each model's universal patch (rows) on each model (columns), from ``transfer.json`` if present."""
-    found = _read(folder / "transfer.json")
-    if not found:
-        return ""
-    matrix = found["matrix"]
-    models = list(next(iter(matrix.values())))
-    lines = [
-        "| patch made on \\ measured on | " + " | ".join(map(short, models)) + " |",
-        "|" + "---|" * (len(models) + 1),
-    ]
-    for patch, row in matrix.items():
-        lines.append(
-            f"| {Path(patch).parent.name} ({Path(patch).name}) | " + " | ".join(_pct(row[m]) for m in models) + " |"
-        )
-    return "\n" + "\n".join(lines) + "\n"
+    """Markdown: per ``transfer*.json`` file, each model's universal patch (rows) on each model (columns)."""
+    text = ""
+    for path in sorted(folder.glob("transfer*.json"), key=lambda p: p.stem):  # transfer.json first
+        matrix = json.loads(path.read_text())["matrix"]
+        models = list(next(iter(matrix.values())))
+        lines = [
+            "| patch made on \\ measured on | " + " | ".join(map(short, models)) + " |",
+            "|" + "---|" * (len(models) + 1),
+        ]
+        for patch, row in matrix.items():
+            cells = " | ".join(_pct(row[m]) for m in models)
+            lines.append(f"| {Path(patch).parent.name} ({Path(patch).name}) | {cells} |")
+        text += "\n" + "\n".join(lines) + "\n"
+    return text
 
 
 def main(folder: Path) -> None:

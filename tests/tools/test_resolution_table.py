@@ -74,3 +74,15 @@ def test_a_checkpoint_path_is_named_by_its_stem(tool, tmp_path):
     text = (tmp_path / "resolution.md").read_text()
     assert "| cnn-64ft | cnn | 64 |" in text and "| patch made on \\ measured on | cnn-64ft |" in text
     assert ".safetensors" not in text and tool.short("gtsrb-cnn") == "gtsrb-cnn"
+
+
+def test_one_transfer_matrix_per_file(tool, tmp_path):
+    _model(tmp_path, "cnn-32", 32, {0.048: 0.2}, {})
+    _write(tmp_path / "transfer.json", {"matrix": {f"{tmp_path}/cnn-32/universal-0.048": {"cnn-32": 0.2}}})
+    matrix = {f"{tmp_path}/resnet-32/universal-0.048": {"resnet-32": 0.4, "resnet-64": 0.1}}
+    _write(tmp_path / "transfer-resnet.json", {"matrix": matrix})
+    tool.main(tmp_path)
+    blocks = (tmp_path / "resolution.md").read_text().split("\n\n")
+    assert len(blocks) == 3  # the table, then one matrix per file, each with its own columns
+    assert blocks[1].splitlines()[0] == "| patch made on \\ measured on | cnn-32 |"
+    assert "| resnet-32 (universal-0.048) | 40.0% | 10.0% |" in blocks[2]
