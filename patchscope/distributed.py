@@ -5,7 +5,7 @@ In one process (no process group) every helper is the identity: rank 0 of a worl
 process's, and combining returns the tensor as it is.
 
 The measuring functions (:func:`patchscope.eval.patch_metrics.patch_success`, :func:`patchscope.models.train.accuracy`,
-:func:`patchscope.defenses.certify`) split their work this way whenever a group is joined, so every rank must call
+:func:`patchscope.workflows.certify`) split their work this way whenever a group is joined, so every rank must call
 them with the same arguments; the universal attack splits its batch likewise.
 
 >>> rank_world()

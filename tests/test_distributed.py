@@ -45,7 +45,7 @@ import torch
 from patchscope import distributed
 from patchscope.attacks import Patch
 from patchscope.data import load_data
-from patchscope.defenses import certify
+from patchscope.workflows.certify import certify
 from patchscope.eval.patch_metrics import patch_success
 from patchscope.models.archs import cnn
 from patchscope.models.train import accuracy

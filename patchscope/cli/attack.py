@@ -37,7 +37,7 @@ from patchscope.validate import check_fraction
 
 if TYPE_CHECKING:
     from patchscope.attacks import Patch
-    from patchscope.eval.attack_runs import AttackImages
+    from patchscope.workflows.attack import AttackImages
 
 app = typer.Typer()
 
@@ -115,7 +115,7 @@ def attack(
     (with --per-image: one patch per image, patches.safetensors and patches.png)."""
     from patchscope.attacks import AttackConfig
     from patchscope.distributed import join, leave
-    from patchscope.eval.attack_runs import AttackImages
+    from patchscope.workflows.attack import AttackImages
 
     args = dict(locals())
     check_out(out)
@@ -187,7 +187,7 @@ def _run_attack(
 ) -> None:
     """Attack, measure and write the run folder (rank 0), recorded as one run; an interrupt keeps the checkpoint.
     Prints the run's summary (``as_json``: as JSON)."""
-    from patchscope.eval.attack_runs import run_attack
+    from patchscope.workflows.attack import run_attack
 
     per_image = config.get("per_image", False)
     with recorded("attack", config) as run:
@@ -307,8 +307,8 @@ def curve(
 ) -> None:
     """Success against patch area (one attack per size) and A90, the smallest area reaching 90%."""
     from patchscope.distributed import join
-    from patchscope.eval.attack_runs import AttackImages
     from patchscope.eval.curves import area_curves
+    from patchscope.workflows.attack import AttackImages
 
     check_out(out)
     dev = resolve_device(device)

@@ -172,7 +172,7 @@ def resume_hint() -> Iterator[None]:
 @contextlib.contextmanager
 def recorded(kind: str, config: dict[str, Any]) -> Iterator[Any]:
     """Record the enclosed command as a run in the store (rank 0 only under torchrun); yields its handle."""
-    from patchscope.eval.store import record
+    from patchscope.runs.store import record
 
     if not main_process():
         yield _NoRun()

@@ -85,8 +85,8 @@ def defend(
     from patchscope.defenses import defense_spec
     from patchscope.defenses.registry import check_options
     from patchscope.distributed import is_main, join
-    from patchscope.eval.defend import defend_patch
     from patchscope.models import create_model
+    from patchscope.workflows.defend import defend_patch
 
     args = dict(locals())
     spec = defense_spec(defense)
@@ -142,7 +142,7 @@ def _defense_summary(result: Any, model: str, data: str, patch: Path, out: Path 
 
 
 def _flat(obj: dict[str, Any]) -> dict[str, Any]:
-    from patchscope.eval.store import flatten
+    from patchscope.runs.store import flatten
 
     return flatten(obj)
 
@@ -187,10 +187,10 @@ def certify(
     """Certified accuracy against any square patch of --patch-size: PatchCleanser or derandomized smoothing.
     Folders (and large .npz files) are read batch by batch."""
     from patchscope.defenses import certifier_spec
-    from patchscope.defenses import certify as certify_data
     from patchscope.defenses.registry import check_options
     from patchscope.distributed import join
     from patchscope.models import create_model
+    from patchscope.workflows.certify import certify as certify_data
 
     spec = certifier_spec(defense)
     options = check_options(
@@ -232,9 +232,9 @@ def _certify_checkpoint(config: dict[str, Any], resume: bool) -> Any:
     import hashlib
     import json
 
-    from patchscope.defenses import CertifyCheckpoint
     from patchscope.distributed import active
-    from patchscope.eval.store import default_store_path
+    from patchscope.runs.store import default_store_path
+    from patchscope.workflows.certify import CertifyCheckpoint
 
     if active():
         if resume:

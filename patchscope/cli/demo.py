@@ -26,7 +26,7 @@ def demo(
     """The whole story on the bundled models and data: attack, measure, explain, defend, certify, report."""
     from dataclasses import replace
 
-    from patchscope.eval.demo import DemoSettings, quick_settings, run_demo
+    from patchscope.workflows.demo import DemoSettings, quick_settings, run_demo
 
     check_out(out)
     dev = resolve_device(device)

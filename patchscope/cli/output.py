@@ -164,7 +164,7 @@ def key_value_table(obj: Mapping[str, Any], title: str | None = None) -> None:
     model       gtsrb-cnn
     patch.area  0.1
     """
-    from patchscope.eval.store import flatten
+    from patchscope.runs.store import flatten
 
     print_table(["key", "value"], [[k, cell(v)] for k, v in flatten(dict(obj)).items()], title)
 

@@ -21,8 +21,8 @@ def report(
     as_json: JsonOpt = False,
 ) -> None:
     """One self-contained HTML page from stored runs: their settings, metrics and figures."""
-    from patchscope.eval.report import runs_report
-    from patchscope.eval.store import store_for
+    from patchscope.runs.report import runs_report
+    from patchscope.runs.store import store_for
 
     check_out(out)
     db = store_for(store_path(store))

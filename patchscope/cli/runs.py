@@ -1,4 +1,4 @@
-"""`patchscope runs list | show | compare`: browse the run store (see :mod:`patchscope.eval.store`)."""
+"""`patchscope runs list | show | compare`: browse the run store (see :mod:`patchscope.runs.store`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from patchscope.errors import PatchscopeError
 if TYPE_CHECKING:
     from rich.text import Text
 
-    from patchscope.eval.store import Run, RunStore
+    from patchscope.runs.store import Run, RunStore
 
 app = typer.Typer(name="runs", no_args_is_help=True, help="Browse stored runs: list, show, compare.")
 
@@ -26,7 +26,7 @@ _STATUS_STYLE = {"running": "cyan", "done": "green", "failed": "red", "interrupt
 def store_for(path: Path | None) -> RunStore:
     """The run store a command reads: its ``--store PATH``, else the root's ``patchscope --store PATH``, else
     ``$PATCHSCOPE_STORE`` or ``~/.patchscope/runs.db``."""
-    from patchscope.eval.store import store_for as _store_for
+    from patchscope.runs.store import store_for as _store_for
 
     return _store_for(store_path(path))
 
@@ -129,7 +129,7 @@ def show_run(
     store: StoreOpt = None,
 ) -> None:
     """Everything stored about one run: config, metrics, artifacts, provenance."""
-    from patchscope.eval.store import flatten
+    from patchscope.runs.store import flatten
 
     run = store_for(store).get(run_id)
     if as_json:

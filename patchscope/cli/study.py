@@ -61,8 +61,8 @@ def robustness(
     from rich.console import Console
 
     from patchscope.attacks import patch_side
-    from patchscope.eval.study import RobustnessStudy, StudySettings, save_study, study_metrics, study_table
     from patchscope.models import create_model
+    from patchscope.workflows.study import RobustnessStudy, StudySettings, save_study, study_metrics, study_table
 
     args = dict(locals())
     areas = tuple(parse_floats(sizes, "--sizes", "0.02,0.05"))

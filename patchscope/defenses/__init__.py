@@ -2,12 +2,11 @@
 
 Both kinds are registered by name (:mod:`patchscope.defenses.registry`):
 
->>> from patchscope.defenses import create_defense, list_defenses, create_certifier, list_certifiers, certify
+>>> from patchscope.defenses import create_defense, list_defenses, create_certifier, list_certifiers
 >>> from patchscope.defenses import mask_set, pc_prediction_map, pc_certify, pc_infer
 >>> from patchscope.defenses import ablation_set, ds_prediction_map, ds_certify, ds_predict, ds_delta
 """
 
-from patchscope.defenses.certify import CertifyCheckpoint, CertifyResult, certify
 from patchscope.defenses.clipping import ActivationClipping, clip_defense, fit_bounds
 from patchscope.defenses.patchcleanser import (
     FILL,
@@ -65,8 +64,6 @@ __all__ = [
     "BlurDefense",
     "Certifier",
     "CertifierSpec",
-    "CertifyCheckpoint",
-    "CertifyResult",
     "DefenseSpec",
     "DerandomizedSmoothing",
     "FILL",
@@ -79,7 +76,6 @@ __all__ = [
     "UNKNOWN",
     "ablation_set",
     "certifier_spec",
-    "certify",
     "clip_defense",
     "create_certifier",
     "create_defense",

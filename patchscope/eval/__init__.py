@@ -1,4 +1,4 @@
-"""Evaluation on top of every other layer: patch success over viewing conditions, transfer, the run store.
+"""Evaluation: patch success over viewing conditions, transfer, success-against-area curves and their figures.
 
 Submodules load on first use, so `patchscope runs` starts without importing torch.
 """

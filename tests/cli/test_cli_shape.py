@@ -17,7 +17,7 @@ from typer.main import get_command
 import patchscope.cli as cli
 from patchscope.cli.common import resolve_device, translate
 from patchscope.errors import PatchscopeError
-from patchscope.eval.reproduce import command_line
+from patchscope.runs.reproduce import command_line
 from tests.conftest import run_cli
 
 COMMAND_MODULES = ("attack", "defend", "demo", "evaluate", "explain", "report", "runs", "study", "train")
@@ -106,7 +106,7 @@ def test_library_messages_name_parameters_not_flags():
     root = Path(cli.__file__).parent.parent
     offenders = []
     for path in root.rglob("*.py"):
-        if path.relative_to(root).parts[0] not in ("data", "models", "attacks", "defenses", "explain", "eval"):
+        if path.relative_to(root).parts[0] not in ("data", "models", "attacks", "defenses", "explain", "eval", "runs", "workflows"):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "PatchscopeError" and node.args:
@@ -151,7 +151,7 @@ def test_a_library_error_reaches_the_user_as_a_flag(tiny_model_path, tmp_path):
 
 
 def test_the_root_store_option_is_the_one_runs_reads(tmp_path):
-    from patchscope.eval.store import RunStore
+    from patchscope.runs.store import RunStore
 
     mine, other = tmp_path / "mine.db", tmp_path / "other.db"
     store = RunStore(mine)

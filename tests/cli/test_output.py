@@ -20,7 +20,7 @@ import torch
 from patchscope.attacks import list_patches
 from patchscope.defenses import list_certifiers, list_defenses
 from patchscope.models import list_models
-from tests.reliability._contract import Result, invoke
+from tests.cli._contract import Result, invoke
 
 MODEL = "tiny-cnn-with-a-longer-name.safetensors"
 ZOO = "gtsrb-cnn,gtsrb-resnet-pc16"  # the longest zoo name
@@ -83,7 +83,7 @@ COMMANDS: dict[str, tuple[list[str], list[str]]] = {
 def folder(tiny_model_path: Path) -> Iterator[Path]:
     """A short working folder: the tiny model under a long name, 24 demo images, and a run store of two runs."""
     from patchscope.data import load_data
-    from patchscope.eval.store import RunStore
+    from patchscope.runs.store import RunStore
 
     d = Path(tempfile.mkdtemp(prefix="ps-"))
     shutil.copy(tiny_model_path, d / MODEL)
@@ -137,7 +137,7 @@ def test_the_table_fits_80_columns_with_names_whole_and_json_is_strict(
 def test_a_wide_terminal_shows_every_column_and_a_narrow_one_says_what_it_left_out(
     folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from patchscope.eval.store import RunStore
+    from patchscope.runs.store import RunStore
 
     store = RunStore(folder / "short.db")
     store.finish(store.start("attack", {"model": "gtsrb-cnn", "seed": 3}), {"success": 0.5})

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import torch
 
-from patchscope.eval.store import RunStore
-from tests.reliability._contract import invoke
+from patchscope.runs.store import RunStore
+from tests.cli._contract import invoke
 
 PATCH = "zoo:gtsrb-cnn/stop-yield"
 #: what differs between any two runs: wall-clock time, and the folder each run writes to

@@ -7,7 +7,7 @@ import torch
 from patchscope.attacks import Patch
 from patchscope.eval import DEFAULT_GRID, condition_label, patch_success, sweep_conditions, transfer_matrix
 from patchscope.eval.figures import a90, area_figure, condition_curves, transfer_figure
-from patchscope.eval.report import Section, render_report
+from patchscope.runs.report import Section, render_report
 
 
 class ConstantOnPatch(torch.nn.Module):

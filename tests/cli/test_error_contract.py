@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import save_file
 
 from tests.conftest import PROGRESS, messages
-from tests.reliability._contract import assert_contract, invoke
+from tests.cli._contract import assert_contract, invoke
 
 ZOO_PATCH = "zoo:gtsrb-cnn/stop-yield"
 
@@ -533,7 +533,7 @@ def test_an_interrupt_says_what_was_kept_and_exits_128_plus_the_signal(
     proc = subprocess.Popen(
         [sys.executable, "-m", "patchscope", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
-    from patchscope.eval.store import RunStore
+    from patchscope.runs.store import RunStore
 
     end = time.time() + 120
     while time.time() < end and proc.poll() is None:  # wait until the run is recorded: the work has begun

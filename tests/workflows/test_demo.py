@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from patchscope.eval.demo import DEMO_MODELS
 from patchscope.models import list_models
+from patchscope.workflows.demo import DEMO_MODELS
 from tests.conftest import run_cli
-from tests.eval.test_report_browser import CHROMIUM, check_page
+from tests.runs.test_report_browser import CHROMIUM, check_page
 
 
 @pytest.mark.skipif(not list_models(), reason="no zoo bundled")

@@ -11,9 +11,9 @@ import threading
 import time
 from pathlib import Path
 
-from patchscope.eval.store import RunStore
+from patchscope.runs.store import RunStore
 
-STORE_PY = Path(__file__).resolve().parents[2] / "patchscope" / "eval" / "store.py"
+STORE_PY = Path(__file__).resolve().parents[2] / "patchscope" / "runs" / "store.py"
 REPO = STORE_PY.parents[2]
 WORKERS, RUNS = 4, 50
 

@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from patchscope.defenses import CertifyCheckpoint, certify
 from patchscope.errors import Interrupted, PatchscopeError
+from patchscope.workflows.certify import CertifyCheckpoint, certify
 from tests.conftest import messages, run_cli
 
 

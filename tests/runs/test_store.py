@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from patchscope.errors import PatchscopeError
-from patchscope.eval.store import RunStore, _git_commit, compare, default_store_path, flatten, record, store_for
+from patchscope.runs.store import RunStore, _git_commit, compare, default_store_path, flatten, record, store_for
 from tests.conftest import run_cli
 
-STORE_PY = Path(__file__).resolve().parents[2] / "patchscope" / "eval" / "store.py"
+STORE_PY = Path(__file__).resolve().parents[2] / "patchscope" / "runs" / "store.py"
 REPO = STORE_PY.parents[2]
 
 

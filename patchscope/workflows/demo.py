@@ -16,16 +16,17 @@ from rich.console import Console
 
 from patchscope.attacks import AttackConfig, Patch, create_attack, patch_side
 from patchscope.data import load_data, resolve_class
-from patchscope.defenses import certify, create_defense, defense_spec, list_defenses
+from patchscope.defenses import create_defense, defense_spec, list_defenses
 from patchscope.eval.conditions import DEFAULT_GRID, sweep_conditions
 from patchscope.eval.figures import condition_curves, transfer_figure
 from patchscope.eval.patch_metrics import patch_success
-from patchscope.eval.report import Section, render_report
-from patchscope.eval.reproduce import command_line
 from patchscope.explain import explain_patch
 from patchscope.io import write_json
 from patchscope.models import create_model, list_models
 from patchscope.models.train import accuracy
+from patchscope.runs.report import Section, render_report
+from patchscope.runs.reproduce import command_line
+from patchscope.workflows.certify import certify
 
 ADAPTIVE = ("jpeg", "clip")
 """The registered defenses the demo also attacks adaptively (every registered defense is measured against the patch)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from patchscope.eval.figures import transfer_figure
-from patchscope.eval.report import Section, render_report
+from patchscope.runs.report import Section, render_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [

@@ -6,7 +6,7 @@ share of activation energy at the first and last layer, clean accuracy, and Patc
 certified accuracy. Patches are optimised on half of the source images and measured on the other
 half (alternate images), over the first ``conditions`` cells of the default viewing grid.
 
->>> from patchscope.eval.study import StudySettings
+>>> from patchscope.workflows.study import StudySettings
 >>> StudySettings().sizes
 (0.02, 0.05)
 """
@@ -24,7 +24,6 @@ import torch
 from patchscope.attacks import AttackConfig, Patch, create_attack
 from patchscope.attacks.losses import LOSSES
 from patchscope.data import ImageSet, resolve_class
-from patchscope.defenses import certify
 from patchscope.errors import PatchscopeError
 from patchscope.eval.conditions import DEFAULT_GRID
 from patchscope.eval.patch_metrics import patch_success
@@ -33,6 +32,7 @@ from patchscope.explain.propagation import apply_patch, patch_footprint, trace_l
 from patchscope.models import Classifier
 from patchscope.models.train import accuracy
 from patchscope.validate import check_batch, check_choice, check_fraction, check_int, check_positive
+from patchscope.workflows.certify import certify
 
 
 @dataclass
@@ -285,9 +285,9 @@ def save_study(results: dict[str, Any], out: Path, data: str) -> Path:
     Returns:
         The report's path.
     """
-    from patchscope.eval.report import Section, render_report
-    from patchscope.eval.reproduce import command_line
     from patchscope.io import write_json
+    from patchscope.runs.report import Section, render_report
+    from patchscope.runs.reproduce import command_line
 
     for model_name, patches in results.pop("patches").items():
         for key, patch in patches.items():

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from patchscope.eval.study import RobustnessStudy, StudySettings, study_table
+from patchscope.workflows.study import RobustnessStudy, StudySettings, study_table
 from tests.conftest import run_cli
 
 TINY = StudySettings(

@@ -10,9 +10,9 @@ import torch
 from patchscope.attacks import AttackConfig, Patch
 from patchscope.errors import PatchscopeError
 from patchscope.eval import DEFAULT_GRID, patch_success
-from patchscope.eval.attack_runs import AttackImages, AttackResult, run_attack
-from patchscope.eval.defend import DefenseResult, defend_patch
 from patchscope.eval.patch_metrics import PatchMeasurement, measure_patch
+from patchscope.workflows.attack import AttackImages, AttackResult, run_attack
+from patchscope.workflows.defend import DefenseResult, defend_patch
 
 
 @pytest.fixture(scope="module")

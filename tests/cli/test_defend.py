@@ -230,7 +230,7 @@ def test_defend_rejects_bad_input_in_one_line(tiny_model_path, patch_dir, args, 
 
 
 def test_defend_certify_and_explain_runs_are_stored(tmp_path, tiny_model_path, patch_dir):
-    from patchscope.eval.store import RunStore
+    from patchscope.runs.store import RunStore
 
     store = tmp_path / "runs.db"
     env = {"PATCHSCOPE_STORE": str(store)}
@@ -295,7 +295,7 @@ def test_the_adaptive_attack_keeps_a_drawn_shape_and_squares_a_lost_mask_file():
     import torch
 
     from patchscope.attacks import Patch, shape_mask
-    from patchscope.eval.defend import adaptive_config as _adaptive_config
+    from patchscope.workflows.defend import adaptive_config as _adaptive_config
 
     bar = Patch(
         torch.rand(3, 14, 14),

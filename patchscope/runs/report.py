@@ -59,7 +59,7 @@ def render_report(
     True
     """
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("patchscope.eval", "templates"), autoescape=jinja2.select_autoescape(["html", "j2"])
+        loader=jinja2.PackageLoader("patchscope.runs", "templates"), autoescape=jinja2.select_autoescape(["html", "j2"])
     )
     view = [
         {
@@ -94,7 +94,7 @@ def _cell(v: Any) -> str:
 
 
 def runs_report(runs: list[Any], out: Path) -> Path:
-    """A report of stored runs (:class:`patchscope.eval.store.Run`): one section each, with its command,
+    """A report of stored runs (:class:`patchscope.runs.store.Run`): one section each, with its command,
     settings, scalar metrics and any PNG artifacts (a run folder's PNGs included)."""
     sections = []
     for run in runs:
