@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -13,13 +14,13 @@ import torch
 from patchscope.data import load_data
 from patchscope.models import Classifier, save_checkpoint
 
-torch.set_num_threads(2)
+# under pytest-xdist each worker takes one core
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_run_store(tmp_path_factory: pytest.TempPathFactory):
     """Never write the user's ~/.patchscope/runs.db from tests (subprocesses inherit the variable)."""
-    import os
 
     path = tmp_path_factory.mktemp("store") / "runs.db"
     old = os.environ.get("PATCHSCOPE_STORE")
@@ -59,7 +60,6 @@ def tiny_model(tiny_model_path: Path) -> Classifier:
 
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``python -m patchscope ARGS`` as a user would; returns the finished process."""
-    import os
 
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
