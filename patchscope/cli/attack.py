@@ -31,8 +31,9 @@ from patchscope.cli.common import (
     split_names,
     warn_bf16,
 )
-from patchscope.cli.output import Col, cell, key_value_table, pct, print_table, show
+from patchscope.cli.output import Col, key_value_table, print_table, show
 from patchscope.errors import PatchscopeError
+from patchscope.formatting import class_label, pct, value_text
 from patchscope.validate import check_fraction
 
 if TYPE_CHECKING:
@@ -137,8 +138,8 @@ def attack(
     if (out / "patch.safetensors").exists() and not resume and rank == 0:
         note(f"note: overwriting the patch in {out}")
     config: dict[str, Any] = dict(command="attack", model=model, models=split_names(model, "--model"), data=data)
-    config |= {"data_hash": images.data_hash, "source": images.source_name, "target": images.target_name, "device": dev}
-    config |= data_options(class_map, skip_bad) | cfg.as_dict()
+    config |= {"data_hash": images.data_hash, "device": dev}
+    config |= data_options(class_map, skip_bad) | cfg.as_dict() | images.named_classes()
     if per_image:
         options = _per_image_options(config, init, views, limit, resume)
     elif init is not None:
@@ -215,9 +216,12 @@ def _run_attack(
 
 
 def _goal(config: dict[str, Any]) -> str:
-    """``stop -> yield``, or ``stop, untargeted``."""
+    """``stop (14) -> yield (13)``, or ``stop (14), untargeted`` (the ids where the config has them)."""
+    source = class_label(config["source"], config.get("source_id"))
     target = config["target"]
-    return f"{config['source']} -> {target}" if target is not None else f"{config['source']}, untargeted"
+    return (
+        f"{source} -> {class_label(target, config.get('target_id'))}" if target is not None else f"{source}, untargeted"
+    )
 
 
 def _location(text: str | None) -> tuple[int, int] | None:
@@ -346,12 +350,12 @@ def _curve_table(head: dict[str, Any], result: dict[str, Any]) -> None:
             ],
             [
                 [
-                    cell(r["size"]),
+                    value_text(r["size"], "size"),
                     pct(r["area"]),
                     f"{r['side']}px",
                     pct(r["success"]),
-                    cell(r["location"]),
-                    f"{r['target_confidence']:.3f}",
+                    value_text(r["location"]),
+                    pct(r["target_confidence"]),
                     pct(r["clean_accuracy"]),
                 ]
                 for r in curve["rows"]

@@ -22,7 +22,8 @@ from patchscope.cli.common import (
     resolve_device,
     split_names,
 )
-from patchscope.cli.output import Col, pct, print_table, show
+from patchscope.cli.output import Col, print_table, show
+from patchscope.formatting import pct
 from patchscope.validate import check_batch, check_optional_positive
 
 app = typer.Typer()
@@ -49,8 +50,8 @@ def zoo(as_json: JsonOpt = False) -> None:
                     r["arch"],
                     f"{r['params']:,}" if r["params"] is not None else "-",
                     f"{r['input_size']}px",
-                    ", ".join(f"{v:.2%} ({k})" for k, v in r["accuracy"].items()) or "-",
-                    pct(r["val_accuracy"], 2),
+                    ", ".join(f"{pct(v)} ({k})" for k, v in r["accuracy"].items()) or "-",
+                    pct(r["val_accuracy"]),
                 ]
                 for r in rows
             ],
@@ -190,9 +191,9 @@ def _evaluate_table(result: dict[str, dict[str, Any]], patched: bool) -> None:
         [
             n,
             str(e["clean_images"]),
-            pct(e["clean_accuracy"], 2),
+            pct(e["clean_accuracy"]),
             *(
-                [pct(e.get("targeted_success")), pct(e["untargeted_success"]), f"{e['target_confidence']:.3f}"]
+                [pct(e.get("targeted_success")), pct(e["untargeted_success"]), pct(e["target_confidence"])]
                 if patched
                 else []
             ),

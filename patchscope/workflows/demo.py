@@ -525,6 +525,26 @@ class Demo:
         )
 
 
+def demo_metrics(results: dict[str, Any]) -> dict[str, Any]:
+    """The numbers a stored demo run keeps, from its ``results.json``: the patch's success on the attacked model and
+    on the others, the patch's area, and the certified accuracy per patch side.
+
+    >>> demo_metrics({"settings": {"model": "a"}, "attack": {"area": 0.08},
+    ...     "evaluate": {"a": {"targeted_success": 0.5, "untargeted_success": 0.6}, "b": {"targeted_success": 0.0}},
+    ...     "certify": {"5px": {"certified": 0.7}}})
+    {'targeted_success': 0.5, 'untargeted_success': 0.6, 'patch_area': 0.08, 'certified': {'5px': 0.7}, 'transfer_success': {'b': 0.0}}
+    """
+    main = results["settings"]["model"]
+    mine = results["evaluate"][main]
+    return {
+        "targeted_success": mine["targeted_success"],
+        "untargeted_success": mine["untargeted_success"],
+        "patch_area": results["attack"]["area"],
+        "certified": {side: r["certified"] for side, r in results.get("certify", {}).items()},
+        "transfer_success": {n: r["targeted_success"] for n, r in results["evaluate"].items() if n != main},
+    }
+
+
 def run_demo(out: Path, settings: DemoSettings | None = None, console: Console | None = None) -> Path:
     """Run the whole demo into ``out`` and return the report's path."""
     return Demo(Path(out), settings or DemoSettings(), console or Console(stderr=True)).run()

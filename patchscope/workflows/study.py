@@ -29,6 +29,7 @@ from patchscope.eval.conditions import DEFAULT_GRID
 from patchscope.eval.patch_metrics import patch_success
 from patchscope.explain.attention import explain_attention
 from patchscope.explain.propagation import apply_patch, patch_footprint, trace_layers
+from patchscope.formatting import an, pct
 from patchscope.models import Classifier
 from patchscope.models.train import accuracy
 from patchscope.validate import check_batch, check_choice, check_fraction, check_int, check_positive
@@ -132,7 +133,8 @@ class RobustnessStudy:
 
     def _attack(self, name: str, model: Classifier, size: float, placement: str) -> Patch:
         self.log(
-            f"{name}: optimising a {size:.0%} {placement} {self.s.source}->{self.s.target} patch ({self.s.steps} steps)"
+            f"{name}: optimising {an(pct(size))} {placement} {self.s.source}->{self.s.target} patch "
+            f"({self.s.steps} steps)"
         )
         cfg = AttackConfig(
             size=size,
@@ -200,10 +202,6 @@ class RobustnessStudy:
 def study_table(results: dict[str, Any]) -> dict[str, list[Any]]:
     """The comparison table of :class:`RobustnessStudy` results (percentages as text)."""
     keys = list(next(iter(results["models"].values()))["white_box"])
-
-    def pct(v: float | None) -> str:
-        return "-" if v is None else f"{v:.1%}"
-
     rows = [
         [
             n,
