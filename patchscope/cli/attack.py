@@ -112,8 +112,10 @@ def attack(
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
-    """Optimise a universal patch with EOT and write patch.png, patch.safetensors, config.json, metrics.json
-    (with --per-image: one patch per image, patches.safetensors and patches.png)."""
+    """Optimise a patch with EOT and save it in a run folder.
+
+    A universal patch by default: patch.png, patch.safetensors, config.json, metrics.json (with --per-image: one
+    patch per image, patches.safetensors and patches.png)."""
     from patchscope.attacks import AttackConfig
     from patchscope.distributed import join, leave
     from patchscope.workflows.attack import AttackImages
@@ -251,8 +253,10 @@ def transfer(
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
-    """Transfer matrix: success of every patch on every model over the default viewing grid. Each model sees the
-    images at its own input size, and a patch made at another size is resized with them (same share, same place)."""
+    """Success of every patch on every model: a transfer matrix.
+
+    Measured over the default viewing grid. Each model sees the images at its own input size, and a patch made at
+    another size is resized with them (same share, same place)."""
     from patchscope.data import resolve_class
     from patchscope.distributed import join
     from patchscope.eval import transfer_matrix
@@ -309,7 +313,9 @@ def curve(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Success against patch area (one attack per size) and A90, the smallest area reaching 90%."""
+    """Success against patch area, and A90 (the area reaching 90%).
+
+    One attack per size; A90 is the smallest area reaching 90% success, interpolated between the sizes."""
     from patchscope.distributed import join
     from patchscope.eval.curves import area_curves
     from patchscope.workflows.attack import AttackImages

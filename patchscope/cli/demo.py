@@ -24,7 +24,9 @@ def demo(
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
-    """The whole story on the bundled models and data: attack, measure, explain, defend, certify, report."""
+    """The whole story on the bundled models and data, as one report.
+
+    Attack, measure, explain, defend and certify, then write the HTML report."""
     from dataclasses import replace
 
     from patchscope.workflows.demo import DemoSettings, demo_metrics, quick_settings, run_demo

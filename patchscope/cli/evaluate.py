@@ -31,7 +31,9 @@ app = typer.Typer()
 
 @app.command()
 def zoo(as_json: JsonOpt = False) -> None:
-    """List the bundled models: parameters, input size, measured accuracy."""
+    """List the bundled models and patches, with measured accuracy.
+
+    Each model's parameters, input size and accuracy; each patch's measured success."""
     rows, patches = _zoo_models(), _zoo_patches()
 
     def table() -> None:
@@ -116,8 +118,13 @@ def evaluate(
     models: Annotated[str, typer.Option(help="comma-separated model names")] = "gtsrb-cnn",
     data: DataOpt = "gtsrb:test",
     patch: Annotated[Path | None, typer.Option(help="a patch folder (from attack) or zoo:MODEL/NAME")] = None,
-    source: Annotated[str | None, typer.Option(help="class the patch attacks (name or id)")] = None,
-    target: Annotated[str | None, typer.Option(help="class the patch aims for; omit for untargeted")] = None,
+    source: Annotated[
+        str | None, typer.Option(help="class the patch attacks (name or id; default: the patch's)")
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(help="class the patch aims for (name or id; default: the patch's own target); '' for untargeted"),
+    ] = None,
     conditions: Annotated[str, typer.Option(help="default (the viewing grid) | none | sweep")] = "default",
     limit: Annotated[int | None, typer.Option(help="use only the first N images")] = None,
     batch_size: int = 1024,
@@ -127,8 +134,10 @@ def evaluate(
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
-    """Clean accuracy of each model; with --patch, its success over viewing conditions too. Clean accuracy reads
-    folders (and large .npz files) batch by batch; the patch is measured on the source class's images only."""
+    """Clean accuracy, and a patch's success over viewing conditions.
+
+    Clean accuracy of each model; with --patch, the patch's success too, measured on the source class's images
+    only. Folders (and large .npz files) are read batch by batch."""
     from patchscope.distributed import join
     from patchscope.models import create_model
 

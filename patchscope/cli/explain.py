@@ -52,7 +52,10 @@ def explain(
     device: DeviceOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="print the full JSON instead of a table")] = False,
 ) -> None:
-    """Explain a patch: attention before/after, layer-by-layer propagation, abnormal activations."""
+    """Explain a patch: attention, propagation, abnormal activations.
+
+    Where the model looks before and after the patch, how the patch's signal grows layer by layer, and which
+    activations are abnormal."""
     from patchscope.explain.report import check_patch
     from patchscope.models import create_model
 

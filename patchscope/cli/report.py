@@ -20,7 +20,9 @@ def report(
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """One self-contained HTML page from stored runs: their settings, metrics and figures."""
+    """One self-contained HTML page from stored runs.
+
+    Each run's results, settings and figures, and the command that made it."""
     from patchscope.runs.report import runs_report
     from patchscope.runs.store import store_for
 

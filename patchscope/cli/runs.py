@@ -123,7 +123,9 @@ def show_run(
     as_json: JsonOpt = False,
     store: StoreOpt = None,
 ) -> None:
-    """Everything stored about one run: config, metrics, artifacts, provenance."""
+    """Everything stored about one run.
+
+    Its config, metrics, artifacts and provenance."""
     from patchscope.runs.results import result_rows, setting_rows
     from patchscope.runs.store import flatten
 
@@ -171,7 +173,9 @@ def compare_runs(
     as_json: JsonOpt = False,
     store: StoreOpt = None,
 ) -> None:
-    """What differs between two runs: run fields, config and metrics (with b - a for numbers)."""
+    """What differs between two runs.
+
+    Run fields, config and metrics, with b - a for numbers."""
     diff = store_for(store).compare(a, b)
     if as_json:
         print_json(diff)

@@ -179,7 +179,11 @@ def run_attack(
         patch.images_hash = images.images.data_hash()
     else:
         x, y = x[:CHECK_IMAGES], y[:CHECK_IMAGES]
-    check = patch_success(model, x, y, patch, images.target, DEFAULT_GRID, device=device) if measure else {}
+    check = (
+        patch_success(model, x, y, patch, images.target, DEFAULT_GRID, device=device, progress=progress)
+        if measure
+        else {}
+    )
     return AttackResult(
         patch,
         attack,
