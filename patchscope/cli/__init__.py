@@ -18,6 +18,7 @@ from patchscope.cli.common import STATE, StoreOpt, command_name, install_signal_
 from patchscope.errors import Interrupted, PatchscopeError, clear_interrupt
 from patchscope.memory import keep_freed_memory
 
+
 def _flags_show_no_value() -> None:
     """Show a flag in --help as the bare option it is (``--compile``, ``--resume / --no-resume``), not with the
     ``<bool>`` value placeholder typer draws, as if it took a value."""
