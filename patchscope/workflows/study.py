@@ -173,7 +173,7 @@ class RobustnessStudy:
         s, dev = self.s, self.s.device
         self.log(
             f"{name}: clean accuracy on {len(self.data)} images; "
-            f"PatchCleanser against {s.certify_size:.0%} patches on {s.certify_images}"
+            f"PatchCleanser against {pct(s.certify_size)} patches on {s.certify_images}"
         )
         pick = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(s.seed))[: s.certify_images]
         result = certify(
@@ -310,8 +310,8 @@ def save_study(results: dict[str, Any], out: Path, data: str) -> Path:
     text = (
         f"{s['source']} -> {s['target']} patches optimised on {results['source_images']['make']} {s['source']} "
         f"images and measured on {results['source_images']['measure']} others over {s['conditions']} viewing "
-        f"conditions; transfer uses each model's {s['transfer_size']:.0%} on-object patch; certified: "
-        f"PatchCleanser against {s['certify_size']:.0%} patches on {s['certify_images']} images."
+        f"conditions; transfer uses each model's {pct(s['transfer_size'])} on-object patch; certified: "
+        f"PatchCleanser against {pct(s['certify_size'])} patches on {s['certify_images']} images."
     )
     section = Section(
         "Which models fear patches less?",
