@@ -43,6 +43,19 @@ def test_readme_has_no_goal_narrative() -> None:
     assert not hits, "README.md: state questions and answers, not goals:\n" + "\n".join(hits)
 
 
+def test_readme_findings_give_one_number_per_claim_of_bundled_models() -> None:
+    """What we found: one row per claim, every cell filled, no footnote marks, only models the zoo ships."""
+    from patchscope.models import list_models
+
+    found = README.read_text().split("## What we found", 1)[1].split("\n## ", 1)[0]
+    assert not re.search(r"[†‡*]\)|[†‡]", found), "footnote marks belong in docs/findings.md"
+    rows = [line for line in found.splitlines() if line.startswith("| (")]
+    assert [r[3] for r in rows] == list("abcdefg")
+    assert all(cell.strip() for r in rows for cell in r.strip("|").split("|")), "a blank cell"
+    named = set(re.findall(r"`(gtsrb-[\w-]+)`", found))
+    assert named and named <= set(list_models()), named - set(list_models())
+
+
 def test_issue_pattern_catches_what_it_should() -> None:
     for bad in ("see issue #3", "Issue #12 asks", "the missing points of #3", "#3's goal", "the issue's 95%"):
         assert ISSUE_REF.search(bad), bad

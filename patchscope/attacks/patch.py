@@ -14,6 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from patchscope.errors import PatchscopeError
+from patchscope.formatting import an, pct
 from patchscope.io import atomic_path
 from patchscope.validate import MAX_IMAGE_SIZE
 
@@ -99,7 +100,7 @@ def patch_side(fraction: float, image_size: int, shape: str = "square") -> int:
     fill = 1.0 if shape == "square" else float(shape_mask(shape, 64).mean())
     side = max(1, round(math.sqrt(fraction * image_size**2 / fill)))
     if side > image_size:
-        raise PatchscopeError(f"a {fraction:.0%} {shape} patch ({side}px) is larger than the {image_size}px image")
+        raise PatchscopeError(f"{an(pct(fraction))} {shape} patch ({side}px) is larger than the {image_size}px image")
     return side
 
 

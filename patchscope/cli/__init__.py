@@ -9,6 +9,7 @@ line on stderr and exit status 2; SIGINT and SIGTERM one line saying what was ke
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 
@@ -16,6 +17,22 @@ from patchscope.cli import attack, defend, demo, evaluate, explain, report, runs
 from patchscope.cli.common import STATE, StoreOpt, command_name, install_signal_handlers, interrupt_line, translate
 from patchscope.errors import Interrupted, PatchscopeError, clear_interrupt
 from patchscope.memory import keep_freed_memory
+
+
+def _flags_show_no_value() -> None:
+    """Show a flag in --help as the bare option it is (``--compile``, ``--resume / --no-resume``), not with the
+    ``<bool>`` value placeholder typer draws, as if it took a value."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_show_no_value()
 
 app = typer.Typer(
     add_completion=False,

@@ -31,8 +31,9 @@ from patchscope.cli.common import (
     split_names,
     warn_bf16,
 )
-from patchscope.cli.output import Col, cell, key_value_table, pct, print_table, show
+from patchscope.cli.output import Col, key_value_table, print_table, show
 from patchscope.errors import PatchscopeError
+from patchscope.formatting import class_label, pct, value_text
 from patchscope.validate import check_fraction
 
 if TYPE_CHECKING:
@@ -111,8 +112,10 @@ def attack(
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
-    """Optimise a universal patch with EOT and write patch.png, patch.safetensors, config.json, metrics.json
-    (with --per-image: one patch per image, patches.safetensors and patches.png)."""
+    """Optimise a patch with EOT and save it in a run folder.
+
+    A universal patch by default: patch.png, patch.safetensors, config.json, metrics.json (with --per-image: one
+    patch per image, patches.safetensors and patches.png)."""
     from patchscope.attacks import AttackConfig
     from patchscope.distributed import join, leave
     from patchscope.workflows.attack import AttackImages
@@ -137,8 +140,8 @@ def attack(
     if (out / "patch.safetensors").exists() and not resume and rank == 0:
         note(f"note: overwriting the patch in {out}")
     config: dict[str, Any] = dict(command="attack", model=model, models=split_names(model, "--model"), data=data)
-    config |= {"data_hash": images.data_hash, "source": images.source_name, "target": images.target_name, "device": dev}
-    config |= data_options(class_map, skip_bad) | cfg.as_dict()
+    config |= {"data_hash": images.data_hash, "device": dev}
+    config |= data_options(class_map, skip_bad) | cfg.as_dict() | images.named_classes()
     if per_image:
         options = _per_image_options(config, init, views, limit, resume)
     elif init is not None:
@@ -215,9 +218,12 @@ def _run_attack(
 
 
 def _goal(config: dict[str, Any]) -> str:
-    """``stop -> yield``, or ``stop, untargeted``."""
+    """``stop (14) -> yield (13)``, or ``stop (14), untargeted`` (the ids where the config has them)."""
+    source = class_label(config["source"], config.get("source_id"))
     target = config["target"]
-    return f"{config['source']} -> {target}" if target is not None else f"{config['source']}, untargeted"
+    return (
+        f"{source} -> {class_label(target, config.get('target_id'))}" if target is not None else f"{source}, untargeted"
+    )
 
 
 def _location(text: str | None) -> tuple[int, int] | None:
@@ -247,8 +253,10 @@ def transfer(
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
-    """Transfer matrix: success of every patch on every model over the default viewing grid. Each model sees the
-    images at its own input size, and a patch made at another size is resized with them (same share, same place)."""
+    """Success of every patch on every model: a transfer matrix.
+
+    Measured over the default viewing grid. Each model sees the images at its own input size, and a patch made at
+    another size is resized with them (same share, same place)."""
     from patchscope.data import resolve_class
     from patchscope.distributed import join
     from patchscope.eval import transfer_matrix
@@ -305,7 +313,9 @@ def curve(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Success against patch area (one attack per size) and A90, the smallest area reaching 90%."""
+    """Success against patch area, and A90 (the area reaching 90%).
+
+    One attack per size; A90 is the smallest area reaching 90% success, interpolated between the sizes."""
     from patchscope.distributed import join
     from patchscope.eval.curves import area_curves
     from patchscope.workflows.attack import AttackImages
@@ -346,12 +356,12 @@ def _curve_table(head: dict[str, Any], result: dict[str, Any]) -> None:
             ],
             [
                 [
-                    cell(r["size"]),
+                    value_text(r["size"], "size"),
                     pct(r["area"]),
                     f"{r['side']}px",
                     pct(r["success"]),
-                    cell(r["location"]),
-                    f"{r['target_confidence']:.3f}",
+                    value_text(r["location"]),
+                    pct(r["target_confidence"]),
                     pct(r["clean_accuracy"]),
                 ]
                 for r in curve["rows"]

@@ -81,7 +81,10 @@ def defend(
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
-    """Clean accuracy and patch success through an empirical defense; --adaptive attacks the defense itself."""
+    """Measure a patch through an empirical defense.
+
+    Clean accuracy and the patch's success with and without the defense; --adaptive also attacks the defense
+    itself."""
     from patchscope.defenses import defense_spec
     from patchscope.defenses.registry import check_options
     from patchscope.distributed import is_main, join
@@ -184,8 +187,10 @@ def certify(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Certified accuracy against any square patch of --patch-size: PatchCleanser or derandomized smoothing.
-    Folders (and large .npz files) are read batch by batch."""
+    """Certified accuracy against any patch of a given size.
+
+    PatchCleanser or derandomized smoothing, against any square patch of --patch-size anywhere. Folders (and large
+    .npz files) are read batch by batch."""
     from patchscope.defenses import certifier_spec
     from patchscope.defenses.registry import check_options
     from patchscope.distributed import join
@@ -248,7 +253,9 @@ def _certify_checkpoint(config: dict[str, Any], resume: bool) -> Any:
 
 @app.command()
 def defenses(as_json: JsonOpt = False) -> None:
-    """List the registered defenses and certifiers: their options (with defaults) and whether attacks need BPDA."""
+    """List the registered defenses and certifiers, with their options.
+
+    Each with its options (and their defaults) and whether attacks need BPDA through it."""
     from patchscope.defenses import certifier_spec, defense_spec, list_certifiers, list_defenses
 
     rows: list[dict[str, Any]] = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -23,10 +24,12 @@ def demo(
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
-    """The whole story on the bundled models and data: attack, measure, explain, defend, certify, report."""
+    """The whole story on the bundled models and data, as one report.
+
+    Attack, measure, explain, defend and certify, then write the HTML report."""
     from dataclasses import replace
 
-    from patchscope.workflows.demo import DemoSettings, quick_settings, run_demo
+    from patchscope.workflows.demo import DemoSettings, demo_metrics, quick_settings, run_demo
 
     check_out(out)
     dev = resolve_device(device)
@@ -35,6 +38,7 @@ def demo(
     settings = quick_settings(dev) if quick else replace(DemoSettings(device=dev), steps=steps, size=size)
     with recorded("demo", {"out": str(out), **settings.__dict__}) as run:
         path = run_demo(out, settings)
+        run.log(demo_metrics(json.loads((out / "results.json").read_text())))
         run.artifact("report", path)
     if as_json:
         print_json({"report": str(path.resolve()), "results": str((out / "results.json").resolve())})

@@ -22,7 +22,8 @@ from patchscope.cli.common import (
     resolve_device,
     split_names,
 )
-from patchscope.cli.output import Col, pct, print_table, show
+from patchscope.cli.output import Col, print_table, show
+from patchscope.formatting import pct
 from patchscope.validate import check_batch, check_optional_positive
 
 app = typer.Typer()
@@ -30,7 +31,9 @@ app = typer.Typer()
 
 @app.command()
 def zoo(as_json: JsonOpt = False) -> None:
-    """List the bundled models: parameters, input size, measured accuracy."""
+    """List the bundled models and patches, with measured accuracy.
+
+    Each model's parameters, input size and accuracy; each patch's measured success."""
     rows, patches = _zoo_models(), _zoo_patches()
 
     def table() -> None:
@@ -49,8 +52,8 @@ def zoo(as_json: JsonOpt = False) -> None:
                     r["arch"],
                     f"{r['params']:,}" if r["params"] is not None else "-",
                     f"{r['input_size']}px",
-                    ", ".join(f"{v:.2%} ({k})" for k, v in r["accuracy"].items()) or "-",
-                    pct(r["val_accuracy"], 2),
+                    ", ".join(f"{pct(v)} ({k})" for k, v in r["accuracy"].items()) or "-",
+                    pct(r["val_accuracy"]),
                 ]
                 for r in rows
             ],
@@ -115,8 +118,13 @@ def evaluate(
     models: Annotated[str, typer.Option(help="comma-separated model names")] = "gtsrb-cnn",
     data: DataOpt = "gtsrb:test",
     patch: Annotated[Path | None, typer.Option(help="a patch folder (from attack) or zoo:MODEL/NAME")] = None,
-    source: Annotated[str | None, typer.Option(help="class the patch attacks (name or id)")] = None,
-    target: Annotated[str | None, typer.Option(help="class the patch aims for; omit for untargeted")] = None,
+    source: Annotated[
+        str | None, typer.Option(help="class the patch attacks (name or id; default: the patch's)")
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(help="class the patch aims for (name or id; default: the patch's own target); '' for untargeted"),
+    ] = None,
     conditions: Annotated[str, typer.Option(help="default (the viewing grid) | none | sweep")] = "default",
     limit: Annotated[int | None, typer.Option(help="use only the first N images")] = None,
     batch_size: int = 1024,
@@ -126,8 +134,10 @@ def evaluate(
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
-    """Clean accuracy of each model; with --patch, its success over viewing conditions too. Clean accuracy reads
-    folders (and large .npz files) batch by batch; the patch is measured on the source class's images only."""
+    """Clean accuracy, and a patch's success over viewing conditions.
+
+    Clean accuracy of each model; with --patch, the patch's success too, measured on the source class's images
+    only. Folders (and large .npz files) are read batch by batch."""
     from patchscope.distributed import join
     from patchscope.models import create_model
 
@@ -190,9 +200,9 @@ def _evaluate_table(result: dict[str, dict[str, Any]], patched: bool) -> None:
         [
             n,
             str(e["clean_images"]),
-            pct(e["clean_accuracy"], 2),
+            pct(e["clean_accuracy"]),
             *(
-                [pct(e.get("targeted_success")), pct(e["untargeted_success"]), f"{e['target_confidence']:.3f}"]
+                [pct(e.get("targeted_success")), pct(e["untargeted_success"]), pct(e["target_confidence"])]
                 if patched
                 else []
             ),

@@ -25,6 +25,7 @@ from patchscope.cli.common import (
 )
 from patchscope.cli.output import Col, print_table, print_text, show
 from patchscope.errors import PatchscopeError
+from patchscope.formatting import pct
 from patchscope.validate import check_batch, check_optional_positive
 
 if TYPE_CHECKING:
@@ -52,7 +53,10 @@ def explain(
     device: DeviceOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="print the full JSON instead of a table")] = False,
 ) -> None:
-    """Explain a patch: attention before/after, layer-by-layer propagation, abnormal activations."""
+    """Explain a patch: attention, propagation, abnormal activations.
+
+    Where the model looks before and after the patch, how the patch's signal grows layer by layer, and which
+    activations are abnormal."""
     from patchscope.explain.report import check_patch
     from patchscope.models import create_model
 
@@ -157,7 +161,7 @@ def _table(result: dict[str, Any], index: int) -> None:
     ]
     title = (
         f"{result['model']} on {result['images']} {result['source']!r} images: "
-        f"accuracy {result['clean_accuracy']:.0%} -> {result['patched_accuracy']:.0%}"
+        f"accuracy {pct(result['clean_accuracy'])} -> {pct(result['patched_accuracy'])}"
     )
     numbers = ("adversarial share", "natural ratio", "max_z")
     columns: list[Col | str] = ["layer", Col("grid", drop=2), *(Col(h, justify="right") for h in numbers)]

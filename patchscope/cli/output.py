@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
+from patchscope.formatting import value_text
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
@@ -84,34 +86,6 @@ def print_text(text: str) -> None:
     console().print(Text(text))
 
 
-def cell(value: Any) -> str:
-    """A value as table text: floats to 4 significant digits, lists joined by commas, None as ``-``.
-
-    >>> cell(0.123456), cell([12, 12]), cell(None), cell({"a": 1})
-    ('0.1235', '12, 12', '-', '{"a": 1}')
-    """
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) for v in value):
-        return ", ".join(cell(v) for v in value)
-    if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, default=str)
-    return str(value)
-
-
-def pct(value: float | None, digits: int = 1) -> str:
-    """A fraction as a percentage, None as ``-``.
-
-    >>> pct(0.5), pct(0.98765, 2), pct(None)
-    ('50.0%', '98.77%', '-')
-    """
-    return "-" if value is None else f"{value:.{digits}%}"
-
-
 def print_table(
     columns: Sequence[Col | str],
     rows: Sequence[Sequence[str | Text]],
@@ -156,17 +130,18 @@ def print_table(
 
 
 def key_value_table(obj: Mapping[str, Any], title: str | None = None) -> None:
-    """A nested mapping as a two-column table of dotted keys and values.
+    """A nested mapping as a two-column table of dotted keys and values (as :func:`~patchscope.formatting.value_text`
+    writes them: rates as percentages).
 
     >>> key_value_table({"model": "gtsrb-cnn", "patch": {"area": 0.1}})  # doctest: +NORMALIZE_WHITESPACE
     key         value
     ─────────────────────
     model       gtsrb-cnn
-    patch.area  0.1
+    patch.area  10.0%
     """
     from patchscope.runs.store import flatten
 
-    print_table(["key", "value"], [[k, cell(v)] for k, v in flatten(dict(obj)).items()], title)
+    print_table(["key", "value"], [[k, value_text(v, k)] for k, v in flatten(dict(obj)).items()], title)
 
 
 def _text(value: str | Text) -> Text:

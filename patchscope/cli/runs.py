@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -46,19 +45,14 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes}m{s:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
-def _short(value: Any, width: int = 200) -> str:
-    """A value as a table cell: text and lists of names whole, longer JSON (lists of numbers or records, mappings)
-    cut at ``width`` characters."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-        return value if isinstance(value, str) else ", ".join(value)
-    text = json.dumps(value, default=str)
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _short(value: Any, key: str = "", width: int = 200) -> str:
+    """A value as a table cell (:func:`patchscope.formatting.value_text`): text and names whole, longer JSON (lists of
+    records, mappings) cut at ``width`` characters."""
+    from patchscope.formatting import value_text
+
+    text = value_text(value, key)
+    json_like = isinstance(value, dict) or (isinstance(value, list) and text.startswith("["))
+    return text if len(text) <= width or not json_like else text[: width - 1] + "…"
 
 
 def _status(status: str) -> Text:
@@ -68,9 +62,10 @@ def _status(status: str) -> Text:
 
 
 def _headline(run: Run, n: int = 3) -> str:
-    """A few scalar metrics, for the list view."""
-    scalars = [(k, v) for k, v in run.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    return ", ".join(f"{k}={_short(v)}" for k, v in scalars[:n]) or "-"
+    """The run's main results, for the list view."""
+    from patchscope.runs.results import headline
+
+    return headline(run.kind, run.metrics, n)
 
 
 @app.command("list")
@@ -128,7 +123,10 @@ def show_run(
     as_json: JsonOpt = False,
     store: StoreOpt = None,
 ) -> None:
-    """Everything stored about one run: config, metrics, artifacts, provenance."""
+    """Everything stored about one run.
+
+    Its config, metrics, artifacts and provenance."""
+    from patchscope.runs.results import result_rows, setting_rows
     from patchscope.runs.store import flatten
 
     run = store_for(store).get(run_id)
@@ -137,8 +135,8 @@ def show_run(
         return
     sections = (
         ("run", _about(run)),
-        ("config", {k: _short(v) for k, v in flatten(run.config).items()}),
-        ("metrics", {k: _short(v) for k, v in flatten(run.metrics).items()}),
+        ("config", dict(setting_rows(run.config))),
+        ("metrics", dict(result_rows(run.kind, run.metrics))),
         ("artifacts", {k: _short(v) for k, v in flatten(run.artifacts).items()}),
     )
     typer.echo(f"run {run.id} ({run.kind}, {run.status})")
@@ -175,7 +173,9 @@ def compare_runs(
     as_json: JsonOpt = False,
     store: StoreOpt = None,
 ) -> None:
-    """What differs between two runs: run fields, config and metrics (with b - a for numbers)."""
+    """What differs between two runs.
+
+    Run fields, config and metrics, with b - a for numbers."""
     diff = store_for(store).compare(a, b)
     if as_json:
         print_json(diff)
@@ -189,9 +189,17 @@ def compare_runs(
         rows = []
         for k, e in entries.items():
             missing = e.get("only_in")
-            va = "(absent)" if missing == "b" else _short(e["a"], 40)
-            vb = "(absent)" if missing == "a" else _short(e["b"], 40)
-            delta = e.get("delta")
-            rows.append([k, va, vb, f"{delta:+.4g}" if delta is not None else ""])
+            va = "(absent)" if missing == "b" else _short(e["a"], k, 40)
+            vb = "(absent)" if missing == "a" else _short(e["b"], k, 40)
+            rows.append([k, va, vb, _delta(k, e.get("delta"))])
         typer.echo()
         print_table([section, f"run {diff['a']}", f"run {diff['b']}", Col("b - a", justify="right")], rows)
+
+
+def _delta(key: str, delta: float | None) -> str:
+    """b - a: in percentage points for rates (``+12.5 pts``), else as a signed number."""
+    from patchscope.formatting import is_rate
+
+    if delta is None:
+        return ""
+    return f"{delta * 100:+.1f} pts" if is_rate(key) else f"{delta:+.4g}"

@@ -56,8 +56,10 @@ def robustness(
     device: DeviceOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
 ) -> None:
-    """White-box success (sticker and on-object, each size), transfer in and out, propagation and certified accuracy
-    per model."""
+    """Compare models: white-box, transfer, propagation, certified.
+
+    Per model: white-box success (sticker and on-object, each size), transfer in and out, propagation and certified
+    accuracy."""
     from rich.console import Console
 
     from patchscope.attacks import patch_side
@@ -82,7 +84,9 @@ def robustness(
     with recorded(
         "study", {"models": names, "data": data, "data_hash": images.data_hash(), **settings.__dict__}
     ) as run:
-        results = RobustnessStudy(loaded, images, settings, lambda t: console.print(f"[bold cyan]>[/] {t}"))()
+        results = RobustnessStudy(
+            loaded, images, settings, lambda t: console.print(f"[bold cyan]>[/] {t}", soft_wrap=True)
+        )()
         report = save_study(results, out, data)
         run.log(study_metrics(results))
         run.artifact("study", out / "study.json")

@@ -100,7 +100,7 @@ def train(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train a model with the zoo's recipe and write safetensors plus a model card.
+    """Train a model with the zoo's recipe; write weights and a card.
 
     Adversarial patch training of a zoo model:
     ``patchscope train --init gtsrb-cnn --patch-training 0.05 --epochs 3 --name gtsrb-cnn-at``.

@@ -8,6 +8,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from patchscope.formatting import pct
 from patchscope.io import atomic_path
 
 UNITS = {
@@ -72,7 +73,7 @@ def transfer_figure(matrix: Mapping[str, Mapping[str, float]], path: Path, title
     ax.set_yticks(range(len(rows)), [f"made on {r}" for r in rows])
     for i, row in enumerate(values):
         for j, v in enumerate(row):
-            ax.text(j, i, f"{v:.0%}", ha="center", va="center", color="white" if v > 0.5 else "black")
+            ax.text(j, i, pct(v), ha="center", va="center", color="white" if v > 0.5 else "black")
     fig.colorbar(im, ax=ax, shrink=0.8)
     ax.set_title(title)
     _save(fig, path)

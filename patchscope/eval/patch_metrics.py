@@ -17,6 +17,7 @@ from patchscope.distributed import all_sum, merge_rows, my_blocks
 from patchscope.errors import PatchscopeError
 from patchscope.eval.conditions import DEFAULT_GRID, Condition, condition_grid
 from patchscope.models.wrapper import check_finite, nonfinite_rows
+from patchscope.progress import progress_bar
 from patchscope.validate import check_batch
 
 
@@ -63,11 +64,13 @@ def patch_success(
     batch_size: int = 1024,
     device: str | torch.device = "cpu",
     by_image: bool = False,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Success of ``patch`` on ``images`` under every condition; the means are over (condition, image).
     Per-image patches (N, 3, s, s) go on the N ``images`` in order, patch n on image n.
     ``by_image``: also ``image_success``, a list of N shares of the conditions each image was won in
     (targeted, or untargeted without a target), to see which images resist.
+    ``progress``: a progress line of its own (the measurement can take longer than the attack).
 
     Under ``torch.distributed`` every rank calls it with the same arguments, measures every world-th batch and
     gets the whole result, equal to one process's.
@@ -99,17 +102,20 @@ def patch_success(
     pixels, mask = patch.pixels.to(device), patch.mask.to(device)
     stats = torch.zeros(c * n, 4, device=device)
     bad = torch.zeros((), dtype=torch.long, device=device)
-    for start in my_blocks(c * n, batch_size):  # under torch.distributed: this rank's batches, then all of them
-        rows = torch.arange(start, min(start + batch_size, c * n), device=device)
-        x, y = images[rows % n], labels[rows % n]
-        v = views[rows]
-        logits, clean_logits = model(render(x, pixels[rows % n] if own else pixels, mask, v)), model(view(x, v))
-        bad += nonfinite_rows(logits) + nonfinite_rows(clean_logits)
-        probs, clean = logits.softmax(1), clean_logits.argmax(1)
-        pred = probs.argmax(1)
-        tgt = (pred == target) if target is not None else torch.zeros_like(pred, dtype=torch.bool)
-        conf = probs[:, target] if target is not None else torch.zeros_like(probs[:, 0])
-        stats[rows] = torch.stack([tgt.float(), (pred != y).float(), conf, (clean == y).float()], 1)
+    blocks = my_blocks(c * n, batch_size)  # under torch.distributed: this rank's batches, then all of them
+    with progress_bar(len(blocks), f"measuring the patch: {n} images x {c} views", progress) as update:
+        for start in blocks:
+            rows = torch.arange(start, min(start + batch_size, c * n), device=device)
+            x, y = images[rows % n], labels[rows % n]
+            v = views[rows]
+            logits, clean_logits = model(render(x, pixels[rows % n] if own else pixels, mask, v)), model(view(x, v))
+            bad += nonfinite_rows(logits) + nonfinite_rows(clean_logits)
+            probs, clean = logits.softmax(1), clean_logits.argmax(1)
+            pred = probs.argmax(1)
+            tgt = (pred == target) if target is not None else torch.zeros_like(pred, dtype=torch.bool)
+            conf = probs[:, target] if target is not None else torch.zeros_like(probs[:, 0])
+            stats[rows] = torch.stack([tgt.float(), (pred != y).float(), conf, (clean == y).float()], 1)
+            update()
     merge_rows(stats)
     all_sum(bad)
     check_finite(bad, getattr(model, "name", "the model"))
@@ -214,7 +220,7 @@ def measure_patch(
             per-image patches: the first ``len(patch)``, which must be exactly the images they were made for).
         patch: a universal or per-image patch.
         source: the attacked class (name or id); default: the patch's own (``meta["source"]``).
-        target: the class the patch aims for; default: the patch's own; None on both: untargeted.
+        target: the class the patch aims for; default: the patch's own; ``""``, or None on both: untargeted.
         conditions: ``default``, ``none``, ``sweep`` (:func:`condition_grid`) or a list of conditions.
         batch_size: rendered images per forward pass.
         device: where to run.
@@ -231,7 +237,7 @@ def measure_patch(
     if src is None:
         raise PatchscopeError("source: which class does the patch attack? (name or id)", params=("source",))
     tgt_name = target if target is not None else patch.meta.get("target")
-    tgt = resolve_class(tgt_name, data.classes) if tgt_name is not None else None
+    tgt = resolve_class(tgt_name, data.classes) if tgt_name not in (None, "") else None
     victims = _victims(data, src, patch)
     grid = condition_grid(conditions) if isinstance(conditions, str) else list(conditions)
     m = patch_success(model, victims.float_images(), victims.labels, patch, tgt, grid, batch_size, device)

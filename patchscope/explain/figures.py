@@ -16,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from patchscope.formatting import pct
 from patchscope.io import atomic_path
 
 Rows = Sequence[Mapping[str, Any]]
@@ -73,9 +74,9 @@ def attention_figure(
     top, bottom = fig.subfigures(2, 1, squeeze=False, height_ratios=[1.1, 1], hspace=0.04)[:, 0]
     p_before, p_after = int(before[1][0]), int(after[1][0])
     panels = [
-        (clean, None, f"clean: {_short(classes[p_before], 20)}\n({float(before[0][0]):.0%})"),
+        (clean, None, f"clean: {_short(classes[p_before], 20)}\n({pct(float(before[0][0]))})"),
         (clean, clean_heat, f"clean: where it looks\n({heat_label})"),
-        (patched, None, f"patched: {_short(classes[p_after], 20)}\n({float(after[0][0]):.0%})"),
+        (patched, None, f"patched: {_short(classes[p_after], 20)}\n({pct(float(after[0][0]))})"),
         (patched, patched_heat, f"patched: where it looks\n({heat_label})"),
     ]
     for ax, (img, heat, title) in zip(top.subplots(1, 4), panels):

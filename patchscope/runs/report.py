@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,12 +37,45 @@ class Section:
         return "".join(ch if ch.isalnum() else "-" for ch in self.title.lower()).strip("-")
 
 
+#: images whose longer side is at most this many pixels (a patch, a thumbnail) are drawn enlarged, pixel-sharp
+SMALL_PX = 128
+#: the size a small image is enlarged to, in whole multiples of its pixels
+ENLARGED_PX = 256
+
+
 def data_uri(path: Path) -> str:
     """The PNG at ``path`` as a ``data:`` URI, so the page needs no other file."""
     try:
         return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
     except FileNotFoundError:
         raise PatchscopeError(f"report: figure {path} is missing") from None
+
+
+def figure_view(path: Path, caption: str, patch: bool = False) -> dict[str, str]:
+    """A figure as the page shows it: its PNG embedded; a patch or any image of at most :data:`SMALL_PX` pixels a
+    side enlarged by a whole factor with nearest-neighbour sampling (each pixel a sharp square) and drawn pixelated.
+
+    >>> import tempfile
+    >>> from PIL import Image
+    >>> small = Path(tempfile.mkdtemp()) / "patch.png"
+    >>> Image.new("RGB", (10, 10)).save(small)
+    >>> view = figure_view(small, "a 10x10 px patch")
+    >>> view["css"], Image.open(io.BytesIO(base64.b64decode(view["src"].split(",")[1]))).size
+    ('patch', (260, 260))
+    """
+    from PIL import Image
+
+    src = data_uri(path)
+    with Image.open(path) as img:
+        side = max(img.size)
+        if not patch and side > SMALL_PX:
+            return {"src": src, "caption": caption, "css": ""}
+        factor = max(1, -(-ENLARGED_PX // side))
+        if factor > 1:
+            buf = io.BytesIO()
+            img.resize((img.width * factor, img.height * factor), Image.Resampling.NEAREST).save(buf, format="PNG")
+            src = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return {"src": src, "caption": caption, "css": "patch"}
 
 
 def render_report(
@@ -69,9 +103,7 @@ def render_report(
             "table": s.table,
             "commands": s.commands,
             "note": s.note,
-            "figures": [
-                {"src": data_uri(p), "caption": c, "css": "patch" if s.patch_figure else ""} for p, c in s.figures
-            ],
+            "figures": [figure_view(p, c, s.patch_figure) for p, c in s.figures],
         }
         for s in sections
     ]
@@ -89,32 +121,28 @@ def render_report(
     return path
 
 
-def _cell(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
 def runs_report(runs: list[Any], out: Path) -> Path:
-    """A report of stored runs (:class:`patchscope.runs.store.Run`): one section each, with its command,
-    settings, scalar metrics and any PNG artifacts (a run folder's PNGs included)."""
+    """A report of stored runs (:class:`patchscope.runs.store.Run`): one section each, with its command, its
+    results (:func:`~patchscope.runs.results.result_rows`, whatever its kind), its settings and any PNG artifacts
+    (a run folder's PNGs included; patches drawn large and pixel-sharp)."""
+    from patchscope.runs.results import result_rows, setting_rows
+
     sections = []
     for run in runs:
-        metrics = {
-            k: v for k, v in (run.metrics or {}).items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)
-        }
         pngs: list[tuple[Path, str]] = []
         for name, path in (run.artifacts or {}).items():
             p = Path(str(path))
             folder = p if p.is_dir() else p.parent
             pngs += [(f, f"{name}: {f.name}") for f in sorted(folder.glob("*.png"))] if folder.exists() else []
-        rows = [[k, _cell(v)] for k, v in sorted((run.config or {}).items()) if not isinstance(v, (dict, list))]
+        results = result_rows(run.kind, run.metrics or {})
         table: dict[str, list[Any]] = {
-            "columns": ["metric", "value"],
-            "rows": [[k, _cell(v)] for k, v in metrics.items()] + [["config: " + r[0], r[1]] for r in rows],
+            "columns": ["result", "value"],
+            "rows": [[k, v] for k, v in results] + [["setting: " + k, v] for k, v in setting_rows(run.config or {})],
         }
         sections.append(
             Section(
                 f"Run {run.id}: {run.kind} ({run.status})",
-                f"started {run.started}",
+                f"started {run.started}" + ("" if results else "; no results recorded"),
                 pngs,
                 table,
                 [run.command] if run.command else [],

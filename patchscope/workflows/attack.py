@@ -66,6 +66,15 @@ class AttackImages:
     def target_name(self) -> str | None:
         return self.classes[self.target] if self.target is not None else None
 
+    def named_classes(self) -> dict[str, Any]:
+        """The classes by name, with their ids: what a run's settings record and a person reads."""
+        return {
+            "source": self.source_name,
+            "source_id": self.source,
+            "target": self.target_name,
+            "target_id": self.target,
+        }
+
 
 @dataclass
 class AttackResult:
@@ -170,7 +179,11 @@ def run_attack(
         patch.images_hash = images.images.data_hash()
     else:
         x, y = x[:CHECK_IMAGES], y[:CHECK_IMAGES]
-    check = patch_success(model, x, y, patch, images.target, DEFAULT_GRID, device=device) if measure else {}
+    check = (
+        patch_success(model, x, y, patch, images.target, DEFAULT_GRID, device=device, progress=progress)
+        if measure
+        else {}
+    )
     return AttackResult(
         patch,
         attack,

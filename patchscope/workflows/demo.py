@@ -20,7 +20,8 @@ from patchscope.defenses import create_defense, defense_spec, list_defenses
 from patchscope.eval.conditions import DEFAULT_GRID, sweep_conditions
 from patchscope.eval.figures import condition_curves, transfer_figure
 from patchscope.eval.patch_metrics import patch_success
-from patchscope.explain import explain_patch
+from patchscope.explain import apply_patch, explain_patch
+from patchscope.formatting import an, pct
 from patchscope.io import write_json
 from patchscope.models import create_model, list_models
 from patchscope.models.train import accuracy
@@ -64,10 +65,6 @@ def quick_settings(device: str = "cpu") -> DemoSettings:
     )
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{v:.1%}"
-
-
 class Demo:
     """Runs each stage and keeps what the report needs."""
 
@@ -84,7 +81,7 @@ class Demo:
             name, began = self._last
             self.results.setdefault("stage_seconds", {})[name] = round(now - began, 1)
         self._last = (text.split(":")[0].split(" ")[0], now)
-        self.console.print(f"[bold cyan]>[/] {text}")
+        self.console.print(f"[bold cyan]>[/] {text}", soft_wrap=True)  # one line, never broken mid-message
 
     def run(self) -> Path:
         s, dev = self.s, self.s.device
@@ -123,7 +120,7 @@ class Demo:
     def attack(self) -> Patch:
         s = self.s
         self.stage(
-            f"optimising a {s.size:.0%} on-object {s.source}->{s.target} patch on {s.model} ({s.steps} steps, EOT)"
+            f"optimising {an(pct(s.size))} on-object {s.source}->{s.target} patch on {s.model} ({s.steps} steps, EOT)"
         )
         cfg = AttackConfig(
             size=s.size,
@@ -181,29 +178,29 @@ class Demo:
         }
         self.results["sweeps"] = sweeps
         condition_curves(
-            sweeps, self.out / "curves.png", title=f"{patch.area_fraction:.1%} patch made on {self.s.model}"
+            sweeps, self.out / "curves.png", title=f"{pct(patch.area_fraction)} patch made on {self.s.model}"
         )
         transfer_figure({self.s.model: {n: r["targeted_success"] for n, r in grid.items()}}, self.out / "transfer.png")
         main = grid[self.s.model]
         self.findings.append(
-            f"A {patch.area_fraction:.1%} patch ({patch.side}x{patch.side} px) made on {self.s.model} "
-            f"turned Stop into Yield on <b>{main['targeted_success']:.0%}</b> of unseen Stop images across the "
+            f"{an(pct(patch.area_fraction)).capitalize()} patch ({patch.side}x{patch.side} px) made on {self.s.model} "
+            f"turned Stop into Yield on <b>{pct(main['targeted_success'])}</b> of unseen Stop images across the "
             "viewing grid (rotation and tilt up to 15 deg, distance, light, blur); "
-            f"untargeted success {main['untargeted_success']:.0%}."
+            f"untargeted success {pct(main['untargeted_success'])}."
         )
         others = {n: r["targeted_success"] for n, r in grid.items() if n != self.s.model}
         if others:
             self.findings.append(
-                "Transfer to other networks: " + ", ".join(f"{n} {v:.0%}" for n, v in others.items()) + "."
+                "Transfer to other networks: " + ", ".join(f"{n} {pct(v)}" for n, v in others.items()) + "."
             )
         rows = [
             [
                 n,
-                _pct(clean[n]),
-                _pct(r["clean_accuracy"]),
-                _pct(r["targeted_success"]),
-                _pct(r["untargeted_success"]),
-                f"{r['target_confidence']:.2f}",
+                pct(clean[n]),
+                pct(r["clean_accuracy"]),
+                pct(r["targeted_success"]),
+                pct(r["untargeted_success"]),
+                pct(r["target_confidence"]),
             ]
             for n, r in grid.items()
         ]
@@ -225,7 +222,7 @@ class Demo:
                 [
                     (
                         self.out / "patch" / "patch-large.png",
-                        f"{patch.side}x{patch.side} px, {patch.area_fraction:.1%} of the image",
+                        f"{patch.side}x{patch.side} px, {pct(patch.area_fraction)} of the image",
                     )
                 ],
                 patch_figure=True,
@@ -280,11 +277,14 @@ class Demo:
     def explain(self, patch: Patch) -> None:
         self.stage("explaining: attention, propagation through the layers, abnormal activations")
         x, y = self.test_set.float_images(self.s.device), self.test_set.labels.to(self.s.device)
+        k = self.s.explain_images
+        index, confidence = self._headline_image(patch, x[:k])
+        self.results["explain_image"] = {"index": index, "target_confidence": confidence}
         figures: list[tuple[Path, str]] = []
+        attention: list[tuple[Path, str]] = []
         table: list[list[str]] = []
         for name, model in self.models.items():
-            k = self.s.explain_images
-            res = explain_patch(model, x[:k], y[:k], patch, 0, self.out / f"explain-{name}")
+            res = explain_patch(model, x[:k], y[:k], patch, index, self.out / f"explain-{name}")
             layers = res["layers"]
             first, last, mass = (
                 layers[0]["adversarial_share"],
@@ -306,17 +306,16 @@ class Demo:
                     "-" if amplification is None else f"{amplification:.1f}x",
                     f"{layers[-1]['natural_ratio']:.2f}",
                     f"{max((r['max_z'] or 0) for r in layers):.1f}",
-                    f"{mass['clean']:.2f} -> {mass['patched']:.2f}",
+                    f"{pct(mass['clean'])} -> {pct(mass['patched'])}",
                 ]
             )
-            if name == self.s.model:
-                figures.insert(
-                    0,
-                    (
-                        self.out / f"explain-{name}" / "attention.png",
-                        f"{name}: where it looks, and the probabilities, before and after the patch",
-                    ),
+            attention.append(
+                (
+                    self.out / f"explain-{name}" / "attention.png",
+                    f"{name}: where it looks, and the probabilities, before and after the patch "
+                    f"(heat map on the patch: {pct(mass['clean'])} -> {pct(mass['patched'])} over {k} images)",
                 )
+            )
             figures.append(
                 (
                     self.out / f"explain-{name}" / "propagation.png",
@@ -324,25 +323,30 @@ class Demo:
                     "layer by layer",
                 )
             )
+        masses = {n: r["attention_in_patch"] for n, r in self.results["explain"].items()}
+        main_first = sorted(attention, key=lambda f: f[0].parent.name != f"explain-{self.s.model}")
         self.sections.insert(
             0,
             Section(
-                "How the patch fools the network",
-                "Grad-CAM heat maps on a clean and a patched Stop sign, and the top-5 probabilities.",
-                figures[:1],
+                attention_heading(masses),
+                f"Heat maps on a clean and a patched Stop sign, and the top-5 probabilities, on every network: the "
+                f"held-out image on which the patch makes {self.s.model} most confident of {self.s.target} "
+                f"({pct(confidence)}). The share of the heat map that falls on the patch, averaged over {k} images, "
+                "says whether the network's attention moves to it.",
+                main_first,
             ),
         )
         why = (
             "The same patch through every network (CNNs and the ViT side by side): the share of each layer's "
             "activation energy that the patch causes, how much of the natural features' energy is left, the "
             "largest activation's z-score against clean images, and the share of the heat map on the patch, "
-            f"which covers {patch.area_fraction:.1%} of the image."
+            f"which covers {pct(patch.area_fraction)} of the image."
         )
         self.sections.append(
             Section(
                 "Why: the patch's signal through the layers",
                 why,
-                figures[1:],
+                figures,
                 {
                     "columns": [
                         "model",
@@ -372,6 +376,14 @@ class Demo:
             )
         )
 
+    def _headline_image(self, patch: Patch, x: torch.Tensor) -> tuple[int, float]:
+        """The image of ``x`` on which the patch makes the attacked model most confident of the target, and that
+        confidence: the example the report shows."""
+        with torch.no_grad():
+            confidence = self.main(apply_patch(x, patch)).softmax(1)[:, self.tgt]
+        index = int(confidence.argmax())
+        return index, float(confidence[index])
+
     def defend(self, patch: Patch) -> None:
         names = list_defenses()
         self.stage(f"defenses on {self.s.model}: {', '.join(names)}; adaptive attacks through {', '.join(ADAPTIVE)}")
@@ -385,14 +397,14 @@ class Demo:
             rows.append(
                 [
                     f"adversarial patch training ({name})" if name == trained else name,
-                    _pct(r["clean_accuracy"]),
-                    _pct(r["patch"]),
-                    _pct(r.get("adaptive")),
+                    pct(r["clean_accuracy"]),
+                    pct(r["patch"]),
+                    pct(r.get("adaptive")),
                 ]
             )
         x, y = self.test_set.float_images(dev), self.test_set.labels
         bare = patch_success(self.main, x, y, patch, self.tgt, grid, device=dev)["targeted_success"]
-        rows.insert(0, ["none", _pct(accuracy(self.main, self.clean_set, dev)), _pct(bare), "-"])
+        rows.insert(0, ["none", pct(accuracy(self.main, self.clean_set, dev)), pct(bare), "-"])
         self.results["defend"] = out
         bpda = [n for n in ADAPTIVE if defense_spec(n).bpda]
         how = f"BPDA through {', '.join(bpda)}" if bpda else "plain gradients: each of these defenses is differentiable"
@@ -486,17 +498,17 @@ class Demo:
             }
             rows.append(
                 [
-                    f"{side}x{side} ({side * side / 1024:.1%})",
-                    _pct(r.clean_accuracy),
-                    _pct(r.defended_accuracy),
-                    _pct(r.certified_accuracy),
+                    f"{side}x{side} ({pct(side * side / subset.image_size**2)})",
+                    pct(r.clean_accuracy),
+                    pct(r.defended_accuracy),
+                    pct(r.certified_accuracy),
                     f"{r.forward_passes_per_image:.0f}",
                     f"{r.images_per_second:.0f}",
                 ]
             )
         self.findings.append(
-            f"PatchCleanser certifies {self.results['certify']['5px']['certified']:.0%} of demo images against "
-            f"<i>any</i> 5x5 patch anywhere, and {self.results['certify']['7px']['certified']:.0%} against 7x7."
+            f"PatchCleanser certifies {pct(self.results['certify']['5px']['certified'])} of demo images against "
+            f"<i>any</i> 5x5 patch anywhere, and {pct(self.results['certify']['7px']['certified'])} against 7x7."
         )
         self.sections.append(
             Section(
@@ -523,6 +535,51 @@ class Demo:
                 ],
             )
         )
+
+
+def _names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def attention_heading(masses: dict[str, dict[str, float]]) -> str:
+    """What the heat maps show, per network: on which the share of the heat map on the patch grows (attention
+    moves to the patch) and on which it does not.
+
+    Args:
+        masses: per network, the mean share of its heat map on the patch, ``clean`` and ``patched``.
+
+    >>> attention_heading({"cnn": {"clean": 0.12, "patched": 0.02}, "vit": {"clean": 0.1, "patched": 0.5}})
+    'Attention moves to the patch on vit, not on cnn'
+    >>> attention_heading({"cnn": {"clean": 0.12, "patched": 0.02}, "resnet": {"clean": 0.2, "patched": 0.1}})
+    'The patch fools without drawing attention: it does not move to the patch on cnn or resnet'
+    """
+    onto = [n for n, m in masses.items() if m["patched"] > m["clean"]]
+    away = [n for n in masses if n not in onto]
+    if not away:
+        return f"Attention moves to the patch on {'every network' if len(onto) > 1 else onto[0]}"
+    if not onto:
+        return f"The patch fools without drawing attention: it does not move to the patch on {_names(away)}"
+    return f"Attention moves to the patch on {_names(onto)}, not on {_names(away)}"
+
+
+def demo_metrics(results: dict[str, Any]) -> dict[str, Any]:
+    """The numbers a stored demo run keeps, from its ``results.json``: the patch's success on the attacked model and
+    on the others, the patch's area, and the certified accuracy per patch side.
+
+    >>> m = demo_metrics({"settings": {"model": "a"}, "attack": {"area": 0.08}, "certify": {"5px": {"certified": 0.7}},
+    ...     "evaluate": {"a": {"targeted_success": 0.5, "untargeted_success": 0.6}, "b": {"targeted_success": 0.0}}})
+    >>> m["targeted_success"], m["certified"], m["transfer_success"]
+    (0.5, {'5px': 0.7}, {'b': 0.0})
+    """
+    main = results["settings"]["model"]
+    mine = results["evaluate"][main]
+    return {
+        "targeted_success": mine["targeted_success"],
+        "untargeted_success": mine["untargeted_success"],
+        "patch_area": results["attack"]["area"],
+        "certified": {side: r["certified"] for side, r in results.get("certify", {}).items()},
+        "transfer_success": {n: r["targeted_success"] for n, r in results["evaluate"].items() if n != main},
+    }
 
 
 def run_demo(out: Path, settings: DemoSettings | None = None, console: Console | None = None) -> Path:

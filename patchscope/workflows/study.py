@@ -29,6 +29,7 @@ from patchscope.eval.conditions import DEFAULT_GRID
 from patchscope.eval.patch_metrics import patch_success
 from patchscope.explain.attention import explain_attention
 from patchscope.explain.propagation import apply_patch, patch_footprint, trace_layers
+from patchscope.formatting import an, pct
 from patchscope.models import Classifier
 from patchscope.models.train import accuracy
 from patchscope.validate import check_batch, check_choice, check_fraction, check_int, check_positive
@@ -132,7 +133,8 @@ class RobustnessStudy:
 
     def _attack(self, name: str, model: Classifier, size: float, placement: str) -> Patch:
         self.log(
-            f"{name}: optimising a {size:.0%} {placement} {self.s.source}->{self.s.target} patch ({self.s.steps} steps)"
+            f"{name}: optimising {an(pct(size))} {placement} {self.s.source}->{self.s.target} patch "
+            f"({self.s.steps} steps)"
         )
         cfg = AttackConfig(
             size=size,
@@ -171,7 +173,7 @@ class RobustnessStudy:
         s, dev = self.s, self.s.device
         self.log(
             f"{name}: clean accuracy on {len(self.data)} images; "
-            f"PatchCleanser against {s.certify_size:.0%} patches on {s.certify_images}"
+            f"PatchCleanser against {pct(s.certify_size)} patches on {s.certify_images}"
         )
         pick = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(s.seed))[: s.certify_images]
         result = certify(
@@ -200,10 +202,6 @@ class RobustnessStudy:
 def study_table(results: dict[str, Any]) -> dict[str, list[Any]]:
     """The comparison table of :class:`RobustnessStudy` results (percentages as text)."""
     keys = list(next(iter(results["models"].values()))["white_box"])
-
-    def pct(v: float | None) -> str:
-        return "-" if v is None else f"{v:.1%}"
-
     rows = [
         [
             n,
@@ -312,8 +310,8 @@ def save_study(results: dict[str, Any], out: Path, data: str) -> Path:
     text = (
         f"{s['source']} -> {s['target']} patches optimised on {results['source_images']['make']} {s['source']} "
         f"images and measured on {results['source_images']['measure']} others over {s['conditions']} viewing "
-        f"conditions; transfer uses each model's {s['transfer_size']:.0%} on-object patch; certified: "
-        f"PatchCleanser against {s['certify_size']:.0%} patches on {s['certify_images']} images."
+        f"conditions; transfer uses each model's {pct(s['transfer_size'])} on-object patch; certified: "
+        f"PatchCleanser against {pct(s['certify_size'])} patches on {s['certify_images']} images."
     )
     section = Section(
         "Which models fear patches less?",

@@ -195,3 +195,24 @@ def test_reproducing_command_lines_are_accepted_by_the_cli():
         _parses(line)
     with pytest.raises(Exception, match="No such option: --no-such-option"):  # click's UsageError (typer may vendor it)
         _parses(command_line("attack", {"no_such_option": 1}))
+
+
+@pytest.mark.parametrize(("name", "callback"), _commands(), ids=[n for n, _ in _commands()])
+def test_each_command_says_what_it_does_in_one_short_whole_sentence(name, callback):
+    """The root's command list shows a docstring's first paragraph: one sentence that fits an 80-column terminal."""
+    first = (inspect.getdoc(callback) or "").split("\n\n")[0]
+    assert "\n" not in first and first.endswith(".") and len(first) <= 64, f"{name}: {first!r}"
+
+
+def test_flags_show_no_value_placeholder_in_help(monkeypatch):
+    from tests.cli._contract import invoke
+
+    monkeypatch.setenv("COLUMNS", "200")
+    shown = invoke("attack", "--help")
+    assert shown.code == 0
+    lines = {line.split()[1]: line for line in shown.out.splitlines() if line.startswith("│ --")}
+    for flag in ("--compile", "--per-image", "--resume", "--json", "--skip-bad", "--help"):
+        assert "<bool>" not in lines[flag], lines[flag]
+    assert "<int>" in lines["--steps"]  # options that take a value still say which
+    listed = invoke("--help").out
+    assert "<bool>" not in listed and all(len(line) <= 200 for line in listed.splitlines())

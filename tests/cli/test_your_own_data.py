@@ -88,7 +88,8 @@ def _json(*args: str) -> dict:
 def test_attack_on_object_names_classes_by_the_models_wordnet_id_and_scales_the_patch(byo):
     out = Path(byo["patch"])
     config, metrics = (json.loads((out / f).read_text()) for f in ("config.json", "metrics.json"))
-    assert (config["source"], config["target"]) == ("street sign", TENCH)  # from n06794110 and the name "tench"
+    assert (config["source"], config["target"]) == ("street sign", "tench")  # from n06794110 and the name "tench"
+    assert (config["source_id"], config["target_id"]) == (STREET_SIGN, TENCH)
     assert metrics["patch_side"] == SIDE and metrics["attack_images"] == 1
     top, left = metrics["location"]
     assert 0 <= top <= 224 - SIDE and 0 <= left <= 224 - SIDE

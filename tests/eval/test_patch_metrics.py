@@ -36,6 +36,19 @@ def test_success_is_measured_per_condition_against_a_known_model():
     assert abs(out["patch_area"] - 16 / 1024) < 1e-9
 
 
+def test_the_measurement_shows_its_own_progress(capsys, monkeypatch):
+    """After an attack's last step the patch is still measured: that work has a progress line of its own."""
+    monkeypatch.setenv("PATCHSCOPE_PROGRESS_SECONDS", "0")  # in a log: a line after every batch
+    x, y = torch.full((6, 3, 32, 32), 0.5), torch.zeros(6, dtype=torch.long)
+    quiet = patch_success(ConstantOnPatch(), x, y, _red_patch(), 1, [{}, {"brightness": 0.5}], batch_size=4)
+    assert capsys.readouterr().err == ""
+    shown = patch_success(ConstantOnPatch(), x, y, _red_patch(), 1, [{}, {"brightness": 0.5}], 4, progress=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("measuring the patch: 6 images x 2 views: 1/3")
+    assert lines[-1].startswith("measuring the patch: 6 images x 2 views: done, 3/3")
+    assert shown == quiet
+
+
 def test_transfer_matrix_shape_and_sticker_evaluation():
     x, y = torch.rand(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)
     sticker = Patch(torch.rand(3, 5, 5), torch.ones(5, 5), "sticker", None, 32)

@@ -12,7 +12,9 @@ import pytest
 from patchscope.eval.figures import transfer_figure
 from patchscope.runs.report import Section, render_report
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("chromium-headless-shell")
+#: why the browser tests skip: `make test` installs no browser, CI's `.ci/run` does where it can
+NO_CHROMIUM = "no Chromium (chromium, chromium-browser or chromium-headless-shell) on PATH; .ci/run installs it"
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -54,7 +56,7 @@ def check_page(page: Path, screenshot: Path) -> tuple[int, int, int]:
     return int(m.group(1)), int(m.group(2)), int(m.group(3))
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make test installs it where it can)")
+@pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 def test_report_loads_in_chromium_without_broken_images_or_errors(tmp_path: Path):
     transfer_figure({"gtsrb-cnn": {"gtsrb-cnn": 0.9, "gtsrb-vit": 0.05}}, tmp_path / "t.png")
     page = render_report(
@@ -75,7 +77,7 @@ def test_report_loads_in_chromium_without_broken_images_or_errors(tmp_path: Path
     assert (tmp_path / "shot.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+@pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 def test_the_browser_check_catches_a_broken_image_and_a_script_error(tmp_path: Path):
     page = tmp_path / "bad.html"
     page.write_text(

@@ -273,7 +273,7 @@ def test_cli(tmp_path: Path) -> None:
 
     table = run_cli("runs", "list", env={"PATCHSCOPE_STORE": str(db), "COLUMNS": "200"})
     assert table.returncode == 0, table.stderr
-    assert all(word in table.stdout for word in ("attack", "train", "failed", "done", "success=0.75"))
+    assert all(word in table.stdout for word in ("attack", "train", "failed", "done", "success 75.0%"))
 
     shown = run_cli("runs", "show", str(a), "--json", "--store", str(db))
     assert shown.returncode == 0, shown.stderr
