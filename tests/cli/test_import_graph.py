@@ -21,6 +21,7 @@ BASE = {
     "patchscope.memory",
     "patchscope.distributed",
     "patchscope.validate",
+    "patchscope.registry",
 }
 
 
