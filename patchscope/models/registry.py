@@ -10,12 +10,13 @@ input size, mean/std and preprocessing (resize, centre crop), so ``model.preproc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any, cast
-from unittest.mock import patch
 from urllib.parse import urlparse
 
 import torch
@@ -226,14 +227,24 @@ def _tv_pretrained_state(name: str, weights: Any) -> dict[str, torch.Tensor]:
         ) from None
 
 
+@contextlib.contextmanager
+def _serving(weights: Any, state: dict[str, torch.Tensor]) -> Iterator[None]:
+    """While the block runs, these torchvision weights give ``state`` when their builder asks for their state dict
+    (instead of downloading it); only this weights entry, restored on the way out."""
+    weights.get_state_dict = lambda *args, **kwargs: state
+    try:
+        yield
+    finally:
+        del weights.get_state_dict
+
+
 def _build_tv(name: str, weights: Any, state: dict[str, torch.Tensor] | None) -> nn.Module:
     """torchvision's own builder, fed ``state`` (already loaded safely) instead of its download."""
     import torchvision
-    from torchvision.models._api import WeightsEnum
 
     if state is None:
         return torchvision.models.get_model(name, weights=None)
-    with patch.object(WeightsEnum, "get_state_dict", lambda self, *a, **k: state):
+    with _serving(weights, state):
         try:
             return torchvision.models.get_model(name, weights=weights)
         except RuntimeError as e:
