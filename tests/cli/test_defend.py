@@ -233,7 +233,7 @@ def test_defend_rejects_bad_input_in_one_line(tiny_model_path, patch_dir, args, 
 
 
 def test_defend_takes_the_defense_options_as_typed_key_values(tmp_path, tiny_model_path, patch_dir):
-    from patchscope.eval.store import RunStore
+    from patchscope.runs.store import RunStore
 
     store = tmp_path / "runs.db"
     args = ["--model", str(tiny_model_path), "--patch", str(patch_dir), "--data", "demo", "--limit", "4"]
