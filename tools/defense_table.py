@@ -28,7 +28,7 @@ def main(folder: Path) -> None:
     for r in results:
         a = r["adaptive"]
         print(
-            f"| {r['model']} | {r['defense']}{' (BPDA)' if defense_spec(r['defense']).bpda else ''} "
+            f"| {r['model']} | {r['defense']}{' (BPDA)' if defense_spec(r['defense']).meta['bpda'] else ''} "
             f"| {pct(r['clean_accuracy'])} | {pct(r['defended_clean_accuracy'])} | "
             f"{pct(r['patch']['undefended']['targeted_success'])} | "
             f"{pct(r['patch']['defended']['targeted_success'])} | "

@@ -3,7 +3,7 @@
 An attack is built as ``cls(model, config, device=..., **options)`` and called as ``attack(images, labels)`` on
 (N, 3, H, H) images in [0,1]; it returns a patch (:class:`~patchscope.attacks.patch.Patch` or per-image patches).
 Adding an attack is one module in ``patchscope/attacks/`` with a decorated class: every module of the package is
-imported the first time the registry is read.
+imported the first time the registry (:data:`ATTACKS`, a :class:`~patchscope.registry.Registry`) is read.
 
 >>> list_attacks()
 ['per-image', 'universal']
@@ -11,16 +11,15 @@ imported the first time the registry is read.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
-from patchscope.errors import PatchscopeError
+from patchscope.registry import Registry
 
 T = TypeVar("T", bound=Callable[..., Any])
-_ATTACKS: dict[str, Callable[..., Any]] = {}
+
+#: every registered attack; its options are its constructor's keywords after ``model`` and ``config``
+ATTACKS = Registry("attack", package="patchscope.attacks")
 
 
 def register_attack(name: str) -> Callable[[T], T]:
@@ -31,28 +30,14 @@ def register_attack(name: str) -> Callable[[T], T]:
     ...     def __init__(self, model, config, device="cpu"): ...
     >>> "doc-example" in list_attacks()
     True
-    >>> _ = _ATTACKS.pop("doc-example")
+    >>> ATTACKS.remove("doc-example")
     """
-
-    def add(cls: T) -> T:
-        if name in _ATTACKS and _ATTACKS[name] is not cls:
-            raise ValueError(f"attack {name!r} is registered twice")
-        _ATTACKS[name] = cls
-        return cls
-
-    return add
-
-
-def _discover() -> None:
-    """Import every module of :mod:`patchscope.attacks`, so that their decorators have run."""
-    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
-        importlib.import_module(f"{__package__}.{info.name}")
+    return ATTACKS.register(name)
 
 
 def list_attacks() -> list[str]:
     """The registered attack names, sorted."""
-    _discover()
-    return sorted(_ATTACKS)
+    return ATTACKS.list()
 
 
 def create_attack(name: str, model: Any, config: Any, device: str = "cpu", **options: Any) -> Any:
@@ -69,7 +54,4 @@ def create_attack(name: str, model: Any, config: Any, device: str = "cpu", **opt
     >>> attack(torch.rand(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)).side
     10
     """
-    names = list_attacks()
-    if name not in _ATTACKS:
-        raise PatchscopeError(f"unknown attack {name!r}: choose from {', '.join(names)}", params=("attack",))
-    return _ATTACKS[name](model, config, device=device, **options)
+    return ATTACKS.create(name, model, config, device=device, **options)

@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, overload
 
 import typer
+from typer.core import TyperCommand
 
 from patchscope.cli.output import printing
 from patchscope.errors import PatchscopeError
 
 if TYPE_CHECKING:
     from patchscope.attacks import Patch, PerImagePatches
+    from patchscope.registry import Registry
 
 DataOpt = Annotated[
     str,
@@ -99,20 +101,80 @@ def flag(param: str) -> str:
     return FLAGS.get(param, "--" + param.replace("_", "-"))
 
 
-def translate(error: PatchscopeError) -> str:
-    """The error's message with each parameter it names (its first mention, unquoted) written as this CLI's flag.
+def translate(error: PatchscopeError, flags: Mapping[str, str] | None = None) -> str:
+    """The error's message with each parameter it names (its first mention, unquoted) written as this CLI's flag
+    (``flags`` spells some parameters its own way, e.g. an entry's options as ``--option KEY``).
 
     >>> error = PatchscopeError("steps and batch_size must be at least 1", params=("steps", "batch_size"))
-    >>> translate(error)
-    '--steps and --batch-size must be at least 1'
+    >>> translate(error), translate(error, {"steps": "--option steps"})
+    ('--steps and --batch-size must be at least 1', '--option steps and --batch-size must be at least 1')
     """
     text = str(error)
     for param in getattr(error, "params", ()):
         pattern = rf"(?<![\w'\"./-]){re.escape(param)}(?![\w'\"-])"
         found = re.search(pattern, text)
         if found:
-            text = text[: found.start()] + flag(param) + text[found.end() :]
+            text = text[: found.start()] + (flags or {}).get(param, flag(param)) + text[found.end() :]
     return text
+
+
+#: the kinds of registered entries (``patchscope list KIND``)
+REGISTRY_KINDS = ("archs", "attacks", "defenses", "certifiers")
+
+OptionOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--option",
+        "-o",
+        metavar="KEY=VALUE",
+        help="a defense/certifier option, e.g. quality=75; `patchscope list defenses` shows each option with its "
+        "default (repeatable)",
+    ),
+]
+
+
+def registry(kind: str) -> Registry:
+    """The registry of ``kind`` (archs, attacks, defenses or certifiers), imported on first use."""
+    from patchscope.attacks.registry import ATTACKS
+    from patchscope.defenses.registry import CERTIFIERS, DEFENSES
+    from patchscope.models.archs import ARCHS
+
+    found = {"archs": ARCHS, "attacks": ATTACKS, "defenses": DEFENSES, "certifiers": CERTIFIERS}.get(kind)
+    if found is None:
+        raise PatchscopeError(f"unknown kind {kind!r}: choose from {', '.join(REGISTRY_KINDS)}")
+    return found
+
+
+def entry_options(kind: str, name: str, texts: Iterable[str] | None) -> dict[str, Any]:
+    """``--option KEY=VALUE`` texts as the typed options of entry ``name`` of ``kind`` (read from its signature); an
+    unknown entry, key or value is a :class:`PatchscopeError` naming ``--defense`` or ``--option``."""
+    return registry(kind).parse(name, texts or [])
+
+
+@contextlib.contextmanager
+def option_errors(keys: Iterable[str]) -> Iterator[None]:
+    """Library errors about the options ``keys`` (which have no flag of their own) spelt as ``--option KEY``."""
+    spelt = {k: f"--option {k}" for k in keys}
+    try:
+        yield
+    except PatchscopeError as e:
+        if not set(e.params) & set(spelt):
+            raise
+        raise PatchscopeError(translate(e, spelt)) from None
+
+
+class RegistryHelp(TyperCommand):
+    """A command whose option help may name a registry's entries as ``{defenses}`` (``{archs}``, ``{attacks}``,
+    ``{certifiers}``): filled in from the registry when the help is shown, so a new entry appears there with no
+    change to the command, and the command starts without importing the registry."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        for param in self.params:
+            text = getattr(param, "help", None) or ""
+            for kind in (k for k in REGISTRY_KINDS if f"{{{k}}}" in text):
+                text = text.replace(f"{{{kind}}}", ", ".join(registry(kind).list()))
+                param.help = text  # type: ignore[attr-defined]
+        super().format_help(ctx, formatter)
 
 
 def resolve_device(name: str) -> str:

@@ -1,5 +1,5 @@
-"""`patchscope defend`, `certify` and `defenses`: empirical defenses against a patch, certified accuracy, and the
-registered defenses and certifiers with their options."""
+"""`patchscope defend` and `certify`: empirical defenses against a patch, and certified accuracy. A defense's or
+certifier's own options go as ``--option KEY=VALUE``, read from its registration (`patchscope list defenses`)."""
 
 from __future__ import annotations
 
@@ -15,36 +15,31 @@ from patchscope.cli.common import (
     DataOpt,
     DeviceOpt,
     JsonOpt,
+    OptionOpt,
+    RegistryHelp,
     RootOpt,
     SkipBadOpt,
     check_out,
     data_options,
+    entry_options,
     load_patch_arg,
+    option_errors,
     recorded,
     resolve_device,
     resume_hint,
     same_named,
     warn_bf16,
 )
-from patchscope.cli.output import Col, key_value_table, print_table, show
+from patchscope.cli.output import key_value_table, show
 from patchscope.errors import PatchscopeError
 from patchscope.validate import check_optional_positive, check_positive
 
 app = typer.Typer()
 
-OptionOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--option",
-        "-o",
-        help="any option of the defense as KEY=VALUE (repeatable), e.g. -o sigma=0.1; see `patchscope defenses`",
-    ),
-]
 
-
-@app.command()
+@app.command(cls=RegistryHelp)
 def defend(
-    defense: Annotated[str, typer.Option(help="a registered defense (`patchscope defenses` lists them)")],
+    defense: Annotated[str, typer.Option(help="the defense: {defenses}")],
     patch: Annotated[Path, typer.Option(help="a patch folder (from attack) or zoo:MODEL/NAME")],
     model: Annotated[str, typer.Option(help="model name or checkpoint")] = "gtsrb-cnn",
     data: DataOpt = "gtsrb:test",
@@ -62,15 +57,6 @@ def defend(
     conditions: Annotated[str, typer.Option(help="default (the viewing grid) | none | sweep")] = "default",
     limit: Annotated[int | None, typer.Option(help="use the first N images (and at most N source images)")] = None,
     option: OptionOpt = None,
-    quality: Annotated[float | None, typer.Option(help="jpeg: quality 1-100")] = None,
-    sigma: Annotated[float | None, typer.Option(help="blur (and any defense with a sigma option): sigma")] = None,
-    kernel: Annotated[int | None, typer.Option(help="blur, median: odd kernel side")] = None,
-    bits: Annotated[int | None, typer.Option(help="bits: colour depth 1-8")] = None,
-    window: Annotated[int | None, typer.Option(help="lgs: window side")] = None,
-    threshold: Annotated[float | None, typer.Option(help="lgs: window threshold on the gradient")] = None,
-    smoothing: Annotated[float | None, typer.Option(help="lgs: smoothing factor")] = None,
-    stages: Annotated[int | None, typer.Option(help="clip: how many early stages to clip")] = None,
-    quantile: Annotated[float | None, typer.Option(help="clip: bound quantile over clean images")] = None,
     fit_data: Annotated[str | None, typer.Option(help="clip: clean data to measure bounds on (default --data)")] = None,
     fit_limit: Annotated[int, typer.Option(help="clip: at most this many clean images for the bounds")] = 1024,
     batch_size: int = 1024,
@@ -86,15 +72,12 @@ def defend(
     Clean accuracy and the patch's success with and without the defense; --adaptive also attacks the defense
     itself."""
     from patchscope.defenses import defense_spec
-    from patchscope.defenses.registry import check_options
     from patchscope.distributed import is_main, join
     from patchscope.models import create_model
     from patchscope.workflows.defend import defend_patch
 
     args = dict(locals())
-    spec = defense_spec(defense)
-    named = {k: args[k] for k in NAMED_OPTIONS}  # --kernel 3 and -o kernel=3 alike; one a defense lacks is refused
-    options = check_options("defense", defense, spec.options, {**named, **spec.parse(option or [])})
+    options, spec = entry_options("defenses", defense, option), defense_spec(defense)
     check_positive("fit_limit", fit_limit)
     check_out(out)
     dev = resolve_device(device)
@@ -102,13 +85,13 @@ def defend(
     net = create_model(model, dev)
     cache = DataCache(data, data_root, class_map=class_map, skip_bad=skip_bad)
     ds = cache.get(net)
-    fit = _fit_images(spec.needs_clean_images, fit_data, cache, net, fit_limit, dev)
+    fit = _fit_images(spec.takes("clean_images"), fit_data, cache, net, fit_limit, dev)
     config = {k: args[k] for k in ("model", "defense", "data", "adaptive", "steps", "attack_loss", "seed")}
     config |= {"models": [model], "patch": str(patch), "device": dev, "options": options}
     config |= data_options(class_map, skip_bad)
     config["data_hash"] = ds.head(limit).data_hash()
     extra = {"options": options, "fit_images": fit, "device": dev, "meta": {"model": model}, "progress": True}
-    with recorded("defend", config) as run:
+    with option_errors(spec.defaults), recorded("defend", config) as run:
         kwargs = same_named(args, defend_patch, ("model", "data", "patch", "defense", *extra)) | extra
         result = defend_patch(net, ds, load_patch_arg(patch), defense, **kwargs)
         summary = cache.note_skipped(_defense_summary(result, model, data, patch, out))
@@ -117,10 +100,6 @@ def defend(
             run.artifact("adaptive_patch", out)
         run.log(_flat(summary))
     show(summary, as_json, lambda: key_value_table(summary))
-
-
-#: defense options with a flag of their own (any option also goes as ``-o KEY=VALUE``)
-NAMED_OPTIONS = ("quality", "sigma", "kernel", "bits", "window", "threshold", "smoothing", "stages", "quantile")
 
 
 def _fit_images(needed: bool, fit_data: str | None, cache: DataCache, net: Any, limit: int, device: str) -> Any:
@@ -150,18 +129,13 @@ def _flat(obj: dict[str, Any]) -> dict[str, Any]:
     return flatten(obj)
 
 
-@app.command()
+@app.command(cls=RegistryHelp)
 def certify(
-    defense: Annotated[str, typer.Option(help="a registered certifier (`patchscope defenses` lists them)")],
+    defense: Annotated[str, typer.Option(help="the certifier: {certifiers}")],
     model: Annotated[str, typer.Option(help="model name or checkpoint")] = "gtsrb-cnn",
     patch_size: Annotated[float, typer.Option(help="square patch area as a fraction of the image")] = 0.05,
     data: DataOpt = "gtsrb:test",
     limit: Annotated[int | None, typer.Option(help="use only the first N images")] = None,
-    k: Annotated[int | None, typer.Option("--k", help="patchcleanser: masks per axis (default 6)")] = None,
-    band: Annotated[
-        int | None,
-        typer.Option(help="ds: kept band width in px (default 1/8 of the image side for columns, 3/8 for blocks)"),
-    ] = None,
     option: OptionOpt = None,
     batch_size: Annotated[
         int | None,
@@ -192,15 +166,13 @@ def certify(
     PatchCleanser or derandomized smoothing, against any square patch of --patch-size anywhere. Folders (and large
     .npz files) are read batch by batch."""
     from patchscope.defenses import certifier_spec
-    from patchscope.defenses.registry import check_options
     from patchscope.distributed import join
     from patchscope.models import create_model
     from patchscope.workflows.certify import certify as certify_data
 
     spec = certifier_spec(defense)
-    options = check_options(
-        "certifier", defense, spec.options, {"k": k, "band": band, "bf16": bf16 or None, **spec.parse(option or [])}
-    )
+    with option_errors(spec.defaults):  # --bf16 on a certifier without the option: its options are --option KEY
+        options = spec.check({**entry_options("certifiers", defense, option), **({"bf16": True} if bf16 else {})})
     check_optional_positive("limit", limit)
     dev = resolve_device(device)
     join(dev)  # under torchrun: each rank certifies a share of the images; rank 0 prints and records
@@ -222,7 +194,7 @@ def certify(
         **data_options(class_map, skip_bad),
     }
     ckpt = _certify_checkpoint(config, resume)
-    with recorded("certify", config) as run, resume_hint():
+    with option_errors(spec.defaults), recorded("certify", config) as run, resume_hint():
         done = certify_data(net, ds, defense, patch_size, batch_size=batch_size, device=dev, checkpoint=ckpt, **options)
         result = {"model": model, "data": data, **done.as_dict()}
         run.log(_flat(result))
@@ -249,44 +221,3 @@ def _certify_checkpoint(config: dict[str, Any], resume: bool) -> Any:
     folder = (STATE.store or default_store_path()).parent / "checkpoints"
     name = f"certify-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
     return CertifyCheckpoint(folder / name, resume, {"model": config["model"]})
-
-
-@app.command()
-def defenses(as_json: JsonOpt = False) -> None:
-    """List the registered defenses and certifiers, with their options.
-
-    Each with its options (and their defaults) and whether attacks need BPDA through it."""
-    from patchscope.defenses import certifier_spec, defense_spec, list_certifiers, list_defenses
-
-    rows: list[dict[str, Any]] = [
-        {
-            "name": n,
-            "kind": "defense",
-            "bpda": defense_spec(n).bpda,
-            "options": defense_spec(n).options,
-            "summary": defense_spec(n).summary,
-        }
-        for n in list_defenses()
-    ]
-    rows += [
-        {
-            "name": n,
-            "kind": "certifier",
-            "bpda": None,
-            "options": certifier_spec(n).options,
-            "summary": certifier_spec(n).summary,
-        }
-        for n in list_certifiers()
-    ]
-    table: list[list[str]] = [
-        [
-            str(r["name"]),
-            str(r["kind"]),
-            {True: "yes", False: "no", None: "-"}[r["bpda"]],
-            ", ".join(f"{k}={v}" for k, v in r["options"].items()) or "-",
-            str(r["summary"]),
-        ]
-        for r in rows
-    ]
-    columns: list[Col | str] = ["name", Col("kind", drop=1), "BPDA", "options (-o KEY=VALUE)", "what it does"]
-    show(rows, as_json, lambda: print_table(columns, table))

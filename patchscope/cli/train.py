@@ -14,6 +14,7 @@ from patchscope.cli.common import (
     DataOpt,
     DeviceOpt,
     JsonOpt,
+    RegistryHelp,
     RootOpt,
     SkipBadOpt,
     check_name,
@@ -32,9 +33,9 @@ from patchscope.validate import check_batch, check_positive
 app = typer.Typer()
 
 
-@app.command()
+@app.command(cls=RegistryHelp)
 def train(
-    arch: Annotated[str | None, typer.Option(help="cnn | resnet | vit (taken from --init when fine-tuning)")] = None,
+    arch: Annotated[str | None, typer.Option(help="{archs} (taken from --init when fine-tuning)")] = None,
     data: DataOpt = "gtsrb:train",
     out: Annotated[Path, typer.Option(help="folder for NAME.safetensors and NAME.json")] = Path("models"),
     epochs: int = 20,
@@ -43,7 +44,10 @@ def train(
     seed: int = 0,
     name: Annotated[str | None, typer.Option(help="model name (default gtsrb-ARCH)")] = None,
     eval_data: Annotated[str | None, typer.Option(help="measure final accuracy on this data, e.g. gtsrb:test")] = None,
-    arch_kwargs: Annotated[str, typer.Option(help="JSON of architecture options, e.g. '{\"width\": 24}'")] = "{}",
+    arch_kwargs: Annotated[
+        str,
+        typer.Option(help="JSON of architecture options, e.g. '{\"width\": 24}'; `patchscope list archs` shows them"),
+    ] = "{}",
     data_root: RootOpt = None,
     skip_bad: SkipBadOpt = False,
     device: DeviceOpt = "auto",
@@ -233,9 +237,8 @@ def _architecture(arch: str | None, init: str | None, initial: Any, arch_kwargs:
         if arch != initial.card.get("arch"):
             raise PatchscopeError(f"--arch {arch} differs from --init {init}'s architecture {initial.card.get('arch')}")
     if arch is None:
-        raise PatchscopeError("--arch is required (cnn, resnet or vit) unless --init names a model to fine-tune")
-    if arch not in ARCHS:
-        raise PatchscopeError(f"unknown --arch {arch!r}: choose from {', '.join(sorted(ARCHS))}")
+        raise PatchscopeError(f"--arch is required ({', '.join(ARCHS)}) unless --init names a model to fine-tune")
+    ARCHS.spec(arch)  # an unknown one: "unknown --arch 'x': choose from ..."
     try:
         kwargs = json.loads(arch_kwargs)
     except json.JSONDecodeError as e:

@@ -36,9 +36,9 @@ from patchscope.defenses.preprocess import (
     straight_through,
 )
 from patchscope.defenses.registry import (
+    CERTIFIERS,
+    DEFENSES,
     Certifier,
-    CertifierSpec,
-    DefenseSpec,
     certifier_spec,
     create_certifier,
     create_defense,
@@ -59,12 +59,12 @@ from patchscope.defenses.smoothing import (
 )
 
 __all__ = [
+    "CERTIFIERS",
+    "DEFENSES",
     "ActivationClipping",
     "BitDepthDefense",
     "BlurDefense",
     "Certifier",
-    "CertifierSpec",
-    "DefenseSpec",
     "DerandomizedSmoothing",
     "FILL",
     "InputDefense",

@@ -20,11 +20,13 @@ from patchscope.defenses.registry import register_defense
 from patchscope.errors import PatchscopeError
 
 
-@register_defense("gaussian_noise")
+@register_defense("gaussian-noise")
 class GaussianNoiseDefense(InputDefense):
-    """Additive Gaussian noise of standard deviation ``sigma`` (images in [0,1]), clamped back to [0,1]."""
+    """Additive Gaussian noise (images in [0,1]), clamped back to [0,1].
 
-    tag = "gaussian_noise"
+    Args:
+        sigma: the noise's standard deviation.
+    """
 
     def __init__(self, model: nn.Module, sigma: float = 0.1, bpda: bool = False) -> None:
         super().__init__(model, bpda)

@@ -366,9 +366,11 @@ def pc_counts(
 
 @register_certifier("patchcleanser")
 class PatchCleanser:
-    """PatchCleanser's double masking with ``k`` mask positions per axis: counts per batch with :func:`pc_counts`.
+    """PatchCleanser's double masking: counts per batch with :func:`pc_counts`.
 
-    ``bf16``: bfloat16 autocast, faster on a GPU or a CPU with bf16 units; near-ties are redone in float32.
+    Args:
+        k: mask positions per axis.
+        bf16: bfloat16 autocast, faster on a GPU or a CPU with bf16 units; near-ties are redone in float32.
 
     >>> from patchscope.models.archs import cnn
     >>> from patchscope.models.wrapper import Classifier

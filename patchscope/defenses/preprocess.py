@@ -22,7 +22,7 @@ from kornia.enhance import jpeg_codec_differentiable
 from kornia.filters import gaussian_blur2d, median_blur, spatial_gradient
 from torch import nn
 
-from patchscope.defenses.registry import register_defense
+from patchscope.defenses.registry import DEFENSES, register_defense
 from patchscope.errors import PatchscopeError
 from patchscope.validate import check_int, check_positive, check_range
 
@@ -38,9 +38,10 @@ def straight_through(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 class InputDefense(nn.Module):
-    """Base class: ``model(clean(x))``; subclasses implement :meth:`clean` (N,3,H,W) -> (N,3,H,W) in [0,1]."""
+    """Base class: ``model(clean(x))``; subclasses implement :meth:`clean` (N,3,H,W) -> (N,3,H,W) in [0,1].
 
-    tag = "input"
+    ``name`` is the model's name and the defense's registered name: ``gtsrb-cnn+jpeg``.
+    """
 
     def __init__(self, model: nn.Module, bpda: bool = False) -> None:
         super().__init__()
@@ -48,7 +49,7 @@ class InputDefense(nn.Module):
         self.bpda = bpda
         self.classes = tuple(getattr(model, "classes", ()))
         self.input_size = int(getattr(model, "input_size", 32))
-        self.name = f"{getattr(model, 'name', 'model')}+{self.tag}"
+        self.name = f"{getattr(model, 'name', 'model')}+{DEFENSES.name_of(type(self)) or 'input'}"
 
     def clean(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -82,10 +83,13 @@ def _fits(kernel: int, x: torch.Tensor) -> None:
 
 @register_defense("jpeg")
 class JpegDefense(InputDefense):
-    """JPEG compression at ``quality`` (kornia's differentiable codec; its rounding is a smooth
-    polynomial, so gradients exist even without ``bpda``; ``bpda`` makes them the identity's)."""
+    """JPEG compression of the input (kornia's differentiable codec).
 
-    tag = "jpeg"
+    Its rounding is a smooth polynomial, so gradients exist even without ``bpda``; ``bpda`` makes them the identity's.
+
+    Args:
+        quality: the JPEG quality, 1-100.
+    """
 
     def __init__(self, model: nn.Module, quality: float = 75.0, bpda: bool = False) -> None:
         super().__init__(model, bpda)
@@ -98,9 +102,12 @@ class JpegDefense(InputDefense):
 
 @register_defense("blur")
 class BlurDefense(InputDefense):
-    """Gaussian blur, ``sigma`` in pixels, odd ``kernel`` side (differentiable; reflect border)."""
+    """Gaussian blur of the input (differentiable; reflect border).
 
-    tag = "blur"
+    Args:
+        sigma: the blur's standard deviation in px.
+        kernel: the odd filter side in px.
+    """
 
     def __init__(self, model: nn.Module, sigma: float = 1.0, kernel: int = 5, bpda: bool = False) -> None:
         super().__init__(model, bpda)
@@ -113,9 +120,11 @@ class BlurDefense(InputDefense):
 
 @register_defense("median", bpda=True)
 class MedianDefense(InputDefense):
-    """Median filter over odd ``kernel`` x ``kernel`` windows (reflect border); gradients are sparse, use ``bpda``."""
+    """Median filter over square windows (reflect border); gradients are sparse, use ``bpda``.
 
-    tag = "median"
+    Args:
+        kernel: the odd window side in px.
+    """
 
     def __init__(self, model: nn.Module, kernel: int = 3, bpda: bool = False) -> None:
         super().__init__(model, bpda)
@@ -128,9 +137,11 @@ class MedianDefense(InputDefense):
 
 @register_defense("bits", bpda=True)
 class BitDepthDefense(InputDefense):
-    """Colour-depth reduction to ``bits`` per channel (feature squeezing); zero gradient, use ``bpda``."""
+    """Colour-depth reduction (feature squeezing); zero gradient, use ``bpda``.
 
-    tag = "bits"
+    Args:
+        bits: the colour depth per channel, 1-8.
+    """
 
     def __init__(self, model: nn.Module, bits: int = 4, bpda: bool = False) -> None:
         super().__init__(model, bpda)
@@ -164,9 +175,13 @@ class LocalGradientSmoothing(InputDefense):
     keep their ``g``, the rest is zeroed, giving ``g_hat``. The output is
     ``x * clamp(1 - smoothing * g_hat, 0, 1)``: high-frequency regions (where patches live) are
     suppressed. Masking by a threshold has no useful gradient: use ``bpda`` for adaptive attacks.
-    """
 
-    tag = "lgs"
+    Args:
+        window: the window side in px.
+        stride: px between windows.
+        threshold: the mean normalised gradient above which a window is suppressed, 0-1.
+        smoothing: how strongly a suppressed pixel is damped.
+    """
 
     def __init__(
         self,

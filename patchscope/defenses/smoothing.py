@@ -195,8 +195,11 @@ class DerandomizedSmoothing:
 def column_smoothing(
     image_size: int, patch_side: int, device: str | torch.device = "cpu", band: int = 0
 ) -> DerandomizedSmoothing:
-    """Derandomized smoothing over column bands of ``band`` px (Levine & Feizi's column smoothing), starting every
-    1/32 of the image side; ``band`` 0: 1/8 of the side (4 px at 32 px)."""
+    """Derandomized smoothing over column bands (Levine & Feizi's column smoothing), starting every 1/32 of the side.
+
+    Args:
+        band: the kept band's width in px; 0: 1/8 of the image side (4 px at 32 px).
+    """
     return DerandomizedSmoothing(image_size, patch_side, device, band, "column")
 
 
@@ -204,6 +207,9 @@ def column_smoothing(
 def block_smoothing(
     image_size: int, patch_side: int, device: str | torch.device = "cpu", band: int = 0
 ) -> DerandomizedSmoothing:
-    """Derandomized smoothing over ``band`` x ``band`` blocks starting every 1/32 of the image side; ``band`` 0:
-    3/8 of the side (12 px at 32 px)."""
+    """Derandomized smoothing over square blocks starting every 1/32 of the image side.
+
+    Args:
+        band: the kept block's side in px; 0: 3/8 of the image side (12 px at 32 px).
+    """
     return DerandomizedSmoothing(image_size, patch_side, device, band, "block")

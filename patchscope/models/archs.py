@@ -6,23 +6,23 @@ Every network takes *normalised* input; :class:`patchscope.models.Classifier` do
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-ARCHS: dict[str, Callable[..., nn.Module]] = {}
+from patchscope.registry import Registry
+
+#: the architectures (``--arch NAME`` and a model card's ``arch``); their options are a card's ``arch_kwargs``
+ARCHS = Registry("arch", reserved=("self", "num_classes"))
+
+N = TypeVar("N", bound=Callable[..., nn.Module])
 
 
-def register_arch(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register_arch(name: str) -> Callable[[N], N]:
     """Decorator: make a network constructor available as ``--arch NAME`` and in model cards."""
-
-    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        ARCHS[name] = fn
-        return fn
-
-    return deco
+    return ARCHS.register(name)
 
 
 def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -35,6 +35,12 @@ def cnn(num_classes: int = 43, width: int = 32, hidden: int = 256, dropout: floa
 
     The last stage ends in a 4x4 average pool, the identity at 32 px, so the same network (and head) takes
     larger images (64 px: 8x8 features pooled to 4x4).
+
+    Args:
+        num_classes: outputs of the head.
+        width: channels of the first stage (the others: 2x and 4x).
+        hidden: units of the head's hidden layer.
+        dropout: dropout before each layer of the head.
     """
     w = width
     return nn.Sequential(
@@ -76,7 +82,13 @@ class BasicBlock(nn.Module):
 
 @register_arch("resnet")
 def resnet(num_classes: int = 43, widths: tuple[int, ...] = (32, 64, 128, 256), blocks: int = 2) -> nn.Sequential:
-    """A ResNet-18-shaped network for 32x32 input (BasicBlocks, ``blocks`` per stage)."""
+    """A ResNet-18-shaped network for 32x32 input (BasicBlocks, ``blocks`` per stage).
+
+    Args:
+        num_classes: outputs of the head.
+        widths: channels of each stage (each after the first halves the resolution).
+        blocks: BasicBlocks per stage.
+    """
     layers: list[nn.Module] = [_conv_bn(3, widths[0])]
     cin = widths[0]
     for i, w in enumerate(widths):
@@ -113,8 +125,20 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+@register_arch("vit")
 class ViT(nn.Module):
-    """A small Vision Transformer: ``patch`` x ``patch`` tokens, a class token, learned positions."""
+    """A small Vision Transformer: square tokens, a class token, learned positions (the zoo's: patch 4, dim 192,
+    depth 7).
+
+    Args:
+        num_classes: outputs of the head.
+        image_size: the input side in px (a multiple of ``patch``).
+        patch: the token side in px.
+        dim: the token width.
+        depth: transformer blocks.
+        heads: attention heads per block (a divisor of ``dim``).
+        mlp_ratio: the blocks' MLP width over ``dim``.
+    """
 
     def __init__(
         self,
@@ -142,7 +166,5 @@ class ViT(nn.Module):
         return self.head(self.norm(t[:, 0]))
 
 
-@register_arch("vit")
-def vit(num_classes: int = 43, **kwargs: Any) -> ViT:
-    """The zoo's ViT (patch 4, dim 192, depth 7 by default)."""
-    return ViT(num_classes=num_classes, **kwargs)
+#: the ``vit`` architecture's constructor, named as ``cnn`` and ``resnet`` are
+vit = ViT

@@ -10,12 +10,13 @@ input size, mean/std and preprocessing (resize, centre crop), so ``model.preproc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any, cast
-from unittest.mock import patch
 from urllib.parse import urlparse
 
 import torch
@@ -23,7 +24,7 @@ from torch import nn
 
 from patchscope.data.preprocess import Preprocess
 from patchscope.errors import PatchscopeError
-from patchscope.models.archs import ARCHS, ViT
+from patchscope.models.archs import ARCHS
 from patchscope.models.checkpoint import card_path, load_state, read_card
 from patchscope.models.wrapper import Classifier
 from patchscope.validate import check_positive, check_range
@@ -63,7 +64,7 @@ def build_net(arch: str, num_classes: int, kwargs: dict[str, Any] | None = None)
     if arch.startswith("tv:"):
         return _tv_net(arch[3:], num_classes, kwargs)
     raise PatchscopeError(
-        f"unknown architecture {arch!r}: known are {', '.join(sorted(ARCHS))}, tv:NAME and tv:CLASS "
+        f"unknown architecture {arch!r}: known are {', '.join(ARCHS.list())}, tv:NAME and tv:CLASS "
         "(e.g. tv:VisionTransformer)"
     )
 
@@ -102,20 +103,14 @@ def _tv_net(name: str, num_classes: int, kwargs: dict[str, Any]) -> nn.Module:
 
 def _check_arch_kwargs(arch: str, kwargs: dict[str, Any]) -> None:
     """Each option is one the constructor takes, of its default's type, positive (fractions: in [0, 1))."""
-    import inspect
-
-    params = inspect.signature(ARCHS[arch]).parameters
-    open_ended = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    if open_ended and arch == "vit":
-        params = inspect.signature(ViT).parameters
-    known = [n for n, p in params.items() if n not in ("num_classes", "self") and p.kind is not p.VAR_KEYWORD]
+    defaults = ARCHS.spec(arch).defaults
     for key, value in kwargs.items():
-        if key not in known:
+        if key not in defaults:
             raise PatchscopeError(
-                f"arch_kwargs: {arch} has no option {key!r}; its options are {', '.join(known)}",
+                f"arch_kwargs: {arch} has no option {key!r}; its options are {', '.join(defaults)}",
                 params=("arch_kwargs",),
             )
-        default = params[key].default
+        default = defaults[key]
         name = f"arch_kwargs {key}"
         if isinstance(default, bool):
             if not isinstance(value, bool):
@@ -136,8 +131,8 @@ def _check_arch_kwargs(arch: str, kwargs: dict[str, Any]) -> None:
 
 def _construct(arch: str, num_classes: int, kwargs: dict[str, Any]) -> nn.Module:
     try:
-        net = ARCHS[arch](
-            num_classes=num_classes, **{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+        net = ARCHS.create(
+            arch, num_classes=num_classes, **{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
         )
     except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as e:
         raise PatchscopeError(
@@ -232,14 +227,24 @@ def _tv_pretrained_state(name: str, weights: Any) -> dict[str, torch.Tensor]:
         ) from None
 
 
+@contextlib.contextmanager
+def _serving(weights: Any, state: dict[str, torch.Tensor]) -> Iterator[None]:
+    """While the block runs, these torchvision weights give ``state`` when their builder asks for their state dict
+    (instead of downloading it); only this weights entry, restored on the way out."""
+    weights.get_state_dict = lambda *args, **kwargs: state
+    try:
+        yield
+    finally:
+        del weights.get_state_dict
+
+
 def _build_tv(name: str, weights: Any, state: dict[str, torch.Tensor] | None) -> nn.Module:
     """torchvision's own builder, fed ``state`` (already loaded safely) instead of its download."""
     import torchvision
-    from torchvision.models._api import WeightsEnum
 
     if state is None:
         return torchvision.models.get_model(name, weights=None)
-    with patch.object(WeightsEnum, "get_state_dict", lambda self, *a, **k: state):
+    with _serving(weights, state):
         try:
             return torchvision.models.get_model(name, weights=weights)
         except RuntimeError as e:

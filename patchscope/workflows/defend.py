@@ -179,7 +179,7 @@ def defend_patch(
             "patch: a defense is measured against a universal patch, not per-image ones", params=("patch",)
         )
     spec = defense_spec(defense)
-    if spec.needs_clean_images and fit_images is None:
+    if spec.takes("clean_images") and fit_images is None:
         fit_images = data.head(1024).float_images(device)
     defended = create_defense(defense, model, clean_images=fit_images, **dict(options or {}))
     src = source if source is not None else patch.meta.get("source")
@@ -220,6 +220,6 @@ def defend_patch(
             }
         )
         result.adaptive = AdaptiveResult(
-            new, steps, spec.bpda, time.time() - started, measure(model, new), measure(defended, new)
+            new, steps, spec.meta["bpda"], time.time() - started, measure(model, new), measure(defended, new)
         )
     return result

@@ -406,7 +406,7 @@ class Demo:
         bare = patch_success(self.main, x, y, patch, self.tgt, grid, device=dev)["targeted_success"]
         rows.insert(0, ["none", pct(accuracy(self.main, self.clean_set, dev)), pct(bare), "-"])
         self.results["defend"] = out
-        bpda = [n for n in ADAPTIVE if defense_spec(n).bpda]
+        bpda = [n for n in ADAPTIVE if defense_spec(n).meta["bpda"]]
         how = f"BPDA through {', '.join(bpda)}" if bpda else "plain gradients: each of these defenses is differentiable"
         common = {"patch": self.out / "patch", "data": "demo", "source": s.source, "target": s.target}
         commands = [
@@ -456,7 +456,7 @@ class Demo:
             d = create_defense(
                 name,
                 self.main,
-                clean_images=self.data.float_images(dev)[:512] if defense_spec(name).needs_clean_images else None,
+                clean_images=self.data.float_images(dev)[:512] if defense_spec(name).takes("clean_images") else None,
             )
         r = {
             "clean_accuracy": accuracy(d, self.clean_set, dev),

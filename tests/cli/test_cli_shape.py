@@ -20,7 +20,7 @@ from patchscope.errors import PatchscopeError
 from patchscope.runs.reproduce import command_line
 from tests.conftest import run_cli
 
-COMMAND_MODULES = ("attack", "defend", "demo", "evaluate", "explain", "report", "runs", "study", "train")
+COMMAND_MODULES = ("attack", "defend", "demo", "evaluate", "explain", "list", "report", "runs", "study", "train")
 
 
 def _commands() -> list[tuple[str, object]]:
@@ -42,7 +42,7 @@ def test_every_command_module_registers_its_app_on_the_root():
         sub = getattr(cli, module).app
         names = [sub.info.name] if sub.info.name else [c.name or c.callback.__name__ for c in sub.registered_commands]
         assert all(n in root.commands for n in names), (module, names)  # type: ignore[attr-defined]
-    assert {"runs", "study", "attack", "defend", "certify", "defenses"} <= set(root.commands)  # type: ignore[attr-defined]
+    assert {"runs", "study", "attack", "defend", "certify", "defenses", "list"} <= set(root.commands)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(("name", "callback"), _commands(), ids=[n for n, _ in _commands()])
@@ -106,7 +106,16 @@ def test_library_messages_name_parameters_not_flags():
     root = Path(cli.__file__).parent.parent
     offenders = []
     for path in root.rglob("*.py"):
-        if path.relative_to(root).parts[0] not in ("data", "models", "attacks", "defenses", "explain", "eval", "runs", "workflows"):
+        if path.relative_to(root).parts[0] not in (
+            "data",
+            "models",
+            "attacks",
+            "defenses",
+            "explain",
+            "eval",
+            "runs",
+            "workflows",
+        ):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "PatchscopeError" and node.args:
@@ -140,14 +149,14 @@ def test_a_library_error_reaches_the_user_as_a_flag(tiny_model_path, tmp_path):
         str(tiny_model_path),
         "--defense",
         "ds-column",
-        "--k",
-        "3",
+        "--option",
+        "k=3",
         "--data",
         "demo",
         "--limit",
         "2",
     )
-    assert r.returncode == 2 and "--k does not apply to --defense 'ds-column' (its options: --band)" in r.stderr
+    assert r.returncode == 2 and "--option k: certifier 'ds-column' has no such option (its options: band)" in r.stderr
 
 
 def test_the_root_store_option_is_the_one_runs_reads(tmp_path):

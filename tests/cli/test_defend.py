@@ -54,8 +54,8 @@ def test_certify_patchcleanser(tiny_model_path):
             "demo",
             "--limit",
             "16",
-            "--k",
-            "3",
+            "--option",
+            "k=3",
             "--json",
         )
     )
@@ -84,8 +84,8 @@ def test_certify_bf16_is_opt_in_and_reported(tiny_model_path):
         "demo",
         "--limit",
         "4",
-        "--k",
-        "2",
+        "--option",
+        "k=2",
         "--bf16",
         "--json",
     )
@@ -109,8 +109,8 @@ def test_certify_derandomized_smoothing(tiny_model_path, defense, band, passes):
             str(tiny_model_path),
             "--defense",
             defense,
-            "--band",
-            band,
+            "--option",
+            f"band={band}",
             "--data",
             "demo",
             "--limit",
@@ -208,7 +208,10 @@ def test_defend_adaptive_optimises_a_new_patch_through_the_defense(tiny_model_pa
     ("args", "needle"),
     [
         (("--defense", "nope"), "unknown --defense"),
-        (("--defense", "median", "--bits", "3"), "--bits"),
+        (("--defense", "median", "--option", "bits=3"), "--option bits"),
+        (("--defense", "median", "--option", "nope=1"), "--option nope"),
+        (("--defense", "median", "--option", "kernel=x"), "--option kernel='x'"),
+        (("--defense", "median", "--option", "kernel=4"), "--option kernel"),
     ],
 )
 def test_defend_rejects_bad_input_in_one_line(tiny_model_path, patch_dir, args, needle):
@@ -227,6 +230,24 @@ def test_defend_rejects_bad_input_in_one_line(tiny_model_path, patch_dir, args, 
         ),
         needle,
     )
+
+
+def test_defend_takes_the_defense_options_as_typed_key_values(tmp_path, tiny_model_path, patch_dir):
+    from patchscope.runs.store import RunStore
+
+    store = tmp_path / "runs.db"
+    args = ["--model", str(tiny_model_path), "--patch", str(patch_dir), "--data", "demo", "--limit", "4"]
+    r = run_cli(
+        "defend", "--defense", "jpeg", "--option", "quality=75", *args, "--conditions", "none", "--json",
+        env={"PATCHSCOPE_STORE": str(store)},
+    )  # fmt: skip
+    assert _json(r)["defense"] == "jpeg"
+    (run,) = RunStore(store).list()
+    assert run.config["options"] == {"quality": 75.0} and isinstance(run.config["options"]["quality"], float)
+    for bad in ("nope=1", "quality=high", "quality=0"):
+        proc = run_cli("defend", "--defense", "jpeg", "--option", bad, *args)
+        _one_line_error(proc, "--option")
+        assert ("its options: quality" in proc.stderr) == bad.startswith("nope")  # an unknown key lists the valid ones
 
 
 def test_defend_certify_and_explain_runs_are_stored(tmp_path, tiny_model_path, patch_dir):

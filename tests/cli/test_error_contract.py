@@ -16,8 +16,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tests.conftest import PROGRESS, messages
 from tests.cli._contract import assert_contract, invoke
+from tests.conftest import PROGRESS, messages
 
 ZOO_PATCH = "zoo:gtsrb-cnn/stop-yield"
 
@@ -73,15 +73,17 @@ def _error(args: list[str], *needles: str) -> None:
         assert needle.lower() in line, (args, line)
 
 
+def _defend(defense: str, option: str) -> list[str]:
+    """``defend`` with one ``--option KEY=VALUE`` of ``defense`` against the zoo patch."""
+    return ["defend", "--defense", defense, "--option", option, "--patch", ZOO_PATCH, "--data", "demo", "--limit", "8"]
+
+
 # -- silently wrong numbers are now refused ---------------------------------------------------------------------------
 WRONG_NUMBERS = [
     (["evaluate", "--data", "demo", "--limit", "20", "--batch-size", "-1"], ["--batch-size", "-1"]),
     (["evaluate", "--data", "demo", "--limit", "0"], ["--limit", ">= 1", "0"]),
     (["transfer", "--patches", ZOO_PATCH, "--models", "gtsrb-cnn", "--data", "demo", "--limit", "0"], ["--limit"]),
-    (
-        ["defend", "--defense", "lgs", "--threshold", "nan", "--patch", ZOO_PATCH, "--data", "demo", "--limit", "8"],
-        ["--threshold", "nan"],
-    ),
+    (_defend("lgs", "threshold=nan"), ["--option threshold", "nan"]),
     (
         [
             "attack",
@@ -185,14 +187,8 @@ UNCHECKED = [
         ["train", "--arch", "cnn", "--data", "demo", "--epochs", "1", "--threads", "-2", "--out", "{tmp}/o"],
         ["--threads", "-2"],
     ),
-    (
-        ["defend", "--defense", "blur", "--sigma", "nan", "--patch", ZOO_PATCH, "--data", "demo", "--limit", "8"],
-        ["--sigma", "nan"],
-    ),
-    (
-        ["defend", "--defense", "median", "--kernel", "1001", "--patch", ZOO_PATCH, "--data", "demo", "--limit", "8"],
-        ["--kernel", "1001"],
-    ),
+    (_defend("blur", "sigma=nan"), ["--option sigma", "nan"]),
+    (_defend("median", "kernel=1001"), ["--option kernel", "1001"]),
     (
         ["attack", "--data", "demo", "--batch-size", "100000000", "--steps", "1", "--limit", "4", "--out", "{tmp}/o"],
         ["--batch-size", "100000000"],
@@ -294,7 +290,7 @@ MESSAGES = [
         ["attack", "--data", "demo", "--steps", "1", "--candidates", "0", "--limit", "4", "--out", "{tmp}/o"],
         ["--candidates", "0"],
     ),
-    (["certify", "--defense", "patchcleanser", "--data", "demo", "--limit", "2", "--k", "0"], ["--k", "0"]),
+    (["certify", "--defense", "patchcleanser", "--data", "demo", "--limit", "2", "-o", "k=0"], ["--option k", "0"]),
 ]
 
 
@@ -558,7 +554,7 @@ def test_an_interrupt_says_what_was_kept_and_exits_128_plus_the_signal(
 def test_certify_with_many_masks_reports_progress_image_by_image(
     tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """--k 100 (one mask per place: 676 masks) costs up to ~228k passes an image: chunks shrink so progress shows
+    """k=100 (one mask per place: 676 masks) costs up to ~228k passes an image: chunks shrink so progress shows
     per image."""
     monkeypatch.setenv("PATCHSCOPE_PROGRESS_SECONDS", "0")
     r = invoke(
@@ -571,8 +567,8 @@ def test_certify_with_many_masks_reports_progress_image_by_image(
         "demo",
         "--limit",
         "2",
-        "--k",
-        "100",
+        "--option",
+        "k=100",
         "--json",
     )
     assert r.code == 0, r.err

@@ -99,6 +99,21 @@ PATCHES = [
 OUTS = ["{o}", "{f}/afile", "{f}/afile/sub", "{o}/deep/er", "", "{ro}/x"]
 
 POOLS = {"int": INTS, "float": FLOATS, "text": TEXT, "data": DATA, "model": MODELS, "patch": PATCHES, "out": OUTS}
+#: options whose values are kept small: a large k costs minutes of masked passes per image, not an error
+SMALL = {"k": ["1", "2", "0", "-1", "x", "1.5"]}
+
+
+def option_values(kind: str) -> list[str]:
+    """``--option`` values: every option of every registered entry of ``kind`` with each value of its type's pool,
+    and malformed ones."""
+    from patchscope.cli.common import registry
+
+    reg = registry(kind)
+    pools = {"int": INTS, "float": FLOATS, "bool": ["true", "no", "2", ""]}
+    options = {o.name: o.type for name in reg.list() for o in reg.spec(name).options}
+    pairs = {f"{k}={v}" for k, kind_ in options.items() for v in SMALL.get(k, pools.get(kind_, TEXT))}
+    return [*sorted(pairs), "nope=1", "=1", "x", ""]
+
 
 # -- commands: cheap base arguments and the options to fuzz (name -> pool or explicit choices) -------------------------
 COMMANDS: dict[str, tuple[list[str], dict[str, str | list[str]]]] = {
@@ -325,15 +340,7 @@ COMMANDS: dict[str, tuple[list[str], dict[str, str | list[str]]]] = {
             "--steps": "int",
             "--attack-batch-size": "int",
             "--limit": "int",
-            "--quality": "float",
-            "--sigma": "float",
-            "--kernel": "int",
-            "--bits": "int",
-            "--window": "int",
-            "--threshold": "float",
-            "--smoothing": "float",
-            "--stages": "int",
-            "--quantile": "float",
+            "--option": option_values("defenses"),
             "--fit-limit": "int",
             "--batch-size": "int",
             "--out": "out",
@@ -349,8 +356,7 @@ COMMANDS: dict[str, tuple[list[str], dict[str, str | list[str]]]] = {
             "--patch-size": "float",
             "--data": "data",
             "--limit": "int",
-            "--k": ["1", "2", "0", "-1", "x", "1.5"],
-            "--band": "int",
+            "--option": option_values("certifiers"),
             "--batch-size": "int",
             "--bf16": ["--bf16"],
         },

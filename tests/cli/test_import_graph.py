@@ -22,6 +22,7 @@ BASE = {
     "patchscope.distributed",
     "patchscope.validate",
     "patchscope.formatting",
+    "patchscope.registry",
 }
 
 

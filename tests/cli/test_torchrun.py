@@ -107,7 +107,17 @@ def test_transfer(tmp_path: Path, tiny_model_path: Path):
 
 
 def test_certify(tmp_path: Path, tiny_model_path: Path):
-    args = ("certify", "--defense", "patchcleanser", "--k", "3", "--model", str(tiny_model_path), "--data", "demo")
+    args = (
+        "certify",
+        "--defense",
+        "patchcleanser",
+        "--option",
+        "k=3",
+        "--model",
+        str(tiny_model_path),
+        "--data",
+        "demo",
+    )
     args += ("--limit", "12", "--batch-size", "4", "--device", "cpu", "--json")  # three chunks of 4 images
     single, double = one(*args), two(tmp_path, "certify", *args)
     same(single, double)
@@ -115,7 +125,7 @@ def test_certify(tmp_path: Path, tiny_model_path: Path):
 
 
 def test_defend_adaptive(tmp_path: Path, tiny_model_path: Path):
-    args = ("defend", "--defense", "bits", "--bits", "4", "--patch", PATCH, "--model", str(tiny_model_path))
+    args = ("defend", "--defense", "bits", "--option", "bits=4", "--patch", PATCH, "--model", str(tiny_model_path))
     args += ("--data", "demo", "--limit", "8", "--batch-size", "16", "--adaptive", "--steps", "2")
     args += ("--attack-batch-size", "8")
     args += ("--device", "cpu", "--json")

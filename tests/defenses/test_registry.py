@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from patchscope.defenses import (
+    DEFENSES,
     InputDefense,
     certifier_spec,
     create_certifier,
@@ -17,7 +18,6 @@ from patchscope.defenses import (
     mask_set,
     pc_counts,
     register_defense,
-    registry,
 )
 from patchscope.errors import PatchscopeError
 from tests.defenses._helpers import small_cnn, smooth_images
@@ -26,8 +26,8 @@ from tests.defenses._helpers import small_cnn, smooth_images
 def test_the_bundled_defenses_and_certifiers_are_registered():
     assert {"jpeg", "blur", "median", "bits", "lgs", "clip"} <= set(list_defenses())
     assert {"patchcleanser", "ds-column", "ds-block"} <= set(list_certifiers())
-    assert defense_spec("median").options == {"kernel": 3} and defense_spec("clip").needs_clean_images
-    assert certifier_spec("patchcleanser").options == {"k": 6, "bf16": False}
+    assert defense_spec("median").defaults == {"kernel": 3} and defense_spec("clip").takes("clean_images")
+    assert certifier_spec("patchcleanser").defaults == {"k": 6, "bf16": False}
 
 
 def _input_gradient(name: str) -> torch.Tensor:
@@ -39,7 +39,7 @@ def _input_gradient(name: str) -> torch.Tensor:
     return x.grad
 
 
-@pytest.mark.parametrize("name", [n for n in list_defenses() if not defense_spec(n).needs_clean_images])
+@pytest.mark.parametrize("name", [n for n in list_defenses() if not defense_spec(n).takes("clean_images")])
 def test_bpda_is_registered_exactly_for_the_cleaning_steps_without_a_useful_gradient(name):
     """A differentiable cleaning step passes a gradient to (nearly) every input pixel; rounding gives none, a median
     only to the pixels it picked (under half), and LGS none where it suppresses the noisy square."""
@@ -47,8 +47,8 @@ def test_bpda_is_registered_exactly_for_the_cleaning_steps_without_a_useful_grad
     dense = float((grad != 0).float().mean())
     inside = float((grad[:, :, 9:15, 9:15] != 0).float().mean())
     useful = dense > 0.75 and inside > 0.75
-    assert defense_spec(name).bpda == (not useful), (name, dense, inside)
-    assert create_defense(name, small_cnn()).bpda == defense_spec(name).bpda  # the default follows the registration
+    assert defense_spec(name).meta["bpda"] == (not useful), (name, dense, inside)
+    assert create_defense(name, small_cnn()).bpda == defense_spec(name).meta["bpda"]  # default: the registration's
 
 
 def test_unknown_names_and_stray_options_name_their_parameter():
@@ -66,21 +66,19 @@ def test_unknown_names_and_stray_options_name_their_parameter():
 
 
 def test_options_parse_to_the_type_of_their_default():
-    assert defense_spec("lgs").parse(["window=7", "threshold=0.2"]) == {"window": 7, "threshold": 0.2}
+    assert DEFENSES.parse("lgs", ["window=7", "threshold=0.2"]) == {"window": 7, "threshold": 0.2}
+    assert defense_spec("lgs").parse(["window=7"]) == {"window": 7}
     assert certifier_spec("patchcleanser").parse(["bf16=true"]) == {"bf16": True}
     for bad in (["window"], ["window=big"], ["nope=1"]):
-        with pytest.raises(PatchscopeError):
-            defense_spec("lgs").parse(bad)
+        with pytest.raises(PatchscopeError) as e:
+            DEFENSES.parse("lgs", bad)
+        assert e.value.params == ("option",)
 
 
-def test_a_new_defense_is_one_decorated_class(monkeypatch):
-    monkeypatch.setattr(registry, "_DEFENSES", dict(registry._DEFENSES))
-
+def test_a_new_defense_is_one_decorated_class():
     @register_defense("invert-test", bpda=True)
     class Invert(InputDefense):
         """Colour inversion (a test defense)."""
-
-        tag = "invert"
 
         def __init__(self, model: nn.Module, strength: float = 1.0, bpda: bool = False) -> None:
             super().__init__(model, bpda)
@@ -89,9 +87,14 @@ def test_a_new_defense_is_one_decorated_class(monkeypatch):
         def clean(self, x: torch.Tensor) -> torch.Tensor:
             return (x + self.strength * (1 - 2 * x)).clamp(0, 1)
 
-    assert "invert-test" in list_defenses() and defense_spec("invert-test").options == {"strength": 1.0}
-    d = create_defense("invert-test", small_cnn(), strength=0.5)
-    assert d.bpda and d.strength == 0.5 and d(torch.rand(2, 3, 32, 32)).shape == (2, 3)
+    try:
+        assert "invert-test" in list_defenses() and defense_spec("invert-test").defaults == {"strength": 1.0}
+        d = create_defense("invert-test", small_cnn(), strength=0.5)
+        assert d.bpda and d.strength == 0.5 and d(torch.rand(2, 3, 32, 32)).shape == (2, 3)
+        assert d.name.endswith("+invert-test")  # the name lives in the registry alone
+    finally:
+        DEFENSES.remove("invert-test")
+    assert "invert-test" not in list_defenses()
 
 
 def test_the_patchcleanser_certifier_counts_as_pc_counts():
