@@ -19,7 +19,6 @@ from patchscope.cli.common import (
     SkipBadOpt,
     check_out,
     data_options,
-    load_patch_arg,
     recorded,
     resolve_device,
     resume_hint,
@@ -82,6 +81,7 @@ def defend(
     as_json: JsonOpt = False,
 ) -> None:
     """Clean accuracy and patch success through an empirical defense; --adaptive attacks the defense itself."""
+    from patchscope.attacks import load_patch
     from patchscope.defenses import defense_spec
     from patchscope.defenses.registry import check_options
     from patchscope.distributed import is_main, join
@@ -107,7 +107,7 @@ def defend(
     extra = {"options": options, "fit_images": fit, "device": dev, "meta": {"model": model}, "progress": True}
     with recorded("defend", config) as run:
         kwargs = same_named(args, defend_patch, ("model", "data", "patch", "defense", *extra)) | extra
-        result = defend_patch(net, ds, load_patch_arg(patch), defense, **kwargs)
+        result = defend_patch(net, ds, load_patch(patch), defense, **kwargs)
         summary = cache.note_skipped(_defense_summary(result, model, data, patch, out))
         if out is not None and result.adaptive is not None and is_main():
             result.adaptive.patch.save(out)

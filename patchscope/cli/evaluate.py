@@ -17,7 +17,6 @@ from patchscope.cli.common import (
     RootOpt,
     SkipBadOpt,
     data_options,
-    load_patch_arg,
     recorded,
     resolve_device,
     split_names,
@@ -128,6 +127,7 @@ def evaluate(
 ) -> None:
     """Clean accuracy of each model; with --patch, its success over viewing conditions too. Clean accuracy reads
     folders (and large .npz files) batch by batch; the patch is measured on the source class's images only."""
+    from patchscope.attacks import load_patch
     from patchscope.distributed import join
     from patchscope.models import create_model
 
@@ -138,7 +138,7 @@ def evaluate(
     names = split_names(models)
     loaded = {n: create_model(n, dev) for n in names}
     cache = DataCache(data, data_root, limit, class_map, skip_bad)
-    the_patch = load_patch_arg(patch, per_image=True) if patch is not None else None
+    the_patch = load_patch(patch, per_image=True) if patch is not None else None
     result: dict[str, dict[str, object]] = {}
     config = {
         "models": names,

@@ -1,4 +1,5 @@
-"""`load_data(spec)`: every data source the command line's ``--data`` accepts.
+"""`load_data(spec)`: every data source the command line's ``--data`` accepts, in memory or (``stream=True``) read
+from disk batch by batch; :func:`data_for` picks between them for a model, as every command does.
 
 ``gtsrb:train`` / ``gtsrb:test`` (``$PATCHSCOPE_DATA/gtsrb32.npz``, else torchvision's download),
 ``demo`` (bundled subset), ``npz:PATH[:split]`` (uint8 ``x_*``/``y_*`` arrays) and
@@ -15,6 +16,7 @@ import zipfile
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -29,7 +31,7 @@ from patchscope.errors import PatchscopeError
 from patchscope.validate import check_labels
 
 GTSRB_FILE = "gtsrb32.npz"
-__all__ = ["IMAGE_EXTENSIONS", "default_data_root", "load_data", "resize", "split_resolution"]
+__all__ = ["IMAGE_EXTENSIONS", "data_for", "default_data_root", "load_data", "resize", "split_resolution"]
 #: the largest side ``SPEC@N`` may ask for
 MAX_RESOLUTION = 1024
 
@@ -57,6 +59,7 @@ def default_data_root() -> Path:
     return Path(os.environ.get("PATCHSCOPE_DATA", Path.home() / ".patchscope" / "data")).expanduser()
 
 
+@overload
 def load_data(
     spec: str,
     root: str | os.PathLike[str] | None = None,
@@ -65,34 +68,87 @@ def load_data(
     classes: Sequence[str] | None = None,
     preprocess: Preprocess | None = None,
     class_map: ClassMap | None = None,
+    wnids: Sequence[str] | None = None,
     skip_bad: bool = False,
-) -> ImageSet:
-    """Load the data set named by ``spec`` into memory; ``size`` resizes (folder images always; others if they differ).
+    stream: Literal[False] = False,
+) -> ImageSet: ...
 
-    For large data use :func:`open_data`, which streams folders and big ``.npz`` files.
+
+@overload
+def load_data(
+    spec: str,
+    root: str | os.PathLike[str] | None = None,
+    size: int | None = None,
+    *,
+    classes: Sequence[str] | None = None,
+    preprocess: Preprocess | None = None,
+    class_map: ClassMap | None = None,
+    wnids: Sequence[str] | None = None,
+    skip_bad: bool = False,
+    stream: bool,
+) -> ImageSet | ImageStream: ...
+
+
+def load_data(
+    spec: str,
+    root: str | os.PathLike[str] | None = None,
+    size: int | None = None,
+    *,
+    classes: Sequence[str] | None = None,
+    preprocess: Preprocess | None = None,
+    class_map: ClassMap | None = None,
+    wnids: Sequence[str] | None = None,
+    skip_bad: bool = False,
+    stream: bool = False,
+) -> ImageSet | ImageStream:
+    """The data set named by ``spec``: in memory, or with ``stream`` read from disk batch by batch where it is large.
 
     Args:
-        spec: ``gtsrb:train``, ``gtsrb:test``, ``demo``, ``npz:PATH[:split]`` or ``folder:PATH``.
+        spec: ``gtsrb:train``, ``gtsrb:test``, ``demo``, ``npz:PATH[:split]`` or ``folder:PATH`` (``@N``: resized).
         root: where GTSRB lives (default :func:`default_data_root`).
         size: square side to resize to (a folder: 32 when neither this nor ``preprocess`` is given).
         classes: for a folder, the model's class names its sub-folders are matched to.
-        preprocess: for a folder, the model's preparation (resize, centre crop).
+        preprocess: for a folder (or a streamed ``.npz``), the model's preparation (resize, centre crop).
         class_map: for a folder, folder name -> class id or name.
+        wnids: for a folder, the classes' WordNet ids, when not ImageNet-1k's.
         skip_bad: for a folder, skip unreadable images instead of raising.
+        stream: a folder or a large ``.npz`` file as an :class:`~patchscope.data.stream.ImageStream` (host memory
+            bounded by the batch); GTSRB, the demo set, small ``.npz`` files and ``@N`` specs stay in memory.
     Returns:
-        The whole set as uint8 tensors (``skipped`` lists unreadable files left out with ``skip_bad``).
+        An :class:`ImageSet` (uint8; ``skipped`` lists unreadable files left out with ``skip_bad``), or with
+        ``stream`` possibly an :class:`ImageStream`; both have ``iter_batches``, ``of_class``, ``head``, ``load``.
 
     >>> demo = load_data("demo")
     >>> demo.images.shape[1:], demo.classes[14]
     (torch.Size([3, 32, 32]), 'stop')
     >>> load_data("demo@64").images.shape[1:]
     torch.Size([3, 64, 64])
+    >>> d = load_data("demo", preprocess=Preprocess.square(32), stream=True)
+    >>> type(d).__name__, next(d.iter_batches(4))[0].shape
+    ('ImageSet', torch.Size([4, 3, 32, 32]))
     """
+    if stream:
+        if preprocess is None and size is not None:
+            preprocess = Preprocess.square(size)
+        return _open(spec, root, classes, preprocess, class_map, wnids, skip_bad)
+    return _load(spec, root, size, classes, preprocess, class_map, skip_bad)
+
+
+def _load(
+    spec: str,
+    root: str | os.PathLike[str] | None,
+    size: int | None,
+    classes: Sequence[str] | None,
+    preprocess: Preprocess | None,
+    class_map: ClassMap | None,
+    skip_bad: bool,
+) -> ImageSet:
+    """:func:`load_data` into memory."""
     base, at = split_resolution(spec)
     if at is not None:
         if base.startswith("folder:") and preprocess is None:
             preprocess = Preprocess.square(at)
-        data = load_data(base, root, classes=classes, preprocess=preprocess, class_map=class_map, skip_bad=skip_bad)
+        data = _load(base, root, None, classes, preprocess, class_map, skip_bad)
         data = dataclasses.replace(resize(data, at), name=spec)
         return resize(data, size) if size and size != at else data
     kind, _, rest = spec.partition(":")
@@ -195,44 +251,19 @@ def _gtsrb(root: Path, split: str) -> ImageSet:
     return _npz(cached, split, f"gtsrb:{split}")
 
 
-def open_data(
+def _open(
     spec: str,
-    root: str | os.PathLike[str] | None = None,
-    *,
-    classes: Sequence[str] | None = None,
-    preprocess: Preprocess | None = None,
-    class_map: ClassMap | None = None,
-    wnids: Sequence[str] | None = None,
-    skip_bad: bool = False,
+    root: str | os.PathLike[str] | None,
+    classes: Sequence[str] | None,
+    preprocess: Preprocess | None,
+    class_map: ClassMap | None,
+    wnids: Sequence[str] | None,
+    skip_bad: bool,
 ) -> ImageSet | ImageStream:
-    """Open ``spec`` for batched reading: a stream for folders and large ``.npz`` files, else an in-memory set.
-
-    Args:
-        spec: as :func:`~patchscope.data.sources.load_data`: ``gtsrb:test``, ``demo``, ``npz:PATH[:split]``,
-            ``folder:PATH``.
-        root: where GTSRB lives (default :func:`~patchscope.data.sources.default_data_root`).
-        classes: the model's class names; a folder's sub-folders are matched to them.
-        preprocess: the model's preparation (``model.preprocess``); images already at its crop size are
-            left as they are.
-        class_map: folder name -> class id or name, for folders the model's classes do not name.
-        wnids: the classes' WordNet ids, when not ImageNet-1k's.
-        skip_bad: skip unreadable images in a folder (listed in ``skipped``) instead of raising.
-    Returns:
-        An :class:`ImageStream` or an :class:`ImageSet`; both have ``iter_batches``, ``of_class``, ``head``, ``load``.
-
-    >>> d = open_data("demo", preprocess=Preprocess.square(32))
-    >>> type(d).__name__, next(d.iter_batches(4))[0].shape
-    ('ImageSet', torch.Size([4, 3, 32, 32]))
-    """
+    """:func:`load_data` with ``stream``: a stream for folders and large ``.npz`` files, else an in-memory set."""
+    crop = preprocess.crop if preprocess is not None else None
     if split_resolution(spec)[1] is not None:
-        return load_data(
-            spec,
-            root,
-            preprocess.crop if preprocess is not None else None,
-            classes=classes,
-            class_map=class_map,
-            skip_bad=skip_bad,
-        )
+        return _load(spec, root, crop, classes, None, class_map, skip_bad)
     kind, _, rest = spec.partition(":")
     if kind == "folder" and rest:
         return open_folder(rest, classes, preprocess, class_map, wnids, skip_bad, spec)
@@ -242,4 +273,34 @@ def open_data(
             stream = open_npz_stream(Path(path), split or None, spec, preprocess)
             if stream is not None:
                 return stream
-    return load_data(spec, root, preprocess.crop if preprocess is not None else None)
+    return _load(spec, root, crop, None, None, None, False)
+
+
+def data_for(
+    spec: str,
+    model: Any,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    class_map: ClassMap | None = None,
+    skip_bad: bool = False,
+) -> ImageSet | ImageStream:
+    """The data ``spec`` as ``model`` takes it: what every command reads for a model.
+
+    A ``folder:`` tree is labelled by the model's classes (class id, name, WordNet id or ``class_map``) and prepared
+    as its card says (resize, centre crop); a folder or a large ``npz:`` file is streamed batch by batch. GTSRB,
+    ``demo`` and small ``npz:`` files are loaded into memory at the model's input size.
+
+    Args:
+        spec: as :func:`load_data`.
+        model: a classifier (``classes``, ``preprocess``, ``input_size``, optional ``wnids``), or an int: a plain
+            size (a folder is then labelled by its sorted folder names).
+        root: where GTSRB lives.
+        class_map: folder name -> class id or name, for folders the model's classes do not name.
+        skip_bad: skip unreadable images in a folder instead of raising.
+
+    >>> data_for("demo", 64).image_size
+    64
+    """
+    if isinstance(model, int) or not spec.startswith(("folder:", "npz:")):
+        return _load(spec, root, model if isinstance(model, int) else int(model.input_size), None, None, None, False)
+    return _open(spec, root, model.classes, model.preprocess, class_map, getattr(model, "wnids", None), skip_bad)

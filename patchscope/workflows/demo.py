@@ -20,7 +20,7 @@ from patchscope.defenses import create_defense, defense_spec, list_defenses
 from patchscope.eval.conditions import DEFAULT_GRID, sweep_conditions
 from patchscope.eval.figures import condition_curves, transfer_figure
 from patchscope.eval.patch_metrics import patch_success
-from patchscope.explain import explain_patch
+from patchscope.explain import explain_patch, save_explanation
 from patchscope.io import write_json
 from patchscope.models import create_model, list_models
 from patchscope.models.train import accuracy
@@ -171,11 +171,11 @@ class Demo:
         sweeps = {
             self.s.model: patch_success(
                 self.main, x[:k], y[:k], patch, self.tgt, sweep_conditions(), device=self.s.device
-            )["conditions"]
+            ).conditions
         }
         clean = {n: accuracy(m, self.clean_set, self.s.device) for n, m in self.models.items()}
         self.results["evaluate"] = {
-            n: {k: v for k, v in r.items() if k != "conditions"}
+            n: {k: v for k, v in r.as_dict().items() if k != "conditions"}
             | {"demo_accuracy": clean[n], "demo_accuracy_images": len(self.clean_set)}
             for n, r in grid.items()
         }
@@ -183,15 +183,15 @@ class Demo:
         condition_curves(
             sweeps, self.out / "curves.png", title=f"{patch.area_fraction:.1%} patch made on {self.s.model}"
         )
-        transfer_figure({self.s.model: {n: r["targeted_success"] for n, r in grid.items()}}, self.out / "transfer.png")
+        transfer_figure({self.s.model: {n: r.targeted_success for n, r in grid.items()}}, self.out / "transfer.png")
         main = grid[self.s.model]
         self.findings.append(
             f"A {patch.area_fraction:.1%} patch ({patch.side}x{patch.side} px) made on {self.s.model} "
-            f"turned Stop into Yield on <b>{main['targeted_success']:.0%}</b> of unseen Stop images across the "
+            f"turned Stop into Yield on <b>{main.targeted_success:.0%}</b> of unseen Stop images across the "
             "viewing grid (rotation and tilt up to 15 deg, distance, light, blur); "
-            f"untargeted success {main['untargeted_success']:.0%}."
+            f"untargeted success {main.untargeted_success:.0%}."
         )
-        others = {n: r["targeted_success"] for n, r in grid.items() if n != self.s.model}
+        others = {n: r.targeted_success for n, r in grid.items() if n != self.s.model}
         if others:
             self.findings.append(
                 "Transfer to other networks: " + ", ".join(f"{n} {v:.0%}" for n, v in others.items()) + "."
@@ -200,10 +200,10 @@ class Demo:
             [
                 n,
                 _pct(clean[n]),
-                _pct(r["clean_accuracy"]),
-                _pct(r["targeted_success"]),
-                _pct(r["untargeted_success"]),
-                f"{r['target_confidence']:.2f}",
+                _pct(r.clean_accuracy),
+                _pct(r.targeted_success),
+                _pct(r.untargeted_success),
+                f"{r.target_confidence:.2f}",
             ]
             for n, r in grid.items()
         ]
@@ -284,12 +284,13 @@ class Demo:
         table: list[list[str]] = []
         for name, model in self.models.items():
             k = self.s.explain_images
-            res = explain_patch(model, x[:k], y[:k], patch, 0, self.out / f"explain-{name}")
-            layers = res["layers"]
+            res = explain_patch(model, x[:k], y[:k], patch, 0)
+            save_explanation(res, self.out / f"explain-{name}")
+            layers = res.layers
             first, last, mass = (
                 layers[0]["adversarial_share"],
                 layers[-1]["adversarial_share"],
-                res["attention_in_patch"],
+                res.attention_in_patch,
             )
             amplification = last / first if first else None
             self.results.setdefault("explain", {})[name] = {
@@ -391,7 +392,7 @@ class Demo:
                 ]
             )
         x, y = self.test_set.float_images(dev), self.test_set.labels
-        bare = patch_success(self.main, x, y, patch, self.tgt, grid, device=dev)["targeted_success"]
+        bare = patch_success(self.main, x, y, patch, self.tgt, grid, device=dev).targeted_success
         rows.insert(0, ["none", _pct(accuracy(self.main, self.clean_set, dev)), _pct(bare), "-"])
         self.results["defend"] = out
         bpda = [n for n in ADAPTIVE if defense_spec(n).bpda]
@@ -446,9 +447,9 @@ class Demo:
                 self.main,
                 clean_images=self.data.float_images(dev)[:512] if defense_spec(name).needs_clean_images else None,
             )
-        r = {
+        r: dict[str, float | None] = {
             "clean_accuracy": accuracy(d, self.clean_set, dev),
-            "patch": patch_success(d, x, y, patch, self.tgt, grid, device=dev)["targeted_success"],
+            "patch": patch_success(d, x, y, patch, self.tgt, grid, device=dev).targeted_success,
         }
         if name in (*ADAPTIVE, trained):
             cfg = AttackConfig(
@@ -464,7 +465,7 @@ class Demo:
             adaptive = create_attack("universal", d, cfg, dev, progress=False)(
                 self.make_set.float_images(dev), self.make_set.labels
             )
-            r["adaptive"] = patch_success(d, x, y, adaptive, self.tgt, grid, device=dev)["targeted_success"]
+            r["adaptive"] = patch_success(d, x, y, adaptive, self.tgt, grid, device=dev).targeted_success
         return r
 
     def certify(self) -> None:

@@ -14,11 +14,11 @@ from patchscope.data import (
     ImageSet,
     ImageStream,
     Preprocess,
+    data_for,
     gtsrb_classes,
     load_class_map,
     load_data,
     match_folders,
-    open_data,
     open_folder,
     resolve_class,
 )
@@ -155,18 +155,32 @@ def test_unreadable_image_is_one_clear_error_or_skipped_and_counted(tmp_path: Pa
     assert len(data) == 2 and data.skipped == (str(tmp_path / "stop" / "1.png"),)
 
 
-def test_open_data_keeps_gtsrb_in_memory_and_streams_folders(tmp_path: Path):
-    assert isinstance(open_data("demo"), ImageSet)
+def test_streaming_keeps_gtsrb_in_memory_and_streams_folders(tmp_path: Path):
+    assert isinstance(load_data("demo", stream=True), ImageSet)
     _tree(tmp_path, {"stop": 1})
-    s = open_data(f"folder:{tmp_path}", classes=gtsrb_classes(), preprocess=Preprocess(36, 32))
+
+    def opened(prep: Preprocess) -> ImageSet | ImageStream:
+        return load_data(f"folder:{tmp_path}", classes=gtsrb_classes(), preprocess=prep, stream=True)
+
+    s = opened(Preprocess(36, 32))
     assert isinstance(s, ImageStream) and s.image_size == 32
+    assert s.data_hash() == opened(Preprocess(36, 32)).data_hash()
+    assert s.data_hash() != opened(Preprocess(40, 32)).data_hash()
+
+
+def test_data_for_a_model_loads_small_sets_at_its_size_and_streams_its_folders(tmp_path: Path):
+    class Model:  # what data_for reads of a classifier
+        classes, preprocess, input_size = gtsrb_classes(), Preprocess(36, 32), 32
+
+    assert isinstance(data_for("demo", Model()), ImageSet) and data_for("demo", 64).image_size == 64
+    _tree(tmp_path, {"stop": 1})
+    s = data_for(f"folder:{tmp_path}", Model())
     assert (
-        s.data_hash()
-        == open_data(f"folder:{tmp_path}", classes=gtsrb_classes(), preprocess=Preprocess(36, 32)).data_hash()
-    )
-    assert (
-        s.data_hash()
-        != open_data(f"folder:{tmp_path}", classes=gtsrb_classes(), preprocess=Preprocess(40, 32)).data_hash()
+        isinstance(s, ImageStream)
+        and s.data_hash()
+        == load_data(
+            f"folder:{tmp_path}", classes=gtsrb_classes(), preprocess=Preprocess(36, 32), stream=True
+        ).data_hash()
     )
 
 
