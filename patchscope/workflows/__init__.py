@@ -2,7 +2,7 @@
 typed result (an attack on a data set, defend, certify, the demo, the study).
 
 They sit on top of data, models, attacks, defenses, explain and eval; the CLI and the demo call the same ones.
-Submodules load on first use (they import torch).
+The demo's and the study's names load on first use (they draw figures: matplotlib would slow every command's start).
 
 >>> from patchscope.workflows import run_attack, defend_patch, certify, CertifyResult, RobustnessStudy
 """
@@ -12,16 +12,30 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_EXPORTS = {
-    "AttackImages": "attack",
-    "AttackResult": "attack",
-    "run_attack": "attack",
-    "CertifyCheckpoint": "certify",
-    "CertifyResult": "certify",
-    "certify": "certify",
-    "AdaptiveResult": "defend",
-    "DefenseResult": "defend",
-    "defend_patch": "defend",
+from patchscope.workflows.attack import AttackImages, AttackResult, run_attack
+from patchscope.workflows.certify import CertifyCheckpoint, CertifyResult, certify
+from patchscope.workflows.defend import AdaptiveResult, DefenseResult, defend_patch
+
+__all__ = [
+    "AdaptiveResult",
+    "AttackImages",
+    "AttackResult",
+    "CertifyCheckpoint",
+    "CertifyResult",
+    "DefenseResult",
+    "DemoSettings",
+    "RobustnessStudy",
+    "StudyResult",
+    "StudySettings",
+    "certify",
+    "defend_patch",
+    "quick_settings",
+    "run_attack",
+    "run_demo",
+    "save_study",
+]
+
+_LAZY = {
     "DemoSettings": "demo",
     "quick_settings": "demo",
     "run_demo": "demo",
@@ -30,10 +44,9 @@ _EXPORTS = {
     "StudySettings": "study",
     "save_study": "study",
 }
-__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"patchscope.workflows.{_EXPORTS[name]}"), name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"patchscope.workflows.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'patchscope.workflows' has no attribute {name!r}")
