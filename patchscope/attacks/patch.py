@@ -6,7 +6,7 @@ import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -16,9 +16,6 @@ from safetensors.torch import load_file, save_file
 from patchscope.errors import PatchscopeError
 from patchscope.io import atomic_path
 from patchscope.validate import MAX_IMAGE_SIZE
-
-if TYPE_CHECKING:
-    from patchscope.attacks.per_image import PerImagePatches
 
 SHAPES = ("square", "circle")
 
@@ -181,7 +178,7 @@ class Patch:
     @classmethod
     def load(cls, path: str | Path) -> Patch:
         """Read a patch from a run folder or a ``patch.safetensors`` file (the low-level reader of
-        :func:`load_patch`, which also takes zoo names and per-image patches)."""
+        :func:`~patchscope.attacks.load.load_patch`, which also takes zoo names and per-image patches)."""
         path = Path(path)
         file = path / "patch.safetensors" if path.is_dir() else path
         if path.name == "patches.safetensors" or (not file.exists() and (path / "patches.safetensors").exists()):
@@ -290,41 +287,3 @@ def list_patches() -> list[str]:
     """Names of the bundled patches, ``MODEL/NAME``, loadable as ``--patch zoo:MODEL/NAME``."""
     root = patch_zoo_dir()
     return sorted(str(p.parent.relative_to(root)) for p in root.glob("*/*/patch.safetensors"))
-
-
-@overload
-def load_patch(spec: str | Path, per_image: Literal[False] = False) -> Patch: ...
-
-
-@overload
-def load_patch(spec: str | Path, per_image: bool) -> Patch | PerImagePatches: ...
-
-
-def load_patch(spec: str | Path, per_image: bool = False) -> Patch | PerImagePatches:
-    """The one way to load a patch: a run folder, a ``patch.safetensors`` file, or the zoo (``zoo:MODEL/NAME``).
-
-    Args:
-        spec: where the patch is.
-        per_image: also accept per-image patches (a folder with ``patches.safetensors``, or that file); without it
-            they are refused with one line (only measuring takes them).
-
-    Returns:
-        A :class:`Patch`, or with ``per_image`` a :class:`~patchscope.attacks.per_image.PerImagePatches` where the
-        spec holds those.
-
-    >>> p = load_patch("zoo:gtsrb-cnn/stop-yield")
-    >>> p.placement, p.image_size
-    ('on-object', 32)
-    """
-    text = str(spec)
-    if text.startswith("zoo:"):
-        name = text[4:]
-        if name not in list_patches():
-            raise PatchscopeError(f"unknown zoo patch {name!r}: bundled are {', '.join(list_patches()) or '(none)'}")
-        return Patch.load(patch_zoo_dir() / name)
-    path = Path(text)
-    if per_image and ((path / "patches.safetensors").exists() or path.name == "patches.safetensors"):
-        from patchscope.attacks.per_image import PerImagePatches
-
-        return PerImagePatches.load(path)
-    return Patch.load(path)  # refuses per-image patches with one line

@@ -101,24 +101,20 @@ def patch_success(
     by_image: bool = False,
 ) -> PatchSuccess:
     """Success of ``patch`` on ``images`` under every condition; the means are over (condition, image).
-    Per-image patches (N, 3, s, s) go on the N ``images`` in order, patch n on image n.
-    ``by_image``: also ``image_success``, a list of N shares of the conditions each image was won in
-    (targeted, or untargeted without a target), to see which images resist.
+    Per-image patches (N, 3, s, s) go on the N ``images`` in order, patch n on image n. ``by_image``: also
+    ``image_success``, N shares of the conditions each image was won in (targeted, or untargeted without a target).
 
     Under ``torch.distributed`` every rank calls it with the same arguments, measures every world-th batch and
     gets the whole result, equal to one process's.
 
     Returns:
-        A :class:`PatchSuccess`: ``targeted_success``, ``untargeted_success``, ``target_confidence``,
-        ``clean_accuracy`` (same conditions, no patch) and ``conditions`` (one dict per condition with the same four).
+        A :class:`PatchSuccess` (the rates, and per condition in ``conditions``; clean accuracy without the patch).
 
-    >>> from patchscope.attacks import Patch
-    >>> from patchscope.models.archs import cnn
-    >>> from patchscope.models.wrapper import Classifier
-    >>> m = Classifier(cnn(num_classes=3, width=4), ["a", "b", "c"]).eval()
+    >>> from patchscope.attacks import Patch; from patchscope.models.archs import cnn
+    >>> from patchscope.models import Classifier
+    >>> m, x = Classifier(cnn(num_classes=3, width=4), ["a", "b", "c"]).eval(), torch.rand(4, 3, 32, 32)
     >>> p = Patch(torch.rand(3, 7, 7), torch.ones(7, 7), "on-object", (12, 12))
-    >>> x, y = torch.rand(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)
-    >>> r = patch_success(m, x, y, p, 1, [{}, {"brightness": 0.5}])
+    >>> r = patch_success(m, x, torch.zeros(4, dtype=torch.long), p, 1, [{}, {"brightness": 0.5}])
     >>> r.images, len(r.conditions), 0 <= r.targeted_success <= r.untargeted_success <= 1
     (4, 2, True)
     """

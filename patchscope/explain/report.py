@@ -111,9 +111,8 @@ def explain_patch(
     batch_size: int = 256,
 ) -> Explanation:
     """Explain ``patch`` on ``images`` (N, 3, H, W) in [0, 1]: aggregate ``layers`` over all N, ``single`` for
-    ``images[index]``. Nothing is written: :func:`save_explanation` draws the figures.
-
-    The single image's ``max_z`` uses the clean maxima of all N images as reference.
+    ``images[index]`` (its ``max_z`` against the clean maxima of all N). Nothing is written: :func:`save_explanation`
+    draws the figures.
 
     Args:
         model: the classifier.
@@ -133,15 +132,13 @@ def explain_patch(
         raise PatchscopeError(f"index {index} is out of range: there are {n} images (0..{n - 1})", params=("index",))
     check_patch(model, patch, int(images.shape[-1]))
     names = tuple(getattr(model, "classes", ())) or tuple(str(i) for i in range(int(labels.max()) + 1))
-    fp = patch_footprint(patch, images.device)
-    patched = apply_patch(images, patch)
+    fp, patched = patch_footprint(patch, images.device), apply_patch(images, patch)
     traces = trace_layers(model, images, patched, fp, batch_size)
     one = trace_layers(model, images[index : index + 1], patched[index : index + 1], fp, batch_size)
     rows = [t.summary() for t in traces]
     totals = _attention_totals(model, images, patched, labels, fp, method, batch_size)
     a1 = explain_attention(model, images[index : index + 1], patched[index : index + 1], method)
-    heatmap = _heatmap(model, method)
-    target = patch.meta.get("target")
+    heatmap, target = _heatmap(model, method), patch.meta.get("target")
     tgt = names.index(target) if target in names else None
     pred_after, y = totals.pop("pred_after"), labels.to(images.device)
     return Explanation(
