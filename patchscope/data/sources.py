@@ -1,5 +1,5 @@
-"""`load_data(spec)`: every data source the command line's ``--data`` accepts, in memory or (``stream=True``) read
-from disk batch by batch; :func:`data_for` picks between them for a model, as every command does.
+"""`load_data(spec)`: every data source the command line's ``--data`` accepts, in memory; `data_for(spec, model)`:
+the same as a model takes it (what every command reads), folders and large ``.npz`` files streamed batch by batch.
 
 ``gtsrb:train`` / ``gtsrb:test`` (``$PATCHSCOPE_DATA/gtsrb32.npz``, else torchvision's download),
 ``demo`` (bundled subset), ``npz:PATH[:split]`` (uint8 ``x_*``/``y_*`` arrays) and
@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,7 +59,6 @@ def default_data_root() -> Path:
     return Path(os.environ.get("PATCHSCOPE_DATA", Path.home() / ".patchscope" / "data")).expanduser()
 
 
-@overload
 def load_data(
     spec: str,
     root: str | os.PathLike[str] | None = None,
@@ -68,87 +67,34 @@ def load_data(
     classes: Sequence[str] | None = None,
     preprocess: Preprocess | None = None,
     class_map: ClassMap | None = None,
-    wnids: Sequence[str] | None = None,
     skip_bad: bool = False,
-    stream: Literal[False] = False,
-) -> ImageSet: ...
+) -> ImageSet:
+    """Load the data set named by ``spec`` into memory; ``size`` resizes (folder images always; others if they differ).
 
-
-@overload
-def load_data(
-    spec: str,
-    root: str | os.PathLike[str] | None = None,
-    size: int | None = None,
-    *,
-    classes: Sequence[str] | None = None,
-    preprocess: Preprocess | None = None,
-    class_map: ClassMap | None = None,
-    wnids: Sequence[str] | None = None,
-    skip_bad: bool = False,
-    stream: bool,
-) -> ImageSet | ImageStream: ...
-
-
-def load_data(
-    spec: str,
-    root: str | os.PathLike[str] | None = None,
-    size: int | None = None,
-    *,
-    classes: Sequence[str] | None = None,
-    preprocess: Preprocess | None = None,
-    class_map: ClassMap | None = None,
-    wnids: Sequence[str] | None = None,
-    skip_bad: bool = False,
-    stream: bool = False,
-) -> ImageSet | ImageStream:
-    """The data set named by ``spec``: in memory, or with ``stream`` read from disk batch by batch where it is large.
+    For a model, :func:`data_for` reads the data as the model takes it, streaming folders and big ``.npz`` files.
 
     Args:
         spec: ``gtsrb:train``, ``gtsrb:test``, ``demo``, ``npz:PATH[:split]`` or ``folder:PATH`` (``@N``: resized).
         root: where GTSRB lives (default :func:`default_data_root`).
         size: square side to resize to (a folder: 32 when neither this nor ``preprocess`` is given).
         classes: for a folder, the model's class names its sub-folders are matched to.
-        preprocess: for a folder (or a streamed ``.npz``), the model's preparation (resize, centre crop).
+        preprocess: for a folder, the model's preparation (resize, centre crop).
         class_map: for a folder, folder name -> class id or name.
-        wnids: for a folder, the classes' WordNet ids, when not ImageNet-1k's.
         skip_bad: for a folder, skip unreadable images instead of raising.
-        stream: a folder or a large ``.npz`` file as an :class:`~patchscope.data.stream.ImageStream` (host memory
-            bounded by the batch); GTSRB, the demo set, small ``.npz`` files and ``@N`` specs stay in memory.
     Returns:
-        An :class:`ImageSet` (uint8; ``skipped`` lists unreadable files left out with ``skip_bad``), or with
-        ``stream`` possibly an :class:`ImageStream`; both have ``iter_batches``, ``of_class``, ``head``, ``load``.
+        The whole set as uint8 tensors (``skipped`` lists unreadable files left out with ``skip_bad``).
 
     >>> demo = load_data("demo")
     >>> demo.images.shape[1:], demo.classes[14]
     (torch.Size([3, 32, 32]), 'stop')
     >>> load_data("demo@64").images.shape[1:]
     torch.Size([3, 64, 64])
-    >>> d = load_data("demo", preprocess=Preprocess.square(32), stream=True)
-    >>> type(d).__name__, next(d.iter_batches(4))[0].shape
-    ('ImageSet', torch.Size([4, 3, 32, 32]))
     """
-    if stream:
-        if preprocess is None and size is not None:
-            preprocess = Preprocess.square(size)
-        return _open(spec, root, classes, preprocess, class_map, wnids, skip_bad)
-    return _load(spec, root, size, classes, preprocess, class_map, skip_bad)
-
-
-def _load(
-    spec: str,
-    root: str | os.PathLike[str] | None,
-    size: int | None,
-    classes: Sequence[str] | None,
-    preprocess: Preprocess | None,
-    class_map: ClassMap | None,
-    skip_bad: bool,
-) -> ImageSet:
-    """:func:`load_data` into memory."""
     base, at = split_resolution(spec)
     if at is not None:
         if base.startswith("folder:") and preprocess is None:
             preprocess = Preprocess.square(at)
-        data = _load(base, root, None, classes, preprocess, class_map, skip_bad)
+        data = load_data(base, root, classes=classes, preprocess=preprocess, class_map=class_map, skip_bad=skip_bad)
         data = dataclasses.replace(resize(data, at), name=spec)
         return resize(data, size) if size and size != at else data
     kind, _, rest = spec.partition(":")
@@ -260,10 +206,10 @@ def _open(
     wnids: Sequence[str] | None,
     skip_bad: bool,
 ) -> ImageSet | ImageStream:
-    """:func:`load_data` with ``stream``: a stream for folders and large ``.npz`` files, else an in-memory set."""
+    """For :func:`data_for`: a stream for folders and large ``.npz`` files, else an in-memory set."""
     crop = preprocess.crop if preprocess is not None else None
     if split_resolution(spec)[1] is not None:
-        return _load(spec, root, crop, classes, None, class_map, skip_bad)
+        return load_data(spec, root, crop, classes=classes, class_map=class_map, skip_bad=skip_bad)
     kind, _, rest = spec.partition(":")
     if kind == "folder" and rest:
         return open_folder(rest, classes, preprocess, class_map, wnids, skip_bad, spec)
@@ -273,7 +219,7 @@ def _open(
             stream = open_npz_stream(Path(path), split or None, spec, preprocess)
             if stream is not None:
                 return stream
-    return _load(spec, root, crop, None, None, None, False)
+    return load_data(spec, root, crop)
 
 
 def data_for(
@@ -302,5 +248,5 @@ def data_for(
     64
     """
     if isinstance(model, int) or not spec.startswith(("folder:", "npz:")):
-        return _load(spec, root, model if isinstance(model, int) else int(model.input_size), None, None, None, False)
+        return load_data(spec, root, model if isinstance(model, int) else int(model.input_size))
     return _open(spec, root, model.classes, model.preprocess, class_map, getattr(model, "wnids", None), skip_bad)

@@ -7,8 +7,7 @@ result (``patch_success`` -> :class:`PatchSuccess`, ``measure_patch`` -> :class:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from patchscope import lazy_exports
 
 _EXPORTS = {
     "DEFAULT_GRID": "conditions",
@@ -29,7 +28,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"patchscope.eval.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'patchscope.eval' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

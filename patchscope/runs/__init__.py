@@ -7,26 +7,15 @@ Importing this package does not import torch, so ``patchscope runs`` starts at o
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from patchscope import lazy_exports
 
-_EXPORTS = {
-    "Run": "store",
-    "RunHandle": "store",
-    "RunStore": "store",
-    "compare": "store",
-    "default_store_path": "store",
-    "record": "store",
-    "store_for": "store",
-    "Section": "report",
-    "render_report": "report",
-    "runs_report": "report",
-    "command_line": "reproduce",
+_MODULES = {
+    "store": ("Run", "RunHandle", "RunStore", "compare", "default_store_path", "record", "store_for"),
+    "report": ("Section", "render_report", "runs_report"),
+    "reproduce": ("command_line",),
 }
+_EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"patchscope.runs.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'patchscope.runs' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -9,9 +9,7 @@ The demo's and the study's names load on first use (they draw figures: matplotli
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from patchscope import lazy_exports
 from patchscope.workflows.attack import AttackImages, AttackResult, run_attack
 from patchscope.workflows.certify import CertifyCheckpoint, CertifyResult, certify
 from patchscope.workflows.defend import AdaptiveResult, DefenseResult, defend_patch
@@ -46,7 +44,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"patchscope.workflows.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'patchscope.workflows' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -155,12 +155,19 @@ def test_unreadable_image_is_one_clear_error_or_skipped_and_counted(tmp_path: Pa
     assert len(data) == 2 and data.skipped == (str(tmp_path / "stop" / "1.png"),)
 
 
-def test_streaming_keeps_gtsrb_in_memory_and_streams_folders(tmp_path: Path):
-    assert isinstance(load_data("demo", stream=True), ImageSet)
+class _Model:  # what data_for reads of a classifier
+    classes, input_size = gtsrb_classes(), 32
+
+    def __init__(self, preprocess: Preprocess) -> None:
+        self.preprocess = preprocess
+
+
+def test_data_for_keeps_gtsrb_in_memory_and_streams_folders(tmp_path: Path):
+    assert isinstance(data_for("demo", _Model(Preprocess(36, 32))), ImageSet)
     _tree(tmp_path, {"stop": 1})
 
     def opened(prep: Preprocess) -> ImageSet | ImageStream:
-        return load_data(f"folder:{tmp_path}", classes=gtsrb_classes(), preprocess=prep, stream=True)
+        return data_for(f"folder:{tmp_path}", _Model(prep))
 
     s = opened(Preprocess(36, 32))
     assert isinstance(s, ImageStream) and s.image_size == 32
@@ -168,20 +175,11 @@ def test_streaming_keeps_gtsrb_in_memory_and_streams_folders(tmp_path: Path):
     assert s.data_hash() != opened(Preprocess(40, 32)).data_hash()
 
 
-def test_data_for_a_model_loads_small_sets_at_its_size_and_streams_its_folders(tmp_path: Path):
-    class Model:  # what data_for reads of a classifier
-        classes, preprocess, input_size = gtsrb_classes(), Preprocess(36, 32), 32
-
-    assert isinstance(data_for("demo", Model()), ImageSet) and data_for("demo", 64).image_size == 64
-    _tree(tmp_path, {"stop": 1})
-    s = data_for(f"folder:{tmp_path}", Model())
-    assert (
-        isinstance(s, ImageStream)
-        and s.data_hash()
-        == load_data(
-            f"folder:{tmp_path}", classes=gtsrb_classes(), preprocess=Preprocess(36, 32), stream=True
-        ).data_hash()
-    )
+def test_data_for_a_size_loads_at_that_size_and_labels_a_folder_by_its_names(tmp_path: Path):
+    assert data_for("demo", 64).image_size == 64 and isinstance(data_for("demo", 64), ImageSet)
+    _tree(tmp_path, {"stop": 1, "yield": 1})
+    plain = data_for(f"folder:{tmp_path}", 40)
+    assert isinstance(plain, ImageSet) and plain.image_size == 40 and plain.classes == ("stop", "yield")
 
 
 def test_large_uncompressed_npz_is_memory_mapped_and_reads_the_same(tmp_path: Path):
