@@ -63,7 +63,7 @@ patch = Patch(pixels, torch.ones(7, 7), "sticker", None, 32, {})
 def measure():
     rows.clear()
     out = {
-        "success": patch_success(model, x, y, patch, 13, batch_size=64, by_image=True),
+        "success": patch_success(model, x, y, patch, 13, batch_size=64, by_image=True).as_dict(),
         "accuracy": accuracy(model, data, batch_size=5),
         "certify": certify(model, data, "ds-column", 0.05, batch_size=8, progress=False).as_dict(),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -91,3 +92,24 @@ def test_mkdocs_strict_build(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "site" / "findings" / "index.html").exists()
     assert "patchscope.attacks.PatchAttack" in (tmp_path / "site" / "api" / "attacks" / "index.html").read_text()
+
+
+def test_readme_python_example_runs_and_prints_typed_results(tmp_path: Path) -> None:
+    """The README's "same from Python" block runs as written (on the bundled model, patch and demo data)."""
+    text = README.read_text()
+    block = re.search(r"The same from Python:\n\n```python\n(.*?)```", text, re.S)
+    assert block is not None, "README.md: the Python example is missing"
+    script = tmp_path / "example.py"
+    script.write_text(block.group(1))
+    r = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"},
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["quick patch", "bundled patch", "certified"], r.stdout
+    assert re.fullmatch(r"certified: \d+% of 8", lines[-1]), lines[-1]

@@ -18,13 +18,13 @@ from patchscope.attacks.eot import (
     view,
 )
 from patchscope.attacks.frozen import frozen
+from patchscope.attacks.load import load_patch
 from patchscope.attacks.losses import attack_loss, non_printability, printable_colours, total_variation
 from patchscope.attacks.patch import (
     SHAPES,
     Patch,
     is_named_shape,
     list_patches,
-    load_patch,
     patch_side,
     patch_zoo_dir,
     shape_mask,

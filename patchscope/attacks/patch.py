@@ -178,7 +178,8 @@ class Patch:
 
     @classmethod
     def load(cls, path: str | Path) -> Patch:
-        """Load a patch from a run folder or a ``patch.safetensors`` file."""
+        """Read a patch from a run folder or a ``patch.safetensors`` file (the low-level reader of
+        :func:`~patchscope.attacks.load.load_patch`, which also takes zoo names and per-image patches)."""
         path = Path(path)
         file = path / "patch.safetensors" if path.is_dir() else path
         if path.name == "patches.safetensors" or (not file.exists() and (path / "patches.safetensors").exists()):
@@ -287,14 +288,3 @@ def list_patches() -> list[str]:
     """Names of the bundled patches, ``MODEL/NAME``, loadable as ``--patch zoo:MODEL/NAME``."""
     root = patch_zoo_dir()
     return sorted(str(p.parent.relative_to(root)) for p in root.glob("*/*/patch.safetensors"))
-
-
-def load_patch(spec: str | Path) -> Patch:
-    """A patch from a run folder, a ``patch.safetensors`` file, or the zoo (``zoo:gtsrb-cnn/stop-yield``)."""
-    text = str(spec)
-    if text.startswith("zoo:"):
-        name = text[4:]
-        if name not in list_patches():
-            raise PatchscopeError(f"unknown zoo patch {name!r}: bundled are {', '.join(list_patches()) or '(none)'}")
-        return Patch.load(patch_zoo_dir() / name)
-    return Patch.load(Path(text))

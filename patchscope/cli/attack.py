@@ -21,7 +21,6 @@ from patchscope.cli.common import (
     check_out,
     data_options,
     load_models,
-    load_patch_arg,
     note,
     parse_floats,
     recorded,
@@ -160,11 +159,12 @@ def _per_image_options(
     config: dict[str, Any], init: str | None, views: int, limit: int | None, resume: bool
 ) -> dict[str, Any]:
     """The per-image attack's options (its start patch, if any); ``config`` records what it will do."""
+    from patchscope.attacks import load_patch
     from patchscope.distributed import active
 
     if resume or active():
         raise PatchscopeError("--per-image runs in one process and has no checkpoints: drop --resume and torchrun")
-    start: Patch | None = load_patch_arg(init) if init is not None else None
+    start: Patch | None = load_patch(init) if init is not None else None
     if start is not None:
         start.meta["name"] = init  # its shape, size and place replace the options': record those
         config.update(
@@ -257,6 +257,7 @@ def transfer(
 
     Measured over the default viewing grid. Each model sees the images at its own input size, and a patch made at
     another size is resized with them (same share, same place)."""
+    from patchscope.attacks import load_patch
     from patchscope.data import resolve_class
     from patchscope.distributed import join
     from patchscope.eval import transfer_matrix
@@ -265,7 +266,7 @@ def transfer(
     dev = resolve_device(device)
     join(dev)  # under torchrun: each rank measures a share of the images; rank 0 prints
     loaded = {n: create_model(n, dev) for n in split_names(models)}
-    ps = {p: load_patch_arg(p if p.startswith("zoo:") else Path(p)) for p in split_names(patches, "--patches")}
+    ps = {p: load_patch(p) for p in split_names(patches, "--patches")}
     cache = DataCache(data, data_root, None, class_map, skip_bad)
     for m in loaded.values():
         cache.check_classes(m)  # a folder is labelled by the first model's classes: the others must share them
@@ -274,11 +275,9 @@ def transfer(
     t = resolve_class(target, victims.classes) if target else None
     images = {n: v.float_images() for n, v in mine.items()}
     matrix = transfer_matrix(loaded, ps, images, victims.labels, t, device=dev)
-    result = cache.note_skipped(
-        {"metric": "targeted_success" if t is not None else "untargeted_success", "matrix": matrix}
-    )
+    result = cache.note_skipped(matrix.as_dict())
     title = f"{'targeted' if t is not None else 'untargeted'} success on {len(victims)} {source!r} images"
-    show(result, as_json, lambda: _matrix_table(matrix, list(loaded), title))
+    show(result, as_json, lambda: _matrix_table(matrix.success, list(loaded), title))
 
 
 def _matrix_table(matrix: dict[str, dict[str, float]], models: list[str], title: str) -> None:
@@ -335,7 +334,11 @@ def curve(
     with recorded("curve", {**head, "sizes": size_list, "placements": placements, "seed": seed, "device": dev}) as run:
         with resume_hint():
             where = split_names(placements, "--placements")
-            result = area_curves(net, make.images, test.images, size_list, where, cfg, out, model, head, dev, resume)
+            found = area_curves(
+                net, make.images, test.images, size_list, where, cfg, model, dev, out / "checkpoints", resume
+            )
+        found.save(out, head)
+        result = found.as_dict()
         run.log({p: {"a90": r["a90"], "points": r["points"]} for p, r in result.items()})
         run.artifact("curve", out / "curve.json")
     show({**head, **result, **_skipped(caches, skip_bad)}, as_json, lambda: _curve_table(head, result))

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, overload
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperCommand
@@ -23,7 +23,6 @@ from patchscope.cli.output import printing
 from patchscope.errors import PatchscopeError
 
 if TYPE_CHECKING:
-    from patchscope.attacks import Patch, PerImagePatches
     from patchscope.registry import Registry
 
 DataOpt = Annotated[
@@ -276,33 +275,11 @@ def load_models(spec: str, device: str) -> Any:
     return members[0] if len(members) == 1 else Ensemble(members).eval()
 
 
-@overload
-def load_patch_arg(path: Path | str, per_image: Literal[False] = False) -> Patch: ...
-
-
-@overload
-def load_patch_arg(path: Path | str, per_image: bool) -> Patch | PerImagePatches: ...
-
-
-def load_patch_arg(path: Path | str, per_image: bool = False) -> Patch | PerImagePatches:
-    """A universal patch (run folder, file or zoo name); with ``per_image``, a folder of per-image patches too."""
-    from patchscope.attacks import load_patch
-
-    if per_image and ((Path(path) / "patches.safetensors").exists() or Path(path).name == "patches.safetensors"):
-        from patchscope.attacks.per_image import PerImagePatches
-
-        return PerImagePatches.load(path)
-    return load_patch(path)  # refuses per-image patches with one line
-
-
 class DataCache:
-    """``--data`` read once per model preparation, keeping the first ``limit`` images.
-
-    ``get(model)``: a ``folder:`` tree is labelled by the model's classes (class id, name, WordNet id or
-    ``--class-map``) and prepared as its card says (resize, centre crop), and a ``folder:`` tree or a large
-    ``npz:`` file is streamed batch by batch; GTSRB, ``demo`` and small ``npz:`` files are loaded at the model's
-    input size, as always. Every model after the first must share the first one's classes when a folder is read.
-    ``get(size)``: the data at ``size`` px, a folder labelled by its sorted folder names.
+    """``--data`` read once per model preparation (:func:`~patchscope.data.data_for` decides how: in memory or
+    streamed, labelled and prepared as the model says), keeping the first ``limit`` images. Every model after the
+    first must share the first one's classes when a folder is read. ``get(size)``: the data at ``size`` px, a folder
+    labelled by its sorted folder names.
     """
 
     def __init__(
@@ -321,38 +298,24 @@ class DataCache:
             raise PatchscopeError(f"--class-map {class_map}: it names the sub-folders of folder: data, not {spec!r}")
 
     def get(self, model: Any) -> Any:
-        """The data for ``model`` (a classifier or ensemble; an int: a plain size)."""
-        from patchscope.data import load_data
-
-        if isinstance(model, int) or not self.spec.startswith(("folder:", "npz:")):
-            size = model if isinstance(model, int) else int(model.input_size)
-            if size not in self.cache:
-                self.cache[size] = load_data(self.spec, self.root, size).head(self.limit)
-            return self.cache[size]
-        self.check_classes(model)
-        key = (model.preprocess, tuple(model.classes))
-        if key not in self.cache:
-            self.cache[key] = self._open(model)
-        return self.cache[key]
-
-    def _open(self, model: Any) -> Any:
-        from patchscope.data import load_class_map, open_data
+        """The data for ``model`` (a classifier or ensemble; an int: a plain size), as
+        :func:`~patchscope.data.data_for` reads it, first ``limit`` images."""
+        from patchscope.data import data_for, load_class_map
         from patchscope.validate import check_optional_positive
 
-        check_optional_positive("limit", self.limit)
-        mapping = load_class_map(self.class_map) if self.class_map is not None else None
-        data = open_data(
-            self.spec,
-            self.root,
-            classes=model.classes,
-            preprocess=model.preprocess,
-            class_map=mapping,
-            wnids=getattr(model, "wnids", None),
-            skip_bad=self.skip_bad,
-        )
-        if len(data) == 0:
-            raise PatchscopeError(f"--data {self.spec} holds no images")
-        return data.head(self.limit)
+        if isinstance(model, int) or not self.spec.startswith(("folder:", "npz:")):
+            key: Any = model if isinstance(model, int) else int(model.input_size)
+        else:
+            self.check_classes(model)
+            key = (model.preprocess, tuple(model.classes))
+        if key not in self.cache:
+            check_optional_positive("limit", self.limit)
+            mapping = load_class_map(self.class_map) if self.class_map is not None else None
+            data = data_for(self.spec, model, self.root, class_map=mapping, skip_bad=self.skip_bad)
+            if len(data) == 0:
+                raise PatchscopeError(f"--data {self.spec} holds no images")
+            self.cache[key] = data.head(self.limit)
+        return self.cache[key]
 
     def check_classes(self, model: Any) -> None:
         """Refuse a model whose classes differ from the first model's when a folder is labelled by them."""

@@ -22,7 +22,6 @@ from patchscope.cli.common import (
     check_out,
     data_options,
     entry_options,
-    load_patch_arg,
     option_errors,
     recorded,
     resolve_device,
@@ -71,6 +70,7 @@ def defend(
 
     Clean accuracy and the patch's success with and without the defense; --adaptive also attacks the defense
     itself."""
+    from patchscope.attacks import load_patch
     from patchscope.defenses import defense_spec
     from patchscope.distributed import is_main, join
     from patchscope.models import create_model
@@ -93,7 +93,7 @@ def defend(
     extra = {"options": options, "fit_images": fit, "device": dev, "meta": {"model": model}, "progress": True}
     with option_errors(spec.defaults), recorded("defend", config) as run:
         kwargs = same_named(args, defend_patch, ("model", "data", "patch", "defense", *extra)) | extra
-        result = defend_patch(net, ds, load_patch_arg(patch), defense, **kwargs)
+        result = defend_patch(net, ds, load_patch(patch), defense, **kwargs)
         summary = cache.note_skipped(_defense_summary(result, model, data, patch, out))
         if out is not None and result.adaptive is not None and is_main():
             result.adaptive.patch.save(out)

@@ -17,7 +17,6 @@ from patchscope.cli.common import (
     RootOpt,
     SkipBadOpt,
     data_options,
-    load_patch_arg,
     recorded,
     resolve_device,
     split_names,
@@ -138,6 +137,7 @@ def evaluate(
 
     Clean accuracy of each model; with --patch, the patch's success too, measured on the source class's images
     only. Folders (and large .npz files) are read batch by batch."""
+    from patchscope.attacks import load_patch
     from patchscope.distributed import join
     from patchscope.models import create_model
 
@@ -148,7 +148,7 @@ def evaluate(
     names = split_names(models)
     loaded = {n: create_model(n, dev) for n in names}
     cache = DataCache(data, data_root, limit, class_map, skip_bad)
-    the_patch = load_patch_arg(patch, per_image=True) if patch is not None else None
+    the_patch = load_patch(patch, per_image=True) if patch is not None else None
     result: dict[str, dict[str, object]] = {}
     config = {
         "models": names,

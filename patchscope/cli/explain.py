@@ -19,7 +19,6 @@ from patchscope.cli.common import (
     SkipBadOpt,
     check_out,
     data_options,
-    load_patch_arg,
     recorded,
     resolve_device,
 )
@@ -57,6 +56,7 @@ def explain(
 
     Where the model looks before and after the patch, how the patch's signal grows layer by layer, and which
     activations are abnormal."""
+    from patchscope.attacks import load_patch
     from patchscope.explain.report import check_patch
     from patchscope.models import create_model
 
@@ -66,7 +66,7 @@ def explain(
     check_optional_positive("limit", limit)
     check_out(out)
     dev = resolve_device(device)
-    the_patch = load_patch_arg(patch)
+    the_patch = load_patch(patch)
     net = create_model(model, dev)
     check_patch(net, the_patch, net.input_size)
     cache = DataCache(data, data_root, class_map=class_map, skip_bad=skip_bad)
@@ -120,12 +120,14 @@ def _explain(
     device: str,
     head: dict[str, Any],
 ) -> dict[str, Any]:
-    """:func:`~patchscope.explain.explain_patch` into ``out``, with ``explain.json`` (``head`` first) beside it."""
-    from patchscope.explain import explain_patch
+    """:func:`~patchscope.explain.explain_patch`, its figures saved into ``out`` with ``explain.json`` (``head``
+    first) beside them."""
+    from patchscope.explain import explain_patch, save_explanation
     from patchscope.io import write_json
 
-    found = explain_patch(net, victims.float_images(device), victims.labels, patch, index, out, method, batch_size)
-    result = {"command": "explain", **head, **found}
+    found = explain_patch(net, victims.float_images(device), victims.labels, patch, index, method, batch_size)
+    files = save_explanation(found, out)
+    result = {"command": "explain", **head, **found.as_dict(), "files": [str(f) for f in files]}
     write_json(out / "explain.json", result)
     result["files"].append(str(out / "explain.json"))
     return result

@@ -91,7 +91,7 @@ def robustness(
         run.log(study_metrics(results))
         run.artifact("study", out / "study.json")
         run.artifact("report", report)
-    show(results, as_json, lambda: _table(study_table(results), report))
+    show(results.as_dict(), as_json, lambda: _table(study_table(results), report))
 
 
 def _study_images(data: str, root: Path | None, models: dict[str, Any], class_map: Path | None, skip_bad: bool) -> Any:

@@ -10,7 +10,7 @@ from patchscope.data.classes import find_class, gtsrb_classes, imagenet_wnids, r
 from patchscope.data.imageset import ImageSet
 from patchscope.data.labels import load_class_map, match_folders
 from patchscope.data.preprocess import Preprocess
-from patchscope.data.sources import default_data_root, load_data, open_data, resize
+from patchscope.data.sources import data_for, default_data_root, load_data, resize
 from patchscope.data.splits import split_by_track
 from patchscope.data.stream import Batches, ImageStream, open_folder
 
@@ -19,6 +19,7 @@ __all__ = [
     "ImageSet",
     "ImageStream",
     "Preprocess",
+    "data_for",
     "default_data_root",
     "find_class",
     "gtsrb_classes",
@@ -26,7 +27,6 @@ __all__ = [
     "load_class_map",
     "load_data",
     "match_folders",
-    "open_data",
     "open_folder",
     "resize",
     "resolve_class",

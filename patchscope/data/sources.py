@@ -1,4 +1,5 @@
-"""`load_data(spec)`: every data source the command line's ``--data`` accepts.
+"""`load_data(spec)`: every data source the command line's ``--data`` accepts, in memory; `data_for(spec, model)`:
+the same as a model takes it (what every command reads), folders and large ``.npz`` files streamed batch by batch.
 
 ``gtsrb:train`` / ``gtsrb:test`` (``$PATCHSCOPE_DATA/gtsrb32.npz``, else torchvision's download),
 ``demo`` (bundled subset), ``npz:PATH[:split]`` (uint8 ``x_*``/``y_*`` arrays) and
@@ -15,6 +16,7 @@ import zipfile
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +31,7 @@ from patchscope.errors import PatchscopeError
 from patchscope.validate import check_labels
 
 GTSRB_FILE = "gtsrb32.npz"
-__all__ = ["IMAGE_EXTENSIONS", "default_data_root", "load_data", "resize", "split_resolution"]
+__all__ = ["IMAGE_EXTENSIONS", "data_for", "default_data_root", "load_data", "resize", "split_resolution"]
 #: the largest side ``SPEC@N`` may ask for
 MAX_RESOLUTION = 1024
 
@@ -69,10 +71,10 @@ def load_data(
 ) -> ImageSet:
     """Load the data set named by ``spec`` into memory; ``size`` resizes (folder images always; others if they differ).
 
-    For large data use :func:`open_data`, which streams folders and big ``.npz`` files.
+    For a model, :func:`data_for` reads the data as the model takes it, streaming folders and big ``.npz`` files.
 
     Args:
-        spec: ``gtsrb:train``, ``gtsrb:test``, ``demo``, ``npz:PATH[:split]`` or ``folder:PATH``.
+        spec: ``gtsrb:train``, ``gtsrb:test``, ``demo``, ``npz:PATH[:split]`` or ``folder:PATH`` (``@N``: resized).
         root: where GTSRB lives (default :func:`default_data_root`).
         size: square side to resize to (a folder: 32 when neither this nor ``preprocess`` is given).
         classes: for a folder, the model's class names its sub-folders are matched to.
@@ -195,44 +197,19 @@ def _gtsrb(root: Path, split: str) -> ImageSet:
     return _npz(cached, split, f"gtsrb:{split}")
 
 
-def open_data(
+def _open(
     spec: str,
-    root: str | os.PathLike[str] | None = None,
-    *,
-    classes: Sequence[str] | None = None,
-    preprocess: Preprocess | None = None,
-    class_map: ClassMap | None = None,
-    wnids: Sequence[str] | None = None,
-    skip_bad: bool = False,
+    root: str | os.PathLike[str] | None,
+    classes: Sequence[str] | None,
+    preprocess: Preprocess | None,
+    class_map: ClassMap | None,
+    wnids: Sequence[str] | None,
+    skip_bad: bool,
 ) -> ImageSet | ImageStream:
-    """Open ``spec`` for batched reading: a stream for folders and large ``.npz`` files, else an in-memory set.
-
-    Args:
-        spec: as :func:`~patchscope.data.sources.load_data`: ``gtsrb:test``, ``demo``, ``npz:PATH[:split]``,
-            ``folder:PATH``.
-        root: where GTSRB lives (default :func:`~patchscope.data.sources.default_data_root`).
-        classes: the model's class names; a folder's sub-folders are matched to them.
-        preprocess: the model's preparation (``model.preprocess``); images already at its crop size are
-            left as they are.
-        class_map: folder name -> class id or name, for folders the model's classes do not name.
-        wnids: the classes' WordNet ids, when not ImageNet-1k's.
-        skip_bad: skip unreadable images in a folder (listed in ``skipped``) instead of raising.
-    Returns:
-        An :class:`ImageStream` or an :class:`ImageSet`; both have ``iter_batches``, ``of_class``, ``head``, ``load``.
-
-    >>> d = open_data("demo", preprocess=Preprocess.square(32))
-    >>> type(d).__name__, next(d.iter_batches(4))[0].shape
-    ('ImageSet', torch.Size([4, 3, 32, 32]))
-    """
+    """For :func:`data_for`: a stream for folders and large ``.npz`` files, else an in-memory set."""
+    crop = preprocess.crop if preprocess is not None else None
     if split_resolution(spec)[1] is not None:
-        return load_data(
-            spec,
-            root,
-            preprocess.crop if preprocess is not None else None,
-            classes=classes,
-            class_map=class_map,
-            skip_bad=skip_bad,
-        )
+        return load_data(spec, root, crop, classes=classes, class_map=class_map, skip_bad=skip_bad)
     kind, _, rest = spec.partition(":")
     if kind == "folder" and rest:
         return open_folder(rest, classes, preprocess, class_map, wnids, skip_bad, spec)
@@ -242,4 +219,34 @@ def open_data(
             stream = open_npz_stream(Path(path), split or None, spec, preprocess)
             if stream is not None:
                 return stream
-    return load_data(spec, root, preprocess.crop if preprocess is not None else None)
+    return load_data(spec, root, crop)
+
+
+def data_for(
+    spec: str,
+    model: Any,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    class_map: ClassMap | None = None,
+    skip_bad: bool = False,
+) -> ImageSet | ImageStream:
+    """The data ``spec`` as ``model`` takes it: what every command reads for a model.
+
+    A ``folder:`` tree is labelled by the model's classes (class id, name, WordNet id or ``class_map``) and prepared
+    as its card says (resize, centre crop); a folder or a large ``npz:`` file is streamed batch by batch. GTSRB,
+    ``demo`` and small ``npz:`` files are loaded into memory at the model's input size.
+
+    Args:
+        spec: as :func:`load_data`.
+        model: a classifier (``classes``, ``preprocess``, ``input_size``, optional ``wnids``), or an int: a plain
+            size (a folder is then labelled by its sorted folder names).
+        root: where GTSRB lives.
+        class_map: folder name -> class id or name, for folders the model's classes do not name.
+        skip_bad: skip unreadable images in a folder instead of raising.
+
+    >>> data_for("demo", 64).image_size
+    64
+    """
+    if isinstance(model, int) or not spec.startswith(("folder:", "npz:")):
+        return load_data(spec, root, model if isinstance(model, int) else int(model.input_size))
+    return _open(spec, root, model.classes, model.preprocess, class_map, getattr(model, "wnids", None), skip_bad)

@@ -5,9 +5,9 @@ decoded and prepared (resize, centre crop) in ``torch.utils.data`` worker proces
 uint8 and turned into float [0, 1] on the device, through pinned memory on CUDA. Labels are known
 before any image is read, so selecting a class or the first N images costs nothing.
 
-:func:`open_data` picks the form: GTSRB, the demo set and small ``.npz`` files come as an in-memory
-:class:`~patchscope.data.imageset.ImageSet`; folders and large uncompressed ``.npz`` files as an
-:class:`ImageStream`. Both offer ``iter_batches``, ``of_class``, ``head`` and ``load``.
+:func:`~patchscope.data.sources.data_for` picks the form: GTSRB, the demo set and small
+``.npz`` files come as an in-memory :class:`~patchscope.data.imageset.ImageSet`; folders and large uncompressed
+``.npz`` files as an :class:`ImageStream`. Both offer ``iter_batches``, ``of_class``, ``head`` and ``load``.
 """
 
 from __future__ import annotations
@@ -125,11 +125,10 @@ class ImageStream:
         skipped: file -> reason for every image skipped so far, shared by views of one stream.
 
     >>> import tempfile, pathlib; from PIL import Image
-    >>> from patchscope.data import open_data
     >>> root = pathlib.Path(tempfile.mkdtemp())
     >>> for c in ("stop", "yield"):
     ...     (root / c).mkdir(); Image.new("RGB", (40, 40)).save(root / c / "a.png")
-    >>> s = open_data(f"folder:{root}", classes=gtsrb_classes(), preprocess=Preprocess.square(32))
+    >>> s = open_folder(root, gtsrb_classes(), Preprocess.square(32))
     >>> s.labels.tolist(), [x.shape for x, _ in s.iter_batches(8)]
     ([14, 13], [torch.Size([2, 3, 32, 32])])
     """

@@ -8,6 +8,7 @@ Both kinds are registered by name (:mod:`patchscope.defenses.registry`):
 """
 
 from patchscope.defenses.clipping import ActivationClipping, clip_defense, fit_bounds
+from patchscope.defenses.counts import CertCounts
 from patchscope.defenses.patchcleanser import (
     FILL,
     UNKNOWN,
@@ -64,6 +65,7 @@ __all__ = [
     "ActivationClipping",
     "BitDepthDefense",
     "BlurDefense",
+    "CertCounts",
     "Certifier",
     "DerandomizedSmoothing",
     "FILL",

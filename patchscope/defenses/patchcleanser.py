@@ -25,6 +25,7 @@ import math
 import torch
 from torch import nn
 
+from patchscope.defenses.counts import CertCounts
 from patchscope.defenses.registry import register_certifier
 from patchscope.errors import PatchscopeError
 from patchscope.validate import check_int
@@ -344,24 +345,27 @@ def pc_counts(
     batch_size: int = 512,
     bf16: bool = False,
     num_classes: int | None = None,
-) -> tuple[torch.Tensor, int]:
-    """Counts ``(3,)`` long on the device: images right without defense, right under double masking, certified.
+) -> CertCounts:
+    """Images right without defense, right under double masking, certified, and the forward passes it took.
 
-    One :func:`pc_decision_map` per call (the same decisions as the full map, fewer passes); the second
-    value is its forward passes, all images together. The CLI, the demo and the study sum these over their chunks.
+    One :func:`pc_decision_map` per call (the same decisions as the full map, fewer passes). This is the per-batch
+    piece: :func:`patchscope.workflows.certify.certify` sums it over a whole data set (chunks, progress, resume).
+
+    Returns:
+        A :class:`~patchscope.defenses.counts.CertCounts` (counts on the device; passes of all images together).
 
     >>> from patchscope.models.archs import cnn
     >>> from patchscope.models.wrapper import Classifier
     >>> m = Classifier(cnn(num_classes=2, width=4), ["a", "b"]).eval()
-    >>> counts, passes = pc_counts(m, torch.rand(3, 3, 32, 32), torch.zeros(3, dtype=torch.long), mask_set(32, 7, k=2))
-    >>> counts.shape, 3 * 4 <= passes <= 3 * 10, bool(counts[2] <= counts[1] <= 3)
-    (torch.Size([3]), True, True)
+    >>> c = pc_counts(m, torch.rand(3, 3, 32, 32), torch.zeros(3, dtype=torch.long), mask_set(32, 7, k=2))
+    >>> 3 * 4 <= c.passes <= 3 * 10, bool(c.certified <= c.robust <= 3), c.stacked().shape
+    (True, True, torch.Size([3]))
     """
     labels = labels.to(images.device)
     pred_map, passes = pc_decision_map(model, images, labels, masks, batch_size, bf16=bf16, num_classes=num_classes)
     robust, certified = pc_infer(pred_map, num_classes), pc_certify(pred_map, labels)
     clean = model(images).argmax(1) == labels
-    return torch.stack([clean.sum(), (robust == labels).sum(), certified.sum()]), passes
+    return CertCounts.of(clean, robust == labels, certified, passes)
 
 
 @register_certifier("patchcleanser")
@@ -378,9 +382,9 @@ class PatchCleanser:
     >>> pc.settings
     {'k': 2, 'masks': 4, 'mask_side': 19, 'mask_stride': 13, 'full_map_passes': 10}
     >>> m = Classifier(cnn(num_classes=2, width=4), ["a", "b"]).eval()
-    >>> counts, passes = pc.counts(m, torch.rand(3, 3, 32, 32), torch.zeros(3, dtype=torch.long), 64)
-    >>> counts.shape
-    torch.Size([3])
+    >>> c = pc.counts(m, torch.rand(3, 3, 32, 32), torch.zeros(3, dtype=torch.long), 64)
+    >>> bool(c.certified <= c.robust <= 3)
+    True
     """
 
     def __init__(
@@ -399,10 +403,8 @@ class PatchCleanser:
             "full_map_passes": n * (n + 1) // 2,
         }
 
-    def counts(
-        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int
-    ) -> tuple[torch.Tensor, int]:
-        """``(3,)`` counts (clean right, defended right, certified) and the forward passes, for images (N,3,H,W)."""
+    def counts(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> CertCounts:
+        """Counts (clean right, defended right, certified) and the forward passes, for images (N,3,H,W)."""
         return pc_counts(
             model, images, labels, self.masks, batch_size, self.bf16, len(getattr(model, "classes", ())) or None
         )

@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 import torch
 from torch import nn
 
+from patchscope.defenses.counts import CertCounts
 from patchscope.errors import PatchscopeError
 from patchscope.registry import Registry, Spec
 
@@ -40,10 +41,8 @@ class Certifier(Protocol):
     settings: dict[str, Any]  # what a result should report (masks, band, ...)
     precision: str  # "fp32" or "bf16"
 
-    def counts(
-        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int
-    ) -> tuple[torch.Tensor, int]:
-        """``(3,)`` long counts on the device (right without defense, right with it, certified); the forward passes."""
+    def counts(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> CertCounts:
+        """Counts on the device (right without defense, right with it, certified) and the forward passes."""
         ...
 
 

@@ -111,19 +111,57 @@ def _one_size(
         options |= {"checkpoint": pt, "resume": checkpoints.resume, "identity": dict(checkpoints.identity)}
     patch = create_attack("universal", model, cfg, str(device), **options)(*make)
     m = patch_success(model, test[0], test[1], patch, cfg.target, conditions, device=device)
-    key = "targeted_success" if cfg.target is not None else "untargeted_success"
     row = {
         "size": cfg.size,
         "area": patch.area_fraction,
         "side": patch.side,
         "location": patch.location,
-        "success": m[key],
-        "target_confidence": m["target_confidence"],
-        "clean_accuracy": m["clean_accuracy"],
+        "success": m.success(cfg.target is not None),
+        "target_confidence": m.target_confidence,
+        "clean_accuracy": m.clean_accuracy,
     }
     if checkpoints is not None:
         checkpoints.keep(cfg, row)
     return row
+
+
+@dataclass(frozen=True)
+class AreaCurves:
+    """What :func:`area_curves` measured: ``curves[placement]`` as :func:`area_curve` gives it (``points``, ``rows``,
+    ``a90``); ``label`` names the model in the figure. :meth:`save` writes them.
+
+    Attributes:
+        label: the model's name (the figure's legend).
+        curves: one curve per placement.
+        checkpoints: the folder that kept the progress while computing (removed by :meth:`save`), or None.
+    """
+
+    label: str
+    curves: dict[str, dict[str, Any]]
+    checkpoints: Path | None = field(default=None, compare=False)
+
+    def a90(self, placement: str) -> float | None:
+        """The smallest area reaching 90% for ``placement`` (None if not reached)."""
+        return self.curves[placement]["a90"]
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        """JSON-ready: ``{placement: curve}``."""
+        return dict(self.curves)
+
+    def save(self, out: Path, info: Mapping[str, Any] | None = None) -> list[Path]:
+        """Write ``out/curve.json`` (``info`` first, then the curves) and ``out/area.png``; then remove the progress
+        checkpoints the curves were computed with. Under ``torch.distributed`` only rank 0 writes.
+
+        Returns:
+            The files written (none on the other ranks).
+        """
+        if not is_main():
+            return []
+        area_figure({f"{self.label} {p}": c["points"] for p, c in self.curves.items()}, out / "area.png")
+        write_json(out / "curve.json", {**(info or {}), **self.curves})
+        if self.checkpoints is not None:
+            shutil.rmtree(self.checkpoints, ignore_errors=True)
+        return [out / "curve.json", out / "area.png"]
 
 
 def area_curves(
@@ -133,16 +171,17 @@ def area_curves(
     sizes: Sequence[float],
     placements: Sequence[str],
     config: AttackConfig,
-    out: Path,
     label: str,
-    info: Mapping[str, Any] | None = None,
     device: str | torch.device = "cpu",
+    checkpoints: Path | None = None,
     resume: bool = False,
-) -> dict[str, dict[str, Any]]:
-    """:func:`area_curve` for each placement, written to ``out/curve.json`` (after ``info``) and ``out/area.png``.
+) -> AreaCurves:
+    """:func:`area_curve` for each placement; nothing but progress is written (:meth:`AreaCurves.save` writes).
 
-    Progress is kept in ``out/checkpoints/`` (each finished size, the running attack's checkpoint) until the curve
-    is written; ``resume`` continues from it. A failure (not an interrupt) of a fresh run removes it.
+    With ``checkpoints``, progress is kept there while computing (each finished size, the running attack's
+    checkpoint; :class:`CurveCheckpoints`), because an interrupted curve resumes from it: ``resume`` continues from
+    what the folder holds. It stays until :meth:`AreaCurves.save`; a failure (not an interrupt) of a fresh run
+    removes it.
 
     Args:
         model: the attacked classifier, on ``device``.
@@ -151,36 +190,30 @@ def area_curves(
         sizes: patch areas.
         placements: ``on-object`` and/or ``sticker``.
         config: the attack's other settings (its size and placement are replaced).
-        out: the folder for the curve's JSON and figure (under ``torch.distributed``, rank 0 writes them).
-        label: the model's name in the figure's legend.
-        info: facts written before the curves in ``curve.json`` (model, data, ...).
+        label: the model's name (figure legend; a resumed run must have the same).
         device: where to run.
-        resume: continue from ``out/checkpoints/`` (the same settings, model and images only).
+        checkpoints: the folder for progress (e.g. ``OUT/checkpoints``); None: keep none.
+        resume: continue from ``checkpoints`` (the same settings, model and images only).
 
     Returns:
-        ``{placement: curve}`` as :func:`area_curve` gives it.
+        An :class:`AreaCurves`.
     """
     identity = {"model": label, "images": make.data_hash(), "measured_on": test.data_hash()}
-    ckpt = CurveCheckpoints(out / "checkpoints", resume, identity)
-    curves, fresh = {}, not (resume and ckpt.folder.exists())
+    ckpt = CurveCheckpoints(checkpoints, resume, identity) if checkpoints is not None else None
+    curves, fresh = {}, not (resume and checkpoints is not None and checkpoints.exists())
     try:
         for placement in placements:
-            cfg = replace(config, placement=placement)
             curves[placement] = area_curve(
                 model,
                 (make.float_images(), make.labels),
                 (test.float_images(), test.labels),
                 sizes,
-                cfg,
+                replace(config, placement=placement),
                 device=device,
                 checkpoints=ckpt,
             )
     except Exception:
-        if fresh and is_main():
-            shutil.rmtree(ckpt.folder, ignore_errors=True)
+        if fresh and checkpoints is not None and is_main():
+            shutil.rmtree(checkpoints, ignore_errors=True)
         raise
-    if is_main():  # under torch.distributed every rank has the curves; one writes them
-        area_figure({f"{label} {p}": c["points"] for p, c in curves.items()}, out / "area.png")
-        write_json(out / "curve.json", {**(info or {}), **curves})
-        shutil.rmtree(ckpt.folder, ignore_errors=True)
-    return curves
+    return AreaCurves(label, curves, checkpoints)

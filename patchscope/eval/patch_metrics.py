@@ -53,6 +53,42 @@ def condition_views(
     return views
 
 
+@dataclass(frozen=True)
+class PatchSuccess:
+    """What :func:`patch_success` measured; the rates are means over (condition, image) pairs.
+
+    Attributes:
+        targeted_success: share classified as the target (0 without a target).
+        untargeted_success: share not classified as their own label (fooled).
+        target_confidence: mean probability of the target (0 without a target).
+        clean_accuracy: share right under the same conditions without the patch.
+        patch_area: the patch's share of the image.
+        images: how many images were measured.
+        conditions: one dict per condition: its settings and the four rates above (rounded to 4 places).
+        image_success: with ``by_image``, per image the share of conditions it was won in; else None.
+    """
+
+    targeted_success: float
+    untargeted_success: float
+    target_confidence: float
+    clean_accuracy: float
+    patch_area: float
+    images: int
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+    image_success: list[float] | None = None
+
+    def success(self, targeted: bool) -> float:
+        """``targeted_success`` if ``targeted`` else ``untargeted_success``."""
+        return self.targeted_success if targeted else self.untargeted_success
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (``image_success`` only when it was measured)."""
+        out = asdict(self)
+        if self.image_success is None:
+            out.pop("image_success")
+        return out
+
+
 @torch.no_grad()
 def patch_success(
     model: nn.Module,
@@ -65,7 +101,7 @@ def patch_success(
     device: str | torch.device = "cpu",
     by_image: bool = False,
     progress: bool = False,
-) -> dict[str, Any]:
+) -> PatchSuccess:
     """Success of ``patch`` on ``images`` under every condition; the means are over (condition, image).
     Per-image patches (N, 3, s, s) go on the N ``images`` in order, patch n on image n.
     ``by_image``: also ``image_success``, a list of N shares of the conditions each image was won in
@@ -75,28 +111,21 @@ def patch_success(
     Under ``torch.distributed`` every rank calls it with the same arguments, measures every world-th batch and
     gets the whole result, equal to one process's.
 
-    Returns ``targeted_success``, ``untargeted_success``, ``target_confidence``, ``clean_accuracy``
-    (same conditions, no patch) and ``conditions`` (one dict per condition with the same four).
+    Returns:
+        A :class:`PatchSuccess` (the rates, and per condition in ``conditions``; clean accuracy without the patch).
+
+    >>> from patchscope.attacks import Patch; from patchscope.models.archs import cnn
+    >>> from patchscope.models import Classifier
+    >>> m, x = Classifier(cnn(num_classes=3, width=4), ["a", "b", "c"]).eval(), torch.rand(4, 3, 32, 32)
+    >>> p = Patch(torch.rand(3, 7, 7), torch.ones(7, 7), "on-object", (12, 12))
+    >>> r = patch_success(m, x, torch.zeros(4, dtype=torch.long), p, 1, [{}, {"brightness": 0.5}])
+    >>> r.images, len(r.conditions), 0 <= r.targeted_success <= r.untargeted_success <= 1
+    (4, 2, True)
     """
     n, c = len(images), len(conditions)
-    if n == 0 or c == 0:
-        raise PatchscopeError(
-            f"measuring a patch needs at least one image and one viewing condition, got {n} images and {c} conditions"
-        )
+    _check_request(model, images, labels, patch, target, c)
     batch_size = check_batch("batch_size", batch_size)
-    classes = getattr(model, "classes", None)
-    if target is not None and classes is not None and not 0 <= target < len(classes):
-        raise PatchscopeError(f"target must be a class id in 0..{len(classes) - 1}, got {target}", params=("target",))
-    if target is not None and bool((labels == target).all()):
-        raise PatchscopeError(
-            f"target must differ from the class of the patched images, got {target} for both", params=("target",)
-        )
-    _check_sizes(model, images, patch)
     own = isinstance(patch, PerImagePatches)
-    if isinstance(patch, PerImagePatches) and len(patch) != n:
-        raise PatchscopeError(
-            f"{len(patch)} per-image patches for {n} images: they go only on the images they were made for"
-        )
     images, labels = images.to(device), labels.to(device)
     views = condition_views(conditions, n, patch).to(device)
     pixels, mask = patch.pixels.to(device), patch.mask.to(device)
@@ -121,15 +150,42 @@ def patch_success(
     check_finite(bad, getattr(model, "name", "the model"))
     per = stats.view(c, n, 4).mean(1).cpu()
     keys = ("targeted_success", "untargeted_success", "target_confidence", "clean_accuracy")
-    out: dict[str, Any] = {k: float(per[:, i].mean()) for i, k in enumerate(keys)}
-    out["patch_area"] = patch.area_fraction
-    out["images"] = n
-    out["conditions"] = [
+    each = [
         {**cond, **{k: round(float(per[j, i]), 4) for i, k in enumerate(keys)}} for j, cond in enumerate(conditions)
     ]
-    if by_image:
-        out["image_success"] = stats.view(c, n, 4)[:, :, 0 if target is not None else 1].mean(0).cpu().tolist()
-    return out
+    won = stats.view(c, n, 4)[:, :, 0 if target is not None else 1].mean(0).cpu().tolist() if by_image else None
+    tgt, untgt, conf, clean = (float(per[:, i].mean()) for i in range(len(keys)))
+    return PatchSuccess(tgt, untgt, conf, clean, patch.area_fraction, n, each, won)
+
+
+def _check_request(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    patch: Patch | PerImagePatches,
+    target: int | None,
+    conditions: int,
+) -> None:
+    """Refuse what :func:`patch_success` cannot measure: no images or conditions, a target out of range or equal
+    to every label, sizes that disagree, per-image patches for another number of images."""
+    n = len(images)
+    if n == 0 or conditions == 0:
+        raise PatchscopeError(
+            "measuring a patch needs at least one image and one viewing condition, "
+            f"got {n} images and {conditions} conditions"
+        )
+    classes = getattr(model, "classes", None)
+    if target is not None and classes is not None and not 0 <= target < len(classes):
+        raise PatchscopeError(f"target must be a class id in 0..{len(classes) - 1}, got {target}", params=("target",))
+    if target is not None and bool((labels == target).all()):
+        raise PatchscopeError(
+            f"target must differ from the class of the patched images, got {target} for both", params=("target",)
+        )
+    _check_sizes(model, images, patch)
+    if isinstance(patch, PerImagePatches) and len(patch) != n:
+        raise PatchscopeError(
+            f"{len(patch)} per-image patches for {n} images: they go only on the images they were made for"
+        )
 
 
 def _check_sizes(model: nn.Module, images: torch.Tensor, patch: Patch | PerImagePatches) -> None:
@@ -145,6 +201,19 @@ def _check_sizes(model: nn.Module, images: torch.Tensor, patch: Patch | PerImage
         )
 
 
+@dataclass(frozen=True)
+class TransferMatrix:
+    """What :func:`transfer_matrix` measured: ``success[patch_name][model_name]``, the ``metric`` of each patch on
+    each model (``targeted_success``, or ``untargeted_success`` without a target)."""
+
+    metric: str
+    success: dict[str, dict[str, float]]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"metric": ..., "matrix": {patch: {model: success}}}``."""
+        return {"metric": self.metric, "matrix": {p: dict(row) for p, row in self.success.items()}}
+
+
 def transfer_matrix(
     models: dict[str, nn.Module],
     patches: dict[str, Patch],
@@ -153,27 +222,26 @@ def transfer_matrix(
     target: int | None,
     conditions: Sequence[Condition] = DEFAULT_GRID,
     device: str | torch.device = "cpu",
-) -> dict[str, dict[str, float]]:
-    """``matrix[patch_name][model_name]``: targeted (or untargeted) success of each patch on each model.
+) -> TransferMatrix:
+    """Targeted (or untargeted) success of each patch on each model.
 
     ``images``: one batch for every model, or each model's own by name (the same images prepared at each model's
     input size, in the same order: ``labels`` fits all). A patch made for another image size is resized to the
     model's, keeping its share of the image and its place (:meth:`Patch.resized`): transfer across resolutions.
+
+    Returns:
+        A :class:`TransferMatrix`: ``success[patch_name][model_name]``.
     """
-    key = "targeted_success" if target is not None else "untargeted_success"
 
     def mine(name: str) -> torch.Tensor:
         return images[name] if isinstance(images, Mapping) else images
 
-    return {
-        p: {
-            m: patch_success(
-                model, mine(m), labels, patch.resized(mine(m).shape[-1]), target, conditions, device=device
-            )[key]
-            for m, model in models.items()
-        }
-        for p, patch in patches.items()
-    }
+    def one(model: nn.Module, x: torch.Tensor, patch: Patch) -> float:
+        m = patch_success(model, x, labels, patch.resized(x.shape[-1]), target, conditions, device=device)
+        return m.success(target is not None)
+
+    success = {p: {m: one(model, mine(m), patch) for m, model in models.items()} for p, patch in patches.items()}
+    return TransferMatrix("targeted_success" if target is not None else "untargeted_success", success)
 
 
 @dataclass
@@ -244,13 +312,13 @@ def measure_patch(
     return PatchMeasurement(
         data.classes[int(victims.labels[0])],
         data.classes[tgt] if tgt is not None else None,
-        m["targeted_success"] if tgt is not None else None,
-        m["untargeted_success"],
-        m["target_confidence"],
-        m["clean_accuracy"],
-        m["patch_area"],
-        m["images"],
-        m["conditions"],
+        m.targeted_success if tgt is not None else None,
+        m.untargeted_success,
+        m.target_confidence,
+        m.clean_accuracy,
+        m.patch_area,
+        m.images,
+        m.conditions,
     )
 
 

@@ -1,6 +1,6 @@
 """Explain: where the model looks, how the probabilities move, how the patch's signal grows layer by layer.
 
->>> from patchscope.explain import explain_attention, trace_layers, patch_footprint, explain_patch
+>>> from patchscope.explain import explain_attention, trace_layers, patch_footprint, explain_patch, save_explanation
 """
 
 from patchscope.explain.attention import (
@@ -25,10 +25,12 @@ from patchscope.explain.propagation import (
     token_footprint,
     trace_layers,
 )
-from patchscope.explain.report import explain_patch
+from patchscope.explain.report import ExplainedImage, Explanation, explain_patch, save_explanation
 
 __all__ = [
     "Attention",
+    "ExplainedImage",
+    "Explanation",
     "LayerTrace",
     "TopK",
     "anomaly_figure",
@@ -46,6 +48,7 @@ __all__ = [
     "max_z",
     "patch_footprint",
     "propagation_figure",
+    "save_explanation",
     "token_footprint",
     "top_probabilities",
     "trace_layers",

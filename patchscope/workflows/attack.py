@@ -182,15 +182,16 @@ def run_attack(
     check = (
         patch_success(model, x, y, patch, images.target, DEFAULT_GRID, device=device, progress=progress)
         if measure
-        else {}
+        else None
     )
+    nan = float("nan")
     return AttackResult(
         patch,
         attack,
         len(images.images),
         seconds,
-        check.get("targeted_success") if images.target is not None else None,
-        check.get("untargeted_success", float("nan")),
-        check.get("clean_accuracy", float("nan")),
+        check.targeted_success if check is not None and images.target is not None else None,
+        check.untargeted_success if check is not None else nan,
+        check.clean_accuracy if check is not None else nan,
         list(getattr(attacker, "history", [])),
     )

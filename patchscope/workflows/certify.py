@@ -125,9 +125,9 @@ def _count(
     """Add to ``(5,)`` long ``totals`` the counts over ``batches``: clean, defended, certified, model passes,
     images read; ``after_chunk(totals)`` runs after each chunk (before the progress update, which may interrupt)."""
     for x, y in batches:  # a stream reads one chunk at a time
-        counts, n = cert.counts(model, x, y, batch_size)
-        totals[:3] += counts
-        totals[3] += n
+        counts = cert.counts(model, x, y, batch_size)
+        totals[:3] += counts.stacked()
+        totals[3] += counts.passes
         totals[4] += len(y)
         after_chunk(totals)
         update(advance=len(y))

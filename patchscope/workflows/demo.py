@@ -20,7 +20,7 @@ from patchscope.defenses import create_defense, defense_spec, list_defenses
 from patchscope.eval.conditions import DEFAULT_GRID, sweep_conditions
 from patchscope.eval.figures import condition_curves, transfer_figure
 from patchscope.eval.patch_metrics import patch_success
-from patchscope.explain import apply_patch, explain_patch
+from patchscope.explain import apply_patch, explain_patch, save_explanation
 from patchscope.formatting import an, pct
 from patchscope.io import write_json
 from patchscope.models import create_model, list_models
@@ -168,11 +168,11 @@ class Demo:
         sweeps = {
             self.s.model: patch_success(
                 self.main, x[:k], y[:k], patch, self.tgt, sweep_conditions(), device=self.s.device
-            )["conditions"]
+            ).conditions
         }
         clean = {n: accuracy(m, self.clean_set, self.s.device) for n, m in self.models.items()}
         self.results["evaluate"] = {
-            n: {k: v for k, v in r.items() if k != "conditions"}
+            n: {k: v for k, v in r.as_dict().items() if k != "conditions"}
             | {"demo_accuracy": clean[n], "demo_accuracy_images": len(self.clean_set)}
             for n, r in grid.items()
         }
@@ -180,15 +180,15 @@ class Demo:
         condition_curves(
             sweeps, self.out / "curves.png", title=f"{pct(patch.area_fraction)} patch made on {self.s.model}"
         )
-        transfer_figure({self.s.model: {n: r["targeted_success"] for n, r in grid.items()}}, self.out / "transfer.png")
+        transfer_figure({self.s.model: {n: r.targeted_success for n, r in grid.items()}}, self.out / "transfer.png")
         main = grid[self.s.model]
         self.findings.append(
             f"{an(pct(patch.area_fraction)).capitalize()} patch ({patch.side}x{patch.side} px) made on {self.s.model} "
-            f"turned Stop into Yield on <b>{pct(main['targeted_success'])}</b> of unseen Stop images across the "
+            f"turned Stop into Yield on <b>{pct(main.targeted_success)}</b> of unseen Stop images across the "
             "viewing grid (rotation and tilt up to 15 deg, distance, light, blur); "
-            f"untargeted success {pct(main['untargeted_success'])}."
+            f"untargeted success {pct(main.untargeted_success)}."
         )
-        others = {n: r["targeted_success"] for n, r in grid.items() if n != self.s.model}
+        others = {n: r.targeted_success for n, r in grid.items() if n != self.s.model}
         if others:
             self.findings.append(
                 "Transfer to other networks: " + ", ".join(f"{n} {pct(v)}" for n, v in others.items()) + "."
@@ -197,10 +197,10 @@ class Demo:
             [
                 n,
                 pct(clean[n]),
-                pct(r["clean_accuracy"]),
-                pct(r["targeted_success"]),
-                pct(r["untargeted_success"]),
-                pct(r["target_confidence"]),
+                pct(r.clean_accuracy),
+                pct(r.targeted_success),
+                pct(r.untargeted_success),
+                pct(r.target_confidence),
             ]
             for n, r in grid.items()
         ]
@@ -284,12 +284,13 @@ class Demo:
         attention: list[tuple[Path, str]] = []
         table: list[list[str]] = []
         for name, model in self.models.items():
-            res = explain_patch(model, x[:k], y[:k], patch, index, self.out / f"explain-{name}")
-            layers = res["layers"]
+            res = explain_patch(model, x[:k], y[:k], patch, index)
+            save_explanation(res, self.out / f"explain-{name}")
+            layers = res.layers
             first, last, mass = (
                 layers[0]["adversarial_share"],
                 layers[-1]["adversarial_share"],
-                res["attention_in_patch"],
+                res.attention_in_patch,
             )
             amplification = last / first if first else None
             self.results.setdefault("explain", {})[name] = {
@@ -403,7 +404,7 @@ class Demo:
                 ]
             )
         x, y = self.test_set.float_images(dev), self.test_set.labels
-        bare = patch_success(self.main, x, y, patch, self.tgt, grid, device=dev)["targeted_success"]
+        bare = patch_success(self.main, x, y, patch, self.tgt, grid, device=dev).targeted_success
         rows.insert(0, ["none", pct(accuracy(self.main, self.clean_set, dev)), pct(bare), "-"])
         self.results["defend"] = out
         bpda = [n for n in ADAPTIVE if defense_spec(n).meta["bpda"]]
@@ -458,9 +459,9 @@ class Demo:
                 self.main,
                 clean_images=self.data.float_images(dev)[:512] if defense_spec(name).takes("clean_images") else None,
             )
-        r = {
+        r: dict[str, float | None] = {
             "clean_accuracy": accuracy(d, self.clean_set, dev),
-            "patch": patch_success(d, x, y, patch, self.tgt, grid, device=dev)["targeted_success"],
+            "patch": patch_success(d, x, y, patch, self.tgt, grid, device=dev).targeted_success,
         }
         if name in (*ADAPTIVE, trained):
             cfg = AttackConfig(
@@ -476,7 +477,7 @@ class Demo:
             adaptive = create_attack("universal", d, cfg, dev, progress=False)(
                 self.make_set.float_images(dev), self.make_set.labels
             )
-            r["adaptive"] = patch_success(d, x, y, adaptive, self.tgt, grid, device=dev)["targeted_success"]
+            r["adaptive"] = patch_success(d, x, y, adaptive, self.tgt, grid, device=dev).targeted_success
         return r
 
     def certify(self) -> None:

@@ -6,6 +6,9 @@ share of activation energy at the first and last layer, clean accuracy, and Patc
 certified accuracy. Patches are optimised on half of the source images and measured on the other
 half (alternate images), over the first ``conditions`` cells of the default viewing grid.
 
+Computing and writing are two calls: ``result = RobustnessStudy(models, data, settings)()`` gives a
+:class:`StudyResult`; ``save_study(result, out, data)`` writes its patches, JSON, figure and report.
+
 >>> from patchscope.workflows.study import StudySettings
 >>> StudySettings().sizes
 (0.02, 0.05)
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +74,48 @@ class StudySettings:
         check_int("seed", self.seed, 0, 2**63 - 1)
 
 
+@dataclass
+class StudyResult:
+    """What :class:`RobustnessStudy` measured.
+
+    Attributes:
+        settings: the budget it ran with.
+        data: the data's name.
+        source_images: how many source images the patches were made on (``make``) and measured on (``measure``).
+        models: per model, a JSON-ready row: ``white_box`` (``PLACEMENT@SIZE`` -> targeted success),
+            ``clean_accuracy``, ``certified_accuracy``, ``transfer_out``, ``transfer_in`` (None with one model),
+            ``share_first``, ``share_last``, ``natural_last`` and ``attention_in_patch``.
+        transfer: ``transfer[patch_model][model]``: targeted success of each model's on-object patch on each model.
+        seconds: how long it took.
+        patches: ``patches[model][PLACEMENT@SIZE]``: the patches themselves (not in :meth:`as_dict`).
+    """
+
+    settings: StudySettings
+    data: str
+    source_images: dict[str, int]
+    models: dict[str, dict[str, Any]]
+    transfer: dict[str, dict[str, float]]
+    seconds: float
+    patches: dict[str, dict[str, Patch]] = field(default_factory=dict, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (what ``study.json`` holds): everything but the patches."""
+        return {
+            "settings": asdict(self.settings),
+            "data": self.data,
+            "source_images": dict(self.source_images),
+            "models": self.models,
+            "transfer": self.transfer,
+            "seconds": self.seconds,
+        }
+
+
 def _key(size: float, placement: str) -> str:
     return f"{placement}@{size:g}"
 
 
 class RobustnessStudy:
-    """``RobustnessStudy(models, data, settings)()`` -> results dict (JSON-ready)."""
+    """``RobustnessStudy(models, data, settings)()`` -> :class:`StudyResult` (nothing is written)."""
 
     def __init__(
         self,
@@ -98,7 +137,7 @@ class RobustnessStudy:
                 f"the data has fewer than two {settings.source} images to make and measure patches on"
             )
 
-    def __call__(self) -> dict[str, Any]:
+    def __call__(self) -> StudyResult:
         start = time.time()
         dev = self.s.device
         x, y = self.test.float_images(dev), self.test.labels
@@ -110,7 +149,7 @@ class RobustnessStudy:
             }
             rows[name] = {
                 "white_box": {
-                    k: patch_success(model, x, y, p, self.tgt, self.grid, device=dev)["targeted_success"]
+                    k: patch_success(model, x, y, p, self.tgt, self.grid, device=dev).targeted_success
                     for k, p in patches[name].items()
                 }
             }
@@ -121,15 +160,8 @@ class RobustnessStudy:
             others = [m for m in self.models if m != name]
             row["transfer_out"] = sum(transfer[name][m] for m in others) / len(others) if others else None
             row["transfer_in"] = sum(transfer[m][name] for m in others) / len(others) if others else None
-        return {
-            "settings": asdict(self.s),
-            "data": self.data.name,
-            "source_images": {"make": len(self.make), "measure": len(self.test)},
-            "models": rows,
-            "transfer": transfer,
-            "seconds": round(time.time() - start, 1),
-            "patches": patches,
-        }
+        sources = {"make": len(self.make), "measure": len(self.test)}
+        return StudyResult(self.s, self.data.name, sources, rows, transfer, round(time.time() - start, 1), patches)
 
     def _attack(self, name: str, model: Classifier, size: float, placement: str) -> Patch:
         self.log(
@@ -192,16 +224,16 @@ class RobustnessStudy:
         self.log(f"transfer: {len(patches)} patches on {len(self.models)} models")
         return {
             p: {
-                m: patch_success(model, x, y, patch, self.tgt, self.grid, device=self.s.device)["targeted_success"]
+                m: patch_success(model, x, y, patch, self.tgt, self.grid, device=self.s.device).targeted_success
                 for m, model in self.models.items()
             }
             for p, patch in patches.items()
         }
 
 
-def study_table(results: dict[str, Any]) -> dict[str, list[Any]]:
-    """The comparison table of :class:`RobustnessStudy` results (percentages as text)."""
-    keys = list(next(iter(results["models"].values()))["white_box"])
+def study_table(results: StudyResult) -> dict[str, list[Any]]:
+    """The comparison table of a :class:`StudyResult` (percentages as text)."""
+    keys = list(next(iter(results.models.values()))["white_box"])
     rows = [
         [
             n,
@@ -215,7 +247,7 @@ def study_table(results: dict[str, Any]) -> dict[str, list[Any]]:
             f"{r['attention_in_patch']['clean']:.2f} -> {r['attention_in_patch']['patched']:.2f}",
             pct(r["certified_accuracy"]),
         ]
-        for n, r in results["models"].items()
+        for n, r in results.models.items()
     ]
     columns = [
         "model",
@@ -230,7 +262,7 @@ def study_table(results: dict[str, Any]) -> dict[str, list[Any]]:
     return {"columns": columns, "rows": rows}
 
 
-def study_figure(results: dict[str, Any], path: Path) -> None:
+def study_figure(results: StudyResult, path: Path) -> None:
     """Grouped bars: white-box success per attack setting, and certified accuracy, for every model."""
     import matplotlib
 
@@ -239,10 +271,11 @@ def study_figure(results: dict[str, Any], path: Path) -> None:
 
     from patchscope.io import atomic_path
 
-    models = list(results["models"])
-    keys = list(results["models"][models[0]]["white_box"])
-    series = {f"white-box {k}": [results["models"][m]["white_box"][k] for m in models] for k in keys}
-    series["certified accuracy"] = [results["models"][m]["certified_accuracy"] for m in models]
+    rows = results.models
+    models = list(rows)
+    keys = list(rows[models[0]]["white_box"])
+    series = {f"white-box {k}": [rows[m]["white_box"][k] for m in models] for k in keys}
+    series["certified accuracy"] = [rows[m]["certified_accuracy"] for m in models]
     fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(models), 3.6))
     width = 0.8 / len(series)
     colors = plt.get_cmap("Reds")(torch.linspace(0.35, 0.9, len(keys)).tolist()).tolist() + ["tab:blue"]
@@ -256,7 +289,7 @@ def study_figure(results: dict[str, Any], path: Path) -> None:
         )
     ax.set_xticks(range(len(models)), models)
     ax.set_ylim(0, 1)
-    ax.set_ylabel(f"{results['settings']['source']} -> {results['settings']['target']} success / certified")
+    ax.set_ylabel(f"{results.settings.source} -> {results.settings.target} success / certified")
     ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(0, -0.12))
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -264,19 +297,19 @@ def study_figure(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def study_metrics(results: dict[str, Any]) -> dict[str, Any]:
+def study_metrics(results: StudyResult) -> dict[str, Any]:
     """The scalar numbers of a study, flat (``MODEL.KEY``), for the run store."""
-    rows = results["models"].items()
+    rows = results.models.items()
     return {f"{n}.{k}": v for n, r in rows for k, v in r.items() if not isinstance(v, dict)} | {
         f"{n}.white_box.{k}": v for n, r in rows for k, v in r["white_box"].items()
     }
 
 
-def save_study(results: dict[str, Any], out: Path, data: str) -> Path:
+def save_study(results: StudyResult, out: Path, data: str) -> Path:
     """Write a study's patches (``out/patches/MODEL/KEY``), ``study.json``, ``study.png`` and ``report.html``.
 
     Args:
-        results: what :class:`RobustnessStudy` returned (its ``patches`` are taken out and saved).
+        results: what :class:`RobustnessStudy` returned.
         out: the folder.
         data: the data spec the study ran on (for the report and its reproducing command).
 
@@ -287,12 +320,12 @@ def save_study(results: dict[str, Any], out: Path, data: str) -> Path:
     from patchscope.runs.report import Section, render_report
     from patchscope.runs.reproduce import command_line
 
-    for model_name, patches in results.pop("patches").items():
+    for model_name, patches in results.patches.items():
         for key, patch in patches.items():
             patch.save(out / "patches" / model_name.replace("/", "_") / key.replace("@", "-"))
-    write_json(out / "study.json", results)
+    write_json(out / "study.json", results.as_dict())
     study_figure(results, out / "study.png")
-    s, names = results["settings"], list(results["models"])
+    s, names = asdict(results.settings), list(results.models)
     cmd = command_line(
         "study robustness",
         {
@@ -308,8 +341,8 @@ def save_study(results: dict[str, Any], out: Path, data: str) -> Path:
         },
     )
     text = (
-        f"{s['source']} -> {s['target']} patches optimised on {results['source_images']['make']} {s['source']} "
-        f"images and measured on {results['source_images']['measure']} others over {s['conditions']} viewing "
+        f"{s['source']} -> {s['target']} patches optimised on {results.source_images['make']} {s['source']} "
+        f"images and measured on {results.source_images['measure']} others over {s['conditions']} viewing "
         f"conditions; transfer uses each model's {pct(s['transfer_size'])} on-object patch; certified: "
         f"PatchCleanser against {pct(s['certify_size'])} patches on {s['certify_images']} images."
     )

@@ -43,6 +43,6 @@ def test_a_model_is_measured_at_its_own_size_and_a_patch_follows_it():
     x32, labels = torch.rand(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)
     images = {"small": x32, "large": torch.nn.functional.interpolate(x32, size=64, mode="bilinear")}
     matrix = transfer_matrix({"small": small, "large": large}, {"p": patch}, images, labels, 1)
-    assert set(matrix["p"]) == {"small", "large"} and all(0 <= v <= 1 for v in matrix["p"].values())
+    assert set(matrix.success["p"]) == {"small", "large"} and all(0 <= v <= 1 for v in matrix.success["p"].values())
     with pytest.raises(PatchscopeError, match=r"takes \(N, 3, 64, 64\)"):
         transfer_matrix({"large": large}, {"p": patch}, x32, labels, 1)  # 32-px images for a 64-px model

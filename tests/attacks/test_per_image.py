@@ -34,8 +34,8 @@ def test_per_image_patches_win_where_no_universal_patch_can():
     cfg = AttackConfig(size=0.15, target=1, steps=60, batch_size=64, candidates=2, ranges=NO_CHANGE, loss="sigmoid")
     own = PerImageAttack(BalanceDetector(), cfg, views=2, progress=False)(x, y)
     one = PatchAttack(BalanceDetector(), cfg, progress=False)(x, y)
-    assert patch_success(BalanceDetector(), x, y, own, 1, [{}])["targeted_success"] == 1.0
-    assert patch_success(BalanceDetector(), x, y, one, 1, [{}])["targeted_success"] <= 0.5
+    assert patch_success(BalanceDetector(), x, y, own, 1, [{}]).targeted_success == 1.0
+    assert patch_success(BalanceDetector(), x, y, one, 1, [{}]).targeted_success <= 0.5
     red, green = (
         own.pixels[:4, 0].mean() - own.pixels[:4, 1].mean(),
         own.pixels[4:, 0].mean() - own.pixels[4:, 1].mean(),

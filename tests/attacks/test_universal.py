@@ -35,8 +35,8 @@ def test_the_attack_finds_the_patch_a_known_model_wants(placement, loss):
     assert patch.pixels[0].mean() > 0.9 and patch.pixels[1].mean() < 0.1  # red up, green down
     random = Patch(torch.rand_like(patch.pixels), patch.mask, patch.placement, patch.location, 32)
     grid = [{}, {"rotation": 10.0}, {"yaw": -10.0, "brightness": 0.8}]
-    assert patch_success(RedDetector(), x, y, patch, 1, grid)["targeted_success"] == 1.0
-    assert patch_success(RedDetector(), x, y, random, 1, grid)["targeted_success"] == 0.0
+    assert patch_success(RedDetector(), x, y, patch, 1, grid).targeted_success == 1.0
+    assert patch_success(RedDetector(), x, y, random, 1, grid).targeted_success == 0.0
     assert patch.pixels.min() >= 0 and patch.pixels.max() <= 1
 
 
@@ -48,7 +48,7 @@ def test_optimised_patch_raises_the_target_on_a_trained_model(demo, tiny_model):
     grid = [{}, {"rotation": 10.0}, {"yaw": -10.0, "brightness": 0.8}]
     won = patch_success(tiny_model, x, y, patch, 13, grid)
     base = patch_success(tiny_model, x, y, random, 13, grid)
-    assert won["target_confidence"] > base["target_confidence"]
+    assert won.target_confidence > base.target_confidence
     assert patch.location is not None and 0 <= min(patch.location) and max(patch.location) <= 32 - patch.side
 
 

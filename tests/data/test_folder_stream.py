@@ -14,11 +14,11 @@ from patchscope.data import (
     ImageSet,
     ImageStream,
     Preprocess,
+    data_for,
     gtsrb_classes,
     load_class_map,
     load_data,
     match_folders,
-    open_data,
     open_folder,
     resolve_class,
 )
@@ -155,19 +155,31 @@ def test_unreadable_image_is_one_clear_error_or_skipped_and_counted(tmp_path: Pa
     assert len(data) == 2 and data.skipped == (str(tmp_path / "stop" / "1.png"),)
 
 
-def test_open_data_keeps_gtsrb_in_memory_and_streams_folders(tmp_path: Path):
-    assert isinstance(open_data("demo"), ImageSet)
+class _Model:  # what data_for reads of a classifier
+    classes, input_size = gtsrb_classes(), 32
+
+    def __init__(self, preprocess: Preprocess) -> None:
+        self.preprocess = preprocess
+
+
+def test_data_for_keeps_gtsrb_in_memory_and_streams_folders(tmp_path: Path):
+    assert isinstance(data_for("demo", _Model(Preprocess(36, 32))), ImageSet)
     _tree(tmp_path, {"stop": 1})
-    s = open_data(f"folder:{tmp_path}", classes=gtsrb_classes(), preprocess=Preprocess(36, 32))
+
+    def opened(prep: Preprocess) -> ImageSet | ImageStream:
+        return data_for(f"folder:{tmp_path}", _Model(prep))
+
+    s = opened(Preprocess(36, 32))
     assert isinstance(s, ImageStream) and s.image_size == 32
-    assert (
-        s.data_hash()
-        == open_data(f"folder:{tmp_path}", classes=gtsrb_classes(), preprocess=Preprocess(36, 32)).data_hash()
-    )
-    assert (
-        s.data_hash()
-        != open_data(f"folder:{tmp_path}", classes=gtsrb_classes(), preprocess=Preprocess(40, 32)).data_hash()
-    )
+    assert s.data_hash() == opened(Preprocess(36, 32)).data_hash()
+    assert s.data_hash() != opened(Preprocess(40, 32)).data_hash()
+
+
+def test_data_for_a_size_loads_at_that_size_and_labels_a_folder_by_its_names(tmp_path: Path):
+    assert data_for("demo", 64).image_size == 64 and isinstance(data_for("demo", 64), ImageSet)
+    _tree(tmp_path, {"stop": 1, "yield": 1})
+    plain = data_for(f"folder:{tmp_path}", 40)
+    assert isinstance(plain, ImageSet) and plain.image_size == 40 and plain.classes == ("stop", "yield")
 
 
 def test_large_uncompressed_npz_is_memory_mapped_and_reads_the_same(tmp_path: Path):

@@ -6,16 +6,9 @@ import pytest
 import torch
 
 from patchscope.data import load_data
-from patchscope.defenses import (
-    CertifyResult,
-    ablation_set,
-    certify,
-    ds_certify,
-    ds_predict,
-    ds_prediction_map,
-    list_certifiers,
-)
+from patchscope.defenses import ablation_set, ds_certify, ds_predict, ds_prediction_map, list_certifiers
 from patchscope.errors import PatchscopeError
+from patchscope.workflows import CertifyResult, certify
 
 
 @pytest.fixture(scope="module")

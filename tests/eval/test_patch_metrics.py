@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 
 from patchscope.attacks import Patch
-from patchscope.eval import DEFAULT_GRID, condition_label, patch_success, sweep_conditions, transfer_matrix
+from patchscope.eval import (
+    DEFAULT_GRID,
+    PatchSuccess,
+    TransferMatrix,
+    condition_label,
+    patch_success,
+    sweep_conditions,
+    transfer_matrix,
+)
 from patchscope.eval.figures import a90, area_figure, condition_curves, transfer_figure
 from patchscope.runs.report import Section, render_report
 
@@ -30,10 +39,12 @@ def _red_patch() -> Patch:
 def test_success_is_measured_per_condition_against_a_known_model():
     x, y = torch.full((6, 3, 32, 32), 0.5), torch.zeros(6, dtype=torch.long)
     out = patch_success(ConstantOnPatch(), x, y, _red_patch(), 1, [{}, {"brightness": 0.5}])
-    assert out["conditions"][0]["targeted_success"] == 1.0  # seen as it is: red corner, class b
-    assert out["conditions"][1]["targeted_success"] == 0.0  # dimmed: no longer pure red
-    assert out["targeted_success"] == 0.5 and out["clean_accuracy"] == 1.0 and out["images"] == 6
-    assert abs(out["patch_area"] - 16 / 1024) < 1e-9
+    assert isinstance(out, PatchSuccess)
+    assert out.conditions[0]["targeted_success"] == 1.0  # seen as it is: red corner, class b
+    assert out.conditions[1]["targeted_success"] == 0.0  # dimmed: no longer pure red
+    assert out.targeted_success == 0.5 and out.clean_accuracy == 1.0 and out.images == 6
+    assert abs(out.patch_area - 16 / 1024) < 1e-9
+    assert out.as_dict()["targeted_success"] == 0.5 and json.loads(json.dumps(out.as_dict())) == out.as_dict()
 
 
 def test_the_measurement_shows_its_own_progress(capsys, monkeypatch):
@@ -55,8 +66,9 @@ def test_transfer_matrix_shape_and_sticker_evaluation():
     m = transfer_matrix(
         {"m1": ConstantOnPatch(), "m2": ConstantOnPatch()}, {"p": _red_patch(), "s": sticker}, x, y, 1, [{}]
     )
-    assert set(m) == {"p", "s"} and set(m["p"]) == {"m1", "m2"}
-    assert m["p"]["m1"] == 1.0
+    assert isinstance(m, TransferMatrix) and m.metric == "targeted_success"
+    assert set(m.success) == {"p", "s"} and set(m.success["p"]) == {"m1", "m2"}
+    assert m.success["p"]["m1"] == 1.0 and m.as_dict()["matrix"] == m.success
 
 
 def test_grid_and_sweeps_are_within_the_stated_ranges():
@@ -109,5 +121,6 @@ def test_by_image_success_names_the_images_that_resist():
     pixels[:2, 0] = 1  # images 0 and 1 get the red corner, 2 and 3 a black one
     patches = PerImagePatches(pixels, torch.ones(4, 4), "on-object", torch.zeros(4, 2), 32)
     out = patch_success(ConstantOnPatch(), x, y, patches, 1, [{}, {"brightness": 0.5}], by_image=True)
-    assert out["image_success"] == [0.5, 0.5, 0.0, 0.0]  # won undimmed only, and only where red
-    assert "image_success" not in patch_success(ConstantOnPatch(), x, y, _red_patch(), 1, [{}])
+    assert out.image_success == [0.5, 0.5, 0.0, 0.0]  # won undimmed only, and only where red
+    assert patch_success(ConstantOnPatch(), x, y, _red_patch(), 1, [{}]).image_success is None
+    assert "image_success" not in patch_success(ConstantOnPatch(), x, y, _red_patch(), 1, [{}]).as_dict()

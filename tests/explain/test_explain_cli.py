@@ -12,7 +12,7 @@ from PIL import Image
 
 from patchscope.attacks import Patch
 from patchscope.errors import PatchscopeError
-from patchscope.explain import explain_patch
+from patchscope.explain import explain_patch, save_explanation
 from patchscope.models import Classifier
 from tests.conftest import run_cli
 
@@ -104,10 +104,12 @@ def test_explain_cli_table_and_bad_input(tmp_path: Path, tiny_model_path: Path, 
 
 @pytest.mark.parametrize("method", ["auto", "rollout"])
 def test_explain_patch_on_a_vit(tmp_path: Path, tiny_vit: Classifier, stops: torch.Tensor, patch: Patch, method: str):
-    result = explain_patch(tiny_vit, stops, torch.full((len(stops),), 14), patch, 1, tmp_path, method)  # type: ignore[arg-type]
-    _check_layers(result["layers"], ["block0", "block1"])
-    assert all(r["grid"] == [8, 8] and r["footprint_cells"] == 4 for r in result["layers"])
-    assert result["heatmap"]["method"] == ("rollout" if method == "rollout" else "gradcam")
+    result = explain_patch(tiny_vit, stops, torch.full((len(stops),), 14), patch, 1, method)  # type: ignore[arg-type]
+    _check_layers(result.layers, ["block0", "block1"])
+    assert all(r["grid"] == [8, 8] and r["footprint_cells"] == 4 for r in result.layers)
+    assert result.heatmap["method"] == ("rollout" if method == "rollout" else "gradcam")
+    assert not any((tmp_path / f).exists() for f in FIGURES)  # computing writes nothing
+    assert save_explanation(result, tmp_path) == [tmp_path / f for f in FIGURES]
     assert all((tmp_path / f).exists() for f in FIGURES)
     with pytest.raises(PatchscopeError):
-        explain_patch(tiny_vit, stops, torch.full((len(stops),), 14), patch, len(stops), tmp_path)
+        explain_patch(tiny_vit, stops, torch.full((len(stops),), 14), patch, len(stops))

@@ -30,7 +30,7 @@ def test_measure_patch_is_patch_success_on_the_source_images(tiny_model, demo, p
         demo.classes[13],
         len(stop),
     )
-    assert m.targeted_success == raw["targeted_success"] and m.source_clean_accuracy == raw["clean_accuracy"]
+    assert m.targeted_success == raw.targeted_success and m.source_clean_accuracy == raw.clean_accuracy
     assert "conditions" not in m.as_dict(conditions=False) and len(m.as_dict()["conditions"]) == 1
     with pytest.raises(PatchscopeError) as e:
         measure_patch(tiny_model, demo, patch, conditions="sideways")
@@ -51,7 +51,7 @@ def test_run_attack_measures_on_its_own_images_and_saves_a_run_folder(tiny_model
         tiny_model, images.images.float_images(), images.images.labels, result.patch, images.target, DEFAULT_GRID
     )
     assert (
-        result.targeted_success == check["targeted_success"]
+        result.targeted_success == check.targeted_success
         and result.patch.meta["model"] == "tiny"
         and result.patch.meta["target"] == demo.classes[13]
     )

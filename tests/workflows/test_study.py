@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from patchscope.workflows.study import RobustnessStudy, StudySettings, study_table
+from patchscope.workflows.study import RobustnessStudy, StudyResult, StudySettings, study_table
 from tests.conftest import run_cli
 
 TINY = StudySettings(
@@ -21,7 +21,9 @@ def results(tiny_model, demo):
 
 
 def test_every_model_gets_every_measurement(results):
-    for row in results["models"].values():
+    assert isinstance(results, StudyResult) and set(results.patches) == {"a", "b"}
+    assert "patches" not in results.as_dict() and results.as_dict()["models"] == results.models
+    for row in results.models.values():
         assert set(row["white_box"]) == {"sticker@0.05", "on-object@0.05", "sticker@0.1", "on-object@0.1"}
         for v in [
             *row["white_box"].values(),
@@ -38,10 +40,10 @@ def test_every_model_gets_every_measurement(results):
 
 
 def test_transfer_diagonal_is_the_white_box_number_of_the_same_patch(results):
-    for name, row in results["models"].items():
-        assert results["transfer"][name][name] == pytest.approx(row["white_box"]["on-object@0.1"])
+    for name, row in results.models.items():
+        assert results.transfer[name][name] == pytest.approx(row["white_box"]["on-object@0.1"])
     # the same network under two names: transfer in and out are its own patch's success on itself
-    assert results["models"]["a"]["transfer_out"] == pytest.approx(results["transfer"]["a"]["b"])
+    assert results.models["a"]["transfer_out"] == pytest.approx(results.transfer["a"]["b"])
 
 
 def test_patches_are_made_and_measured_on_the_two_halves_of_the_source_images(tiny_model, demo):

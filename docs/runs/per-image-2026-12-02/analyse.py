@@ -9,12 +9,10 @@ kept whichever patch did better on each image would reach).
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import torch
 
 from patchscope.attacks import load_patch
-from patchscope.attacks.per_image import PerImagePatches
 from patchscope.data import load_data
 from patchscope.eval import DEFAULT_GRID, condition_label, patch_success
 from patchscope.models import create_model
@@ -25,14 +23,14 @@ stop = load_data("gtsrb:test").of_class(14)
 x, y = stop.float_images(), stop.labels
 rates = []
 for f in folders:
-    patch = PerImagePatches.load(f) if (Path(f) / "patches.safetensors").exists() else load_patch(f)
+    patch = load_patch(f, per_image=True)
     out = patch_success(model, x, y, patch, 13, DEFAULT_GRID, by_image=True)
-    r = torch.tensor(out["image_success"])
+    r = torch.tensor(out.image_success)
     rates.append(r)
     print(f"{f}: mean {r.mean():.1%}, won in all 33 conditions {(r == 1).float().mean():.1%}, in none {(r == 0).float().mean():.1%}")
-    still = next(c for c in out["conditions"] if condition_label(c) == "no change")
+    still = next(c for c in out.conditions if condition_label(c) == "no change")
     print(f"  seen as it is (no change): {still['targeted_success']:.1%}")
-    worst = sorted(out["conditions"], key=lambda c: c["targeted_success"])[:3]
+    worst = sorted(out.conditions, key=lambda c: c["targeted_success"])[:3]
     print("  worst conditions: " + "; ".join(f"{condition_label(c)} {c['targeted_success']:.1%}" for c in worst))
 best = torch.stack(rates).amax(0)
 print(f"best of the {len(folders)} per image: mean {best.mean():.1%}, won in all {(best == 1).float().mean():.1%}, in none {(best == 0).float().mean():.1%}")

@@ -30,7 +30,7 @@ patches.images_hash = stop.data_hash()
 patches.save(out)
 still = patch_success(model, x, y, patches, 13, [{}], by_image=True)
 grid = patch_success(model, x, y, patches, 13, DEFAULT_GRID, by_image=True)
-result = {"seconds": round(seconds, 1), "patch_area": patches.area_fraction, "still_targeted_success": still["targeted_success"],
-          "grid_targeted_success": grid["targeted_success"], "grid_images_won_in_every_condition": sum(r == 1 for r in grid["image_success"]) / len(x)}
+result = {"seconds": round(seconds, 1), "patch_area": patches.area_fraction, "still_targeted_success": still.targeted_success,
+          "grid_targeted_success": grid.targeted_success, "grid_images_won_in_every_condition": sum(r == 1 for r in grid.image_success) / len(x)}
 (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
 print(json.dumps(result, indent=2))

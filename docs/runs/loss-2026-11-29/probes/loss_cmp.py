@@ -34,9 +34,9 @@ for kind in kinds:
     cfg = AttackConfig(size=size, shape=shape, target=13, steps=steps, precision="bf16", location=(top, left), batch_size=bs, seed=seed)
     p = PatchAttack(model, cfg, progress=False)(xtr, ytr)
     U.attack_loss = orig
-    s_tr = patch_success(model, xtr[sel], ytr[sel], p, 13)["targeted_success"]
+    s_tr = patch_success(model, xtr[sel], ytr[sel], p, 13).targeted_success
     s_te = patch_success(model, xte, yte, p, 13)
-    res.append({"kind": kind, "train": s_tr, "test": s_te["targeted_success"], "conf": s_te["target_confidence"], "s": time.time() - t0, "top": top, "left": left, "steps": steps, "bs": bs, "seed": seed})
+    res.append({"kind": kind, "train": s_tr, "test": s_te.targeted_success, "conf": s_te.target_confidence, "s": time.time() - t0, "top": top, "left": left, "steps": steps, "bs": bs, "seed": seed})
     print(res[-1], flush=True)
     json.dump(res, open(out, "w"), indent=1)
     torch.save(p.pixels, out + f".{kind}.pt")

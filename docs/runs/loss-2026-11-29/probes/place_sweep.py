@@ -26,8 +26,8 @@ for top in range(0, 32 - side + 1, stride):
         t0 = time.time()
         cfg = AttackConfig(**{**cfg0.as_dict(), "location": (top, left), "ranges": cfg0.ranges})
         p = PatchAttack(model, cfg, progress=False)(xtr, ytr)
-        s_tr = patch_success(model, xtr[sel], ytr[sel], p, 13)["targeted_success"]
-        s_te = patch_success(model, xte, yte, p, 13)["targeted_success"]
+        s_tr = patch_success(model, xtr[sel], ytr[sel], p, 13).targeted_success
+        s_te = patch_success(model, xte, yte, p, 13).targeted_success
         res.append({"top": top, "left": left, "train": s_tr, "test": s_te, "s": time.time() - t0})
         print(res[-1], flush=True)
         json.dump(res, open(out, "w"), indent=1)
