@@ -227,7 +227,7 @@ def load_patch_arg(path: Path | str, per_image: bool = False) -> Patch | PerImag
     from patchscope.attacks import load_patch
 
     if per_image and ((Path(path) / "patches.safetensors").exists() or Path(path).name == "patches.safetensors"):
-        from patchscope.attacks.per_image import PerImagePatches
+        from patchscope.attacks.patch import PerImagePatches
 
         return PerImagePatches.load(path)
     return load_patch(path)  # refuses per-image patches with one line

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from patchscope.attacks import load_patch
-from patchscope.attacks.per_image import PerImagePatches
+from patchscope.attacks import PerImagePatches
 from patchscope.data import load_data
 from patchscope.eval import DEFAULT_GRID, condition_label, patch_success
 from patchscope.models import create_model
