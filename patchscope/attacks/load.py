@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, overload
 
-from patchscope.attacks.patch import Patch, list_patches, patch_zoo_dir
-from patchscope.attacks.per_image import PerImagePatches
+from patchscope.attacks.patch import Patch, PerImagePatches, list_patches, patch_zoo_dir
 from patchscope.errors import PatchscopeError
 
 

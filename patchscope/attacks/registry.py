@@ -45,7 +45,7 @@ def create_attack(name: str, model: Any, config: Any, device: str = "cpu", **opt
     its constructor (e.g. ``views`` and ``start`` for ``per-image``, ``checkpoint`` for ``universal``).
 
     >>> import torch
-    >>> from patchscope.attacks.universal import AttackConfig
+    >>> from patchscope.attacks.config import AttackConfig
     >>> from patchscope.models.archs import cnn
     >>> from patchscope.models.wrapper import Classifier
     >>> model = Classifier(cnn(num_classes=2, width=4), ["a", "b"]).eval()

@@ -17,9 +17,8 @@ import json
 from pathlib import Path
 
 import torch
-from PIL import Image
-
 from kornia.filters import gaussian_blur2d
+from PIL import Image
 
 from patchscope.attacks.eot import ViewRanges, sample_view, view
 from patchscope.attacks.losses import attack_loss

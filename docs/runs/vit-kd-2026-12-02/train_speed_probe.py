@@ -1,5 +1,9 @@
-import time, torch
+import time
+
+import torch
+
 from patchscope.models import create_model
+
 for name in ["gtsrb-vit","gtsrb-resnet","gtsrb-cnn"]:
     m = create_model(name); m.train()
     x = torch.rand(128,3,32,32); y = torch.randint(0,43,(128,))

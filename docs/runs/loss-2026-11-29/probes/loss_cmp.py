@@ -1,10 +1,16 @@
 """Fixed place, different surrogate losses; train-subset and test success over the default grid."""
-import json, sys, time, torch
-import patchscope.attacks.universal as U
-from patchscope.data import load_data
-from patchscope.models import create_model
+import json
+import sys
+import time
+
+import torch
+
+import patchscope.attacks.scoring as U
 from patchscope.attacks import AttackConfig, PatchAttack
+from patchscope.data import load_data
 from patchscope.eval.patch_metrics import patch_success
+from patchscope.models import create_model
+
 torch.set_num_threads(2)
 model_name, shape, size, steps, top, left, kinds, out = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7].split(","), sys.argv[8]
 bs = int(sys.argv[9]) if len(sys.argv) > 9 else 64

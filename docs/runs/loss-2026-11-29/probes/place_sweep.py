@@ -1,10 +1,16 @@
 """Place sweep: fixed on-object location, short attacks, scored on train Stop (selection) and test Stop (report)."""
-import json, sys, time, torch
-from patchscope.data import load_data
-from patchscope.models import create_model
+import json
+import sys
+import time
+
+import torch
+
 from patchscope.attacks import AttackConfig, PatchAttack
 from patchscope.attacks.patch import patch_side
+from patchscope.data import load_data
 from patchscope.eval.patch_metrics import patch_success
+from patchscope.models import create_model
+
 torch.set_num_threads(2)
 model_name, shape, size, steps, stride = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 out = sys.argv[6]
@@ -15,6 +21,7 @@ g = torch.Generator().manual_seed(1)
 sel = torch.randperm(len(xtr), generator=g)[:200]
 cfg0 = AttackConfig(size=size, shape=shape, target=13, steps=steps, precision="bf16")
 from patchscope.attacks.patch import shape_mask
+
 side = patch_side(size, 32, shape)
 m = shape_mask(shape, side)
 rows = m.any(1).nonzero(); cols = m.any(0).nonzero()

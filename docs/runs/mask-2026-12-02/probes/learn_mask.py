@@ -10,13 +10,17 @@ made on the 270 test Stop images over the default grid.
 
 usage: learn_mask.py MODEL AREA CELL STEPS OUT.png [BATCH] [SEED] [MODE: soft | ste]
 """
-import json, sys, time
+import json
+import sys
+import time
+
 import torch
 from PIL import Image
+
 from patchscope.attacks.eot import ViewRanges, sample_view, view
 from patchscope.attacks.losses import attack_loss
 from patchscope.attacks.patch import Patch
-from patchscope.attacks.universal import classify
+from patchscope.attacks.scoring import classify
 from patchscope.data import load_data
 from patchscope.eval.patch_metrics import patch_success
 from patchscope.models import create_model
