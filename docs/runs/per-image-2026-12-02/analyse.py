@@ -6,6 +6,7 @@ Prints, for each patch, the mean targeted success over the default 33-condition 
 in every condition and in none, its three worst viewing conditions, and the mean of the per-image best of all patches given (what an attacker who
 kept whichever patch did better on each image would reach).
 """
+
 from __future__ import annotations
 
 import sys
@@ -27,10 +28,14 @@ for f in folders:
     out = patch_success(model, x, y, patch, 13, DEFAULT_GRID, by_image=True)
     r = torch.tensor(out.image_success)
     rates.append(r)
-    print(f"{f}: mean {r.mean():.1%}, won in all 33 conditions {(r == 1).float().mean():.1%}, in none {(r == 0).float().mean():.1%}")
+    print(
+        f"{f}: mean {r.mean():.1%}, won in all 33 conditions {(r == 1).float().mean():.1%}, in none {(r == 0).float().mean():.1%}"
+    )
     still = next(c for c in out.conditions if condition_label(c) == "no change")
     print(f"  seen as it is (no change): {still['targeted_success']:.1%}")
     worst = sorted(out.conditions, key=lambda c: c["targeted_success"])[:3]
     print("  worst conditions: " + "; ".join(f"{condition_label(c)} {c['targeted_success']:.1%}" for c in worst))
 best = torch.stack(rates).amax(0)
-print(f"best of the {len(folders)} per image: mean {best.mean():.1%}, won in all {(best == 1).float().mean():.1%}, in none {(best == 0).float().mean():.1%}")
+print(
+    f"best of the {len(folders)} per image: mean {best.mean():.1%}, won in all {(best == 1).float().mean():.1%}, in none {(best == 0).float().mean():.1%}"
+)

@@ -4,6 +4,7 @@ measured unchanged and over the default 33-condition grid on the 270 test Stop i
 
     .venv/bin/python docs/runs/per-image-2026-12-02/still.py docs/runs/per-image-2026-12-02/vit-still
 """
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,9 @@ model = create_model("gtsrb-vit")
 stop = load_data("gtsrb:test").of_class(14)
 x, y = stop.float_images(), stop.labels
 start = load_patch("zoo:gtsrb-vit/stop-yield-small")
-cfg = AttackConfig(placement="on-object", target=13, loss="sigmoid", lr=0.05, steps=150, batch_size=270, ranges=NO_CHANGE)
+cfg = AttackConfig(
+    placement="on-object", target=13, loss="sigmoid", lr=0.05, steps=150, batch_size=270, ranges=NO_CHANGE
+)
 began = time.time()
 patches = PerImageAttack(model, cfg, views=1, start=start)(x, y)
 seconds = time.time() - began
@@ -30,7 +33,12 @@ patches.images_hash = stop.data_hash()
 patches.save(out)
 still = patch_success(model, x, y, patches, 13, [{}], by_image=True)
 grid = patch_success(model, x, y, patches, 13, DEFAULT_GRID, by_image=True)
-result = {"seconds": round(seconds, 1), "patch_area": patches.area_fraction, "still_targeted_success": still.targeted_success,
-          "grid_targeted_success": grid.targeted_success, "grid_images_won_in_every_condition": sum(r == 1 for r in grid.image_success) / len(x)}
+result = {
+    "seconds": round(seconds, 1),
+    "patch_area": patches.area_fraction,
+    "still_targeted_success": still.targeted_success,
+    "grid_targeted_success": grid.targeted_success,
+    "grid_images_won_in_every_condition": sum(r == 1 for r in grid.image_success) / len(x),
+}
 (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
 print(json.dumps(result, indent=2))

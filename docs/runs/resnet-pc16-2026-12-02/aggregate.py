@@ -1,6 +1,6 @@
 """Sum the per-chunk `certify --json` outputs (certify/*.json) into one row per patch size (counts, not means of rates).
 
-    python3 docs/runs/resnet-pc16-2026-12-02/aggregate.py > docs/runs/resnet-pc16-2026-12-02/certify-full-test.json
+python3 docs/runs/resnet-pc16-2026-12-02/aggregate.py > docs/runs/resnet-pc16-2026-12-02/certify-full-test.json
 """
 
 import json
@@ -12,7 +12,10 @@ rows = {}
 for px in (5, 7):
     parts = [json.loads(p.read_text()) for p in sorted((HERE / "certify").glob(f"{px}px-test-*.json"))]
     n = sum(p["images"] for p in parts)
-    count = {k: sum(round(p[k] * p["images"]) for p in parts) for k in ("clean_accuracy", "defended_accuracy", "certified_accuracy")}
+    count = {
+        k: sum(round(p[k] * p["images"]) for p in parts)
+        for k in ("clean_accuracy", "defended_accuracy", "certified_accuracy")
+    }
     rows[f"{px}x{px}"] = {
         "chunks": len(parts),
         "images": n,
@@ -24,5 +27,14 @@ for px in (5, 7):
         "precision": parts[0]["precision"],
         "k": parts[0]["k"],
     }
-json.dump({"model": "gtsrb-resnet-pc16", "defense": "patchcleanser", "data": "gtsrb:test in 13 consecutive chunks (test-00 .. test-12)", "rows": rows}, sys.stdout, indent=2)
+json.dump(
+    {
+        "model": "gtsrb-resnet-pc16",
+        "defense": "patchcleanser",
+        "data": "gtsrb:test in 13 consecutive chunks (test-00 .. test-12)",
+        "rows": rows,
+    },
+    sys.stdout,
+    indent=2,
+)
 print()

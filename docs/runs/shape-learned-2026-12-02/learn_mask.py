@@ -112,8 +112,18 @@ def main() -> None:
     Image.fromarray((mask * 255).byte().numpy(), mode="L").save(a.out / "mask.png")
     rows, cols = mask.nonzero().unbind(1)
     summary = {
-        "model": a.model, "box": b, "top": t, "left": l, "pixels": a.pixels, "area": a.pixels / 1024, "steps": a.steps,
-        "batch_size": a.batch_size, "seed": a.seed, "smooth": a.smooth, "components": components(mask), "train_success_8_views": hits / (8 * len(x_all)),
+        "model": a.model,
+        "box": b,
+        "top": t,
+        "left": l,
+        "pixels": a.pixels,
+        "area": a.pixels / 1024,
+        "steps": a.steps,
+        "batch_size": a.batch_size,
+        "seed": a.seed,
+        "smooth": a.smooth,
+        "components": components(mask),
+        "train_success_8_views": hits / (8 * len(x_all)),
         "bounding_box": [int(rows.min()) + t, int(cols.min()) + l, int(rows.max()) + t, int(cols.max()) + l],
         "history": history,
     }

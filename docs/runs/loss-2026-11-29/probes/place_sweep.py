@@ -1,4 +1,5 @@
 """Place sweep: fixed on-object location, short attacks, scored on train Stop (selection) and test Stop (report)."""
+
 import json
 import sys
 import time
@@ -12,10 +13,17 @@ from patchscope.eval.patch_metrics import patch_success
 from patchscope.models import create_model
 
 torch.set_num_threads(2)
-model_name, shape, size, steps, stride = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+model_name, shape, size, steps, stride = (
+    sys.argv[1],
+    sys.argv[2],
+    float(sys.argv[3]),
+    int(sys.argv[4]),
+    int(sys.argv[5]),
+)
 out = sys.argv[6]
 model = create_model(model_name)
-tr = load_data("gtsrb:train").of_class("stop"); te = load_data("gtsrb:test").of_class("stop")
+tr = load_data("gtsrb:train").of_class("stop")
+te = load_data("gtsrb:test").of_class("stop")
 xtr, ytr, xte, yte = tr.float_images(), tr.labels, te.float_images(), te.labels
 g = torch.Generator().manual_seed(1)
 sel = torch.randperm(len(xtr), generator=g)[:200]
@@ -24,8 +32,10 @@ from patchscope.attacks.patch import shape_mask
 
 side = patch_side(size, 32, shape)
 m = shape_mask(shape, side)
-rows = m.any(1).nonzero(); cols = m.any(0).nonzero()
-h = int(rows.max() - rows.min() + 1); w = int(cols.max() - cols.min() + 1)
+rows = m.any(1).nonzero()
+cols = m.any(0).nonzero()
+h = int(rows.max() - rows.min() + 1)
+w = int(cols.max() - cols.min() + 1)
 print("side", side, "h", h, "w", w, "area", float(m.float().mean()) * side * side / 1024, flush=True)
 res = []
 for top in range(0, 32 - side + 1, stride):

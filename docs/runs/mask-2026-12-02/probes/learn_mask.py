@@ -10,6 +10,7 @@ made on the 270 test Stop images over the default grid.
 
 usage: learn_mask.py MODEL AREA CELL STEPS OUT.png [BATCH] [SEED] [MODE: soft | ste]
 """
+
 import json
 import sys
 import time
@@ -64,14 +65,34 @@ for step in range(steps):
         lam *= 1.03 if m.mean() > area else 1 / 1.03  # dual ascent on the area budget
     if step % 50 == 0 or step == steps - 1:
         win = (logits.argmax(1) == 13).float().mean()
-        print(f"step {step} fool {fool.item():.3f} win {win.item():.3f} area {m.mean().item():.3f} lam {lam:.3f} {time.time() - t0:.0f}s", flush=True)
+        print(
+            f"step {step} fool {fool.item():.3f} win {win.item():.3f} area {m.mean().item():.3f} lam {lam:.3f} {time.time() - t0:.0f}s",
+            flush=True,
+        )
 keep = torch.zeros(n * n)
 keep[torch.sigmoid(logit).flatten().topk(k).indices] = 1
 mask = keep.view(n, n).repeat_interleave(cell, 0).repeat_interleave(cell, 1)
 Image.fromarray((mask.numpy() * 255).astype("uint8"), "L").save(out)
 te = load_data("gtsrb:test").of_class("stop")
-res = patch_success(model, te.float_images(), te.labels, Patch(pix.detach().clamp(0, 1), mask, "on-object", (0, 0), 32), 13)
+res = patch_success(
+    model, te.float_images(), te.labels, Patch(pix.detach().clamp(0, 1), mask, "on-object", (0, 0), 32), 13
+)
 print("test", res.targeted_success, flush=True)
-json.dump({"test_targeted": res.targeted_success, "mode": mode, "model": name, "area": area, "cell": cell, "steps": steps, "batch": bs, "seed": seed, "cells": k, "fill": float(mask.mean()), "seconds": round(time.time() - t0, 1)}, open(out + ".json", "w"))
+json.dump(
+    {
+        "test_targeted": res.targeted_success,
+        "mode": mode,
+        "model": name,
+        "area": area,
+        "cell": cell,
+        "steps": steps,
+        "batch": bs,
+        "seed": seed,
+        "cells": k,
+        "fill": float(mask.mean()),
+        "seconds": round(time.time() - t0, 1),
+    },
+    open(out + ".json", "w"),
+)
 print("fill", float(mask.mean()), "pixels", int(mask.sum()))
 print("\n".join("".join("#" if v else "." for v in row) for row in mask[::cell, ::cell].int().tolist()))
