@@ -25,6 +25,7 @@ import patchscope
 from patchscope.data import Batches, ImageSet, split_by_track
 from patchscope.distributed import all_sum, my_indices, rank_world
 from patchscope.errors import Interrupted, PatchscopeError
+from patchscope.models.batching import forward_chunks, resolve_batch_size
 from patchscope.models.registry import build_net, probe_net
 from patchscope.models.resume import Resumed, TrainCheckpoint, TrainingParts
 from patchscope.models.wrapper import Classifier, check_finite, nonfinite_rows
@@ -214,13 +215,17 @@ def channel_stats(data: ImageSet) -> tuple[list[float], list[float]]:
 
 
 @torch.no_grad()
-def accuracy(model: torch.nn.Module, data: Batches, device: str | torch.device = "cpu", batch_size: int = 512) -> float:
+def accuracy(
+    model: torch.nn.Module, data: Batches, device: str | torch.device = "cpu", batch_size: int | None = None
+) -> float:
     """Top-1 accuracy of ``model`` on ``data`` (in memory or streamed), over the images actually read.
 
-    Under ``torch.distributed`` every rank calls it with the same arguments, reads every world-th batch and returns
-    the accuracy over all of them (counts summed: equal to one process's).
+    ``batch_size`` None: as many images per pass as the memory budget holds (:func:`auto_batch_size`); a pass
+    that runs out of memory is redone in smaller chunks (the same numbers). Under ``torch.distributed`` every rank
+    calls it with the same arguments, reads every world-th batch and returns the accuracy over all of them (counts
+    summed: equal to one process's).
     """
-    batch_size = check_batch("batch_size", batch_size)
+    batch_size = resolve_batch_size(model, batch_size, int(getattr(data, "image_size", 32)), device)
     if len(data) == 0:
         raise PatchscopeError(f"{data.name}: accuracy needs at least one image")
     classes = getattr(model, "classes", None)
@@ -232,7 +237,7 @@ def accuracy(model: torch.nn.Module, data: Batches, device: str | torch.device =
     model.eval()
     counts = torch.zeros(3, dtype=torch.long, device=device)  # right, non-finite, read
     for x, y in _my_batches(data, batch_size, device):
-        logits = model(x)
+        logits = forward_chunks(model, x, batch_size)
         counts += torch.stack([(logits.argmax(1) == y).sum(), nonfinite_rows(logits), counts.new_tensor(len(y))])
     correct, bad, seen = all_sum(counts)
     check_finite(bad, getattr(model, "name", "the model"))

@@ -29,6 +29,7 @@ from patchscope.defenses.registry import Certifier, create_certifier
 from patchscope.distributed import all_max, all_sum, is_main, my_indices, rank_world
 from patchscope.errors import Interrupted, PatchscopeError
 from patchscope.io import write_json
+from patchscope.models.batching import auto_batch_size
 from patchscope.progress import progress_bar
 from patchscope.validate import check_batch, check_same_settings
 
@@ -61,9 +62,13 @@ class CertifyResult:
         return {**out, **settings}
 
 
-def default_batch_size(device: str | torch.device) -> int:
-    """Masked or ablated images per forward pass: 256 on a CPU (small chunks stay in cache), 16384 on a GPU."""
-    return 256 if torch.device(device).type == "cpu" else 16384
+def default_batch_size(device: str | torch.device, model: nn.Module | None = None, image_size: int = 32) -> int:
+    """Masked or ablated images per forward pass: 256 on a CPU (small chunks stay in cache), 16384 on a GPU, and
+    never more than the memory budget holds for ``model`` on ``image_size``-px images (:func:`auto_batch_size`)."""
+    most = 256 if torch.device(device).type == "cpu" else 16384
+    if model is None:
+        return most
+    return auto_batch_size(model, image_size, device, most=most)
 
 
 @dataclass(frozen=True)
@@ -192,7 +197,7 @@ def certify(
         check_batch("batch_size", batch_size)
     if len(data) == 0:
         raise PatchscopeError(f"data {data.name} holds no images", params=("data",))
-    batch_size = batch_size or default_batch_size(device)
+    batch_size = batch_size or default_batch_size(device, model, data.image_size)
     side = side_of(patch_size, data.image_size)
     cert = create_certifier(certifier, data.image_size, side, device, **options)
     per_image = max(int(cert.settings.get("full_map_passes", 1)), 1)
