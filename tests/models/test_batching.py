@@ -83,7 +83,9 @@ def test_out_of_memory_halves_the_chunk_and_keeps_the_numbers(net: nn.Module) ->
 
 def test_accuracy_with_an_out_of_memory_back_off_equals_a_small_fixed_batch(net: nn.Module) -> None:
     torch.manual_seed(1)
-    data = ImageSet((torch.rand(40, 3, 32, 32) * 255).to(torch.uint8), torch.randint(0, 3, (40,)), ("a", "b", "c"), "random")
+    data = ImageSet(
+        (torch.rand(40, 3, 32, 32) * 255).to(torch.uint8), torch.randint(0, 3, (40,)), ("a", "b", "c"), "random"
+    )
     model = Classifier(net, ["a", "b", "c"]).eval()
     small = accuracy(model, data, batch_size=4)
     tight = RunsOutAbove(model, 5)
