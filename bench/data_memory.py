@@ -91,29 +91,31 @@ def make_card(folder: Path) -> Path:
     return path
 
 
-def command_args(mode: str, root: Path, card: Path, batch: int) -> list[str]:
-    """The command line of an ``evaluate`` or ``certify`` row (runs recorded beside the tree, CPU, JSON)."""
-    common = ["--data", f"folder:{root}", "--batch-size", str(batch), "--device", "cpu", "--json"]
+def command_args(mode: str, root: Path, card: Path | str, batch: int) -> list[str]:
+    """The command line of an ``evaluate`` or ``certify`` row (runs recorded beside the tree, CPU, JSON); ``batch``
+    0 leaves ``--batch-size`` out: the default a user gets."""
+    sized = ["--batch-size", str(batch)] if batch else []
+    common = ["--data", f"folder:{root}", *sized, "--device", "cpu", "--json"]
     if mode == "evaluate":
         return ["--store", str(root.parent / "runs.db"), "evaluate", "--models", str(card), *common]
     return ["--store", str(root.parent / "runs.db"), "certify", "--model", str(card), "--defense", "ds-column", *common]
 
 
-def make_tree(root: Path, n: int, side: int = 224) -> None:
+def make_tree(root: Path, n: int, side: int = 224, classes: tuple[str, str] = ("stop", "yield")) -> None:
     """``n`` random ``side`` x ``side`` JPEGs split over two class folders (blocky noise: realistic file sizes)."""
     import numpy as np
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    for cls in ("stop", "yield"):
+    for cls in classes:
         (root / cls).mkdir(parents=True, exist_ok=True)
     for i in range(n):
         small = rng.integers(0, 255, (side // 8, side // 8, 3), dtype=np.uint8)
         img = Image.fromarray(small).resize((side, side), Image.BILINEAR)
-        img.save(root / ("stop" if i % 2 else "yield") / f"{i:06d}.jpg", quality=90)
+        img.save(root / classes[i % 2] / f"{i:06d}.jpg", quality=90)
 
 
-def measure(root: Path, mode: str, batch: int, workers: int, card: Path | None = None) -> dict[str, float]:
+def measure(root: Path, mode: str, batch: int, workers: int, card: Path | str | None = None) -> dict[str, float]:
     if card is not None:
         argv = [sys.executable, "-c", COMMAND, *command_args(mode, root, card, batch)]
     else:
@@ -144,16 +146,25 @@ def main() -> None:
         default=["baseline", "stream", "load"],
         choices=["baseline", "stream", "load", "evaluate", "certify"],
     )
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=64, help="0: the commands' own default")
+    ap.add_argument(
+        "--model",
+        default=None,
+        help="the commands' model (e.g. tv:resnet50:random; its folders are ImageNet classes), "
+        "default a tiny random ViT with ResNet-50's preparation",
+    )
     ap.add_argument("--workers", type=int, default=1, help="loader worker processes for the streamed pass")
     ap.add_argument("--json", action="store_true", help="one JSON object per row")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="patchscope-bench-") as tmp:
-        card = make_card(Path(tmp)) if {"evaluate", "certify"} & set(args.modes) else None
+        card: Path | str | None = args.model
+        if card is None and {"evaluate", "certify"} & set(args.modes):
+            card = make_card(Path(tmp))
+        classes = ("tench", "goldfish") if args.model else ("stop", "yield")
         for n in sorted(args.n):
             root = Path(tmp) / f"n{n}"
-            make_tree(root, n)
+            make_tree(root, n, classes=classes)
             for mode in args.modes:
                 row = {
                     "n": n,
