@@ -16,7 +16,7 @@ import time
 import torch
 
 from patchscope.attacks import AttackConfig, PatchAttack, ViewRanges
-from patchscope.attacks.universal import classify
+from patchscope.attacks.scoring import classify
 from patchscope.models import create_model
 
 

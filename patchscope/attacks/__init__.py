@@ -1,9 +1,12 @@
-"""Attacks: patches, replayable EOT (sample, then apply), the universal patch attack and per-image patches.
+"""Attacks: patches, replayable EOT (sample, then apply), the :class:`Attack` base class, the universal patch attack
+and per-image patches; every registered attack is listed by :func:`list_attacks`.
 
->>> from patchscope.attacks import AttackConfig, PatchAttack, PerImageAttack, ViewRanges, sample_view, render
+>>> from patchscope.attacks import Attack, AttackConfig, PatchAttack, PerImageAttack, ViewRanges, sample_view, render
 >>> from patchscope.attacks import create_attack, list_attacks, register_attack
 """
 
+from patchscope.attacks.base import Attack
+from patchscope.attacks.config import AttackConfig
 from patchscope.attacks.eot import (
     NO_CHANGE,
     PLACEMENTS,
@@ -20,23 +23,26 @@ from patchscope.attacks.eot import (
 from patchscope.attacks.frozen import frozen
 from patchscope.attacks.load import load_patch
 from patchscope.attacks.losses import attack_loss, non_printability, printable_colours, total_variation
+from patchscope.attacks.optim import SignSGD
 from patchscope.attacks.patch import (
     SHAPES,
     Patch,
+    PerImagePatches,
     is_named_shape,
     list_patches,
     patch_side,
     patch_zoo_dir,
     shape_mask,
 )
-from patchscope.attacks.per_image import PerImageAttack, PerImagePatches
+from patchscope.attacks.per_image import PerImageAttack
 from patchscope.attacks.registry import create_attack, list_attacks, register_attack
-from patchscope.attacks.universal import AttackConfig, AttackInterrupted, PatchAttack, SignSGD, attack_settings
+from patchscope.attacks.universal import AttackInterrupted, PatchAttack, attack_settings
 
 __all__ = [
     "NO_CHANGE",
     "PLACEMENTS",
     "SHAPES",
+    "Attack",
     "AttackConfig",
     "AttackInterrupted",
     "Patch",

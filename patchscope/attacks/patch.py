@@ -1,4 +1,5 @@
-"""Patches: pixels in [0,1] plus a shape mask, sized as a fraction of the image area; saved and loaded safely."""
+"""Patches: pixels in [0,1] plus a shape mask, sized as a fraction of the image area; saved and loaded safely. A
+:class:`Patch` is one patch (a universal attack's); :class:`PerImagePatches` one patch for each attacked image."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from patchscope.errors import PatchscopeError
@@ -104,8 +105,25 @@ def patch_side(fraction: float, image_size: int, shape: str = "square") -> int:
     return side
 
 
+class _Sized:
+    """The side and the area of patches ``pixels`` (..., 3, s, s) under ``mask`` (s, s) on ``image_size``-px images."""
+
+    pixels: torch.Tensor
+    mask: torch.Tensor
+    image_size: int
+
+    @property
+    def side(self) -> int:
+        return int(self.pixels.shape[-1])
+
+    @property
+    def area_fraction(self) -> float:
+        """Share of the image area a patch covers."""
+        return float(self.mask.sum()) / self.image_size**2
+
+
 @dataclass
-class Patch:
+class Patch(_Sized):
     """A patch: ``pixels`` (3, s, s) in [0,1], ``mask`` (s, s), where it goes, and what made it."""
 
     pixels: torch.Tensor
@@ -114,15 +132,6 @@ class Patch:
     location: tuple[int, int] | None = None  # (top, left) in the image, for on-object
     image_size: int = 32
     meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def side(self) -> int:
-        return int(self.pixels.shape[-1])
-
-    @property
-    def area_fraction(self) -> float:
-        """Share of the image area the patch covers."""
-        return float(self.mask.sum()) / self.image_size**2
 
     def resized(self, image_size: int) -> Patch:
         """The same patch for ``image_size``-px images: the same share of the image and the same relative place
@@ -275,6 +284,110 @@ def _check_mask_values(mask: torch.Tensor) -> None:
         raise PatchscopeError("mask must hold only 0 and 1")
     if float(mask.sum()) == 0:
         raise PatchscopeError("mask is empty: the patch covers no pixel")
+
+
+PER_IMAGE_FILE = "patches.safetensors"
+
+
+@dataclass
+class PerImagePatches(_Sized):
+    """``pixels`` (N, 3, s, s) in [0,1], one patch for image n of the attacked set; ``mask`` (s, s);
+    ``location`` (N, 2) (top, left) for on-object patches, else None; ``images_hash`` names the images
+    (in order) they belong to, so that an evaluation on other images is refused."""
+
+    pixels: torch.Tensor
+    mask: torch.Tensor
+    placement: str = "on-object"
+    location: torch.Tensor | None = None
+    image_size: int = 32
+    images_hash: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.pixels.shape[0])
+
+    def save(self, folder: Path) -> None:
+        """Write ``patches.safetensors`` and ``patches.png`` (the first 64 patches side by side, RGBA)."""
+        tensors = {
+            "pixels": self.pixels.detach().float().cpu().contiguous(),
+            "mask": self.mask.float().cpu().contiguous(),
+        }
+        if self.location is not None:
+            tensors["location"] = self.location.detach().float().cpu().contiguous()
+        meta = {
+            "placement": self.placement,
+            "image_size": str(self.image_size),
+            "images_hash": self.images_hash,
+            "meta": json.dumps(self.meta),
+        }
+        with atomic_path(folder / PER_IMAGE_FILE) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+        self._sheet(folder / "patches.png")
+
+    def _sheet(self, path: Path, columns: int = 16) -> None:
+        from PIL import Image
+
+        shown = self.pixels[:64].detach().cpu()
+        n, s = len(shown), self.side
+        rows = math.ceil(n / columns)
+        sheet = torch.zeros(4, rows * (s + 1), min(n, columns) * (s + 1))
+        for i in range(n):  # at most 64 small tiles for a picture, not a hot path
+            top, left = (i // columns) * (s + 1), (i % columns) * (s + 1)
+            sheet[:3, top : top + s, left : left + s] = shown[i]
+            sheet[3, top : top + s, left : left + s] = self.mask.cpu()
+        img = Image.fromarray(sheet.mul(255).round().byte().permute(1, 2, 0).numpy(), "RGBA")
+        with atomic_path(path) as tmp:
+            img.resize((img.width * 4, img.height * 4), Image.Resampling.NEAREST).save(tmp, format="PNG")
+
+    @classmethod
+    def load(cls, path: str | Path) -> PerImagePatches:
+        """Load from a run folder or a ``patches.safetensors`` file."""
+        path = Path(path)
+        file = path / PER_IMAGE_FILE if path.is_dir() else path
+        try:
+            t = load_file(str(file))
+            with safe_open(str(file), "pt") as fh:
+                meta = fh.metadata() or {}
+            out = cls(
+                t["pixels"],
+                t["mask"],
+                meta.get("placement", "on-object"),
+                t.get("location"),
+                int(meta.get("image_size", 32)),
+                meta.get("images_hash", ""),
+                json.loads(meta.get("meta", "{}")),
+            )
+        except (SafetensorError, KeyError, ValueError, OSError, TypeError) as e:
+            raise PatchscopeError(
+                f"patch {file}: not a patchscope per-image patch file ({str(e).splitlines()[0][:120]})",
+                params=("patch",),
+            ) from None
+        pixels, n = out.pixels, len(out.pixels)
+        if pixels.ndim != 4 or n == 0:
+            raise PatchscopeError(
+                f"patch {file}: pixels must be (N, 3, S, S) with N >= 1, got shape {tuple(pixels.shape)}",
+                params=("patch",),
+            )
+        for i in (0, n - 1):  # the shared checks of one patch, on the first and the last
+            loc = (
+                (int(out.location[i, 0]), int(out.location[i, 1]))
+                if out.location is not None and tuple(out.location.shape) == (n, 2)
+                else None
+            )
+            try:
+                Patch(pixels[i], out.mask, out.placement, loc, out.image_size).check()
+            except PatchscopeError as e:
+                raise PatchscopeError(f"patch {file}: {e}", params=("patch",)) from None
+        if not bool(torch.isfinite(pixels).all()) or float(pixels.min()) < 0 or float(pixels.max()) > 1:
+            raise PatchscopeError(f"patch {file}: pixels must be finite numbers in [0, 1]", params=("patch",))
+        if out.location is not None:
+            free = out.image_size - out.side
+            if tuple(out.location.shape) != (n, 2) or bool(((out.location < 0) | (out.location > free)).any()):
+                raise PatchscopeError(
+                    f"patch {file}: location must be (N, 2) places in 0..{free}, got shape {tuple(out.location.shape)}",
+                    params=("patch",),
+                )
+        return out
 
 
 def patch_zoo_dir() -> Path:

@@ -10,142 +10,22 @@ step; each image keeps its best place when the search ends. No per-image Python 
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from patchscope.attacks.eot import on_object_plan, paste, paste_planned, sample_view, view
-from patchscope.attacks.frozen import frozen
-from patchscope.attacks.losses import attack_loss
-from patchscope.attacks.patch import Patch, patch_side, shape_mask
+from patchscope.attacks.base import Attack
+from patchscope.attacks.config import AttackConfig, candidate_locations
+from patchscope.attacks.eot import on_object_plan, sample_view
+from patchscope.attacks.optim import cosine_lr, optimiser
+from patchscope.attacks.patch import Patch, PerImagePatches, patch_side, shape_mask
 from patchscope.attacks.registry import register_attack
-from patchscope.attacks.universal import AttackConfig, SignSGD, candidate_locations, check_target, classify
+from patchscope.attacks.scoring import Objective, render_rows, score
 from patchscope.errors import PatchscopeError
-from patchscope.io import atomic_path
-from patchscope.progress import progress_bar
 from patchscope.validate import check_positive
-
-FILE = "patches.safetensors"
-
-
-@dataclass
-class PerImagePatches:
-    """``pixels`` (N, 3, s, s) in [0,1], one patch for image n of the attacked set; ``mask`` (s, s);
-    ``location`` (N, 2) (top, left) for on-object patches, else None; ``images_hash`` names the images
-    (in order) they belong to, so that an evaluation on other images is refused."""
-
-    pixels: torch.Tensor
-    mask: torch.Tensor
-    placement: str = "on-object"
-    location: torch.Tensor | None = None
-    image_size: int = 32
-    images_hash: str = ""
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return int(self.pixels.shape[0])
-
-    @property
-    def side(self) -> int:
-        return int(self.pixels.shape[-1])
-
-    @property
-    def area_fraction(self) -> float:
-        return float(self.mask.sum()) / self.image_size**2
-
-    def save(self, folder: Path) -> None:
-        """Write ``patches.safetensors`` and ``patches.png`` (the first 64 patches side by side, RGBA)."""
-        tensors = {
-            "pixels": self.pixels.detach().float().cpu().contiguous(),
-            "mask": self.mask.float().cpu().contiguous(),
-        }
-        if self.location is not None:
-            tensors["location"] = self.location.detach().float().cpu().contiguous()
-        meta = {
-            "placement": self.placement,
-            "image_size": str(self.image_size),
-            "images_hash": self.images_hash,
-            "meta": json.dumps(self.meta),
-        }
-        with atomic_path(folder / FILE) as tmp:
-            save_file(tensors, str(tmp), metadata=meta)
-        self._sheet(folder / "patches.png")
-
-    def _sheet(self, path: Path, columns: int = 16) -> None:
-        from PIL import Image
-
-        shown = self.pixels[:64].detach().cpu()
-        n, s = len(shown), self.side
-        rows = math.ceil(n / columns)
-        sheet = torch.zeros(4, rows * (s + 1), min(n, columns) * (s + 1))
-        for i in range(n):  # at most 64 small tiles for a picture, not a hot path
-            top, left = (i // columns) * (s + 1), (i % columns) * (s + 1)
-            sheet[:3, top : top + s, left : left + s] = shown[i]
-            sheet[3, top : top + s, left : left + s] = self.mask.cpu()
-        img = Image.fromarray(sheet.mul(255).round().byte().permute(1, 2, 0).numpy(), "RGBA")
-        with atomic_path(path) as tmp:
-            img.resize((img.width * 4, img.height * 4), Image.Resampling.NEAREST).save(tmp, format="PNG")
-
-    @classmethod
-    def load(cls, path: str | Path) -> PerImagePatches:
-        """Load from a run folder or a ``patches.safetensors`` file."""
-        path = Path(path)
-        file = path / FILE if path.is_dir() else path
-        try:
-            t = load_file(str(file))
-            with safe_open(str(file), "pt") as fh:
-                meta = fh.metadata() or {}
-            out = cls(
-                t["pixels"],
-                t["mask"],
-                meta.get("placement", "on-object"),
-                t.get("location"),
-                int(meta.get("image_size", 32)),
-                meta.get("images_hash", ""),
-                json.loads(meta.get("meta", "{}")),
-            )
-        except (SafetensorError, KeyError, ValueError, OSError, TypeError) as e:
-            raise PatchscopeError(
-                f"patch {file}: not a patchscope per-image patch file ({str(e).splitlines()[0][:120]})",
-                params=("patch",),
-            ) from None
-        pixels, n = out.pixels, len(out.pixels)
-        if pixels.ndim != 4 or n == 0:
-            raise PatchscopeError(
-                f"patch {file}: pixels must be (N, 3, S, S) with N >= 1, got shape {tuple(pixels.shape)}",
-                params=("patch",),
-            )
-        for i in (0, n - 1):  # the shared checks of one patch, on the first and the last
-            loc = (
-                (int(out.location[i, 0]), int(out.location[i, 1]))
-                if out.location is not None and tuple(out.location.shape) == (n, 2)
-                else None
-            )
-            try:
-                Patch(pixels[i], out.mask, out.placement, loc, out.image_size).check()
-            except PatchscopeError as e:
-                raise PatchscopeError(f"patch {file}: {e}", params=("patch",)) from None
-        if not bool(torch.isfinite(pixels).all()) or float(pixels.min()) < 0 or float(pixels.max()) > 1:
-            raise PatchscopeError(f"patch {file}: pixels must be finite numbers in [0, 1]", params=("patch",))
-        if out.location is not None:
-            free = out.image_size - out.side
-            if tuple(out.location.shape) != (n, 2) or bool(((out.location < 0) | (out.location > free)).any()):
-                raise PatchscopeError(
-                    f"patch {file}: location must be (N, 2) places in 0..{free}, got shape {tuple(out.location.shape)}",
-                    params=("patch",),
-                )
-        return out
 
 
 @register_attack("per-image")
-class PerImageAttack:
+class PerImageAttack(Attack):
     """One EOT patch per image; called as ``attack(images, labels) -> PerImagePatches``. The caller's model is left
     as it was (see :func:`~patchscope.attacks.frozen.frozen`).
 
@@ -167,6 +47,10 @@ class PerImageAttack:
     (torch.Size([5, 3, 10, 10]), torch.Size([5, 2]))
     """
 
+    title = "per-image attack"
+    makes = "per-image patches"
+    refuses = ("tv_weight", "nps_weight", "compile")
+
     def __init__(
         self,
         model: nn.Module,
@@ -177,27 +61,14 @@ class PerImageAttack:
         start: Patch | None = None,
     ) -> None:
         check_positive("views", views, 4096)
-        if config.tv_weight or config.nps_weight or config.compile:
-            raise PatchscopeError(
-                "per-image patches: tv_weight, nps_weight and compile are the universal attack's only",
-                params=("tv_weight", "nps_weight", "compile"),
-            )
+        super().__init__(model, config, device, progress)
         if start is not None and (
             start.placement != config.placement or (config.placement == "on-object" and start.location is None)
         ):
             raise PatchscopeError(
                 f"start: a {start.placement} patch cannot start {config.placement} per-image patches", params=("start",)
             )
-        self.target_model, self.cfg, self.views, self.device, self.progress = (
-            model,
-            config,
-            views,
-            torch.device(device),
-            progress,
-        )
-        self.model: nn.Module = model  # while attacking: the frozen, BN-folded model
-        self.start = start
-        self.history: list[dict[str, float]] = []
+        self.views, self.start = views, start
 
     def _places(self, n: int, image_size: int, side: int) -> torch.Tensor:
         """(c, n, 2) starting places: every image starts at each candidate place (one where ``location`` fixes it)."""
@@ -223,6 +94,7 @@ class PerImageAttack:
         """Render ``views`` fresh views of every (candidate, image), classify in chunks; with ``grad``, the
         patches' gradients accumulate. Returns the (c, n) loss (mean over views) and hit count."""
         cfg, v = self.cfg, self.views
+        objective = Objective(cfg.target, cfg.loss, cfg.kappa, cfg.precision)
         c, n = patches.shape[:2]
         rows = c * n * v
         pair = torch.arange(c * n, device=self.device).repeat_interleave(v)  # row -> (candidate, image), flattened
@@ -235,26 +107,16 @@ class PerImageAttack:
         for start in range(0, rows, cfg.batch_size):  # chunks of rows, for memory: each adds its gradient
             r = slice(start, min(start + cfg.batch_size, rows))
             vr = views[r]
+            plan = None
+            if cfg.placement == "on-object":
+                plan = on_object_plan(mask, vr.location, images.shape[-2], images.shape[-1])
             with torch.set_grad_enabled(grad):
-                pix = flat[pair[r]]
-                if cfg.placement == "on-object":
-                    x = paste_planned(
-                        images[img[r]], pix, on_object_plan(mask, vr.location, images.shape[-2], images.shape[-1])
-                    )
-                else:
-                    x = paste(images[img[r]], pix, mask, vr)
-                logits = classify(self.model, view(x, vr), cfg.precision)
-                loss = attack_loss(logits, labels[img[r]], cfg.target, cfg.loss, cfg.kappa)
+                x, y = images[img[r]], labels[img[r]]
+                loss, won = score(self.model, render_rows(x, flat[pair[r]], mask, plan, vr), y, objective)
                 if grad:
                     (loss.sum() / v).backward()
-            won = logits.argmax(1) == cfg.target if cfg.target is not None else logits.argmax(1) != labels[img[r]]
             losses[r], hits[r] = loss.detach(), won.float()
         return losses.view(c, n, v).mean(2), hits.view(c, n, v).sum(2)
-
-    def _optimiser(self, patches: torch.Tensor) -> torch.optim.Optimizer:
-        if self.cfg.optimizer == "sign":
-            return SignSGD([patches], lr=self.cfg.lr)
-        return torch.optim.Adam([patches], lr=self.cfg.lr)
 
     @torch.no_grad()
     def _choose(
@@ -272,23 +134,15 @@ class PerImageAttack:
         n = torch.arange(patches.shape[1], device=self.device)
         return patches[best, n][None].clone(), places[best, n][None].clone()
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> PerImagePatches:
+    def run(self, images: torch.Tensor, labels: torch.Tensor) -> PerImagePatches:
         """Optimise one patch per image of ``images`` (N, 3, H, H) in [0,1] with true ``labels`` (N,).
 
         Returns:
             :class:`PerImagePatches`, patch n for image n.
         """
-        with frozen(self.target_model) as self.model:
-            return self._optimise(images, labels)
-
-    def _optimise(self, images: torch.Tensor, labels: torch.Tensor) -> PerImagePatches:
         cfg, dev = self.cfg, self.device
-        if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] != images.shape[-2] or len(images) == 0:
-            raise PatchscopeError(f"the attack needs square RGB images (N, 3, H, H), got {tuple(images.shape)}")
-        images, labels = images.to(dev), labels.to(dev)
-        check_target(self.model, cfg.target, labels)
         size, n = images.shape[-1], len(images)
-        g = torch.Generator(device=dev).manual_seed(cfg.seed)
+        g = self.generator()
         if self.start is not None:
             if self.start.image_size != size:
                 raise PatchscopeError(
@@ -305,30 +159,23 @@ class PerImageAttack:
             mask = shape_mask(cfg.shape, side).to(dev)
             places = self._places(n, size, side)
             patches = torch.rand(len(places), n, 3, side, side, generator=g, device=dev).requires_grad_()
-        opt = self._optimiser(patches)
+        opt = optimiser(patches, cfg)
         chosen = len(places) == 1
         switch = 0 if chosen else max(1, round(cfg.search_fraction * cfg.steps))
-        with progress_bar(cfg.steps, "per-image attack", self.progress) as update:
+        with self.bar(cfg.steps) as update:
             for step in range(cfg.steps):
                 if not chosen and step == switch:
                     patches, places = self._choose(images, labels, patches.detach(), mask, places, g)
-                    opt, chosen = self._optimiser(patches.requires_grad_()), True
+                    opt, chosen = optimiser(patches.requires_grad_(), cfg), True
                 opt.zero_grad(set_to_none=True)
                 loss, hits = self._score(images, labels, patches, mask, places, g, grad=True)
                 for group in opt.param_groups:
-                    group["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / cfg.steps)))
+                    group["lr"] = cosine_lr(cfg, step)
                 opt.step()
                 with torch.no_grad():
                     patches.clamp_(0, 1)
-                if step % 10 == 0 or step == cfg.steps - 1:
-                    best = hits.max(0).values if not chosen else hits[0]
-                    value, rate = torch.stack([loss.mean(0).mean(), best.mean() / self.views]).tolist()
-                    if not math.isfinite(value):
-                        raise PatchscopeError(
-                            f"the attack's loss became NaN or inf at step {step}: the model produced non-finite outputs"
-                        )
-                    self.history.append({"step": step, "loss": value, "batch_success": rate})
-                    update(advance=min(10, cfg.steps - step) if step % 10 == 0 else 0, loss=value, success=rate)
+                best = hits.max(0).values if not chosen else hits[0]
+                self.record(step, cfg.steps, loss.mean(0).mean(), best.mean(), self.views, update)
         if not chosen:
             patches, places = self._choose(images, labels, patches.detach(), mask, places, g)
         location = places[0].round() if cfg.placement == "on-object" else None

@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 from patchscope.attacks.eot import ViewParams, ViewRanges, fixed_view, render, sample_view, view
-from patchscope.attacks.patch import Patch
-from patchscope.attacks.per_image import PerImagePatches
+from patchscope.attacks.patch import Patch, PerImagePatches
 from patchscope.data import ImageSet, ImageStream, resolve_class
 from patchscope.distributed import all_sum, merge_rows, my_blocks
 from patchscope.errors import PatchscopeError

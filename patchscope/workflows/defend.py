@@ -26,7 +26,7 @@ from torch import nn
 
 from patchscope.attacks import AttackConfig, Patch, create_attack, is_named_shape, patch_side
 from patchscope.attacks.losses import LOSSES
-from patchscope.attacks.per_image import PerImagePatches
+from patchscope.attacks.patch import PerImagePatches
 from patchscope.data import ImageSet, ImageStream, resolve_class
 from patchscope.defenses import create_defense, defense_spec
 from patchscope.errors import PatchscopeError

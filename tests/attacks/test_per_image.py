@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from patchscope.attacks import NO_CHANGE, AttackConfig, PatchAttack
-from patchscope.attacks.per_image import PerImageAttack, PerImagePatches
+from patchscope.attacks import NO_CHANGE, AttackConfig, PatchAttack, PerImageAttack, PerImagePatches
 from patchscope.errors import PatchscopeError
 from patchscope.eval import patch_success
 from tests.conftest import run_cli

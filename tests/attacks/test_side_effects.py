@@ -1,5 +1,5 @@
-"""Attacks leave the caller's model and the process as they found them: weights, requires_grad, training mode, .grad,
-and the warnings filters."""
+"""Every registered attack leaves the caller's model and the process as it found them: weights, requires_grad, training
+mode, .grad, and the warnings filters."""
 
 from __future__ import annotations
 
@@ -32,11 +32,15 @@ def _snapshot(model: Classifier) -> tuple[dict[str, torch.Tensor], list[bool], l
     )
 
 
-@pytest.mark.parametrize("name", ["universal", "per-image"])
+#: options that keep an attack's test small, where its defaults do not
+OPTIONS: dict[str, dict[str, int]] = {"per-image": {"views": 2}}
+
+
+@pytest.mark.parametrize("name", list_attacks())
 def test_an_attack_leaves_the_model_and_the_warnings_filters_as_they_were(name):
     assert set(list_attacks()) >= {"universal", "per-image"}
     cfg = AttackConfig(size=0.1, target=1, steps=3, batch_size=8, candidates=2)
-    options = {"views": 2} if name == "per-image" else {}
+    options = OPTIONS.get(name, {})
     x, y = torch.rand(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)
     create_attack(name, _model(), cfg, progress=False, **options)(
         x, y

@@ -114,7 +114,7 @@ def test_figures_and_report_render(tmp_path: Path):
 
 
 def test_by_image_success_names_the_images_that_resist():
-    from patchscope.attacks.per_image import PerImagePatches
+    from patchscope.attacks.patch import PerImagePatches
 
     x, y = torch.full((4, 3, 32, 32), 0.5), torch.zeros(4, dtype=torch.long)
     pixels = torch.zeros(4, 3, 4, 4)

@@ -1,6 +1,6 @@
 """Fixed place, different surrogate losses; train-subset and test success over the default grid."""
 import json, sys, time, torch
-import patchscope.attacks.universal as U
+import patchscope.attacks.scoring as U
 from patchscope.data import load_data
 from patchscope.models import create_model
 from patchscope.attacks import AttackConfig, PatchAttack

@@ -16,7 +16,7 @@ from PIL import Image
 from patchscope.attacks.eot import ViewRanges, sample_view, view
 from patchscope.attacks.losses import attack_loss
 from patchscope.attacks.patch import Patch
-from patchscope.attacks.universal import classify
+from patchscope.attacks.scoring import classify
 from patchscope.data import load_data
 from patchscope.eval.patch_metrics import patch_success
 from patchscope.models import create_model
