@@ -31,6 +31,9 @@ from patchscope.attacks.frozen import frozen
 from patchscope.errors import PatchscopeError
 from patchscope.progress import Update, progress_bar
 
+#: where an attack runs
+Device = str | torch.device
+
 
 class Attack:
     """A patch attack on ``model`` with ``config``, called as ``attack(images, labels)``.
@@ -49,9 +52,7 @@ class Attack:
     makes: ClassVar[str] = "patches"
     refuses: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(
-        self, model: nn.Module, config: AttackConfig, device: str | torch.device = "cpu", progress: bool = True
-    ) -> None:
+    def __init__(self, model: nn.Module, config: AttackConfig, device: Device = "cpu", progress: bool = True) -> None:
         if self.refuses:
             refuse_unused(config, self.refuses, self.makes)
         self.target_model, self.cfg, self.device, self.progress = model, config, torch.device(device), progress

@@ -26,7 +26,7 @@ def load_patch(spec: str | Path, per_image: bool = False) -> Patch | PerImagePat
             they are refused with one line (only measuring takes them).
 
     Returns:
-        A :class:`Patch`, or with ``per_image`` a :class:`~patchscope.attacks.per_image.PerImagePatches` where the
+        A :class:`Patch`, or with ``per_image`` a :class:`~patchscope.attacks.patch.PerImagePatches` where the
         spec holds those.
 
     >>> p = load_patch("zoo:gtsrb-cnn/stop-yield")

@@ -17,25 +17,25 @@ patches are searched on the images as given (the digital threat model): the conf
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
-from patchscope.attacks.base import Attack
+from patchscope.attacks.base import Attack, Device
 from patchscope.attacks.config import AttackConfig
 from patchscope.attacks.eot import on_object_plan, paste_planned
 from patchscope.attacks.patch import PerImagePatches, patch_side, shape_mask
 from patchscope.attacks.registry import register_attack
 from patchscope.attacks.scoring import Objective, score
 from patchscope.errors import PatchscopeError
-from patchscope.validate import check_positive, check_range
+from patchscope.validate import check_positive
 
+#: the share of the patch that the first proposals repaint (the paper's default)
+ALPHA = 0.8
 #: the window schedule, on a 10 000-query scale: up to each mark the window's area is ``alpha`` / the divisor
 SCHEDULE = ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 32), (6000, 64), (8000, 64))
 
 
-def window_fraction(it: int, budget: int, alpha: float = 0.8) -> float:
+def window_fraction(it: int, budget: int, alpha: float = ALPHA) -> float:
     """The share of the patch's area that proposal ``it`` of ``budget`` repaints: ``alpha``, halved step by step.
 
     >>> [window_fraction(it, 1000) for it in (1, 3, 10, 100, 999)]
@@ -56,9 +56,9 @@ class SparseRSAttack(Attack):
             (``ce``: cross-entropy; ``margin`` and ``sigmoid``: the logit margin, of which the sigmoid is a monotone
             function), ``batch_size`` (rows per forward pass), ``precision`` and ``seed``. ``steps`` is the query
             budget unless ``queries`` is given.
-        queries: the budget of model queries per image (the first one included).
-        alpha: the share of the patch that the first proposals repaint.
-        common: ``device`` and ``progress``, as every :class:`~patchscope.attacks.base.Attack` takes them.
+        queries: the budget of model queries per image, the first one included (0: the config's ``steps``).
+        device: where to run.
+        progress: show a progress bar.
 
     After a call, :attr:`queries_used` (N,) holds each image's queries; the result's ``meta["queries"]`` as well.
 
@@ -76,16 +76,15 @@ class SparseRSAttack(Attack):
     refuses = ("tv_weight", "nps_weight", "compile")
 
     def __init__(
-        self, model: nn.Module, config: AttackConfig, queries: int | None = None, alpha: float = 0.8, **common: Any
+        self, model: nn.Module, config: AttackConfig, queries: int = 0, device: Device = "cpu", progress: bool = True
     ) -> None:
-        super().__init__(model, config, **common)
+        super().__init__(model, config, device, progress)
         if config.placement != "on-object":
             raise PatchscopeError(
                 f"sparse-rs patches have a place on each image: placement must be on-object, got {config.placement}",
                 params=("placement",),
             )
-        self.budget = check_positive("queries", config.steps if queries is None else queries, 10**7)
-        self.alpha = check_range("alpha", alpha, 0.0, 1.0, low_open=True)
+        self.budget = check_positive("queries", queries or config.steps, 10**7)
         self.queries_used = torch.zeros(0, dtype=torch.long)
 
     @torch.no_grad()
@@ -107,7 +106,7 @@ class SparseRSAttack(Attack):
         patches = stripes.float().expand(n, 3, side, side).clone()
         loss, won = self._query(images, labels, patches, loc, mask)
         used = torch.ones(n, dtype=torch.long, device=dev)
-        with self.bar(self.budget) as update:
+        with self.bar(self.budget - 1) as update:  # the proposals, after the first query
             for it in range(1, self.budget):
                 todo = (~won).nonzero().squeeze(1)  # the images still to win: only they are queried
                 if len(todo) == 0:
@@ -118,7 +117,7 @@ class SparseRSAttack(Attack):
                 patches[todo] = torch.where(keep[:, None, None, None], new, patches[todo])
                 loc[todo] = torch.where(keep[:, None], moved, loc[todo])
                 loss[todo], won[todo], used[todo] = torch.where(keep, trial, loss[todo]), hit, used[todo] + 1
-                self.record(it, self.budget, loss.mean(), won.sum(), n, update)
+                self.record(it - 1, self.budget - 1, loss.mean(), won.sum(), n, update)
         self.queries_used = used
         meta = {"config": cfg.as_dict(), "attack": "sparse-rs", "queries": used.tolist(), "budget": self.budget}
         return PerImagePatches(patches, mask.cpu(), "on-object", loc.float(), size, meta=meta)
@@ -134,7 +133,7 @@ class SparseRSAttack(Attack):
         if self.cfg.location is None and shift > 0 and it % (5 * (1 + it // 1000)) == 0:
             step = torch.randint(-shift, shift + 1, (m, 2), generator=g, device=dev)
             return patches, (loc + step).clamp(0, free)
-        w = max(int(window_fraction(it, self.budget, self.alpha) ** 0.5 * side), 1)
+        w = max(int(window_fraction(it, self.budget) ** 0.5 * side), 1)
         corner = torch.randint(0, side - w + 1, (m, 2, 1), generator=g, device=dev)
         colour = torch.randint(0, 2, (m, 3, 1, 1), generator=g, device=dev).float()
         ticks = torch.arange(side, device=dev)

@@ -15,6 +15,7 @@ from patchscope.cli.common import (
     DeviceOpt,
     JsonOpt,
     LossOpt,
+    RegistryHelp,
     RootOpt,
     ShapeOpt,
     SkipBadOpt,
@@ -24,6 +25,7 @@ from patchscope.cli.common import (
     note,
     parse_floats,
     recorded,
+    registry,
     resolve_device,
     resume_hint,
     same_named,
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
 app = typer.Typer()
 
 
-@app.command()
+@app.command(cls=RegistryHelp)
 def attack(
     model: Annotated[
         str, typer.Option(help="model name; several joined by commas attack their ensemble")
@@ -89,12 +91,20 @@ def attack(
             "a GPU or a CPU with AMX; slower than fp32 on a CPU without bf16 units)"
         ),
     ] = "fp32",
+    attack_name: Annotated[
+        str,
+        typer.Option(
+            "--attack",
+            help="the attack: {attacks}. per-image and sparse-rs make one patch per source image (sparse-rs: a "
+            "gradient-free search, --steps is its query budget per image)",
+        ),
+    ] = "universal",
     per_image: Annotated[
         bool,
         typer.Option(
             "--per-image",
-            help="one patch for each source image, made on the images it is measured on (e.g. --data "
-            "gtsrb:test): the strongest attacker; --batch-size is then rows per forward pass",
+            help="--attack per-image: one patch for each source image, made on the images it is measured on (e.g. "
+            "--data gtsrb:test): the strongest attacker; --batch-size is then rows per forward pass",
         ),
     ] = False,
     views: Annotated[int, typer.Option(help="--per-image: EOT views of each image per place and step")] = 8,
@@ -111,16 +121,17 @@ def attack(
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
-    """Optimise a patch with EOT and save it in a run folder.
+    """Make a patch with a registered attack, saved in a run folder.
 
-    A universal patch by default: patch.png, patch.safetensors, config.json, metrics.json (with --per-image: one
-    patch per image, patches.safetensors and patches.png)."""
+    A universal patch optimised with EOT by default: patch.png, patch.safetensors, config.json, metrics.json (with
+    --per-image or --attack sparse-rs: one patch per image, patches.safetensors and patches.png)."""
     from patchscope.attacks import AttackConfig
     from patchscope.distributed import join, leave
     from patchscope.workflows.attack import AttackImages
 
     args = dict(locals())
     check_out(out)
+    name = _attack_name(attack_name, per_image)
     dev = resolve_device(device)
     rank = join(dev)
     net = load_models(model, dev)
@@ -141,18 +152,44 @@ def attack(
     config: dict[str, Any] = dict(command="attack", model=model, models=split_names(model, "--model"), data=data)
     config |= {"data_hash": images.data_hash, "device": dev}
     config |= data_options(class_map, skip_bad) | cfg.as_dict() | images.named_classes()
-    if per_image:
-        options = _per_image_options(config, init, views, limit, resume)
-    elif init is not None:
-        raise PatchscopeError("--init starts per-image patches: add --per-image")
-    else:
-        identity = {"model": model, "data_hash": images.data_hash, "images": len(images.images)}  # resume: the same
-        options = {"checkpoint": out / "checkpoint.pt", "checkpoint_every": checkpoint_every, "resume": resume}
-        options["identity"] = identity
+    options = _attack_options(name, config, args, images)
     try:
         _run_attack(net, images, cfg, config, out, rank, options, as_json)
     finally:
         leave()
+
+
+def _attack_name(name: str, per_image: bool) -> str:
+    """The chosen attack, once it is registered; ``--per-image`` is ``--attack per-image``."""
+    if per_image and name not in ("universal", "per-image"):
+        raise PatchscopeError(f"--per-image is --attack per-image: give one of them, not --attack {name} as well")
+    name = "per-image" if per_image else name
+    registry("attacks").spec(name)  # an unknown name: one line that lists the registered ones
+    return name
+
+
+def _attack_options(name: str, config: dict[str, Any], args: dict[str, Any], images: AttackImages) -> dict[str, Any]:
+    """The options of attack ``name`` from the command's ``args``; ``config`` records what it will do."""
+    init, resume, limit = args["init"], args["resume"], args["limit"]
+    if name == "per-image":
+        return _per_image_options(config, init, args["views"], limit, resume)
+    if init is not None:
+        raise PatchscopeError("--init starts per-image patches: add --per-image")
+    if name != "universal":  # a registered attack of its own: its settings are the shared ones
+        _one_process(f"--attack {name}", resume)
+        config.update(attack=name, limit=limit)
+        return {}
+    identity = {"model": args["model"], "data_hash": images.data_hash, "images": len(images.images)}  # resume: same
+    options = {"checkpoint": args["out"] / "checkpoint.pt", "checkpoint_every": args["checkpoint_every"]}
+    return options | {"resume": resume, "identity": identity}
+
+
+def _one_process(what: str, resume: bool) -> None:
+    """Refuse ``--resume`` and torchrun for an attack that has neither checkpoints nor ranks."""
+    from patchscope.distributed import active
+
+    if resume or active():
+        raise PatchscopeError(f"{what} runs in one process and has no checkpoints: drop --resume and torchrun")
 
 
 def _per_image_options(
@@ -160,10 +197,8 @@ def _per_image_options(
 ) -> dict[str, Any]:
     """The per-image attack's options (its start patch, if any); ``config`` records what it will do."""
     from patchscope.attacks import load_patch
-    from patchscope.distributed import active
 
-    if resume or active():
-        raise PatchscopeError("--per-image runs in one process and has no checkpoints: drop --resume and torchrun")
+    _one_process("--per-image", resume)
     start: Patch | None = load_patch(init) if init is not None else None
     if start is not None:
         start.meta["name"] = init  # its shape, size and place replace the options': record those
@@ -192,14 +227,14 @@ def _run_attack(
     Prints the run's summary (``as_json``: as JSON)."""
     from patchscope.workflows.attack import run_attack
 
-    per_image = config.get("per_image", False)
+    name = config.get("attack") or ("per-image" if config.get("per_image") else "universal")
     with recorded("attack", config) as run:
         with resume_hint():  # main() prints the interrupt's line and exits 130 or 143; the store marks the run
             result = run_attack(
                 net,
                 images,
                 cfg,
-                attack="per-image" if per_image else "universal",
+                attack=name,
                 device=config["device"],
                 meta={"model": config["model"], "data": config["data"]},
                 **options,
@@ -209,11 +244,15 @@ def _run_attack(
         summary = result.save(out, config)
         if config.get("skip_bad"):
             summary["skipped_images"] = len(images.images.skipped)
+        if "queries" in result.patch.meta:  # a query-based attack: what it spent per image
+            queries = result.patch.meta["queries"]
+            summary["mean_queries"] = round(sum(queries) / len(queries), 1)
         run.log(summary)
+        per_image = result.per_image
         run.artifact(
             "patches" if per_image else "patch", out / ("patches.safetensors" if per_image else "patch.safetensors")
         )
-    title = f"{'per-image patches' if per_image else 'patch'} on {config['model']} ({_goal(config)})"
+    title = f"{name + ' patches' if per_image else 'patch'} on {config['model']} ({_goal(config)})"
     show(summary, as_json, lambda: key_value_table(summary, title))
 
 

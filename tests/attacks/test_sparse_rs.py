@@ -113,6 +113,9 @@ def test_the_query_budget_holds_and_every_query_is_counted():
     out = attack(x, y)
     assert attack.queries_used.tolist() == [25] * 6 == out.meta["queries"]
     assert sum(len(b) for b in never.seen) == 150
+    by_steps = create_attack("sparse-rs", never, AttackConfig(size=0.1, target=1, steps=7), progress=False)
+    by_steps(x, y)
+    assert by_steps.queries_used.tolist() == [7] * 6  # without queries, the config's steps are the budget
 
     model = RedRegion()
     attack = _attack(model, queries=200)
