@@ -1,12 +1,14 @@
-"""Small file helpers shared by every layer: atomic writes, so nothing is ever half-written."""
+"""Small file helpers shared by every layer: atomic writes, so nothing is ever half-written, and the one JSON
+encoder (strict JSON: a NaN or an infinity is written as null, never as the bare ``NaN`` strict parsers refuse)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,38 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def finite(obj: Any) -> Any:
+    """``obj`` with every float that is not finite (in dicts, lists and tuples) replaced by None.
+
+    >>> finite({"a": float("nan"), "b": [1.5, float("inf")]})
+    {'a': None, 'b': [1.5, None]}
+    """
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any, indent: int | None = None, default: Callable[[Any], Any] | None = str) -> str:
+    """``obj`` as strict JSON: NaN and infinities as null (also inside what ``default`` makes of other objects).
+
+    >>> dumps({"val_accuracy": float("nan"), "n": 3})
+    '{"val_accuracy": null, "n": 3}'
+    """
+
+    def fallback(o: Any) -> Any:
+        if default is None:
+            raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+        return finite(default(o))
+
+    return json.dumps(finite(obj), indent=indent, default=fallback, allow_nan=False)
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
+    """Write ``obj`` as indented strict JSON (see :func:`dumps`), atomically."""
+    text = dumps(obj, indent=2) + "\n"
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+        tmp.write_text(text)

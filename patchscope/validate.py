@@ -151,6 +151,23 @@ def check_labels(name: str, labels: Any, num_classes: int) -> None:
         )
 
 
+def check_same_classes(model_classes: Sequence[str] | None, data_classes: Sequence[str], data_name: str) -> None:
+    """Refuse data whose labels do not mean the model's classes (a 1,000-class model on 43-class data).
+
+    >>> check_same_classes(["a", "b"], ["a", "b"], "demo")
+    >>> check_same_classes(["a"] * 1000, ["a"] * 43, "demo")
+    Traceback (most recent call last):
+    ...
+    patchscope.errors.PatchscopeError: demo: its 43 classes differ from the model's 1000: the labels would not mean \
+the model's classes
+    """
+    if model_classes is not None and len(model_classes) != len(data_classes):
+        raise PatchscopeError(
+            f"{data_name}: its {len(data_classes)} classes differ from the model's {len(model_classes)}: "
+            "the labels would not mean the model's classes"
+        )
+
+
 def _first_bad(arr: Any) -> str:
     import numpy as np
 

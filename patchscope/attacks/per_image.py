@@ -197,7 +197,7 @@ class PerImageAttack:
         )
         self.model: nn.Module = model  # while attacking: the frozen, BN-folded model
         self.start = start
-        self.history: list[dict[str, float]] = []
+        self.history: list[dict[str, float | None]] = []
 
     def _places(self, n: int, image_size: int, side: int) -> torch.Tensor:
         """(c, n, 2) starting places: every image starts at each candidate place (one where ``location`` fixes it)."""

@@ -290,7 +290,7 @@ class PatchAttack:
         )
         self.checkpoint_every = check_int("checkpoint_every", checkpoint_every, 0)
         self.identity = dict(identity or {})
-        self.history: list[dict[str, float]] = []
+        self.history: list[dict[str, float | None]] = []
         self._stop, self._stop_signal = False, int(signal.SIGINT)
         self._rank, self._world = 0, 1
         self._cache: dict[str, Any] = {}

@@ -12,13 +12,14 @@ Rich loads inside the functions, so ``--help`` starts fast.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import typer
+
+from patchscope.io import dumps
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -64,7 +65,7 @@ def console() -> Console:
 def print_json(obj: object, indent: int | None = 2) -> None:
     """``obj`` as JSON on stdout (indented, unless ``indent`` is None: one line); once under torchrun."""
     if printing():
-        typer.echo(json.dumps(obj, indent=indent, default=str))
+        typer.echo(dumps(obj, indent=indent))
 
 
 def show(obj: object, as_json: bool, table: Callable[[], None] | None = None) -> None:
@@ -99,7 +100,7 @@ def cell(value: Any) -> str:
     if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) for v in value):
         return ", ".join(cell(v) for v in value)
     if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, default=str)
+        return dumps(value)
     return str(value)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -12,6 +11,7 @@ import typer
 from patchscope.cli.common import JsonOpt, StoreOpt, store_path
 from patchscope.cli.output import Col, print_json, print_table
 from patchscope.errors import PatchscopeError
+from patchscope.io import dumps
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -57,7 +57,7 @@ def _short(value: Any, width: int = 200) -> str:
         return f"{value:.4g}"
     if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
         return value if isinstance(value, str) else ", ".join(value)
-    text = json.dumps(value, default=str)
+    text = dumps(value)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -81,6 +81,8 @@ class Preprocess:
         if isinstance(image, torch.Tensor):
             out = TF.center_crop(TF.resize(image, size, interpolation=mode, antialias=True), [self.crop, self.crop])
             return out.contiguous()
-        rgb = image.convert("RGB")
+        from patchscope.data.images import to_rgb8
+
+        rgb = to_rgb8(image)
         out = TF.center_crop(TF.resize(rgb, size, interpolation=mode, antialias=True), [self.crop, self.crop])
         return TF.pil_to_tensor(out)

@@ -37,6 +37,7 @@ from patchscope.validate import (
     check_positive,
     check_probability,
     check_range,
+    check_same_classes,
 )
 
 
@@ -223,12 +224,7 @@ def accuracy(model: torch.nn.Module, data: Batches, device: str | torch.device =
     batch_size = check_batch("batch_size", batch_size)
     if len(data) == 0:
         raise PatchscopeError(f"{data.name}: accuracy needs at least one image")
-    classes = getattr(model, "classes", None)
-    if classes is not None and len(classes) != len(data.classes):
-        raise PatchscopeError(
-            f"{data.name}: its {len(data.classes)} classes differ from the model's {len(classes)}: "
-            "the labels would not mean the model's classes"
-        )
+    check_same_classes(getattr(model, "classes", None), data.classes, data.name)
     model.eval()
     counts = torch.zeros(3, dtype=torch.long, device=device)  # right, non-finite, read
     for x, y in _my_batches(data, batch_size, device):
@@ -341,7 +337,7 @@ def train_model(
                 ema.update_parameters(model)
                 if i % 20 == 0:
                     update(advance=min(20, steps_per_epoch - i), epoch=epoch + 1, loss=float(loss.detach()))
-            val = accuracy(ema.module, val_set, device) if len(val_set) else float("nan")
+            val = accuracy(ema.module, val_set, device) if len(val_set) else None  # no validation image: no number
             history.append({"epoch": epoch + 1, "val_accuracy": val})
             if checkpoint is not None:
                 checkpoint.save(parts, settings, epoch + 1, history, time.time() - start)
@@ -379,7 +375,7 @@ def train_model(
 
 
 @contextlib.contextmanager
-def _kept(checkpoint: TrainCheckpoint | None, history: list[dict[str, float]]) -> Iterator[None]:
+def _kept(checkpoint: TrainCheckpoint | None, history: list[dict[str, float | None]]) -> Iterator[None]:
     """An interrupt inside says what the checkpoint holds: the epochs done (nothing when none is kept)."""
     try:
         yield

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, TypeGuard, cast
 
 from patchscope.errors import Interrupted, PatchscopeError
+from patchscope.io import dumps
 from patchscope.validate import check_int
 
 __all__ = [
@@ -153,7 +154,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _dumps(obj: Any) -> str:
-    return json.dumps(obj, default=_jsonable)
+    return dumps(obj, default=_jsonable)
 
 
 # ------------------------------------------------------------------------------ process identity

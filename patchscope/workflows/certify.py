@@ -30,7 +30,7 @@ from patchscope.distributed import all_max, all_sum, is_main, my_indices, rank_w
 from patchscope.errors import Interrupted, PatchscopeError
 from patchscope.io import write_json
 from patchscope.progress import progress_bar
-from patchscope.validate import check_batch, check_same_settings
+from patchscope.validate import check_batch, check_same_classes, check_same_settings
 
 
 @dataclass
@@ -192,6 +192,7 @@ def certify(
         check_batch("batch_size", batch_size)
     if len(data) == 0:
         raise PatchscopeError(f"data {data.name} holds no images", params=("data",))
+    check_same_classes(getattr(model, "classes", None), data.classes, data.name)
     batch_size = batch_size or default_batch_size(device)
     side = side_of(patch_size, data.image_size)
     cert = create_certifier(certifier, data.image_size, side, device, **options)

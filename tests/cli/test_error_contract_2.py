@@ -1,0 +1,155 @@
+"""The error contract, second pass: each case is one found way to break it (a signal in the first second, a silently
+wrong number, NaN in JSON, a collision inside --out found after the work, a file-system edge, a model card checked
+late, data as it comes, stray output, a bad run-store row, an error not naming its option)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from patchscope.data import load_data
+from tests.cli._contract import assert_contract, invoke
+
+ZOO_PATCH = "zoo:gtsrb-cnn/stop-yield"
+
+
+def _error(args: list[str], *needles: str) -> str:
+    """Run ``args``: exit 2, one line holding every needle (case-insensitive); returns the line."""
+    r = invoke(*args)
+    assert_contract(r, tuple(args))
+    assert r.code == 2, (args, r.code, r.out[:300], r.err)
+    line = r.err_lines[-1]
+    for needle in needles:
+        assert needle.lower() in line.lower(), (args, line)
+    return line
+
+
+def _ok(args: list[str]) -> dict:
+    r = invoke(*args)
+    assert_contract(r, tuple(args))
+    assert r.code == 0, (args, r.err)
+    return json.loads(r.out)
+
+
+@pytest.fixture(scope="module")
+def signs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[np.ndarray, int]]]:
+    """The first 16 demo images as (H, W, 3) uint8 arrays with their labels, and a folder for trees made of them."""
+    d = load_data("demo").head(16)
+    return tmp_path_factory.mktemp("signs"), [(x.permute(1, 2, 0).numpy(), int(y)) for x, y in zip(d.images, d.labels)]
+
+
+def _tree(root: Path, images: list[tuple[np.ndarray, int]], save) -> Path:
+    for i, (a, y) in enumerate(images):
+        (root / str(y)).mkdir(parents=True, exist_ok=True)
+        save(a, root / str(y) / f"{i}.png")
+    return root
+
+
+# -- 2. silently wrong results ----------------------------------------------------------------------------------------
+def test_16_bit_pngs_read_as_their_8_bit_twins(signs) -> None:
+    """16-bit greyscale PNGs were read as pure white (accuracy 0 against the 8-bit copy's)."""
+    root, images = signs
+    grey8 = _tree(root / "g8", images, lambda a, p: Image.fromarray(a[..., 0]).save(p))
+    grey16 = _tree(root / "g16", images, lambda a, p: Image.fromarray(a[..., 0].astype(np.uint16) * 257).save(p))
+    assert Image.open(next(grey16.rglob("*.png"))).mode.startswith("I")  # the case this is about: a 16-bit mode
+    eight, sixteen = (_ok(["evaluate", "--data", f"folder:{t}", "--json"]) for t in (grey8, grey16))
+    assert eight["models"]["gtsrb-cnn"]["clean_accuracy"] == sixteen["models"]["gtsrb-cnn"]["clean_accuracy"]
+    assert eight["models"]["gtsrb-cnn"]["clean_accuracy"] > 0
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGBA", "CMYK", "YCbCr", "I", "I;16", "F", "RGB"])
+def test_images_of_every_mode_read_close_to_their_rgb(mode: str, signs) -> None:
+    """Every Pillow mode a file may hold is read as the RGB it shows (within the mode's loss), never white."""
+    from patchscope.data.images import read_rgb8
+
+    root, images = signs
+    a = images[0][0]
+    rgb = Image.fromarray(a)
+    if mode in ("I", "I;16"):
+        img = Image.fromarray(np.asarray(rgb.convert("L")).astype(np.uint16) * 257)
+        img = img if mode == "I;16" else img.convert("I")
+    elif mode == "F":
+        img = Image.fromarray(np.asarray(rgb.convert("L")).astype(np.float32) / 255)
+    else:
+        img = rgb.convert(mode)
+    ext = {"F": "tif", "CMYK": "tif", "I": "tif", "YCbCr": "jpg"}.get(mode, "png")
+    path = root / f"mode-{mode.replace(';', '_')}.{ext}"
+    img.save(path)
+    got = np.asarray(read_rgb8(path)).astype(float)
+    want = np.asarray(rgb.convert("L" if mode in ("L", "LA", "I", "I;16", "F", "1") else "RGB")).astype(float)
+    want = want[..., None] if want.ndim == 2 else want
+    tolerance = 130 if mode == "1" else 40 if mode in ("P", "CMYK", "YCbCr") else 3
+    assert np.abs(got - want).mean() < tolerance, (mode, np.abs(got - want).mean())
+
+
+def test_evaluate_skip_bad_with_no_readable_image_is_refused(signs) -> None:
+    """Every image bad, or --limit 1 whose one image is bad: no accuracy over 0 images."""
+    root, images = signs
+    bad = root / "allbad" / "14"
+    bad.mkdir(parents=True)
+    (bad / "a.png").write_bytes(b"not an image")
+    _error(["evaluate", "--data", f"folder:{bad.parent}", "--skip-bad", "--json"], "--skip-bad", "unreadable")
+    mixed = _tree(root / "onebad", images[:3], lambda a, p: Image.fromarray(a).save(p))
+    first = sorted(mixed.rglob("*.png"))[0]
+    first.write_bytes(b"not an image")
+    args = ["evaluate", "--data", f"folder:{mixed}", "--skip-bad", "--json"]
+    _error([*args, "--limit", "1"], "--skip-bad")
+    assert _ok([*args, "--limit", "3"])["skipped_images"] == 1  # some read: a result, the bad one counted
+
+
+def test_a_streamed_npz_checks_its_labels_as_a_small_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from patchscope.data import stream
+
+    np.savez(tmp_path / "neg.npz", x=np.zeros((4, 32, 32, 3), np.uint8), y=np.array([0, 1, 2, -1]))
+    args = ["evaluate", "--data", f"npz:{tmp_path / 'neg.npz'}", "--json"]
+    small = _error(args, "labels must be in")
+    monkeypatch.setattr(stream.open_npz_stream, "__defaults__", (None, 0))  # stream every npz
+    assert _error(args, "labels must be in") == small
+
+
+def test_certify_refuses_a_model_of_other_classes(tmp_path: Path) -> None:
+    """A 1,000-class model on the 43-class demo set: refused as evaluate refuses it."""
+    from patchscope.models import Classifier, save_checkpoint
+    from patchscope.models.archs import cnn
+
+    classes = [f"c{i}" for i in range(1000)]
+    model = Classifier(cnn(num_classes=1000, width=4, hidden=8), classes)
+    card = {"arch": "cnn", "arch_kwargs": {"width": 4, "hidden": 8}, "classes": classes, "input_size": 32}
+    save_checkpoint(model.net, card, tmp_path / "wide.safetensors")
+    for command in (["evaluate"], ["certify", "--defense", "patchcleanser"]):
+        args = [*command, "--data", "demo", "--limit", "2", "--json"]
+        _error([*args, "--model" if command[0] == "certify" else "--models", str(tmp_path / "wide.safetensors")], "43")
+
+
+# -- 3. NaN in --json -------------------------------------------------------------------------------------------------
+def test_train_without_validation_images_writes_null_not_nan(signs, tmp_path: Path) -> None:
+    root, images = signs
+    tree = _tree(root / "trunc", images[:6], lambda a, p: Image.fromarray(a).save(p.with_suffix(".jpg"), quality=90))
+    for f in tree.rglob("*.jpg"):
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])  # truncated JPEGs
+    Image.fromarray(images[7][0]).save(next(tree.iterdir()) / "good.png")  # one readable image: nothing to validate
+    store = tmp_path / "runs.db"
+    args = ["--store", str(store), "train", "--arch", "cnn", "--data", f"folder:{tree}", "--skip-bad", "--epochs", "1"]
+    out = _ok([*args, "--out", str(tmp_path / "m"), "--json"])
+    assert out["val_accuracy"] is None and out["skipped_images"] == 6
+    card = (tmp_path / "m" / "gtsrb-cnn.json").read_text()
+    assert "NaN" not in card and json.loads(card)["val_accuracy"] is None
+    for listing in (["runs", "list", "--json"], ["runs", "show", "1", "--json"]):
+        r = invoke("--store", str(store), *listing)
+        assert_contract(r, tuple(listing))
+        assert r.code == 0 and "NaN" not in r.out
+
+
+def test_one_json_encoder_writes_null_for_every_non_finite_number(tmp_path: Path) -> None:
+    from patchscope.io import dumps, write_json
+
+    obj = {"a": float("nan"), "b": [float("inf"), 1.0], "c": np.float32("nan"), "d": torch.tensor([float("-inf")])}
+    text = dumps(obj, default=lambda o: o.tolist())
+    assert json.loads(text) == {"a": None, "b": [None, 1.0], "c": None, "d": [None]}
+    write_json(tmp_path / "x.json", {"v": float("nan")})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"v": None}
