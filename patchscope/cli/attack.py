@@ -121,6 +121,8 @@ def attack(
     check_out(out)
     dev = resolve_device(device)
     rank = join(dev)
+    from patchscope.models.checkpoint import weights_fingerprint
+
     net = load_models(model, dev)
     cache = DataCache(data, data_root, class_map=class_map, skip_bad=skip_bad)
     images = AttackImages.select(cache.get(net), source, target, limit)
@@ -145,6 +147,7 @@ def attack(
         raise PatchscopeError("--init starts per-image patches: add --per-image")
     else:
         identity = {"model": model, "data_hash": images.data_hash, "images": len(images.images)}  # resume: the same
+        identity["weights"] = weights_fingerprint(net)  # the same name with other weights is another model
         options = {"checkpoint": out / "checkpoint.pt", "checkpoint_every": checkpoint_every, "resume": resume}
         options["identity"] = identity
     try:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from patchscope.cli.common import JsonOpt, StoreOpt, check_out, split_names, store_path
+from patchscope.cli.common import JsonOpt, StoreOpt, check_out, note, split_names, store_path
 from patchscope.cli.output import print_json
 
 app = typer.Typer()
@@ -27,6 +27,13 @@ def report(
     check_out(out)
     db = store_for(store_path(store))
     chosen = [db.get(r) for r in split_names(runs, "--runs")]
+    for run in chosen:
+        for name, where in (run.artifacts or {}).items():
+            if not Path(str(where)).exists():
+                note(
+                    f"note: run {run.id}'s {name} {where} is not there (moved, deleted, or stored relative to another "
+                    "working folder); the report leaves its figures out"
+                )
     path = runs_report(chosen, out)
     if as_json:
         print_json({"report": str(path.resolve()), "runs": [r.id for r in chosen]})

@@ -105,3 +105,24 @@ def save_checkpoint(net: torch.nn.Module, card: dict[str, Any], weights: Path, h
     with atomic_path(weights) as tmp:
         save_file(state, str(tmp))
     write_json(card_path(weights), card)
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """16 hex digits naming a model's weights (every tensor's shape, sum and first values, in order; not their names,
+    so a wrapper around the model has its fingerprint): a checkpoint that records it cannot be resumed with other
+    weights under the same model name.
+
+    >>> a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    >>> weights_fingerprint(a) == weights_fingerprint(a), weights_fingerprint(a) == weights_fingerprint(b)
+    (True, False)
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            flat = t.detach().reshape(-1)
+            head = flat[:1024].double().cpu().numpy().tobytes() if flat.is_floating_point() else b""
+            total = float(flat.double().sum()) if flat.numel() and not flat.is_complex() else 0.0
+            h.update(f"{tuple(t.shape)}\0{total!r}\0".encode() + head)
+    return h.hexdigest()[:16]

@@ -618,8 +618,9 @@ class RunHandle:
         self.metrics.update(metrics or {}, **more)
 
     def artifact(self, name: str, path: str | os.PathLike[str]) -> None:
-        """Note an output file or folder under ``name``."""
-        self.artifacts[name] = os.fspath(path)
+        """Note an output file or folder under ``name`` (its absolute path: a report made from another working folder
+        still finds it)."""
+        self.artifacts[name] = os.fspath(Path(path).absolute())
 
     def save(self) -> None:
         """Write the metrics and artifacts so far to the store now (so a killed run keeps them)."""

@@ -29,6 +29,7 @@ from patchscope.defenses.registry import Certifier, create_certifier
 from patchscope.distributed import all_max, all_sum, is_main, my_indices, rank_world
 from patchscope.errors import Interrupted, PatchscopeError
 from patchscope.io import write_json
+from patchscope.models.checkpoint import weights_fingerprint
 from patchscope.progress import progress_bar
 from patchscope.validate import check_batch, check_same_classes, check_same_settings
 
@@ -204,6 +205,7 @@ def certify(
         raise PatchscopeError("checkpoint: certification keeps progress in one process only", params=("resume",))
     settings = {"certifier": certifier, "patch_size": patch_size, "images": len(data)}
     settings |= {"data_hash": data.data_hash(), "options": {k: v for k, v in sorted(options.items())}}
+    settings["weights"] = weights_fingerprint(model)  # resume with other weights under the same name: refused
     counts, done, spent = checkpoint.start(settings) if checkpoint is not None else ([0] * 5, 0, 0.0)
     totals = torch.tensor(counts, dtype=torch.long, device=device)
     started = time.perf_counter() - spent

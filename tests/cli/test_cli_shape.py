@@ -106,7 +106,16 @@ def test_library_messages_name_parameters_not_flags():
     root = Path(cli.__file__).parent.parent
     offenders = []
     for path in root.rglob("*.py"):
-        if path.relative_to(root).parts[0] not in ("data", "models", "attacks", "defenses", "explain", "eval", "runs", "workflows"):
+        if path.relative_to(root).parts[0] not in (
+            "data",
+            "models",
+            "attacks",
+            "defenses",
+            "explain",
+            "eval",
+            "runs",
+            "workflows",
+        ):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "PatchscopeError" and node.args:

@@ -153,3 +153,69 @@ def test_one_json_encoder_writes_null_for_every_non_finite_number(tmp_path: Path
     assert json.loads(text) == {"a": None, "b": [None, 1.0], "c": None, "d": [None]}
     write_json(tmp_path / "x.json", {"v": float("nan")})
     assert json.loads((tmp_path / "x.json").read_text()) == {"v": None}
+
+
+def test_attack_resume_refuses_a_model_whose_weights_were_replaced(tmp_path: Path, tiny_model_path: Path) -> None:
+    """The checkpoint records the weights, not only the model's name."""
+    from patchscope.attacks import AttackConfig, AttackInterrupted, PatchAttack
+    from patchscope.models import create_model, save_checkpoint
+    from patchscope.models.checkpoint import weights_fingerprint
+
+    weights = tmp_path / "m.safetensors"
+    weights.write_bytes(tiny_model_path.read_bytes())
+    weights.with_suffix(".json").write_text(tiny_model_path.with_suffix(".json").read_text())
+    model = create_model(str(weights))
+    full = load_data("demo")
+    stops = full.of_class("stop").head(4)
+    runner = PatchAttack(
+        model,
+        AttackConfig(steps=4, batch_size=4, candidates=1, target=13),
+        checkpoint=tmp_path / "run" / "checkpoint.pt",
+        checkpoint_every=1,
+        progress=False,
+        identity={
+            "model": str(weights),
+            "data_hash": full.data_hash(),
+            "images": 4,
+            "weights": weights_fingerprint(model),
+        },
+    )
+    lr = runner._lr
+
+    def stop_at_2(step: int) -> float:
+        runner._stop = step >= 1
+        return lr(step)
+
+    runner._lr = stop_at_2  # type: ignore[method-assign]
+    with pytest.raises(AttackInterrupted):
+        runner(stops.float_images(), stops.labels)
+    with torch.no_grad():
+        for p in model.net.parameters():
+            p.add_(0.01)
+    save_checkpoint(model.net, json.loads(weights.with_suffix(".json").read_text()), weights)
+    args = ["attack", "--model", str(weights), "--data", "demo", "--steps", "4", "--limit", "4", "--batch-size", "4"]
+    args += ["--candidates", "1", "--checkpoint-every", "1", "--resume", "--out", str(tmp_path / "run")]
+    _error(args, "--resume", "weights")
+    assert not (tmp_path / "run" / "patch.safetensors").exists()
+
+
+def test_a_report_from_another_working_folder_still_embeds_the_figures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = str(tmp_path / "runs.db")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    _ok(["--store", store, "attack", "--data", "demo", "--limit", "2", "--steps", "2", "--out", "rel", "--json"])
+    monkeypatch.chdir(tmp_path / "b")
+    r = invoke("--store", store, "report", "--runs", "1", "--out", "rep")
+    assert_contract(r)
+    html = next((tmp_path / "b" / "rep").glob("*.html")).read_text()
+    assert html.count("<img") >= 1 and not r.err_lines
+    # a store written before paths were absolute: the report says which figures it cannot find
+    import sqlite3
+
+    with sqlite3.connect(store) as conn:
+        conn.execute("UPDATE runs SET artifacts = ? WHERE id = 1", (json.dumps({"patch": "rel"}),))
+    r = invoke("--store", store, "report", "--runs", "1", "--out", "rep2")
+    assert r.code == 0 and any("rel" in line and "figures" in line for line in r.err_lines), r.err
