@@ -1,4 +1,5 @@
-"""Small file helpers shared by every layer: atomic writes, so nothing is ever half-written, and the one JSON
+"""Small file helpers shared by every layer: output folders checked before any work, atomic writes, so nothing is
+ever half-written, and the one JSON
 encoder (strict JSON: a NaN or an infinity is written as null, never as the bare ``NaN`` strict parsers refuse)."""
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from patchscope.errors import PatchscopeError
 
 
 @contextlib.contextmanager
@@ -33,6 +36,48 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def check_path_names(path: Path, option: str) -> None:
+    """Refuse a path with a component longer than file systems take (255 bytes), before any work.
+
+    >>> check_path_names(Path("/tmp/" + "a" * 300), "out")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    patchscope.errors.PatchscopeError: out /tmp/aaa...aaa: a name in it is over 255 bytes, too long for a file name
+    """
+    for part in path.parts:
+        if len(os.fsencode(part)) > 255:
+            text = str(path) if len(str(path)) <= 120 else f"{str(path)[:60]}...{str(path)[-40:]}"
+            raise PatchscopeError(
+                f"{option} {text}: a name in it is over 255 bytes, too long for a file name", params=(option,)
+            )
+
+
+def check_output(out: Path, names: tuple[str, ...], option: str = "out") -> None:
+    """Refuse, before any work, an output folder that cannot be written: a file, a link to nothing or a loop of
+    links, a name too long, under a read-only folder, or holding something other than a file where one of ``names``
+    goes."""
+    check_path_names(out, option)
+    if out.is_symlink() and not out.exists():
+        raise PatchscopeError(
+            f"{option} {out}: a link to nothing (or a loop of links); give a folder", params=(option,)
+        )
+    if out.exists() and not out.is_dir():
+        raise PatchscopeError(f"{option} {out}: a file is there; give a folder", params=(option,))
+    for name in names:
+        inside = out / name
+        if inside.is_symlink() and not inside.exists():
+            raise PatchscopeError(f"{option} {out}: {name} there is a link to nothing; remove it", params=(option,))
+        if inside.exists() and not inside.is_file():
+            raise PatchscopeError(f"{option} {out}: {name} there is a folder, not a file", params=(option,))
+    existing = out.absolute()
+    while not existing.exists() and not existing.is_symlink():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise PatchscopeError(f"{option} {out}: {existing} is not a folder", params=(option,))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PatchscopeError(f"{option} {out}: {existing} is not writable", params=(option,))
 
 
 def finite(obj: Any) -> Any:

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from patchscope.workflows.attack import AttackImages
 
 app = typer.Typer()
+#: the files besides the patch an attack writes into its --out folder
+RUN = ("config.json", "metrics.json")
 
 
 @app.command()
@@ -118,11 +120,9 @@ def attack(
     from patchscope.workflows.attack import AttackImages
 
     args = dict(locals())
-    check_out(out)
+    check_out(out, *(["patches.safetensors", "patches.png"] if per_image else ["patch.safetensors", "patch.png"]), *RUN)
     dev = resolve_device(device)
     rank = join(dev)
-    from patchscope.models.checkpoint import weights_fingerprint
-
     net = load_models(model, dev)
     cache = DataCache(data, data_root, class_map=class_map, skip_bad=skip_bad)
     images = AttackImages.select(cache.get(net), source, target, limit)
@@ -147,13 +147,18 @@ def attack(
         raise PatchscopeError("--init starts per-image patches: add --per-image")
     else:
         identity = {"model": model, "data_hash": images.data_hash, "images": len(images.images)}  # resume: the same
-        identity["weights"] = weights_fingerprint(net)  # the same name with other weights is another model
         options = {"checkpoint": out / "checkpoint.pt", "checkpoint_every": checkpoint_every, "resume": resume}
-        options["identity"] = identity
+        options["identity"] = identity | {"weights": _weights(net)}  # the same name, other weights: another model
     try:
         _run_attack(net, images, cfg, config, out, rank, options, as_json)
     finally:
         leave()
+
+
+def _weights(net: Any) -> str:
+    from patchscope.models.checkpoint import weights_fingerprint
+
+    return weights_fingerprint(net)
 
 
 def _per_image_options(
@@ -313,7 +318,7 @@ def curve(
     from patchscope.eval.curves import area_curves
     from patchscope.workflows.attack import AttackImages
 
-    check_out(out)
+    check_out(out, "curve.json", "area.png")
     dev = resolve_device(device)
     join(dev)  # under torchrun: each attack splits its batch and each measurement its images; rank 0 writes
     size_list = [check_fraction("sizes", v) for v in parse_floats(sizes, "--sizes", "0.02,0.05")]

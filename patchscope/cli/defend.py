@@ -93,7 +93,7 @@ def defend(
     named = {k: args[k] for k in NAMED_OPTIONS}  # --kernel 3 and -o kernel=3 alike; one a defense lacks is refused
     options = check_options("defense", defense, spec.options, {**named, **spec.parse(option or [])})
     check_positive("fit_limit", fit_limit)
-    check_out(out)
+    check_out(out, "patch.safetensors", "patch.png")
     dev = resolve_device(device)
     join(dev)  # under torchrun: measurements split the images, the adaptive attack its batch; rank 0 writes
     net = create_model(model, dev)

@@ -24,7 +24,7 @@ def report(
     from patchscope.runs.report import runs_report
     from patchscope.runs.store import store_for
 
-    check_out(out)
+    check_out(out, "report.html")
     db = store_for(store_path(store))
     chosen = [db.get(r) for r in split_names(runs, "--runs")]
     for run in chosen:

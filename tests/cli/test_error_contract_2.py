@@ -5,6 +5,11 @@ late, data as it comes, stray output, a bad run-store row, an error not naming i
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +19,7 @@ from PIL import Image
 
 from patchscope.data import load_data
 from tests.cli._contract import assert_contract, invoke
+from tests.conftest import messages
 
 ZOO_PATCH = "zoo:gtsrb-cnn/stop-yield"
 
@@ -219,3 +225,141 @@ def test_a_report_from_another_working_folder_still_embeds_the_figures(
         conn.execute("UPDATE runs SET artifacts = ? WHERE id = 1", (json.dumps({"patch": "rel"}),))
     r = invoke("--store", store, "report", "--runs", "1", "--out", "rep2")
     assert r.code == 0 and any("rel" in line and "figures" in line for line in r.err_lines), r.err
+
+
+# -- 1. signals in the first second or two ----------------------------------------------------------------------------
+def signal_run(args: list[str], sig: signal.Signals, delays: list[float], tmp_path: Path) -> tuple[int, str, str]:
+    """``python -m patchscope ARGS`` sent ``sig`` after each of ``delays`` seconds: (status, stdout, stderr)."""
+    env = {**os.environ, "PATCHSCOPE_STORE": str(tmp_path / "runs.db")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "patchscope", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    for delay in delays:
+        time.sleep(delay)
+        proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err
+
+
+def assert_interrupted(status: int, out: str, err: str, sig: signal.Signals) -> None:
+    assert status in (128 + sig, 0), (status, err[-2000:])  # 0: the command finished before the signal came
+    assert "Traceback" not in err, err[-3000:]
+    lines = messages(err)
+    if status:
+        assert len(lines) == 1 and lines[0].startswith("patchscope: ") and sig.name in lines[0], err
+        assert out == ""
+
+
+CERTIFY = ["certify", "--defense", "patchcleanser", "--data", "demo", "--limit", "100"]
+
+
+@pytest.mark.parametrize(
+    "args,sig,delays",
+    [
+        (CERTIFY, signal.SIGINT, [0.05]),  # while the command line itself is importing
+        (CERTIFY, signal.SIGINT, [0.5]),  # while torch is importing
+        (CERTIFY, signal.SIGTERM, [1.0]),
+        (["demo", "--out", "{tmp}/demo"], signal.SIGTERM, [2.0]),
+        (CERTIFY, signal.SIGINT, [3.0, 0.05]),  # a second Ctrl-C while the first is handled
+        (CERTIFY, signal.SIGINT, [3.0, 0.3, 0.02]),
+    ],
+)
+def test_a_signal_at_any_moment_exits_128_plus_it_with_one_line(
+    args: list[str], sig: signal.Signals, delays: list[float], tmp_path: Path
+) -> None:
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert_interrupted(*signal_run(args, sig, delays, tmp_path), sig)
+
+
+def test_leaving_torchrun_with_a_half_imported_torch_is_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clean-up after a signal in torch's import: a half-initialised ``torch.distributed`` is left alone."""
+    import types
+
+    from patchscope.cli import _leave_torchrun
+
+    monkeypatch.setitem(sys.modules, "torch.distributed", types.ModuleType("torch.distributed"))
+    _leave_torchrun()  # no AttributeError: partially initialized module
+
+
+# -- 4. collisions inside --out, found before the work ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args,inside",
+    [
+        (["explain", "--patch", ZOO_PATCH, "--data", "demo", "--limit", "2"], "explain.json"),
+        (["explain", "--patch", ZOO_PATCH, "--data", "demo", "--limit", "2"], "attention.png"),
+        (["attack", "--data", "demo", "--limit", "2", "--steps", "2"], "patch.safetensors"),
+        (["attack", "--data", "demo", "--limit", "2", "--steps", "2"], "metrics.json"),
+        (
+            ["defend", "--defense", "median", "--patch", ZOO_PATCH, "--data", "demo", "--limit", "2"],
+            "patch.safetensors",
+        ),
+        (["curve", "--data", "demo", "--eval-data", "demo", "--steps", "2", "--limit", "2"], "area.png"),
+        (["report", "--runs", "1"], "report.html"),
+        (["demo"], "results.json"),
+    ],
+)
+def test_a_folder_where_a_command_writes_a_file_is_refused_before_the_work(
+    args: list[str], inside: str, tmp_path: Path
+) -> None:
+    (tmp_path / "out" / inside).mkdir(parents=True)
+    _error([*args, "--out", str(tmp_path / "out")], "--out", inside)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [inside]  # nothing else was written
+
+
+def test_train_refuses_eval_data_of_other_classes_before_training(tmp_path: Path, signs) -> None:
+    root, images = signs
+    other = _tree(root / "zzz-tree", images[:1], lambda a, p: Image.fromarray(a).save(p))
+    (other / str(images[0][1])).rename(other / "zzz")
+    args = ["train", "--arch", "cnn", "--data", "demo", "--eval-data", f"folder:{other}", "--epochs", "1"]
+    _error([*args, "--out", str(tmp_path / "m")], "--eval-data", "zzz")
+    assert not (tmp_path / "m").exists()
+
+
+# -- 5. file-system edges ---------------------------------------------------------------------------------------------
+LONG = "a" * 300
+
+
+@pytest.mark.parametrize(
+    "args,option",
+    [
+        (["attack", "--data", "demo", "--limit", "2", "--steps", "2", "--out", "{tmp}/" + LONG], "--out"),
+        (["--store", "{tmp}/" + LONG + "/runs.db", "runs", "list"], "--store"),
+        (["runs", "list", "--store", "{tmp}/" + LONG + ".db"], "--store"),
+        (["evaluate", "--data", "folder:{tmp}/" + LONG], "--data"),
+        (["evaluate", "--data", "npz:{tmp}/" + LONG + ".npz"], "--data"),
+        (["evaluate", "--data", "demo", "--limit", "2", "--patch", "{tmp}/" + LONG], "--patch"),
+        (["evaluate", "--data", "demo", "--limit", "2", "--models", "{tmp}/" + LONG + ".safetensors"], "--models"),
+    ],
+)
+def test_a_name_too_long_is_one_line_naming_the_option(args: list[str], option: str, tmp_path: Path) -> None:
+    _error([a.replace("{tmp}", str(tmp_path)) for a in args], option)
+
+
+@pytest.mark.parametrize("kind", ["dangling", "loop"])
+def test_an_out_that_is_a_broken_link_is_refused(kind: str, tmp_path: Path) -> None:
+    link = tmp_path / "out"
+    link.symlink_to(tmp_path / "nowhere" if kind == "dangling" else link)
+    _error(["attack", "--data", "demo", "--limit", "2", "--steps", "2", "--out", str(link)], "--out", "link")
+
+
+def test_a_full_disk_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC while a result is written: one line, exit 2, nothing half-written (atomic writes)."""
+    import errno
+
+    from patchscope import io as pio
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "out" / "x.tmp"))
+
+    monkeypatch.setattr(pio.Path, "write_text", full)
+    line = _error(["attack", "--data", "demo", "--limit", "2", "--steps", "2", "--out", str(tmp_path / "out")])
+    assert "--out" in line and "no space left" in line.lower()
+    assert not list((tmp_path / "out").glob("*.json"))
+
+
+def test_stdout_on_a_full_device_is_one_line() -> None:
+    proc = subprocess.run(
+        f"{sys.executable} -m patchscope zoo --json > /dev/full", shell=True, capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert messages(proc.stderr) == ["patchscope: error: stdout: No space left on device"]
