@@ -363,3 +363,34 @@ def test_stdout_on_a_full_device_is_one_line() -> None:
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert messages(proc.stderr) == ["patchscope: error: stdout: No space left on device"]
+
+
+# -- 9. the run store: one bad row is reported and skipped ------------------------------------------------------------
+@pytest.mark.parametrize(
+    "column,value",
+    [("config", "{not json"), ("metrics", "[1, 2]"), ("started", "yesterday"), ("ended", "13/45/2020")],
+)
+def test_a_damaged_store_row_is_reported_and_skipped(column: str, value: str, tmp_path: Path) -> None:
+    import sqlite3
+
+    store = str(tmp_path / "runs.db")
+    for _ in range(2):
+        _ok(["--store", store, "evaluate", "--data", "demo", "--limit", "2", "--json"])
+    with sqlite3.connect(store) as conn:
+        conn.execute(f"UPDATE runs SET {column} = ? WHERE id = 1", (value,))
+    r = invoke("--store", store, "runs", "list", "--json")
+    assert_contract(r)
+    assert r.code == 0 and [run["id"] for run in json.loads(r.out)["runs"]] == [2]
+    assert len(r.err_lines) == 1 and "run 1" in r.err_lines[0] and column in r.err_lines[0], r.err
+    _error(["--store", store, "runs", "show", "1"], "run 1", "damaged")
+    _error(["--store", store, "report", "--runs", "1", "--out", str(tmp_path / "rep")], "run 1", "damaged")
+    assert _ok(["--store", store, "runs", "show", "2", "--json"])["id"] == 2
+
+
+# -- 10. errors name the option ---------------------------------------------------------------------------------------
+def test_run_store_limits_and_ids_name_what_the_user_gave(tmp_path: Path) -> None:
+    store = str(tmp_path / "runs.db")
+    _ok(["--store", store, "evaluate", "--data", "demo", "--limit", "2", "--json"])
+    assert len(_ok(["--store", store, "runs", "list", "--limit", str(10**20), "--json"])["runs"]) == 1
+    line = _error(["--store", store, "runs", "show", "0"], "run id")
+    assert "--run" not in line
