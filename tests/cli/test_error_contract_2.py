@@ -394,3 +394,54 @@ def test_run_store_limits_and_ids_name_what_the_user_gave(tmp_path: Path) -> Non
     assert len(_ok(["--store", store, "runs", "list", "--limit", str(10**20), "--json"])["runs"]) == 1
     line = _error(["--store", store, "runs", "show", "0"], "run id")
     assert "--run" not in line
+
+
+# -- 6. model cards checked completely when read ----------------------------------------------------------------------
+CARDS = {
+    "resize-text": {"preprocess": {"resize": "ab"}},
+    "resize-one": {"preprocess": {"resize": [1]}},
+    "resize-huge": {"preprocess": {"resize": 10**8}},
+    "resize-nan": {"preprocess": {"resize": float("nan")}},
+    "crop-text": {"preprocess": {"resize": 36, "crop": "x"}},
+    "interp": {"preprocess": {"resize": 36, "interpolation": 3}},
+    "wnids-int": {"wnids": 5},
+    "wnids-short": {"wnids": ["n01"]},
+}
+
+
+@pytest.fixture(scope="module")
+def cards(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> Path:
+    d = tmp_path_factory.mktemp("cards")
+    card = json.loads(tiny_model_path.with_suffix(".json").read_text())
+    for tag, change in CARDS.items():
+        (d / f"{tag}.safetensors").write_bytes(tiny_model_path.read_bytes())
+        (d / f"{tag}.json").write_text(json.dumps({**card, **change}))  # NaN written as NaN: what a user may write
+    (d / "deep.safetensors").write_bytes(tiny_model_path.read_bytes())
+    (d / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (d / "folder.safetensors").write_bytes(tiny_model_path.read_bytes())
+    (d / "folder.json").mkdir()
+    (d / "weights-folder").mkdir()
+    return d
+
+
+@pytest.mark.parametrize("tag", [*CARDS, "deep", "folder"])
+@pytest.mark.parametrize("data", ["demo", "folder"])
+def test_a_bad_card_is_refused_whatever_the_data(tag: str, data: str, cards: Path, signs) -> None:
+    root, images = signs
+    tree = root / "card-tree"
+    if not tree.exists():
+        _tree(tree, images[:2], lambda a, p: Image.fromarray(a).save(p))
+    spec = "demo" if data == "demo" else f"folder:{tree}"
+    _error(["evaluate", "--models", str(cards / f"{tag}.safetensors"), "--data", spec, "--limit", "2"], tag)
+
+
+def test_torchvision_weights_that_are_a_folder_or_nothing_are_refused(cards: Path) -> None:
+    _error(["evaluate", "--models", f"tv:resnet18:{cards / 'weights-folder'}", "--data", "demo"], "folder")
+    _error(["evaluate", "--models", "tv:resnet18:", "--data", "demo"], "tv:resnet18:", "random")
+
+
+def test_a_deeply_nested_class_map_is_one_line(tmp_path: Path, signs) -> None:
+    root, images = signs
+    tree = _tree(root / "map-tree", images[:2], lambda a, p: Image.fromarray(a).save(p))
+    (tmp_path / "map.json").write_text("{" + '"a":{' * 100_000 + "}" * 100_001)
+    _error(["evaluate", "--data", f"folder:{tree}", "--class-map", str(tmp_path / "map.json")], "--class-map")
