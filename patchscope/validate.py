@@ -35,6 +35,17 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def is_whole_number(text: str) -> bool:
+    """Whether ``text`` is a whole number as ``int()`` reads it: ASCII digits, one optional leading minus (not
+    ``²``, ``--14`` or ``٣``, which only look numeric).
+
+    >>> is_whole_number("14"), is_whole_number("-3"), is_whole_number("²"), is_whole_number("--14")
+    (True, True, False, False)
+    """
+    digits = text[1:] if text.startswith("-") else text
+    return digits.isascii() and digits.isdigit()
+
+
 def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
     """``value`` as an int within ``[low, high]`` (either bound may be None).
 

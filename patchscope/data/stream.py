@@ -31,7 +31,7 @@ from patchscope.data.imageset import ImageSet
 from patchscope.data.labels import ClassMap, match_folders
 from patchscope.data.preprocess import Preprocess
 from patchscope.errors import PatchscopeError
-from patchscope.validate import check_labels
+from patchscope.validate import check_labels, is_whole_number
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".webp", ".tif", ".tiff")
 STREAM_BYTES = 256 << 20  # an .npz whose image array is larger than this (and stored uncompressed) is streamed
@@ -323,7 +323,7 @@ def open_folder(
     if classes is None:
         folders = list(tree)
         gt = gtsrb_classes()
-        gtsrb_ids = len(folders) == len(gt) and all(c.isdigit() and int(c) < len(gt) for c in folders)
+        gtsrb_ids = len(folders) == len(gt) and all(is_whole_number(c) and 0 <= int(c) < len(gt) for c in folders)
         names = tuple(gt[int(c)] if gtsrb_ids else c.lower() for c in folders)
         labels_of = {c: i for i, c in enumerate(folders)}
     else:  # a folder without images labels nothing: it need not match a class

@@ -445,3 +445,100 @@ def test_a_deeply_nested_class_map_is_one_line(tmp_path: Path, signs) -> None:
     tree = _tree(root / "map-tree", images[:2], lambda a, p: Image.fromarray(a).save(p))
     (tmp_path / "map.json").write_text("{" + '"a":{' * 100_000 + "}" * 100_001)
     _error(["evaluate", "--data", f"folder:{tree}", "--class-map", str(tmp_path / "map.json")], "--class-map")
+
+
+# -- 7. data and images as they come ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["²", "--14", "١٤"])
+def test_names_that_only_look_numeric_are_names(name: str, tmp_path: Path, signs) -> None:
+    base = ["--data", "demo", "--limit", "2"]
+    _error(["attack", *base, "--steps", "2", "--source", name, "--out", str(tmp_path / "a")], "unknown class")
+    _error(["attack", *base, "--steps", "2", "--target", name, "--out", str(tmp_path / "b")], "unknown class")
+    _error(["evaluate", *base, "--patch", ZOO_PATCH, "--source", name], "unknown class")
+    root, images = signs
+    tree = _tree(tmp_path / "tree", images[:2], lambda a, p: Image.fromarray(a).save(p))
+    (tree / str(images[0][1])).rename(tree / name)
+    r = invoke("evaluate", "--data", f"folder:{tree}", "--json")
+    assert_contract(r)
+    (tmp_path / "map.json").write_text(json.dumps({name: name}))
+    r = invoke("evaluate", "--data", f"folder:{tree}", "--class-map", str(tmp_path / "map.json"), "--json")
+    assert_contract(r)
+    assert r.code == 2
+
+
+def test_a_packed_gtsrb_without_labels_is_one_line(tmp_path: Path) -> None:
+    x = np.zeros((2, 32, 32, 3), np.uint8)
+    np.savez(tmp_path / "gtsrb32.npz", x_test=x, x_train=x, y_train=np.zeros(2, np.uint8))
+    _error(["evaluate", "--data", "gtsrb:test", "--data-root", str(tmp_path)], "--data-root", "y_test")
+
+
+def _huge_png(path: Path, side: int) -> None:
+    """A PNG header declaring ``side`` x ``side`` pixels (the pixels themselves never written)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+    )
+
+
+def test_an_image_too_large_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
+    _huge_png(tmp_path / "huge.png", 20000)
+    args = ["attack", "--data", "demo", "--limit", "2", "--steps", "2", "--out", str(tmp_path / "o")]
+    _error([*args, "--shape", str(tmp_path / "huge.png")], "--shape", "limit")
+    (tmp_path / "tree" / "14").mkdir(parents=True)
+    _huge_png(tmp_path / "tree" / "14" / "huge.png", 20000)
+    _error(["evaluate", "--data", f"folder:{tmp_path / 'tree'}"], "huge.png")
+
+
+def test_a_kappa_past_float_range_is_refused() -> None:
+    _error(
+        ["attack", "--data", "demo", "--limit", "2", "--steps", "2", "--loss", "margin", "--kappa", "1e308"], "--kappa"
+    )
+
+
+# -- 8. stray output --------------------------------------------------------------------------------------------------
+def test_an_image_name_with_a_newline_stays_on_one_line(tmp_path: Path) -> None:
+    (tmp_path / "14").mkdir()
+    (tmp_path / "14" / "bad\nname.png").write_bytes(b"not an image")
+    line = _error(["evaluate", "--data", f"folder:{tmp_path}"], "bad\\nname.png")
+    assert "--skip-bad" in line
+
+
+def test_a_large_image_reads_without_a_warning(tmp_path: Path) -> None:
+    """Over Pillow's warning threshold, under the limit: read in silence."""
+    (tmp_path / "14").mkdir()
+    Image.new("L", (10000, 9000)).save(tmp_path / "14" / "big.png")
+    r = invoke("evaluate", "--data", f"folder:{tmp_path}", "--json")
+    assert_contract(r)
+    assert r.code == 0 and r.err_lines == [], r.err
+
+
+def test_matplotlib_notes_stay_off_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "readonly"))
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "readonly" / ".mpl"))
+    (tmp_path / "readonly").mkdir(mode=0o500)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "patchscope",
+            "attack",
+            "--data",
+            "demo",
+            "--limit",
+            "2",
+            "--steps",
+            "2",
+            "--out",
+            str(tmp_path / "o"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATCHSCOPE_STORE": str(tmp_path / "r.db")},
+    )
+    assert proc.returncode == 0 and messages(proc.stderr) == [], proc.stderr
