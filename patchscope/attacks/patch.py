@@ -195,6 +195,10 @@ class Patch:
                 meta = fh.metadata() or {}
             pixels, mask = t["pixels"], t["mask"]
             location = json.loads(meta.get("location", "null"))
+            if location is not None and not (
+                isinstance(location, list) and len(location) == 2 and all(type(v) is int and v >= 0 for v in location)
+            ):
+                raise ValueError(f"location must be [top, left] in whole pixels, got {meta.get('location')}")
             patch = cls(
                 pixels,
                 mask,

@@ -16,7 +16,7 @@ import typer
 
 from patchscope.cli import attack, defend, demo, evaluate, explain, report, runs, study, train
 from patchscope.cli.common import STATE, StoreOpt, command_name, install_signal_handlers, interrupt_line, translate
-from patchscope.cli.paths import FILE_SYSTEM_ERRNOS, file_system_line
+from patchscope.cli.paths import FILE_SYSTEM_ERRNOS, file_system_line, name_the_option
 from patchscope.errors import Interrupted, PatchscopeError, clear_interrupt, interrupt_pending
 from patchscope.memory import keep_freed_memory
 
@@ -82,7 +82,7 @@ def _run(command: str) -> object:
         return status
     except PatchscopeError as e:
         _quiet_signals()
-        print(f"patchscope: error: {one_line(translate(e))}", file=sys.stderr)
+        print(f"patchscope: error: {one_line(name_the_option(translate(e), sys.argv[1:]))}", file=sys.stderr)
         sys.exit(2)
     except Interrupted as e:
         _quiet_signals()

@@ -129,7 +129,7 @@ def attack(
     taken = ("location", "target", "tv_weight", "nps_weight")
     cfg = AttackConfig(
         **same_named(args, AttackConfig, taken),
-        location=_location(location),
+        location=_location(location, placement),
         target=images.target,
         tv_weight=tv,
         nps_weight=nps,
@@ -228,9 +228,14 @@ def _goal(config: dict[str, Any]) -> str:
     return f"{config['source']} -> {target}" if target is not None else f"{config['source']}, untargeted"
 
 
-def _location(text: str | None) -> tuple[int, int] | None:
+def _location(text: str | None, placement: str = "on-object") -> tuple[int, int] | None:
     if text is None:
         return None
+    if placement == "sticker":
+        raise PatchscopeError(
+            f"--location {text}: a sticker goes somewhere new on every view; --location fixes an on-object patch's "
+            "place (--placement on-object)"
+        )
     try:
         top, left = (int(v) for v in text.split(","))
     except ValueError:

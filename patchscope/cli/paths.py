@@ -51,3 +51,27 @@ def file_system_line(error: OSError, argv: list[str]) -> str:
 def _short(path: object) -> str:
     text = os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else str(path)
     return text if len(text) <= 120 else text[:60] + "..." + text[-40:]
+
+
+def name_the_option(line: str, argv: list[str]) -> str:
+    """``line`` prefixed with the option whose value it quotes, when it names no option itself and exactly one
+    option's value (not a bare number) appears in it: ``unknown data 'gtsrb:nope'`` given to ``--eval-data``
+    reads ``--eval-data: unknown data 'gtsrb:nope'``.
+
+    >>> name_the_option("unknown data 'gtsrb:nope'", ["curve", "--data", "demo", "--eval-data", "gtsrb:nope"])
+    "--eval-data: unknown data 'gtsrb:nope'"
+    >>> name_the_option("--limit must be >= 1", ["evaluate", "--limit", "0"])
+    '--limit must be >= 1'
+    """
+    if "--" in line:
+        return line
+    given = [
+        (flag, value)
+        for flag, value in zip(argv, argv[1:])
+        if flag.startswith("--") and len(value) >= 2 and not value.lstrip("-").replace(".", "").isdigit()
+    ]
+    for shown in (repr, str):  # a quoted value first: 'gtsrb:nope' rather than a word such as demo
+        found = {flag for flag, value in given if shown(value) in line}
+        if len(found) == 1:
+            return f"{found.pop()}: {line}"
+    return line

@@ -542,3 +542,42 @@ def test_matplotlib_notes_stay_off_stderr(tmp_path: Path, monkeypatch: pytest.Mo
         env={**os.environ, "PATCHSCOPE_STORE": str(tmp_path / "r.db")},
     )
     assert proc.returncode == 0 and messages(proc.stderr) == [], proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args,option",
+    [
+        (["curve", "--data", "demo", "--eval-data", "gtsrb:nope", "--steps", "2", "--limit", "2"], "--eval-data"),
+        (["train", "--arch", "cnn", "--data", "demo", "--eval-data", "gtsrb:nope", "--epochs", "1"], "--eval-data"),
+        (["evaluate", "--data", "gtsrb:nope"], "--data"),
+    ],
+)
+def test_unknown_data_names_the_option_it_came_from(args: list[str], option: str, tmp_path: Path) -> None:
+    line = _error([*args, "--out", str(tmp_path / "o")] if args[0] != "evaluate" else args, "gtsrb:nope")
+    assert line.startswith(f"patchscope: error: {option}"), line
+
+
+def test_a_patch_for_another_size_names_patch(tmp_path: Path) -> None:
+    from patchscope.attacks import load_patch
+
+    load_patch(ZOO_PATCH).resized(64).save(tmp_path / "p64")
+    _error(["evaluate", "--data", "demo", "--limit", "2", "--patch", str(tmp_path / "p64")], "--patch", "64px")
+
+
+@pytest.mark.parametrize("location", ["[true, 0]", "[1.5, 2]", "[-1, 0]", '"x"', "[1]"])
+def test_a_patch_location_that_is_not_two_pixels_is_refused(location: str, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    meta = {"placement": "on-object", "location": location, "image_size": "32", "meta": "{}"}
+    (tmp_path / "p").mkdir()
+    save_file(
+        {"pixels": torch.rand(3, 5, 5), "mask": torch.ones(5, 5)},
+        str(tmp_path / "p" / "patch.safetensors"),
+        metadata=meta,
+    )
+    _error(["evaluate", "--data", "demo", "--limit", "2", "--patch", str(tmp_path / "p")], "--patch", "location")
+
+
+def test_location_with_a_sticker_is_refused(tmp_path: Path) -> None:
+    args = ["attack", "--data", "demo", "--limit", "2", "--steps", "2", "--placement", "sticker", "--location", "1,2"]
+    _error([*args, "--out", str(tmp_path / "o")], "--location", "--placement")
