@@ -1,14 +1,19 @@
-"""Small file helpers shared by every layer: atomic writes, so nothing is ever half-written."""
+"""Small file helpers shared by every layer: output folders checked before any work, atomic writes, so nothing is
+ever half-written, and the one JSON
+encoder (strict JSON: a NaN or an infinity is written as null, never as the bare ``NaN`` strict parsers refuse)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from patchscope.errors import PatchscopeError
 
 
 @contextlib.contextmanager
@@ -33,7 +38,80 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def check_path_names(path: Path, option: str) -> None:
+    """Refuse a path with a component longer than file systems take (255 bytes), before any work.
+
+    >>> check_path_names(Path("/tmp/" + "a" * 300), "out")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    patchscope.errors.PatchscopeError: out /tmp/aaa...aaa: a name in it is over 255 bytes, too long for a file name
+    """
+    for part in path.parts:
+        if len(os.fsencode(part)) > 255:
+            text = str(path) if len(str(path)) <= 120 else f"{str(path)[:60]}...{str(path)[-40:]}"
+            raise PatchscopeError(
+                f"{option} {text}: a name in it is over 255 bytes, too long for a file name", params=(option,)
+            )
+
+
+def check_output(out: Path, names: tuple[str, ...], option: str = "out") -> None:
+    """Refuse, before any work, an output folder that cannot be written: a file, a link to nothing or a loop of
+    links, a name too long, under a read-only folder, or holding something other than a file where one of ``names``
+    goes."""
+    check_path_names(out, option)
+    if out.is_symlink() and not out.exists():
+        raise PatchscopeError(
+            f"{option} {out}: a link to nothing (or a loop of links); give a folder", params=(option,)
+        )
+    if out.exists() and not out.is_dir():
+        raise PatchscopeError(f"{option} {out}: a file is there; give a folder", params=(option,))
+    for name in names:
+        inside = out / name
+        if inside.is_symlink() and not inside.exists():
+            raise PatchscopeError(f"{option} {out}: {name} there is a link to nothing; remove it", params=(option,))
+        if inside.exists() and not inside.is_file():
+            raise PatchscopeError(f"{option} {out}: {name} there is a folder, not a file", params=(option,))
+    existing = out.absolute()
+    while not existing.exists() and not existing.is_symlink():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise PatchscopeError(f"{option} {out}: {existing} is not a folder", params=(option,))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PatchscopeError(f"{option} {out}: {existing} is not writable", params=(option,))
+
+
+def finite(obj: Any) -> Any:
+    """``obj`` with every float that is not finite (in dicts, lists and tuples) replaced by None.
+
+    >>> finite({"a": float("nan"), "b": [1.5, float("inf")]})
+    {'a': None, 'b': [1.5, None]}
+    """
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any, indent: int | None = None, default: Callable[[Any], Any] | None = str) -> str:
+    """``obj`` as strict JSON: NaN and infinities as null (also inside what ``default`` makes of other objects).
+
+    >>> dumps({"val_accuracy": float("nan"), "n": 3})
+    '{"val_accuracy": null, "n": 3}'
+    """
+
+    def fallback(o: Any) -> Any:
+        if default is None:
+            raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+        return finite(default(o))
+
+    return json.dumps(finite(obj), indent=indent, default=fallback, allow_nan=False)
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
+    """Write ``obj`` as indented strict JSON (see :func:`dumps`), atomically."""
+    text = dumps(obj, indent=2) + "\n"
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+        tmp.write_text(text)

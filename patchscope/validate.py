@@ -35,6 +35,17 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def is_whole_number(text: str) -> bool:
+    """Whether ``text`` is a whole number as ``int()`` reads it: ASCII digits, one optional leading minus (not
+    ``²``, ``--14`` or ``٣``, which only look numeric).
+
+    >>> is_whole_number("14"), is_whole_number("-3"), is_whole_number("²"), is_whole_number("--14")
+    (True, True, False, False)
+    """
+    digits = text[1:] if text.startswith("-") else text
+    return digits.isascii() and digits.isdigit()
+
+
 def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
     """``value`` as an int within ``[low, high]`` (either bound may be None).
 
@@ -148,6 +159,23 @@ def check_labels(name: str, labels: Any, num_classes: int) -> None:
         bad = low if low < 0 else high
         raise PatchscopeError(
             f"{name}: labels must be in 0..{num_classes - 1} ({num_classes} classes), got {bad}", params=_params(name)
+        )
+
+
+def check_same_classes(model_classes: Sequence[str] | None, data_classes: Sequence[str], data_name: str) -> None:
+    """Refuse data whose labels do not mean the model's classes (a 1,000-class model on 43-class data).
+
+    >>> check_same_classes(["a", "b"], ["a", "b"], "demo")
+    >>> check_same_classes(["a"] * 1000, ["a"] * 43, "demo")
+    Traceback (most recent call last):
+    ...
+    patchscope.errors.PatchscopeError: demo: its 43 classes differ from the model's 1000: the labels would not mean \
+the model's classes
+    """
+    if model_classes is not None and len(model_classes) != len(data_classes):
+        raise PatchscopeError(
+            f"{data_name}: its {len(data_classes)} classes differ from the model's {len(model_classes)}: "
+            "the labels would not mean the model's classes"
         )
 
 

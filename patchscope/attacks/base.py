@@ -57,7 +57,7 @@ class Attack:
             refuse_unused(config, self.refuses, self.makes)
         self.target_model, self.cfg, self.device, self.progress = model, config, torch.device(device), progress
         self.model: nn.Module = model  # while attacking: the frozen, BN-folded model (see :func:`frozen`)
-        self.history: list[dict[str, float]] = []
+        self.history: list[dict[str, float | None]] = []
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> Any:
         """Attack ``images`` (N, 3, H, H) float in [0,1] with true ``labels`` (N,); what comes back is the subclass's

@@ -68,7 +68,7 @@ class AttackConfig:
         check_choice("precision", self.precision, PRECISIONS)
         if isinstance(self.kappa, (int, float)) and self.kappa < 0:
             raise PatchscopeError(f"kappa {self.kappa}: the margin to win by cannot be negative", params=("kappa",))
-        check_non_negative("kappa", self.kappa)  # and neither NaN nor inf
+        check_range("kappa", self.kappa, 0.0, 1e6)  # neither NaN nor inf, nor past what a float32 logit gap holds
         check_range("lr", self.lr, 0.0, 1e3)
         self.steps = check_positive("steps", self.steps, 10**7)
         self.batch_size = check_batch("batch_size", self.batch_size)

@@ -70,20 +70,20 @@ def _rectangle(shape: str, side: int) -> torch.Tensor:
 
 
 def _mask_from_image(path: Path, side: int) -> torch.Tensor:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from patchscope.data.images import BAD_IMAGE_ERRORS, open_image, reason, shown, to_rgb8
 
     try:
-        with Image.open(path) as im:
-            band = im.getchannel("A") if "A" in im.getbands() else im.convert("L")
+        with open_image(path) as im:
+            band = im.getchannel("A") if "A" in im.getbands() else to_rgb8(im).convert("L")
             m = band.resize((side, side), Image.Resampling.NEAREST)
     except FileNotFoundError:
         raise PatchscopeError(
-            f"shape {path}: not square, circle, rect:W:H, nor an existing mask image", params=("shape",)
+            f"shape {shown(path)}: not square, circle, rect:W:H, nor an existing mask image", params=("shape",)
         ) from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise PatchscopeError(
-            f"shape {path}: cannot read mask image ({e.__class__.__name__})", params=("shape",)
-        ) from None
+    except BAD_IMAGE_ERRORS as e:
+        raise PatchscopeError(f"shape {shown(path)}: cannot read mask image ({reason(e)})", params=("shape",)) from None
     mask = (torch.frombuffer(bytearray(m.tobytes()), dtype=torch.uint8).view(side, side) > 127).float()
     if mask.sum() == 0:
         raise PatchscopeError(f"shape {path}: the mask is empty", params=("shape",))
@@ -206,6 +206,10 @@ class Patch(_Sized):
                 meta = fh.metadata() or {}
             pixels, mask = t["pixels"], t["mask"]
             location = json.loads(meta.get("location", "null"))
+            if location is not None and not (
+                isinstance(location, list) and len(location) == 2 and all(type(v) is int and v >= 0 for v in location)
+            ):
+                raise ValueError(f"location must be [top, left] in whole pixels, got {meta.get('location')}")
             patch = cls(
                 pixels,
                 mask,

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from patchscope.workflows.attack import AttackImages
 
 app = typer.Typer()
+#: the files besides the patch an attack writes into its --out folder
+RUN = ("config.json", "metrics.json")
 
 
 @app.command(cls=RegistryHelp)
@@ -130,8 +132,9 @@ def attack(
     from patchscope.workflows.attack import AttackImages
 
     args = dict(locals())
-    check_out(out)
     name = _attack_name(attack_name, per_image)
+    many = name != "universal"
+    check_out(out, *(["patches.safetensors", "patches.png"] if many else ["patch.safetensors", "patch.png"]), *RUN)
     dev = resolve_device(device)
     rank = join(dev)
     net = load_models(model, dev)
@@ -140,7 +143,7 @@ def attack(
     taken = ("location", "target", "tv_weight", "nps_weight")
     cfg = AttackConfig(
         **same_named(args, AttackConfig, taken),
-        location=_location(location),
+        location=_location(location, placement),
         target=images.target,
         tv_weight=tv,
         nps_weight=nps,
@@ -152,7 +155,7 @@ def attack(
     config: dict[str, Any] = dict(command="attack", model=model, models=split_names(model, "--model"), data=data)
     config |= {"data_hash": images.data_hash, "device": dev}
     config |= data_options(class_map, skip_bad) | cfg.as_dict() | images.named_classes()
-    options = _attack_options(name, config, args, images)
+    options = _attack_options(name, config, args, images, net)
     try:
         _run_attack(net, images, cfg, config, out, rank, options, as_json)
     finally:
@@ -168,7 +171,9 @@ def _attack_name(name: str, per_image: bool) -> str:
     return name
 
 
-def _attack_options(name: str, config: dict[str, Any], args: dict[str, Any], images: AttackImages) -> dict[str, Any]:
+def _attack_options(
+    name: str, config: dict[str, Any], args: dict[str, Any], images: AttackImages, net: Any
+) -> dict[str, Any]:
     """The options of attack ``name`` from the command's ``args``; ``config`` records what it will do."""
     init, resume, limit = args["init"], args["resume"], args["limit"]
     if name == "per-image":
@@ -181,7 +186,7 @@ def _attack_options(name: str, config: dict[str, Any], args: dict[str, Any], ima
         return {}
     identity = {"model": args["model"], "data_hash": images.data_hash, "images": len(images.images)}  # resume: same
     options = {"checkpoint": args["out"] / "checkpoint.pt", "checkpoint_every": args["checkpoint_every"]}
-    return options | {"resume": resume, "identity": identity}
+    return options | {"resume": resume, "identity": identity | {"weights": _weights(net)}}
 
 
 def _one_process(what: str, resume: bool) -> None:
@@ -190,6 +195,12 @@ def _one_process(what: str, resume: bool) -> None:
 
     if resume or active():
         raise PatchscopeError(f"{what} runs in one process and has no checkpoints: drop --resume and torchrun")
+
+
+def _weights(net: Any) -> str:
+    from patchscope.models.checkpoint import weights_fingerprint
+
+    return weights_fingerprint(net)
 
 
 def _per_image_options(
@@ -265,9 +276,14 @@ def _goal(config: dict[str, Any]) -> str:
     )
 
 
-def _location(text: str | None) -> tuple[int, int] | None:
+def _location(text: str | None, placement: str = "on-object") -> tuple[int, int] | None:
     if text is None:
         return None
+    if placement == "sticker":
+        raise PatchscopeError(
+            f"--location {text}: a sticker goes somewhere new on every view; --location fixes an on-object patch's "
+            "place (--placement on-object)"
+        )
     try:
         top, left = (int(v) for v in text.split(","))
     except ValueError:
@@ -358,7 +374,7 @@ def curve(
     from patchscope.eval.curves import area_curves
     from patchscope.workflows.attack import AttackImages
 
-    check_out(out)
+    check_out(out, "curve.json", "area.png")
     dev = resolve_device(device)
     join(dev)  # under torchrun: each attack splits its batch and each measurement its images; rank 0 writes
     size_list = [check_fraction("sizes", v) for v in parse_floats(sizes, "--sizes", "0.02,0.05")]

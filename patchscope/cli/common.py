@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -368,22 +367,12 @@ def check_name(name: str) -> str:
 
 
 def check_out(out: Path | None, *names: str) -> None:
-    """Refuse, before any work, an ``--out`` folder that cannot be written: a file, or under a read-only folder;
+    """Refuse, before any work, an ``--out`` folder that cannot be written (see :func:`patchscope.io.check_output`);
     ``names`` are file names the command will put inside (plain names, no folders)."""
-    if out is None:
-        return
-    if out.exists() and not out.is_dir():
-        raise PatchscopeError(f"--out {out}: a file is there; give a folder")
-    for name in names:
-        if (out / name).is_dir():
-            raise PatchscopeError(f"--out {out}: {name} there is a folder, not a file")
-    existing = out.absolute()
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise PatchscopeError(f"--out {out}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise PatchscopeError(f"--out {out}: {existing} is not writable")
+    from patchscope.io import check_output
+
+    if out is not None:
+        check_output(out, names)
 
 
 def command_name(argv: list[str]) -> str:

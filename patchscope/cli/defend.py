@@ -79,7 +79,7 @@ def defend(
     args = dict(locals())
     options, spec = entry_options("defenses", defense, option), defense_spec(defense)
     check_positive("fit_limit", fit_limit)
-    check_out(out)
+    check_out(out, "patch.safetensors", "patch.png")
     dev = resolve_device(device)
     join(dev)  # under torchrun: measurements split the images, the adaptive attack its batch; rank 0 writes
     net = create_model(model, dev)

@@ -31,7 +31,7 @@ def demo(
 
     from patchscope.workflows.demo import DemoSettings, demo_metrics, quick_settings, run_demo
 
-    check_out(out)
+    check_out(out, "results.json", "report.html", "curves.png", "transfer.png")
     dev = resolve_device(device)
     check_fraction("size", size)
     check_positive("steps", steps, 10**6)

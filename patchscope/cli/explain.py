@@ -64,7 +64,7 @@ def explain(
         raise PatchscopeError(f"--method {method!r}: use auto, gradcam or rollout")
     check_batch("batch_size", batch_size)
     check_optional_positive("limit", limit)
-    check_out(out)
+    check_out(out, "explain.json", "attention.png", "propagation.png", "anomaly.png")
     dev = resolve_device(device)
     the_patch = load_patch(patch)
     net = create_model(model, dev)

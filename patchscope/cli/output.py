@@ -12,7 +12,6 @@ Rich loads inside the functions, so ``--help`` starts fast.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import typer
 
 from patchscope.formatting import value_text
+from patchscope.io import dumps
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -66,7 +66,7 @@ def console() -> Console:
 def print_json(obj: object, indent: int | None = 2) -> None:
     """``obj`` as JSON on stdout (indented, unless ``indent`` is None: one line); once under torchrun."""
     if printing():
-        typer.echo(json.dumps(obj, indent=indent, default=str))
+        typer.echo(dumps(obj, indent=indent))
 
 
 def show(obj: object, as_json: bool, table: Callable[[], None] | None = None) -> None:

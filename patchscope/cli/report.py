@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from patchscope.cli.common import JsonOpt, StoreOpt, check_out, split_names, store_path
+from patchscope.cli.common import JsonOpt, StoreOpt, check_out, note, split_names, store_path
 from patchscope.cli.output import print_json
 from patchscope.errors import PatchscopeError
 from patchscope.validate import check_positive
@@ -33,7 +33,7 @@ def report(
 
     if (runs is None) == (last is None):
         raise PatchscopeError("give the runs to report: --runs 3,4 (ids from `patchscope runs list`) or --last N")
-    check_out(out)
+    check_out(out, "report.html")
     db = store_for(store_path(store))
     if last is not None:
         chosen = db.list(limit=check_positive("last", last))[::-1]
@@ -41,6 +41,13 @@ def report(
             raise PatchscopeError(f"--last {last}: there are no runs in {db.path}")
     else:
         chosen = [db.get(r) for r in split_names(runs or "", "--runs")]
+    for run in chosen:
+        for name, where in (run.artifacts or {}).items():
+            if not Path(str(where)).exists():
+                note(
+                    f"note: run {run.id}'s {name} {where} is not there (moved, deleted, or stored relative to another "
+                    "working folder); the report leaves its figures out"
+                )
     path = runs_report(chosen, out)
     if as_json:
         print_json({"report": str(path.resolve()), "runs": [r.id for r in chosen]})

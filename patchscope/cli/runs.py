@@ -85,6 +85,8 @@ def list_runs(
     if limit < 0:
         raise PatchscopeError(f"--limit must be >= 0 (0: all runs), got {limit}")
     runs = db.list(kind=kind, limit=limit or None, status=status)
+    for rid, why in db.damaged.items():
+        typer.echo(f"patchscope: warning: run {rid} in {db.path} is damaged ({why}); skipped", err=True)
     if as_json:
         print_json({"store": str(db.path), "runs": [r.as_dict() for r in runs]})
         return

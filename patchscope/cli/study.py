@@ -69,7 +69,7 @@ def robustness(
     args = dict(locals())
     areas = tuple(parse_floats(sizes, "--sizes", "0.02,0.05"))
     _check_settings(areas, conditions, steps, batch_size, candidates, certify_images)
-    check_out(out)
+    check_out(out, "study.json", "study.png", "report.html")
     dev = resolve_device(device)
     names = split_names(models)
     loaded = {n: create_model(n, dev) for n in names}

@@ -128,7 +128,7 @@ def train(
         torch.set_num_threads(check_positive("threads", threads, 1024))
     dev = resolve_device(device)
     train_data = load_data(data, data_root, skip_bad=skip_bad)  # a new model's classes: the folder names, sorted
-    held_out = load_data(eval_data, data_root, skip_bad=skip_bad) if eval_data else None
+    held_out = _held_out(eval_data, data_root, skip_bad, train_data)
     name = name or f"gtsrb-{arch}"
     check_out(out, f"{name}.safetensors", f"{name}.json")
     perturb = _perturbation(args, train_data.image_size)
@@ -246,6 +246,21 @@ def _architecture(arch: str | None, init: str | None, initial: Any, arch_kwargs:
     if not isinstance(kwargs, dict):
         raise PatchscopeError(f"--arch-kwargs must be a JSON object such as '{{\"width\": 24}}', got {arch_kwargs!r}")
     return arch, dict(initial.card.get("arch_kwargs") or {}) if initial is not None else kwargs
+
+
+def _held_out(eval_data: str | None, root: Path | None, skip_bad: bool, train_data: Any) -> Any:
+    """The ``--eval-data`` set (None without it); refused, before training, where its classes are not the training
+    data's."""
+    from patchscope.data import load_data
+
+    held_out = load_data(eval_data, root, skip_bad=skip_bad) if eval_data else None
+    if held_out is not None and tuple(held_out.classes) != tuple(train_data.classes):
+        other = [c for c in held_out.classes if c not in train_data.classes] or list(held_out.classes)
+        raise PatchscopeError(
+            f"--eval-data {eval_data}: its classes differ from --data's (such as {other[0]!r}); the held-out "
+            "accuracy would not mean the model's classes"
+        )
+    return held_out
 
 
 def _finish_card(

@@ -10,6 +10,7 @@ from functools import cache
 from importlib import resources
 
 from patchscope.errors import PatchscopeError
+from patchscope.validate import is_whole_number
 
 WNID = re.compile(r"n\d{8}")
 
@@ -51,7 +52,7 @@ def find_class(value: str | int, classes: Sequence[str], wnids: Sequence[str] | 
     (3, None)
     """
     text = str(value).strip()
-    if text.lstrip("-").isdigit():
+    if is_whole_number(text):
         idx = int(text)
         if 0 <= idx < len(classes):
             return idx

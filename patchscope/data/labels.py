@@ -29,6 +29,8 @@ def load_class_map(path: str | os.PathLike[str]) -> dict[str, str | int]:
         raise PatchscopeError(f"class_map: no such file {p}", params=("class_map",)) from None
     except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
         raise PatchscopeError(f"class_map: {p} is not a readable JSON file ({e})", params=("class_map",)) from None
+    except RecursionError:
+        raise PatchscopeError(f"class_map: {p} is nested too deeply", params=("class_map",)) from None
     if not isinstance(data, dict) or not all(
         isinstance(v, (str, int)) and not isinstance(v, bool) for v in data.values()
     ):

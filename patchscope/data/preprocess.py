@@ -13,8 +13,16 @@ from typing import Any
 import torch
 
 from patchscope.errors import PatchscopeError
+from patchscope.validate import MAX_IMAGE_SIZE
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+#: the largest side a model card may resize images to before its crop
+MAX_RESIZE = 4 * MAX_IMAGE_SIZE
+
+
+def _is_size(value: Any) -> bool:
+    """A whole number of pixels in 1..MAX_RESIZE (not a bool, NaN or text)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_RESIZE
 
 
 @dataclass(frozen=True)
@@ -62,9 +70,19 @@ class Preprocess:
             raise PatchscopeError(
                 f"model card's preprocess must be an object with resize (and crop, interpolation), got {spec!r}"
             )
-        resize = spec["resize"]
-        resize = int(resize) if isinstance(resize, (int, float)) else (int(resize[0]), int(resize[1]))
-        return cls(resize, int(spec.get("crop", input_size)), str(spec.get("interpolation", "bilinear")))
+        resize, crop = spec["resize"], spec.get("crop", input_size)
+        pair = isinstance(resize, list) and len(resize) == 2 and all(_is_size(r) for r in resize)
+        if not (_is_size(resize) or pair):
+            raise PatchscopeError(
+                f"model card's preprocess resize must be a side in 1..{MAX_RESIZE} or a [height, width] pair of "
+                f"them, got {resize!r}"
+            )
+        if not _is_size(crop) or crop > MAX_IMAGE_SIZE:
+            raise PatchscopeError(f"model card's preprocess crop must be a side in 1..{MAX_IMAGE_SIZE}, got {crop!r}")
+        interpolation = spec.get("interpolation", "bilinear")
+        if not isinstance(interpolation, str):
+            raise PatchscopeError(f"model card's preprocess interpolation must be a name, got {interpolation!r}")
+        return cls(int(resize) if not pair else (int(resize[0]), int(resize[1])), int(crop), interpolation)
 
     def as_dict(self) -> dict[str, Any]:
         """The card's ``preprocess`` entry, JSON-ready."""
@@ -81,6 +99,8 @@ class Preprocess:
         if isinstance(image, torch.Tensor):
             out = TF.center_crop(TF.resize(image, size, interpolation=mode, antialias=True), [self.crop, self.crop])
             return out.contiguous()
-        rgb = image.convert("RGB")
+        from patchscope.data.images import to_rgb8
+
+        rgb = to_rgb8(image)
         out = TF.center_crop(TF.resize(rgb, size, interpolation=mode, antialias=True), [self.crop, self.crop])
         return TF.pil_to_tensor(out)

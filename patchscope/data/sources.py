@@ -46,7 +46,7 @@ def split_resolution(spec: str) -> tuple[str, int | None]:
     if found is None:
         return spec, None
     side = found.group(2)
-    if not side.isdigit() or not 8 <= int(side) <= MAX_RESOLUTION:
+    if not (side.isascii() and side.isdigit()) or not 8 <= int(side) <= MAX_RESOLUTION:
         raise PatchscopeError(
             f"data {spec!r}: the side after @ must be a whole number of pixels in 8..{MAX_RESOLUTION}, e.g. @64",
             params=("data",),
@@ -181,6 +181,12 @@ def _gtsrb(root: Path, split: str) -> ImageSet:
     packed = root / GTSRB_FILE
     if packed.exists():
         arrays = _read_npz(packed, f"gtsrb:{split}")
+        if f"x_{split}" in arrays and f"y_{split}" not in arrays:
+            raise PatchscopeError(
+                f"gtsrb:{split}: the {GTSRB_FILE} under root {root} has x_{split} but no labels y_{split}; it is "
+                "incomplete: pack it again",
+                params=("root",),
+            )
         if f"x_{split}" in arrays:
             return _from_arrays(
                 arrays[f"x_{split}"],

@@ -26,14 +26,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from patchscope.data.classes import gtsrb_classes, resolve_class
+from patchscope.data.images import BAD_IMAGE_ERRORS, open_image, reason, shown
 from patchscope.data.imageset import ImageSet
 from patchscope.data.labels import ClassMap, match_folders
 from patchscope.data.preprocess import Preprocess
 from patchscope.errors import PatchscopeError
+from patchscope.validate import check_labels, is_whole_number
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".webp", ".tif", ".tiff")
 STREAM_BYTES = 256 << 20  # an .npz whose image array is larger than this (and stored uncompressed) is streamed
-_BAD_IMAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, SyntaxError, EOFError)
 
 
 class Batches(Protocol):
@@ -64,16 +65,12 @@ class FolderImages(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int, str]:
-        from PIL import Image
-
-        bad_image: tuple[type[BaseException], ...] = (*_BAD_IMAGE_ERRORS, Image.DecompressionBombError)
         try:
-            with Image.open(self.files[i]) as im:
+            with open_image(self.files[i]) as im:
                 return self.preprocess(im), self.labels[i], i, ""
-        except bad_image as e:
+        except BAD_IMAGE_ERRORS as e:
             blank = torch.zeros(3, self.preprocess.crop, self.preprocess.crop, dtype=torch.uint8)
-            reason = str(e).splitlines()[0][:100] if str(e) else ""
-            return blank, self.labels[i], i, f"{e.__class__.__name__}{': ' + reason if reason else ''}"
+            return blank, self.labels[i], i, reason(e)
 
 
 class NpzImages(Dataset):
@@ -191,13 +188,21 @@ class ImageStream:
             pin_memory=dev.type == "cuda",
             prefetch_factor=2 if n_workers else None,
         )
+        read = 0
         for x, y, idx, errors in loader:
             bad = [k for k, e in enumerate(errors) if e]
             if bad:
                 x, y = self._drop_bad(x, y, idx, errors, bad, skipped)
                 if not len(y):
                     continue
+            read += len(y)
             yield x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        if len(self) and not read:  # a number over no image at all would look like a result
+            raise PatchscopeError(
+                f"{self.name}: all {len(self)} images it was asked for are unreadable (skip_bad skipped them); "
+                "there is nothing to measure",
+                params=("skip_bad",),
+            )
 
     def _drop_bad(
         self,
@@ -209,7 +214,7 @@ class ImageStream:
         this_pass: dict[str, str] | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         files = getattr(self.items, "files", None)
-        where = [files[int(idx[k])] if files else f"image {int(idx[k])}" for k in bad]
+        where = [shown(files[int(idx[k])]) if files else f"image {int(idx[k])}" for k in bad]
         if not self.skip_bad:
             raise PatchscopeError(
                 f"{self.name}: cannot read image {where[0]} ({errors[bad[0]]}); skip_bad skips unreadable images",
@@ -317,7 +322,7 @@ def open_folder(
     if classes is None:
         folders = list(tree)
         gt = gtsrb_classes()
-        gtsrb_ids = len(folders) == len(gt) and all(c.isdigit() and int(c) < len(gt) for c in folders)
+        gtsrb_ids = len(folders) == len(gt) and all(is_whole_number(c) and 0 <= int(c) < len(gt) for c in folders)
         names = tuple(gt[int(c)] if gtsrb_ids else c.lower() for c in folders)
         labels_of = {c: i for i, c in enumerate(folders)}
     else:  # a folder without images labels nothing: it need not match a class
@@ -378,6 +383,7 @@ def open_npz_stream(
         if given is not None
         else (gtsrb_classes() if n <= 43 else tuple(f"class_{i}" for i in range(n)))
     )
+    check_labels(f"{name}: {yk}", y, len(classes))  # as a small file's labels are checked
     side = preprocess.crop if preprocess is not None else stored[1][2]
     items = NpzImages(str(path), stored[0], stored[1], y.astype(np.int64).tolist(), preprocess)
     items.fingerprint = f"crc32 {stored[2]:08x}"  # the zip's own checksum of the image array: names its pixels

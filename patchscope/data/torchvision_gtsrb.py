@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from patchscope.data.images import BAD_IMAGE_ERRORS, read_rgb8, reason, shown
 from patchscope.errors import PatchscopeError
 from patchscope.io import atomic_path
 
@@ -32,9 +33,24 @@ def _rois(base: Path) -> dict[str, tuple[int, int, int, int]]:
     return boxes
 
 
+def _sign(path: str, box: tuple[int, ...] | None, name: str, root: Path) -> np.ndarray:
+    """One frame's sign: its region of interest (the whole frame without one) at SIDE x SIDE, uint8 (H, W, 3)."""
+    from PIL import Image
+
+    try:
+        rgb = read_rgb8(path)
+    except BAD_IMAGE_ERRORS as e:
+        raise PatchscopeError(
+            f"{name}: cannot read {shown(path)} ({reason(e)}); the download under {shown(root)} is incomplete: "
+            "remove it and download again",
+            params=("root",),
+        ) from None
+    crop = rgb.crop((box[0], box[1], box[2], box[3])) if box else rgb
+    return np.asarray(crop.resize((SIDE, SIDE), Image.Resampling.BILINEAR))
+
+
 def build_cache(root: Path, split: str, out: Path) -> None:
     """Download (or reuse) torchvision's GTSRB under ``root`` and write ``out`` (uint8 arrays)."""
-    from PIL import Image
     from torchvision.datasets import GTSRB
 
     try:
@@ -51,10 +67,7 @@ def build_cache(root: Path, split: str, out: Path) -> None:
     ys: list[int] = []
     tracks: list[int] = []
     for path, label in ds._samples:  # the list of (file, class) torchvision built
-        with Image.open(path) as im:
-            box = boxes.get(str(Path(path).resolve()))
-            crop = im.convert("RGB").crop((box[0], box[1], box[2], box[3])) if box else im.convert("RGB")
-            xs.append(np.asarray(crop.resize((SIDE, SIDE), Image.Resampling.BILINEAR)))
+        xs.append(_sign(path, boxes.get(str(Path(path).resolve())), f"gtsrb:{split}", root))
         ys.append(label)
         stem = Path(path).stem
         tracks.append(int(stem.split("_")[0]) + 1000 * label if "_" in stem else len(tracks))

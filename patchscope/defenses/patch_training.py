@@ -209,7 +209,11 @@ def training_perturbation(
         )
     if ablation_training:
         mode, _, band = ablation_training.partition(":")
-        if mode not in ("column", "block") or not band.isdigit() or not 1 <= int(band) <= image_size:
+        if (
+            mode not in ("column", "block")
+            or not (band.isascii() and band.isdigit())
+            or not 1 <= int(band) <= image_size
+        ):
             raise PatchscopeError(
                 f"ablation_training {ablation_training!r}: give column:B or block:B with 1 <= B <= {image_size}, "
                 "e.g. column:4",

@@ -20,6 +20,7 @@ from patchscope.eval.conditions import DEFAULT_GRID, Condition
 from patchscope.eval.figures import a90, area_figure
 from patchscope.eval.patch_metrics import patch_success
 from patchscope.io import write_json
+from patchscope.models.checkpoint import weights_fingerprint
 from patchscope.validate import check_fraction, check_same_settings
 
 
@@ -199,6 +200,7 @@ def area_curves(
         An :class:`AreaCurves`.
     """
     identity = {"model": label, "images": make.data_hash(), "measured_on": test.data_hash()}
+    identity["weights"] = weights_fingerprint(model)
     ckpt = CurveCheckpoints(checkpoints, resume, identity) if checkpoints is not None else None
     curves, fresh = {}, not (resume and checkpoints is not None and checkpoints.exists())
     try:

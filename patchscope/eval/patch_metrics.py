@@ -298,7 +298,8 @@ def measure_patch(
     name = getattr(model, "name", "the model")
     if patch.image_size != getattr(model, "input_size", patch.image_size):
         raise PatchscopeError(
-            f"the patch was made for {patch.image_size}px images but {name} takes {model.input_size}px"
+            f"the patch was made for {patch.image_size}px images but {name} takes {model.input_size}px",
+            params=("patch",),
         )
     src = source if source is not None else patch.meta.get("source")
     if src is None:

@@ -37,7 +37,8 @@ def check_patch(model: Classifier, patch: Patch, image_size: int) -> None:
     """Raise :class:`PatchscopeError` unless the patch, the model and the images share one size."""
     if patch.image_size != model.input_size:
         raise PatchscopeError(
-            f"the patch was made for {patch.image_size}px images but {model.name} takes {model.input_size}px"
+            f"the patch was made for {patch.image_size}px images but {model.name} takes {model.input_size}px",
+            params=("patch",),
         )
     if image_size != model.input_size:
         raise PatchscopeError(f"the images are {image_size}px but {model.name} takes {model.input_size}px")

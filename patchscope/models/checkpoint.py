@@ -28,17 +28,26 @@ def card_path(weights: Path) -> Path:
     return weights.with_suffix(".json")
 
 
-def read_card(weights: Path) -> dict[str, Any]:
-    """Read and check the model card beside ``weights``."""
-    path = card_path(weights)
+def _card_json(weights: Path, path: Path) -> Any:
+    """The card's JSON, whatever it holds; one line where it cannot be read."""
     try:
-        card = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError:
         raise PatchscopeError(
             f"{weights}: no model card {path.name} beside it (JSON with arch, classes, input_size)"
         ) from None
+    except IsADirectoryError:
+        raise PatchscopeError(f"{path}: the model card is a folder, not a JSON file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise PatchscopeError(f"{path}: model card is not valid JSON ({e})") from None
+    except RecursionError:
+        raise PatchscopeError(f"{path}: model card is nested too deeply to be a model card") from None
+
+
+def read_card(weights: Path) -> dict[str, Any]:
+    """Read and check the model card beside ``weights``."""
+    path = card_path(weights)
+    card = _card_json(weights, path)
     missing = [k for k in CARD_KEYS if not isinstance(card, dict) or k not in card]
     if missing:
         raise PatchscopeError(f"{path}: model card lacks {', '.join(missing)}")
@@ -62,15 +71,36 @@ def read_card(weights: Path) -> dict[str, Any]:
                 check_range(key, v, 0.0, 1e3, low_open=key == "std") if key == "std" else check_finite(key, v)
         if card.get("arch_kwargs") is not None and not isinstance(card["arch_kwargs"], dict):
             raise PatchscopeError(f"arch_kwargs must be a JSON object, got {card['arch_kwargs']!r}")
+        _check_card_rest(card)
     except PatchscopeError as e:
-        raise PatchscopeError(f"{path}: model card's {e}") from None
+        why = str(e).removeprefix("model card's ")
+        raise PatchscopeError(f"{path}: model card's {why}") from None
     return card
+
+
+def _check_card_rest(card: dict[str, Any]) -> None:
+    """The card's optional entries, all checked when it is read (not when a command first uses one): the
+    preprocessing and the classes' WordNet ids."""
+    from patchscope.data.preprocess import Preprocess
+
+    Preprocess.from_card(card, card["input_size"])
+    wnids = card.get("wnids")
+    if wnids is not None and (
+        not isinstance(wnids, list)
+        or len(wnids) != len(card["classes"])
+        or not all(isinstance(w, str) and w for w in wnids)
+    ):
+        raise PatchscopeError(
+            f"wnids must be a list of {len(card['classes'])} WordNet ids (one per class), got {wnids!r}"
+        )
 
 
 def load_state(path: Path) -> dict[str, torch.Tensor]:
     """Load a state dict from ``.safetensors`` or a weights-only ``.pt``/``.pth``; never runs pickled code."""
     if not path.exists():
         raise PatchscopeError(f"no such weights file: {path}")
+    if path.is_dir():
+        raise PatchscopeError(f"{path}: a folder, not a weights file")
     if path.suffix == ".safetensors":
         try:
             state = load_file(str(path))
@@ -105,3 +135,24 @@ def save_checkpoint(net: torch.nn.Module, card: dict[str, Any], weights: Path, h
     with atomic_path(weights) as tmp:
         save_file(state, str(tmp))
     write_json(card_path(weights), card)
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """16 hex digits naming a model's weights (every tensor's shape, sum and first values, in order; not their names,
+    so a wrapper around the model has its fingerprint): a checkpoint that records it cannot be resumed with other
+    weights under the same model name.
+
+    >>> a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    >>> weights_fingerprint(a) == weights_fingerprint(a), weights_fingerprint(a) == weights_fingerprint(b)
+    (True, False)
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            flat = t.detach().reshape(-1)
+            head = flat[:1024].double().cpu().numpy().tobytes() if flat.is_floating_point() else b""
+            total = float(flat.double().sum()) if flat.numel() and not flat.is_complex() else 0.0
+            h.update(f"{tuple(t.shape)}\0{total!r}\0".encode() + head)
+    return h.hexdigest()[:16]

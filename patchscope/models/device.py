@@ -35,7 +35,7 @@ def resolve_device(name: str | torch.device | None = "auto") -> str:
     if text == "cpu":
         return "cpu"
     kind, _, index = text.partition(":")
-    if kind != "cuda" or (index and not index.isdigit()):
+    if kind != "cuda" or (index and not (index.isascii() and index.isdigit())):
         raise PatchscopeError(f"device {text!r}: use auto, cpu, cuda or cuda:N", params=("device",))
     if not torch.cuda.is_available():
         raise PatchscopeError(

@@ -11,6 +11,7 @@ input size, mean/std and preprocessing (resize, centre crop), so ``model.preproc
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 from collections.abc import Iterator
@@ -219,7 +220,8 @@ def _tv_pretrained_state(name: str, weights: Any) -> dict[str, torch.Tensor]:
     if cached.is_file():
         return load_state(cached)
     try:
-        return torch.hub.load_state_dict_from_url(weights.url, progress=False, check_hash=True, weights_only=True)
+        with contextlib.redirect_stdout(io.StringIO()):  # torch's "Downloading: URL" would break --json on stdout
+            return torch.hub.load_state_dict_from_url(weights.url, progress=False, check_hash=True, weights_only=True)
     except (OSError, RuntimeError) as e:  # URLError is an OSError: offline
         raise PatchscopeError(
             f"tv:{name}: pretrained weights are not in torchvision's cache ({cached}) and could not be fetched "
@@ -257,7 +259,9 @@ def _torchvision(spec: str) -> Classifier:
     """``NAME`` (default weights, from torchvision's cache), ``NAME:random`` or ``NAME:PATH`` (a state dict)."""
     import torchvision
 
-    name, _, mode = spec.partition(":")
+    name, colon, mode = spec.partition(":")
+    if colon and not mode.strip():
+        raise PatchscopeError(f"tv:{spec}: give a weights file after the colon (tv:{name}:PATH), or tv:{name}:random")
     try:
         weights = torchvision.models.get_model_weights(name).DEFAULT
     except (ValueError, KeyError, AttributeError):
@@ -324,7 +328,11 @@ def _timm(spec: str) -> Classifier:
         import timm
     except ImportError:
         raise PatchscopeError("timm models need the optional extra: pip install 'patchscope[timm]'") from None
-    name, _, mode = spec.partition(":")
+    name, colon, mode = spec.partition(":")
+    if colon and not mode.strip():
+        raise PatchscopeError(
+            f"timm:{spec}: give a weights file after the colon (timm:{name}:PATH), or timm:{name}:random"
+        )
     try:
         net = timm.create_model(name, pretrained=mode == "")
     except RuntimeError as e:

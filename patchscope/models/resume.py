@@ -48,7 +48,7 @@ class Resumed:
     """Where a resumed run starts: epochs already done, their history, seconds already spent."""
 
     epoch: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, float | None]] = field(default_factory=list)
     seconds: float = 0.0
 
 

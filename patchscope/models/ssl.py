@@ -128,7 +128,7 @@ def pretrain_mae(
         opt, max_lr=recipe.lr, total_steps=max(steps * recipe.epochs, 1), pct_start=0.1
     )
     keep = max(1, round(encoder.grid**2 * (1 - recipe.mask_ratio)))
-    history: list[dict[str, float]] = []
+    history: list[dict[str, float | None]] = []
     start = time.time()
     mae.train()
     with progress_bar(recipe.epochs * steps, "pretrain MAE", progress) as update:

@@ -38,6 +38,7 @@ from patchscope.validate import (
     check_positive,
     check_probability,
     check_range,
+    check_same_classes,
 )
 
 
@@ -228,12 +229,7 @@ def accuracy(
     batch_size = resolve_batch_size(model, batch_size, int(getattr(data, "image_size", 32)), device)
     if len(data) == 0:
         raise PatchscopeError(f"{data.name}: accuracy needs at least one image")
-    classes = getattr(model, "classes", None)
-    if classes is not None and len(classes) != len(data.classes):
-        raise PatchscopeError(
-            f"{data.name}: its {len(data.classes)} classes differ from the model's {len(classes)}: "
-            "the labels would not mean the model's classes"
-        )
+    check_same_classes(getattr(model, "classes", None), data.classes, data.name)
     model.eval()
     counts = torch.zeros(3, dtype=torch.long, device=device)  # right, non-finite, read
     for x, y in _my_batches(data, batch_size, device):
@@ -346,7 +342,7 @@ def train_model(
                 ema.update_parameters(model)
                 if i % 20 == 0:
                     update(advance=min(20, steps_per_epoch - i), epoch=epoch + 1, loss=float(loss.detach()))
-            val = accuracy(ema.module, val_set, device) if len(val_set) else float("nan")
+            val = accuracy(ema.module, val_set, device) if len(val_set) else None  # no validation image: no number
             history.append({"epoch": epoch + 1, "val_accuracy": val})
             if checkpoint is not None:
                 checkpoint.save(parts, settings, epoch + 1, history, time.time() - start)
@@ -384,7 +380,7 @@ def train_model(
 
 
 @contextlib.contextmanager
-def _kept(checkpoint: TrainCheckpoint | None, history: list[dict[str, float]]) -> Iterator[None]:
+def _kept(checkpoint: TrainCheckpoint | None, history: list[dict[str, float | None]]) -> Iterator[None]:
     """An interrupt inside says what the checkpoint holds: the epochs done (nothing when none is kept)."""
     try:
         yield

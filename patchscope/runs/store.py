@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, TypeGuard, cast
 
 from patchscope.errors import Interrupted, PatchscopeError
+from patchscope.io import dumps
 from patchscope.validate import check_int
 
 __all__ = [
@@ -124,10 +125,26 @@ class Run:
 _COLUMNS = [f.name for f in dataclasses.fields(Run)]
 
 
+class DamagedRow(ValueError):
+    """A stored row that cannot be read as a run (its JSON or a timestamp damaged): skipped by listings."""
+
+
 def _row_to_run(row: sqlite3.Row, status: str | None = None, message: str | None = None) -> Run:
+    """The run of one row; :class:`DamagedRow` naming the first field that cannot be read."""
     values = {k: row[k] for k in _COLUMNS}
     for k in ("config", "metrics", "artifacts", "models"):
-        values[k] = json.loads(values[k]) if values[k] else ({} if k != "models" else [])
+        try:
+            values[k] = json.loads(values[k]) if values[k] else ({} if k != "models" else [])
+        except (ValueError, TypeError, RecursionError):
+            raise DamagedRow(f"its {k} is not readable JSON") from None
+        if not isinstance(values[k], list if k == "models" else dict):
+            raise DamagedRow(f"its {k} is not a JSON {'list' if k == 'models' else 'object'}")
+    for k in ("started", "ended"):
+        try:
+            if values[k] is not None or k == "started":
+                datetime.fromisoformat(values[k])
+        except (ValueError, TypeError):
+            raise DamagedRow(f"its {k} time {values[k]!r} is not a timestamp") from None
     if status is not None:
         values["status"], values["message"] = status, message
     return Run(**values)
@@ -153,7 +170,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _dumps(obj: Any) -> str:
-    return json.dumps(obj, default=_jsonable)
+    return dumps(obj, default=_jsonable)
 
 
 # ------------------------------------------------------------------------------ process identity
@@ -294,6 +311,7 @@ class RunStore:
     def __init__(self, path: str | os.PathLike[str], timeout: float = BUSY_TIMEOUT_S) -> None:
         self.path = Path(path).expanduser()
         self.timeout = timeout
+        self.damaged: dict[int, str] = {}  # id -> why, for every row read so far that could not be read as a run
         if self.path.is_dir():
             raise PatchscopeError(f"run store {self.path} is a folder; give a file such as {self.path / 'runs.db'}")
         try:
@@ -485,14 +503,17 @@ class RunStore:
             row = conn.execute("SELECT * FROM runs WHERE id = ?", (rid,)).fetchone()
         if row is None:
             raise PatchscopeError(f"no run {run_id} in {self.path}")
-        return self._settle([row])[0]
+        runs = self._settle([row])
+        if not runs:
+            raise PatchscopeError(f"run {rid} in {self.path} is damaged ({self.damaged[rid]}); it cannot be shown")
+        return runs[0]
 
     def list(self, kind: str | None = None, limit: int | None = 50, status: str | None = None) -> list[Run]:
         """Runs, newest first, optionally of one ``kind`` and/or ``status`` (``limit=None``: all of them)."""
         if status is not None and status not in STATUSES:
             raise PatchscopeError(f"status {status!r}: choose from {', '.join(STATUSES)}", params=("status",))
         if limit is not None:
-            check_int("limit", limit, 1)
+            limit = min(check_int("limit", limit, 1), 2**62)  # more than any store holds: all of them
         where, args = [], []
         if kind is not None:
             where.append("kind = ?")
@@ -519,15 +540,18 @@ class RunStore:
         """Rows as runs; a ``running`` row whose process is gone reads (and is written back) as ``interrupted``."""
         runs, dead = [], []
         for row in rows:
-            if (
-                row["status"] == "running"
-                and _alive(row["pid"], row["host"], row["proc_ns"], row["proc_start"]) is False
-            ):
-                message = f"process {row['pid']} on {row['host']} ended without recording a result"
-                runs.append(_row_to_run(row, "interrupted", message))
-                dead.append((message, row["id"]))
-            else:
-                runs.append(_row_to_run(row))
+            try:
+                if (
+                    row["status"] == "running"
+                    and _alive(row["pid"], row["host"], row["proc_ns"], row["proc_start"]) is False
+                ):
+                    message = f"process {row['pid']} on {row['host']} ended without recording a result"
+                    runs.append(_row_to_run(row, "interrupted", message))
+                    dead.append((message, row["id"]))
+                else:
+                    runs.append(_row_to_run(row))
+            except DamagedRow as e:  # one bad row is reported and skipped; it does not take down the store
+                self.damaged[row["id"]] = str(e)
         if dead:
             with contextlib.suppress(PatchscopeError):  # a read-only store still reads right
                 with self._write() as conn:
@@ -543,7 +567,10 @@ def _as_id(run_id: int | str) -> int:
     text = str(run_id).strip().lstrip("#")
     if not isinstance(run_id, int) and not (text.isascii() and text.isdigit()):
         raise PatchscopeError(f"run id {run_id!r}: give a number such as 12 (see `patchscope runs list`)")
-    return check_int("run id", int(text), 1, 2**63 - 1)
+    value = int(text)
+    if not 1 <= value <= 2**63 - 1:  # no parameter is named: the id is an argument, not an option
+        raise PatchscopeError(f"run id {run_id!r}: ids are whole numbers from 1 (see `patchscope runs list`)")
+    return value
 
 
 # ----------------------------------------------------------------------------------------- compare
@@ -617,8 +644,9 @@ class RunHandle:
         self.metrics.update(metrics or {}, **more)
 
     def artifact(self, name: str, path: str | os.PathLike[str]) -> None:
-        """Note an output file or folder under ``name``."""
-        self.artifacts[name] = os.fspath(path)
+        """Note an output file or folder under ``name`` (its absolute path: a report made from another working folder
+        still finds it)."""
+        self.artifacts[name] = os.fspath(Path(path).absolute())
 
     def save(self) -> None:
         """Write the metrics and artifacts so far to the store now (so a killed run keeps them)."""

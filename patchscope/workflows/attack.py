@@ -87,7 +87,7 @@ class AttackResult:
     targeted_success: float | None
     untargeted_success: float
     clean_accuracy: float
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, float | None]] = field(default_factory=list)
 
     @property
     def per_image(self) -> bool:

@@ -30,8 +30,9 @@ from patchscope.distributed import all_max, all_sum, is_main, my_indices, rank_w
 from patchscope.errors import Interrupted, PatchscopeError
 from patchscope.io import write_json
 from patchscope.models.batching import auto_batch_size
+from patchscope.models.checkpoint import weights_fingerprint
 from patchscope.progress import progress_bar
-from patchscope.validate import check_batch, check_same_settings
+from patchscope.validate import check_batch, check_same_classes, check_same_settings
 
 
 @dataclass
@@ -197,6 +198,7 @@ def certify(
         check_batch("batch_size", batch_size)
     if len(data) == 0:
         raise PatchscopeError(f"data {data.name} holds no images", params=("data",))
+    check_same_classes(getattr(model, "classes", None), data.classes, data.name)
     batch_size = batch_size or default_batch_size(device, model, data.image_size)
     side = side_of(patch_size, data.image_size)
     cert = create_certifier(certifier, data.image_size, side, device, **options)
@@ -208,6 +210,7 @@ def certify(
         raise PatchscopeError("checkpoint: certification keeps progress in one process only", params=("resume",))
     settings = {"certifier": certifier, "patch_size": patch_size, "images": len(data)}
     settings |= {"data_hash": data.data_hash(), "options": {k: v for k, v in sorted(options.items())}}
+    settings["weights"] = weights_fingerprint(model)  # resume with other weights under the same name: refused
     counts, done, spent = checkpoint.start(settings) if checkpoint is not None else ([0] * 5, 0, 0.0)
     totals = torch.tensor(counts, dtype=torch.long, device=device)
     started = time.perf_counter() - spent

@@ -446,7 +446,7 @@ class Demo:
         )
 
     def _defense_row(
-        self, name: str, trained: str, patch: Patch, grid: list[dict[str, float]]
+        self, name: str, trained: str, patch: Patch, grid: list[dict[str, float | None]]
     ) -> dict[str, float | None]:
         """Clean accuracy and patch success through one registered defense (or the adversarially trained model)."""
         s, dev = self.s, self.s.device

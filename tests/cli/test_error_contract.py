@@ -413,16 +413,23 @@ def checkpoint(tmp_path: Path) -> Path:
     from patchscope.attacks import AttackConfig, AttackInterrupted, PatchAttack
     from patchscope.data import load_data
     from patchscope.models import create_model
+    from patchscope.models.checkpoint import weights_fingerprint
 
     full = load_data("demo")
     stops = full.of_class("stop").head(8)
+    model = create_model("gtsrb-cnn")
     runner = PatchAttack(
-        create_model("gtsrb-cnn"),
+        model,
         AttackConfig(steps=6, batch_size=8, candidates=1, target=13),
         checkpoint=tmp_path / "run" / "checkpoint.pt",
         checkpoint_every=2,
         progress=False,
-        identity={"model": "gtsrb-cnn", "data_hash": full.data_hash(), "images": 8},
+        identity={
+            "model": "gtsrb-cnn",
+            "data_hash": full.data_hash(),
+            "images": 8,
+            "weights": weights_fingerprint(model),
+        },
     )
     lr = runner._lr
 

@@ -43,6 +43,7 @@ settings.load_profile("long" if os.environ.get("PATCHSCOPE_FUZZ") == "long" else
 INTS = ["-1", "0", "1", "2", "3", "-2147483648", "9223372036854775808", "1000000000000", "nan", "", "x", "1.5", "1e3"]
 FLOATS = ["nan", "inf", "-inf", "-1", "0", "1", "0.5", "0.05", "0.1", "1e308", "-0.0", "1e-320", "", "x", "2", "1e-9"]
 TEXT = ["", " ", ",", "x", "stop", "yield", "14", "-1", "99", "nan", "../x", "a" * 300, "zoo:", "é", ",,", "stop,yield"]
+TEXT += ["²", "--14", "\u0661\u0664", "a\nb", "1e20"]  # names that only look numeric; a newline
 DATA = [
     "{d}",
     "npz:{f}/l999.npz",
@@ -61,6 +62,12 @@ DATA = [
     "x",
     "npz:",
     "folder:",
+    "folder:{f}/modes",  # images of every mode and bit depth
+    "folder:{f}/allbad",
+    "folder:{f}/numeric",  # a class folder named like a number that is not one
+    "folder:{f}/huge",  # an image past the pixel limit
+    "folder:{f}/" + "a" * 300,
+    "npz:{f}/" + "a" * 300 + ".npz",
 ]
 MODELS = [
     "{m}",
@@ -77,6 +84,10 @@ MODELS = [
     "tv:nope",
     "timm:nope",
     "{m},{m}",
+    *(f"{{f}}/card-{c}.safetensors" for c in ("resize", "resize1", "crop", "interp", "wnids", "deep", "folder")),
+    "tv:resnet18:",
+    "tv:resnet18:{f}",
+    "{f}/" + "a" * 300 + ".safetensors",
 ]
 PATCHES = [
     "{p}",
@@ -95,8 +106,10 @@ PATCHES = [
     "zoo:",
     "",
     "zoo:gtsrb-cnn/stop-yield",
+    "{f}/" + "a" * 300,
 ]
 OUTS = ["{o}", "{f}/afile", "{f}/afile/sub", "{o}/deep/er", "", "{ro}/x"]
+OUTS += ["{f}/dangling", "{f}/loop", "{f}/collide", "{o}/" + "a" * 300]  # links to nothing; folders where files go
 
 POOLS = {"int": INTS, "float": FLOATS, "text": TEXT, "data": DATA, "model": MODELS, "patch": PATCHES, "out": OUTS}
 #: options whose values are kept small: a large k costs minutes of masked passes per image, not an error
@@ -506,10 +519,53 @@ def files(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> di
         (f / tag).mkdir()
         save_file({"pixels": pixels, "mask": mask}, str(f / tag / "patch.safetensors"), metadata=md)
     (f / "notpatch.safetensors").write_bytes(b"\x00" * 20)
+    _edge_files(f, tiny_model_path, demo.images[pick[:4]].permute(0, 2, 3, 1).numpy())
     ro = f / "readonly"
     ro.mkdir()
     ro.chmod(0o555)
     return {"f": f, "m": tiny_model_path, "p": f / "good", "d": f / "small.npz", "ro": ro}
+
+
+def _edge_files(f: Path, tiny_model_path: Path, rgb: np.ndarray) -> None:
+    """The second pass's edges: images of every mode and depth, unreadable and huge ones, numeric-looking folder
+    names, bad model cards, links to nothing, and an --out folder holding folders where every command's files go."""
+    from PIL import Image
+
+    from tests.cli.test_error_contract_2 import _huge_png
+
+    (f / "modes" / "14").mkdir(parents=True)
+    grey = rgb[0, ..., 0]
+    for mode in ("1", "L", "LA", "P", "RGBA", "CMYK", "RGB"):
+        Image.fromarray(rgb[1]).convert(mode).save(f / "modes" / "14" / f"{mode}.{'tif' if mode == 'CMYK' else 'png'}")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(f / "modes" / "14" / "i16.png")
+    Image.fromarray(grey.astype(np.float32) / 255).save(f / "modes" / "14" / "f32.tif")
+    (f / "allbad" / "14").mkdir(parents=True)
+    (f / "allbad" / "14" / "a.png").write_bytes(b"\x89PNG\r\n")
+    (f / "numeric" / "\u00b2").mkdir(parents=True)
+    Image.fromarray(rgb[2]).save(f / "numeric" / "\u00b2" / "a.png")
+    (f / "huge" / "14").mkdir(parents=True)
+    _huge_png(f / "huge" / "14" / "huge.png", 20000)
+    card = json.loads(tiny_model_path.with_suffix(".json").read_text())
+    changes = {
+        "resize": {"preprocess": {"resize": "ab"}},
+        "resize1": {"preprocess": {"resize": [1]}},
+        "crop": {"preprocess": {"resize": 36, "crop": 10**8}},
+        "interp": {"preprocess": {"resize": 36, "interpolation": "cubic"}},
+        "wnids": {"wnids": 5},
+    }
+    for tag, change in changes.items():
+        shutil.copy(tiny_model_path, f / f"card-{tag}.safetensors")
+        (f / f"card-{tag}.json").write_text(json.dumps({**card, **change}))
+    for tag in ("deep", "folder"):
+        shutil.copy(tiny_model_path, f / f"card-{tag}.safetensors")
+    (f / "card-deep.json").write_text("[" * 50_000 + "]" * 50_000)
+    (f / "card-folder.json").mkdir()
+    (f / "dangling").symlink_to(f / "nowhere")
+    (f / "loop").symlink_to(f / "loop")
+    for name in ("patch.safetensors", "patches.safetensors", "explain.json", "curve.json", "area.png", "report.html"):
+        (f / "collide" / name).mkdir(parents=True)
+    for name in ("results.json", "study.json", "metrics.json"):
+        (f / "collide" / name).mkdir(parents=True)
 
 
 @contextmanager
@@ -598,3 +654,99 @@ def test_slow_commands_refuse_bad_values_at_once(command: str, files: dict[str, 
         _check(args, files, expect_failure=True)
 
     case()
+
+
+# -- the second pass's classes, drawn directly------------------------------------------------------------------------
+MODES = ["1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr", "I", "I;16", "I;16B", "F", "LAB", "HSV"]
+
+
+@given(
+    mode=st.sampled_from(MODES),
+    size=st.tuples(st.integers(1, 40), st.integers(1, 40)),
+    level=st.integers(0, 255),
+    ext=st.sampled_from(["png", "tif", "bmp", "webp", "jpg"]),
+)
+def test_an_image_of_any_mode_and_depth_reads_as_rgb_or_refuses_in_one_line(
+    mode: str, size: tuple[int, int], level: int, ext: str
+) -> None:
+    """A flat grey image in any mode that can be saved reads back as 8-bit RGB near that grey (never white from
+    a 16-bit mode), or is refused as an unreadable image: never another error."""
+    import warnings
+
+    from PIL import Image
+
+    from patchscope.data.images import BAD_IMAGE_ERRORS, read_rgb8
+
+    grey = Image.new("L", size, level)
+    if mode.startswith("I"):  # built from the raw values (Pillow's own convert to I;16B clips to 255)
+        dtype = {"I": np.int32, "I;16": np.uint16, "I;16B": np.dtype(">u2")}[mode]
+        values = np.full(size[::-1], level * 257, dtype)
+        img = Image.frombytes(mode, size, values.tobytes()) if mode == "I;16B" else Image.fromarray(values)
+    elif mode == "F":
+        img = Image.fromarray(np.full(size[::-1], level / 255, np.float32))
+    else:
+        try:
+            img = grey.convert(mode)
+        except ValueError:
+            return
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / f"x.{ext}"
+        try:
+            img.save(path)
+        except (OSError, ValueError, KeyError):
+            return  # a mode this format cannot hold
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no warning may leak
+            try:
+                rgb = read_rgb8(path)
+            except BAD_IMAGE_ERRORS:
+                return
+        a = np.asarray(rgb)
+        assert rgb.mode == "RGB" and a.shape == (size[1], size[0], 3)
+        if mode not in ("1", "LAB", "HSV", "P", "PA", "CMYK", "YCbCr") and ext != "jpg":
+            assert abs(float(a.mean()) - level) <= 2, (mode, ext, level, float(a.mean()))
+
+
+@given(
+    column=st.sampled_from(["config", "metrics", "artifacts", "models", "started", "ended"]),
+    value=st.sampled_from(["{", "[1]", "1", '"x"', "null", "NaN", "yesterday", "", "2020-13-45", "[" * 5000]),
+)
+def test_a_damaged_store_row_never_takes_down_the_store(column: str, value: str) -> None:
+    import sqlite3
+
+    from patchscope.runs.store import record
+
+    with tempfile.TemporaryDirectory() as d:
+        store = Path(d) / "runs.db"
+        for _ in range(2):
+            with record(store, "evaluate", {"x": 1}) as run:
+                run.log({"acc": 0.5})
+        with sqlite3.connect(store) as conn:
+            conn.execute(f"UPDATE runs SET {column} = ? WHERE id = 1", (value,))
+        for args in (["runs", "list", "--json"], ["runs", "show", "1"], ["runs", "show", "2"], ["runs", "list"]):
+            r = invoke("--store", str(store), *args)
+            assert_contract(r, tuple(args))
+        out = invoke("--store", str(store), "runs", "list", "--json")
+        assert 2 in [run["id"] for run in json.loads(out.out)["runs"]]
+
+
+@settings(max_examples=3 if os.environ.get("PATCHSCOPE_FUZZ") != "long" else 30)
+@given(
+    delays=st.lists(st.floats(0.0, 3.0), min_size=1, max_size=3),
+    sig=st.sampled_from(["SIGINT", "SIGTERM"]),
+    command=st.sampled_from(["certify", "evaluate", "demo"]),
+)
+def test_a_signal_at_any_moment_exits_128_plus_it(delays: list[float], sig: str, command: str) -> None:
+    import signal
+
+    from tests.cli.test_error_contract_2 import assert_interrupted, signal_run
+
+    args = {
+        "certify": ["certify", "--defense", "patchcleanser", "--data", "demo", "--limit", "100"],
+        "evaluate": ["evaluate", "--models", "gtsrb-vit", "--data", "demo", "--conditions", "sweep"],
+        "demo": ["demo"],
+    }[command]
+    with tempfile.TemporaryDirectory() as d:
+        if command == "demo":
+            args = [*args, "--out", f"{d}/demo"]
+        assert_interrupted(*signal_run(args, getattr(signal, sig), delays, Path(d)), getattr(signal, sig))
