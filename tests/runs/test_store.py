@@ -291,5 +291,5 @@ def test_cli(tmp_path: Path) -> None:
 
     missing = run_cli("runs", "show", "42", "--store", str(db))
     assert missing.returncode == 2
-    assert missing.stderr.strip() == f"patchscope: error: no run 42 in {db}"
+    assert missing.stderr.strip() == f"patchscope: error: --store: no run 42 in {db}"
     assert missing.stdout == ""
