@@ -256,7 +256,7 @@ CERTIFY = ["certify", "--defense", "patchcleanser", "--data", "demo", "--limit",
 @pytest.mark.parametrize(
     "args,sig,delays",
     [
-        (CERTIFY, signal.SIGINT, [0.05]),  # while the command line itself is importing
+        (CERTIFY, signal.SIGINT, [0.25]),  # while the command line itself is importing (after the interpreter started)
         (CERTIFY, signal.SIGINT, [0.5]),  # while torch is importing
         (CERTIFY, signal.SIGTERM, [1.0]),
         (["demo", "--out", "{tmp}/demo"], signal.SIGTERM, [2.0]),
