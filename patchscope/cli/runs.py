@@ -84,7 +84,7 @@ def list_runs(
     db = store_for(store)
     if limit < 0:
         raise PatchscopeError(f"--limit must be >= 0 (0: all runs), got {limit}")
-    runs = db.list(kind=kind, limit=limit or None, status=status)
+    runs = db.runs(kind=kind, limit=limit or None, status=status)
     if as_json:
         print_json({"store": str(db.path), "runs": [r.as_dict() for r in runs]})
         return
