@@ -140,21 +140,7 @@ def sample_view(
     free = image_size - side
     sticker = placement == "sticker"
     r = ranges
-    bounds: tuple[tuple[float, float], ...] = (
-        ((0.0, free), (0.0, free), (-r.patch_rotation, r.patch_rotation), r.patch_scale) if sticker else ()
-    )
-    bounds += (
-        (-r.rotation, r.rotation),
-        (-r.tilt, r.tilt),
-        (-r.tilt, r.tilt),
-        r.scale,
-        (-r.shift, r.shift),
-        (-r.shift, r.shift),
-        r.brightness,
-        r.contrast,
-    )
-    bounds += ((1 - r.colour, 1 + r.colour),) * 3 + (r.blur,)
-    u = _uniform_rows(n, tuple((float(lo), float(hi)) for lo, hi in bounds), g).unbind(0)
+    u = _uniform_rows(n, _view_bounds(r, free, sticker), g).unbind(0)
     if sticker:
         loc, patch_rotation, patch_scale, u = torch.stack(u[:2], 1).round(), u[2], u[3], u[4:]
     else:
@@ -186,6 +172,26 @@ def sample_view(
         placement=placement,
         blur_kernel=kernel_side(r.blur[1]),
     )
+
+
+def _view_bounds(r: ViewRanges, free: int, sticker: bool) -> tuple[tuple[float, float], ...]:
+    """The (low, high) of every factor :func:`sample_view` draws at once, in its order: a sticker's location,
+    rotation and scale first (``free``: the last top or left that fits), then the view's."""
+    bounds: tuple[tuple[float, float], ...] = (
+        ((0.0, free), (0.0, free), (-r.patch_rotation, r.patch_rotation), r.patch_scale) if sticker else ()
+    )
+    bounds += (
+        (-r.rotation, r.rotation),
+        (-r.tilt, r.tilt),
+        (-r.tilt, r.tilt),
+        r.scale,
+        (-r.shift, r.shift),
+        (-r.shift, r.shift),
+        r.brightness,
+        r.contrast,
+    )
+    bounds += ((1 - r.colour, 1 + r.colour),) * 3 + (r.blur,)
+    return tuple((float(lo), float(hi)) for lo, hi in bounds)
 
 
 def _location_rows(

@@ -36,7 +36,7 @@ def report(
     check_out(out, "report.html")
     db = store_for(store_path(store))
     if last is not None:
-        chosen = db.list(limit=check_positive("last", last))[::-1]
+        chosen = db.runs(limit=check_positive("last", last))[::-1]
         if not chosen:
             raise PatchscopeError(f"--last {last}: there are no runs in {db.path}")
     else:

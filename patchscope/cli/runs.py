@@ -84,7 +84,7 @@ def list_runs(
     db = store_for(store)
     if limit < 0:
         raise PatchscopeError(f"--limit must be >= 0 (0: all runs), got {limit}")
-    runs = db.list(kind=kind, limit=limit or None, status=status)
+    runs = db.runs(kind=kind, limit=limit or None, status=status)
     for rid, why in db.damaged.items():
         typer.echo(f"patchscope: warning: run {rid} in {db.path} is damaged ({why}); skipped", err=True)
     if as_json:

@@ -21,6 +21,7 @@ torch.Size([36, 32, 32])
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -323,8 +324,22 @@ def pc_decision_map(
     fill_pairs(image, i, j)
     passes += len(image)
     # certificates: all pairs of the images with every single mask right, dropping each at its first wrong pair
+    passes += _certificate_pairs(fill_pairs, full, labels, masks, first_round)
+    return dm, passes
+
+
+def _certificate_pairs(
+    fill_pairs: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    full: torch.Tensor,
+    labels: torch.Tensor,
+    masks: torch.Tensor,
+    first_round: int,
+) -> int:
+    """Predict the mask pairs, most central first, of the images ``full`` marks, in rounds of ``first_round``
+    pairs then twice as many each round, dropping an image at its first wrong pair; returns the passes taken.
+    ``fill_pairs(image, i, j)`` predicts image ``image`` under masks ``i`` and ``j`` (and keeps the answer)."""
     pi, pj = central_pairs(masks)
-    alive, done, size = full.nonzero().flatten(), 0, max(1, first_round)
+    alive, done, size, passes = full.nonzero().flatten(), 0, max(1, first_round), 0
     while done < len(pi) and len(alive):
         chunk = slice(done, done + size)
         n_pairs = len(pi[chunk])
@@ -333,7 +348,7 @@ def pc_decision_map(
         passes += len(image)
         alive = alive[(pred.view(len(alive), n_pairs) == labels[alive, None]).all(1)]
         done, size = done + n_pairs, 2 * size
-    return dm, passes
+    return passes
 
 
 @torch.inference_mode()

@@ -135,26 +135,49 @@ def patch_success(
         for start in blocks:
             rows = torch.arange(start, min(start + batch_size, c * n), device=device)
             x, y = images[rows % n], labels[rows % n]
-            v = views[rows]
-            logits, clean_logits = model(render(x, pixels[rows % n] if own else pixels, mask, v)), model(view(x, v))
-            bad += nonfinite_rows(logits) + nonfinite_rows(clean_logits)
-            probs, clean = logits.softmax(1), clean_logits.argmax(1)
-            pred = probs.argmax(1)
-            tgt = (pred == target) if target is not None else torch.zeros_like(pred, dtype=torch.bool)
-            conf = probs[:, target] if target is not None else torch.zeros_like(probs[:, 0])
-            stats[rows] = torch.stack([tgt.float(), (pred != y).float(), conf, (clean == y).float()], 1)
+            stats[rows], wrong = _batch_stats(
+                model, x, y, pixels[rows % n] if own else pixels, mask, views[rows], target
+            )
+            bad += wrong
             update()
     merge_rows(stats)
     all_sum(bad)
     check_finite(bad, getattr(model, "name", "the model"))
-    per = stats.view(c, n, 4).mean(1).cpu()
+    per, each = _per_condition(stats.view(c, n, 4), conditions)
+    won = stats.view(c, n, 4)[:, :, 0 if target is not None else 1].mean(0).cpu().tolist() if by_image else None
+    tgt, untgt, conf, clean = (float(per[:, i].mean()) for i in range(4))
+    return PatchSuccess(tgt, untgt, conf, clean, patch.area_fraction, n, each, won)
+
+
+def _per_condition(stats: torch.Tensor, conditions: Sequence[Condition]) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    """The (C, N, 4) per-image rates averaged per condition: a (C, 4) tensor, and one dict per condition (its
+    settings and the four rates, rounded to 4 places)."""
+    per = stats.mean(1).cpu()
     keys = ("targeted_success", "untargeted_success", "target_confidence", "clean_accuracy")
     each = [
         {**cond, **{k: round(float(per[j, i]), 4) for i, k in enumerate(keys)}} for j, cond in enumerate(conditions)
     ]
-    won = stats.view(c, n, 4)[:, :, 0 if target is not None else 1].mean(0).cpu().tolist() if by_image else None
-    tgt, untgt, conf, clean = (float(per[:, i].mean()) for i in range(len(keys)))
-    return PatchSuccess(tgt, untgt, conf, clean, patch.area_fraction, n, each, won)
+    return per, each
+
+
+def _batch_stats(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    pixels: torch.Tensor,
+    mask: torch.Tensor,
+    v: ViewParams,
+    target: int | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image of the batch ``x`` seen as ``v``: (B, 4) targeted hit, fooled, target probability and clean hit;
+    and how many of the logits' rows are not finite."""
+    logits, clean_logits = model(render(x, pixels, mask, v)), model(view(x, v))
+    bad = nonfinite_rows(logits) + nonfinite_rows(clean_logits)
+    probs, clean = logits.softmax(1), clean_logits.argmax(1)
+    pred = probs.argmax(1)
+    tgt = (pred == target) if target is not None else torch.zeros_like(pred, dtype=torch.bool)
+    conf = probs[:, target] if target is not None else torch.zeros_like(probs[:, 0])
+    return torch.stack([tgt.float(), (pred != y).float(), conf, (clean == y).float()], 1), bad
 
 
 def _check_request(

@@ -98,25 +98,29 @@ def attention_figure(
             _short(classes[int(c)]) + (" \u2713" if true_label is not None and int(c) == true_label else "")
             for c in idx
         ]
-        values = probs.detach().float().cpu().tolist()
-        ys = list(range(len(values)))[::-1]
-        ax.barh(ys, values, color=colour)
-        ax.set_yticks(ys, names, fontsize=9)
-        ax.set_xlim(0, 1)
-        for y, v in zip(ys, values):
-            inside = v > 0.85
-            ax.text(
-                v - 0.02 if inside else v + 0.02,
-                y,
-                f"{v:.2f}",
-                va="center",
-                ha="right" if inside else "left",
-                fontsize=8,
-                color="white" if inside else "black",
-            )
-        ax.set_title(f"top-{len(values)} probabilities {label}", fontsize=10)
+        _probability_bars(ax, names, probs.detach().float().cpu().tolist(), colour)
+        ax.set_title(f"top-{len(names)} probabilities {label}", fontsize=10)
         ax.set_xlabel("probability")
     _save(fig, path)
+
+
+def _probability_bars(ax: Axes, names: list[str], values: list[float], colour: str) -> None:
+    """Horizontal bars of ``values`` (probabilities, the first on top) labelled ``names``, each with its value."""
+    ys = list(range(len(values)))[::-1]
+    ax.barh(ys, values, color=colour)
+    ax.set_yticks(ys, names, fontsize=9)
+    ax.set_xlim(0, 1)
+    for y, v in zip(ys, values):
+        inside = v > 0.85
+        ax.text(
+            v - 0.02 if inside else v + 0.02,
+            y,
+            f"{v:.2f}",
+            va="center",
+            ha="right" if inside else "left",
+            fontsize=8,
+            color="white" if inside else "black",
+        )
 
 
 def _names(rows: Rows) -> list[str]:

@@ -14,6 +14,7 @@ import platform
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any, cast
 
 import kornia.augmentation as K
@@ -283,6 +284,77 @@ def train_model(
     torch.manual_seed(recipe.seed)
     g = torch.Generator().manual_seed(recipe.seed)
     train_set, val_set = split_by_track(data, recipe.val_fraction, recipe.seed)
+    model, teacher, stats = _start_model(data, train_set, recipe, device, name, initial, teacher)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True)
+    augment = K.AugmentationSequential(
+        K.RandomAffine(recipe.rotate, (recipe.translate, recipe.translate), recipe.scale, p=1.0),
+        K.ColorJiggle(recipe.jitter, recipe.jitter, recipe.jitter, p=0.8),
+    ).to(device)
+    steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
+    opt, sched = _optimiser(model, recipe, steps_per_epoch * recipe.epochs)
+    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=recipe.precision == "bf16")
+    parts, settings = TrainingParts(model, ema, opt, sched, g), asdict(recipe)
+    done = checkpoint.restore(parts, settings) if checkpoint is not None else Resumed()
+    history, start = done.history, time.time() - done.seconds
+    with progress_bar(recipe.epochs * steps_per_epoch, f"train {name}", progress) as update, _kept(checkpoint, history):
+        if done.epoch:
+            update(advance=done.epoch * steps_per_epoch)  # the epochs a resumed run trained before
+        for epoch in range(done.epoch, recipe.epochs):
+            step = partial(_batch_loss, recipe=recipe, g=g, autocast=autocast, perturb=perturb, teacher=teacher)
+            _train_epoch(parts, train_set, augment, recipe, device, step, partial(update, epoch=epoch + 1))
+            val = accuracy(ema.module, val_set, device) if len(val_set) else None  # no validation image: no number
+            history.append({"epoch": epoch + 1, "val_accuracy": val})
+            if checkpoint is not None:
+                checkpoint.save(parts, settings, epoch + 1, history, time.time() - start)
+            update(advance=0, epoch=epoch + 1, val=val)
+    seconds = time.time() - start
+    final = cast(Classifier, ema.module)  # the averaged copy of ``model``
+    final.eval()
+    card = _card(final, data, recipe, name, stats, (len(train_set), len(val_set)), history, seconds, device)
+    final.card = card
+    return final, card
+
+
+def _train_epoch(
+    parts: TrainingParts,
+    train_set: ImageSet,
+    augment: torch.nn.Module,
+    recipe: Recipe,
+    device: str | torch.device,
+    loss_of: Callable[[Classifier, torch.Tensor, torch.Tensor], torch.Tensor],
+    update: Callable[..., None],
+) -> None:
+    """One pass over ``train_set`` in a random order (``parts.generator``), one optimiser step per batch; ``loss_of``
+    gives a batch's loss, ``update`` shows progress every 20 steps."""
+    model, g, ema = cast(Classifier, parts.model), parts.generator, cast(AveragedModel, parts.average)
+    steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
+    model.train()
+    order = torch.randperm(len(train_set), generator=g)
+    for i in range(steps_per_epoch):
+        idx = order[i * recipe.batch_size : (i + 1) * recipe.batch_size]
+        x, y = _augmented_batch(train_set, idx, augment, recipe, g, device)
+        loss = loss_of(model, x, y)
+        parts.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        parts.optimiser.step()
+        parts.schedule.step()
+        ema.update_parameters(model)
+        if i % 20 == 0:
+            update(advance=min(20, steps_per_epoch - i), loss=float(loss.detach()))
+
+
+def _start_model(
+    data: ImageSet,
+    train_set: ImageSet,
+    recipe: Recipe,
+    device: str | torch.device,
+    name: str,
+    initial: Classifier | None,
+    teacher: Classifier | None,
+) -> tuple[Classifier, Classifier | None, tuple[list[float], list[float]]]:
+    """The model to train (a copy of ``initial`` or a fresh ``recipe.arch`` network) on ``device``, and the
+    teacher there in eval mode, and the normalisation (channel means and deviations); either model's classes must
+    be the data's."""
     for role, other in (("initial", initial), ("teacher", teacher)):
         if other is not None and list(other.classes) != list(data.classes):
             raise PatchscopeError(
@@ -299,71 +371,78 @@ def train_model(
         mean, std = channel_stats(train_set)
         net = build_net(recipe.arch, len(data.classes), recipe.arch_kwargs)
         probe_net(net, data.image_size, len(data.classes), f"a {recipe.arch} with arch_kwargs {recipe.arch_kwargs}")
-    model = Classifier(net, data.classes, data.image_size, mean, std, name).to(device)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True)
-    augment = K.AugmentationSequential(
-        K.RandomAffine(recipe.rotate, (recipe.translate, recipe.translate), recipe.scale, p=1.0),
-        K.ColorJiggle(recipe.jitter, recipe.jitter, recipe.jitter, p=0.8),
-    ).to(device)
-    steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
-    opt, sched = _optimiser(model, recipe, steps_per_epoch * recipe.epochs)
-    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=recipe.precision == "bf16")
-    parts, settings = TrainingParts(model, ema, opt, sched, g), asdict(recipe)
-    done = checkpoint.restore(parts, settings) if checkpoint is not None else Resumed()
-    history, start = done.history, time.time() - done.seconds
-    with progress_bar(recipe.epochs * steps_per_epoch, f"train {name}", progress) as update, _kept(checkpoint, history):
-        if done.epoch:
-            update(advance=done.epoch * steps_per_epoch)  # the epochs a resumed run trained before
-        for epoch in range(done.epoch, recipe.epochs):
-            model.train()
-            order = torch.randperm(len(train_set), generator=g)
-            for i in range(steps_per_epoch):
-                idx = order[i * recipe.batch_size : (i + 1) * recipe.batch_size]
-                x = train_set.images[idx].to(device).float().div_(255)
-                y = train_set.labels[idx].to(device)
-                sides = occlusion_sides(recipe.occlude_size, x.shape[-1])
-                x = occlude(occlude(augment(x).clamp_(0, 1), recipe.occlude_p, sides, g), recipe.occlude_p, sides, g)
-                if perturb is not None:
-                    # the perturbation's forward passes (worst-of-N masks, training patches) at the recipe's precision
-                    with autocast:
-                        x = perturb(model, x, y, g)
-                with autocast:
-                    logits = model(x).float()
-                loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
-                if teacher is not None:
-                    with torch.no_grad(), autocast:
-                        soft = teacher(x).float()
-                    w = recipe.distill_weight
-                    loss = (1 - w) * loss + w * distill_loss(logits, soft, recipe.distill_temperature)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                ema.update_parameters(model)
-                if i % 20 == 0:
-                    update(advance=min(20, steps_per_epoch - i), epoch=epoch + 1, loss=float(loss.detach()))
-            val = accuracy(ema.module, val_set, device) if len(val_set) else None  # no validation image: no number
-            history.append({"epoch": epoch + 1, "val_accuracy": val})
-            if checkpoint is not None:
-                checkpoint.save(parts, settings, epoch + 1, history, time.time() - start)
-            update(advance=0, epoch=epoch + 1, val=val)
-    seconds = time.time() - start
-    final = cast(Classifier, ema.module)  # the averaged copy of ``model``
-    final.eval()
-    card = {
+    return Classifier(net, data.classes, data.image_size, mean, std, name).to(device), teacher, (mean, std)
+
+
+def _augmented_batch(
+    train_set: ImageSet,
+    idx: torch.Tensor,
+    augment: torch.nn.Module,
+    recipe: Recipe,
+    g: torch.Generator,
+    device: str | torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``idx`` of ``train_set`` on ``device``, augmented and occluded (twice) as ``recipe`` says, and labels."""
+    x = train_set.images[idx].to(device).float().div_(255)
+    y = train_set.labels[idx].to(device)
+    sides = occlusion_sides(recipe.occlude_size, x.shape[-1])
+    x = occlude(occlude(augment(x).clamp_(0, 1), recipe.occlude_p, sides, g), recipe.occlude_p, sides, g)
+    return x, y
+
+
+def _batch_loss(
+    model: Classifier,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    recipe: Recipe,
+    g: torch.Generator,
+    autocast: torch.autocast,
+    perturb: Perturb | None,
+    teacher: Classifier | None,
+) -> torch.Tensor:
+    """The training loss on one batch: cross-entropy after ``perturb``, mixed with distillation from ``teacher``."""
+    if perturb is not None:
+        # the perturbation's forward passes (worst-of-N masks, training patches) at the recipe's precision
+        with autocast:
+            x = perturb(model, x, y, g)
+    with autocast:
+        logits = model(x).float()
+    loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
+    if teacher is not None:
+        with torch.no_grad(), autocast:
+            soft = teacher(x).float()
+        w = recipe.distill_weight
+        loss = (1 - w) * loss + w * distill_loss(logits, soft, recipe.distill_temperature)
+    return loss
+
+
+def _card(
+    final: Classifier,
+    data: ImageSet,
+    recipe: Recipe,
+    name: str,
+    stats: tuple[list[float], list[float]],
+    sizes: tuple[int, int],
+    history: list[dict[str, float | None]],
+    seconds: float,
+    device: str | torch.device,
+) -> dict[str, Any]:
+    """The trained model's card: what it is (``stats``: its normalisation), what it was trained on (``sizes``: train
+    and validation images), how."""
+    return {
         "name": name,
         "arch": recipe.arch,
         "arch_kwargs": recipe.arch_kwargs,
         "classes": list(data.classes),
         "input_size": data.image_size,
-        "mean": mean,
-        "std": std,
+        "mean": stats[0],
+        "std": stats[1],
         "params": final.num_params,
         "recipe": asdict(recipe),
         "data": data.name,
         "data_hash": data.data_hash(),
-        "train_images": len(train_set),
-        "val_images": len(val_set),
+        "train_images": sizes[0],
+        "val_images": sizes[1],
         "val_split": "by track",
         "val_accuracy": history[-1]["val_accuracy"] if history else None,
         "history": history,
@@ -375,8 +454,6 @@ def train_model(
         "torch": torch.__version__,
         "accuracy": {},
     }
-    final.card = card
-    return final, card
 
 
 @contextlib.contextmanager

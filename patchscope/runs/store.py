@@ -508,7 +508,7 @@ class RunStore:
             raise PatchscopeError(f"run {rid} in {self.path} is damaged ({self.damaged[rid]}); it cannot be shown")
         return runs[0]
 
-    def list(self, kind: str | None = None, limit: int | None = 50, status: str | None = None) -> list[Run]:
+    def runs(self, kind: str | None = None, limit: int | None = 50, status: str | None = None) -> list[Run]:
         """Runs, newest first, optionally of one ``kind`` and/or ``status`` (``limit=None``: all of them)."""
         if status is not None and status not in STATUSES:
             raise PatchscopeError(f"status {status!r}: choose from {', '.join(STATUSES)}", params=("status",))
@@ -535,6 +535,7 @@ class RunStore:
     def compare(self, a: int | str, b: int | str) -> dict[str, Any]:
         """:func:`compare` of two stored runs."""
         return compare(self.get(a), self.get(b))
+
 
     def _settle(self, rows: builtins.list[sqlite3.Row]) -> builtins.list[Run]:  # ``list`` is a method here
         """Rows as runs; a ``running`` row whose process is gone reads (and is written back) as ``interrupted``."""

@@ -166,15 +166,7 @@ def run_attack(
     started = time.time()
     patch = attacker(x, y)
     seconds = time.time() - started
-    patch.meta.update(
-        {
-            "source": images.source_name,
-            "target": images.target_name,
-            "data": images.images.name,
-            "data_hash": images.data_hash,
-            **(meta or {}),
-        }
-    )
+    patch.meta.update(_patch_meta(images, meta))
     if isinstance(patch, PerImagePatches):
         patch.images_hash = images.images.data_hash()
     else:
@@ -195,3 +187,14 @@ def run_attack(
         check.clean_accuracy if check is not None else nan,
         list(getattr(attacker, "history", [])),
     )
+
+
+def _patch_meta(images: AttackImages, meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a patch made on ``images`` records about them (``meta``: the caller's extra facts)."""
+    return {
+        "source": images.source_name,
+        "target": images.target_name,
+        "data": images.images.name,
+        "data_hash": images.data_hash,
+        **(meta or {}),
+    }

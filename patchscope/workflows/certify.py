@@ -188,16 +188,7 @@ def certify(
     Returns:
         A :class:`CertifyResult`.
     """
-    if not 0 < patch_size < 1:
-        raise PatchscopeError(
-            f"patch_size {patch_size} must be a fraction of the image area, 0 < size < 1", params=("patch_size",)
-        )
-    if batch_size is not None and batch_size < 1:
-        raise PatchscopeError("batch_size must be at least 1", params=("batch_size",))
-    if batch_size is not None:
-        check_batch("batch_size", batch_size)
-    if len(data) == 0:
-        raise PatchscopeError(f"data {data.name} holds no images", params=("data",))
+    _check_certify_inputs(data, patch_size, batch_size)
     check_same_classes(getattr(model, "classes", None), data.classes, data.name)
     batch_size = batch_size or default_batch_size(device, model, data.image_size)
     side = side_of(patch_size, data.image_size)
@@ -211,6 +202,38 @@ def certify(
     settings = {"certifier": certifier, "patch_size": patch_size, "images": len(data)}
     settings |= {"data_hash": data.data_hash(), "options": {k: v for k, v in sorted(options.items())}}
     settings["weights"] = weights_fingerprint(model)  # resume with other weights under the same name: refused
+    totals, seconds = _count_all(cert, model, share, settings, chunk, batch_size, device, checkpoint, progress)
+    return _certify_result(certifier, data, patch_size, side, cert, totals, seconds, batch_size, device)
+
+
+def _check_certify_inputs(data: ImageSet | ImageStream, patch_size: float, batch_size: int | None) -> None:
+    """Raise :class:`PatchscopeError` (naming the option) on what :func:`certify` cannot certify."""
+    if not 0 < patch_size < 1:
+        raise PatchscopeError(
+            f"patch_size {patch_size} must be a fraction of the image area, 0 < size < 1", params=("patch_size",)
+        )
+    if batch_size is not None and batch_size < 1:
+        raise PatchscopeError("batch_size must be at least 1", params=("batch_size",))
+    if batch_size is not None:
+        check_batch("batch_size", batch_size)
+    if len(data) == 0:
+        raise PatchscopeError(f"data {data.name} holds no images", params=("data",))
+
+
+def _count_all(
+    cert: Certifier,
+    model: nn.Module,
+    share: ImageSet | ImageStream,
+    settings: dict[str, Any],
+    chunk: int,
+    batch_size: int,
+    device: str | torch.device,
+    checkpoint: CertifyCheckpoint | None,
+    progress: bool,
+) -> tuple[torch.Tensor, float]:
+    """This rank's ``share`` of the images through ``cert`` ``chunk`` at a time (resumed from and kept in
+    ``checkpoint``): the counts (clean, defended, certified, passes, images read) summed over the ranks, and the
+    slowest rank's seconds."""
     counts, done, spent = checkpoint.start(settings) if checkpoint is not None else ([0] * 5, 0, 0.0)
     totals = torch.tensor(counts, dtype=torch.long, device=device)
     started = time.perf_counter() - spent
@@ -222,13 +245,27 @@ def certify(
         if checkpoint is not None:
             checkpoint.keep(settings, t, done, time.perf_counter() - started)
 
-    bar = progress_bar(len(share), f"certify {certifier}", progress and is_main())
+    bar = progress_bar(len(share), f"certify {settings['certifier']}", progress and is_main())
     with torch.inference_mode(), bar as update, _kept(checkpoint, len(share)):
         if done:
             update(advance=done)  # the images a resumed run counted before
         _count(cert, model, rest.iter_batches(chunk, device), batch_size, update, totals, after_chunk)
     all_sum(totals)  # clean, defended, certified, passes, images read: exact sums over the ranks
-    seconds = all_max(time.perf_counter() - started)
+    return totals, all_max(time.perf_counter() - started)
+
+
+def _certify_result(
+    certifier: str,
+    data: ImageSet | ImageStream,
+    patch_size: float,
+    side: int,
+    cert: Certifier,
+    totals: torch.Tensor,
+    seconds: float,
+    batch_size: int,
+    device: str | torch.device,
+) -> CertifyResult:
+    """The :class:`CertifyResult` of the summed ``totals`` (clean, defended, certified, passes, images read)."""
     seen, passes = int(totals[4]), int(totals[3])
     if seen == 0:
         raise PatchscopeError(f"data {data.name}: none of its images could be read", params=("data",))

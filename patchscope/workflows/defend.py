@@ -17,8 +17,9 @@ adaptive attacker who optimises a new patch through the defense (BPDA where the 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -33,6 +34,7 @@ from patchscope.errors import PatchscopeError
 from patchscope.eval.conditions import Condition
 from patchscope.eval.patch_metrics import PatchMeasurement, measure_patch
 from patchscope.models.train import accuracy
+from patchscope.registry import Spec
 from patchscope.validate import check_batch, check_choice, check_optional_positive, check_positive
 
 
@@ -164,6 +166,118 @@ def defend_patch(
     Returns:
         A :class:`DefenseResult`.
     """
+    _check_defend_options(patch, steps, attack_batch_size, attack_loss, batch_size, limit)
+    spec, defended = _defended(defense, model, data, fit_images, options, device)
+    clean, victims, src, tgt = _defense_images(data, patch, source, target, limit)
+    measure = partial(_measure, victims, src, tgt, conditions, batch_size, device)
+    result = _defense_result(defense, options, clean, victims, (model, defended), measure, patch, batch_size, device)
+    if adaptive:
+        config = adaptive_config(patch, tgt, steps, attack_batch_size, seed, attack_loss)
+        made: dict[str, Any] = {"data": data.name, "progress": progress, "meta": meta}
+        result.adaptive = _adaptive_result(result, (model, defended), config, victims, measure, spec, device, **made)
+    return result
+
+
+Measure = Callable[[nn.Module, Patch], PatchMeasurement]
+
+
+def _measure(
+    victims: ImageSet,
+    source: str | int,
+    target: int | None,
+    conditions: str | list[Condition],
+    batch_size: int,
+    device: str | torch.device,
+    model: nn.Module,
+    patch: Patch,
+) -> PatchMeasurement:
+    return measure_patch(model, victims, patch, source, target, conditions, batch_size, device)
+
+
+def _defended(
+    defense: str,
+    model: nn.Module,
+    data: ImageSet | ImageStream,
+    fit_images: torch.Tensor | None,
+    options: Mapping[str, Any] | None,
+    device: str | torch.device,
+) -> tuple[Spec, nn.Module]:
+    """The registered ``defense``'s spec and the defense around ``model`` (fitted on ``fit_images`` or the first 1024
+    images of ``data`` if it measures itself first)."""
+    spec = defense_spec(defense)
+    if spec.takes("clean_images") and fit_images is None:
+        fit_images = data.head(1024).float_images(device)
+    return spec, create_defense(defense, model, clean_images=fit_images, **dict(options or {}))
+
+
+def _defense_images(
+    data: ImageSet | ImageStream, patch: Patch, source: str | int | None, target: str | int | None, limit: int | None
+) -> tuple[ImageSet | ImageStream, ImageSet, str | int, int | None]:
+    """The clean images, the source class's images (loaded), the source and the target class (None: untargeted)."""
+    src = source if source is not None else patch.meta.get("source")
+    if src is None:
+        raise PatchscopeError("source: which class does the patch attack? (name or id)", params=("source",))
+    clean, victims = data.head(limit), data.of_class(src).head(limit).load()  # a stream: the clean pass streams
+    tgt_name = target if target is not None else patch.meta.get("target")
+    tgt = resolve_class(tgt_name, data.classes) if tgt_name is not None else None
+    return clean, victims, src, tgt
+
+
+def _defense_result(
+    defense: str,
+    options: Mapping[str, Any] | None,
+    clean: ImageSet | ImageStream,
+    victims: ImageSet,
+    models: tuple[nn.Module, nn.Module],
+    measure: Measure,
+    patch: Patch,
+    batch_size: int,
+    device: str | torch.device,
+) -> DefenseResult:
+    """Clean accuracy and ``patch`` measured on the bare and the defended model (``models``)."""
+    bare, defended = models
+    return DefenseResult(
+        defense,
+        {k: v for k, v in (options or {}).items() if v is not None},
+        clean.data_hash(),
+        len(clean),
+        len(victims),
+        accuracy(bare, clean, device, batch_size),
+        accuracy(defended, clean, device, batch_size),
+        measure(bare, patch),
+        measure(defended, patch),
+    )
+
+
+def _adaptive_result(
+    result: DefenseResult,
+    models: tuple[nn.Module, nn.Module],
+    config: AttackConfig,
+    victims: ImageSet,
+    measure: Measure,
+    spec: Spec,
+    device: str | torch.device,
+    *,
+    data: str,
+    progress: bool,
+    meta: Mapping[str, Any] | None,
+) -> AdaptiveResult:
+    """A new patch optimised with ``config`` through the defended model (``models``: bare, defended), measured."""
+    bare, defended = models
+    started = time.time()
+    new = create_attack("universal", defended, config, device=str(device), progress=progress)(
+        victims.float_images(), victims.labels
+    )
+    new.meta.update(_adaptive_meta(result, result.defense, data, meta))
+    return AdaptiveResult(
+        new, config.steps, spec.meta["bpda"], time.time() - started, measure(bare, new), measure(defended, new)
+    )
+
+
+def _check_defend_options(
+    patch: Patch, steps: int, attack_batch_size: int, attack_loss: str, batch_size: int, limit: int | None
+) -> None:
+    """Raise :class:`PatchscopeError` (naming the option) on what :func:`defend_patch` cannot measure."""
     if min(steps, attack_batch_size, batch_size) < 1:
         raise PatchscopeError(
             "steps, attack_batch_size and batch_size must be at least 1",
@@ -178,48 +292,15 @@ def defend_patch(
         raise PatchscopeError(
             "patch: a defense is measured against a universal patch, not per-image ones", params=("patch",)
         )
-    spec = defense_spec(defense)
-    if spec.takes("clean_images") and fit_images is None:
-        fit_images = data.head(1024).float_images(device)
-    defended = create_defense(defense, model, clean_images=fit_images, **dict(options or {}))
-    src = source if source is not None else patch.meta.get("source")
-    if src is None:
-        raise PatchscopeError("source: which class does the patch attack? (name or id)", params=("source",))
-    clean, victims = data.head(limit), data.of_class(src).head(limit).load()  # a stream: the clean pass streams
-    tgt_name = target if target is not None else patch.meta.get("target")
-    tgt = resolve_class(tgt_name, data.classes) if tgt_name is not None else None
 
-    def measure(m: nn.Module, p: Patch) -> PatchMeasurement:
-        return measure_patch(m, victims, p, src, tgt, conditions, batch_size, device)
 
-    result = DefenseResult(
-        defense,
-        {k: v for k, v in (options or {}).items() if v is not None},
-        clean.data_hash(),
-        len(clean),
-        len(victims),
-        accuracy(model, clean, device, batch_size),
-        accuracy(defended, clean, device, batch_size),
-        measure(model, patch),
-        measure(defended, patch),
-    )
-    if adaptive:
-        started = time.time()
-        config = adaptive_config(patch, tgt, steps, attack_batch_size, seed, attack_loss)
-        new = create_attack("universal", defended, config, device=str(device), progress=progress)(
-            victims.float_images(), victims.labels
-        )
-        new.meta.update(
-            {
-                "defense": defense,
-                "source": result.undefended.source,
-                "target": result.undefended.target,
-                "data": data.name,
-                "adaptive": True,
-                **(meta or {}),
-            }
-        )
-        result.adaptive = AdaptiveResult(
-            new, steps, spec.meta["bpda"], time.time() - started, measure(model, new), measure(defended, new)
-        )
-    return result
+def _adaptive_meta(result: DefenseResult, defense: str, data: str, meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What an adaptive patch made through ``defense`` records about itself (``meta``: the caller's extra facts)."""
+    return {
+        "defense": defense,
+        "source": result.undefended.source,
+        "target": result.undefended.target,
+        "data": data,
+        "adaptive": True,
+        **(meta or {}),
+    }

@@ -19,8 +19,8 @@ from patchscope.data import load_data, resolve_class
 from patchscope.defenses import create_defense, defense_spec, list_defenses
 from patchscope.eval.conditions import DEFAULT_GRID, sweep_conditions
 from patchscope.eval.figures import condition_curves, transfer_figure
-from patchscope.eval.patch_metrics import patch_success
-from patchscope.explain import apply_patch, explain_patch, save_explanation
+from patchscope.eval.patch_metrics import PatchSuccess, patch_success
+from patchscope.explain import Explanation, apply_patch, explain_patch, save_explanation
 from patchscope.formatting import an, pct
 from patchscope.io import write_json
 from patchscope.models import create_model, list_models
@@ -68,9 +68,9 @@ def quick_settings(device: str = "cpu") -> DemoSettings:
 class Demo:
     """Runs each stage and keeps what the report needs."""
 
-    def __init__(self, out: Path, s: DemoSettings, console: Console) -> None:
-        self.out, self.s, self.console = out, s, console
-        self.results: dict[str, Any] = {"settings": s.__dict__}
+    def __init__(self, out: Path, settings: DemoSettings, console: Console) -> None:
+        self.out, self.settings, self.console = out, settings, console
+        self.results: dict[str, Any] = {"settings": settings.__dict__}
         self._last: tuple[str, float] | None = None  # the stage running and when it began
         self.sections: list[Section] = []
         self.findings: list[str] = []
@@ -84,7 +84,7 @@ class Demo:
         self.console.print(f"[bold cyan]>[/] {text}", soft_wrap=True)  # one line, never broken mid-message
 
     def run(self) -> Path:
-        s, dev = self.s, self.s.device
+        s, dev = self.settings, self.settings.device
         started = time.time()
         names = s.models or [m for m in DEMO_MODELS if m in list_models()]
         self.models = {n: create_model(n, dev) for n in names}
@@ -111,14 +111,14 @@ class Demo:
 
     def _subtitle(self) -> str:
         return (
-            f"patchscope demo: {self.s.model} attacked on {len(self.make_set)} bundled Stop images, "
+            f"patchscope demo: {self.settings.model} attacked on {len(self.make_set)} bundled Stop images, "
             f"measured on {len(self.test_set)} others, "
-            f"models {', '.join(self.models)}; {self.results.get('seconds', 0):.0f} s on {self.s.device}"
+            f"models {', '.join(self.models)}; {self.results.get('seconds', 0):.0f} s on {self.settings.device}"
         )
 
     # -- stages ---------------------------------------------------------------------------------------
     def attack(self) -> Patch:
-        s = self.s
+        s = self.settings
         self.stage(
             f"optimising {an(pct(s.size))} on-object {s.source}->{s.target} patch on {s.model} ({s.steps} steps, EOT)"
         )
@@ -145,12 +145,31 @@ class Demo:
         return patch
 
     def measure(self, patch: Patch) -> None:
+        s = self.settings
         self.stage(
             f"measuring the patch over {len(DEFAULT_GRID)} viewing conditions and {len(sweep_conditions())} "
             f"sweep points on {len(self.models)} models"
         )
-        x, y = self.test_set.float_images(self.s.device), self.test_set.labels
-        k, kt = self.s.sweep_images, self.s.transfer_images
+        grid, sweeps, clean = self._measure_numbers(patch)
+        self.results["evaluate"] = {
+            n: {k: v for k, v in r.as_dict().items() if k != "conditions"}
+            | {"demo_accuracy": clean[n], "demo_accuracy_images": len(self.clean_set)}
+            for n, r in grid.items()
+        }
+        self.results["sweeps"] = sweeps
+        condition_curves(sweeps, self.out / "curves.png", title=f"{pct(patch.area_fraction)} patch made on {s.model}")
+        transfer_figure({s.model: {n: r.targeted_success for n, r in grid.items()}}, self.out / "transfer.png")
+        self._measure_findings(patch, grid)
+        self.sections.append(self._patch_section(patch))
+        self.sections.append(self._grid_section(grid, clean))
+
+    def _measure_numbers(
+        self, patch: Patch
+    ) -> tuple[dict[str, PatchSuccess], dict[str, list[dict[str, Any]]], dict[str, float]]:
+        """The patch over the viewing grid on every model, the sweeps on the attacked one, and clean accuracies."""
+        s = self.settings
+        x, y = self.test_set.float_images(s.device), self.test_set.labels
+        k, kt = s.sweep_images, s.transfer_images
         # every held-out image on the attacked model; the other networks (transfer, near zero so far) on the first kt
         grid = {
             n: patch_success(
@@ -160,39 +179,78 @@ class Demo:
                 patch,
                 self.tgt,
                 DEFAULT_GRID,
-                device=self.s.device,
+                device=s.device,
             )
             for n, m in self.models.items()
         }
         # the sweeps (one factor at a time) on the attacked model only: the grid already shows the others near zero
         sweeps = {
-            self.s.model: patch_success(
-                self.main, x[:k], y[:k], patch, self.tgt, sweep_conditions(), device=self.s.device
+            s.model: patch_success(
+                self.main, x[:k], y[:k], patch, self.tgt, sweep_conditions(), device=s.device
             ).conditions
         }
-        clean = {n: accuracy(m, self.clean_set, self.s.device) for n, m in self.models.items()}
-        self.results["evaluate"] = {
-            n: {k: v for k, v in r.as_dict().items() if k != "conditions"}
-            | {"demo_accuracy": clean[n], "demo_accuracy_images": len(self.clean_set)}
-            for n, r in grid.items()
-        }
-        self.results["sweeps"] = sweeps
-        condition_curves(
-            sweeps, self.out / "curves.png", title=f"{pct(patch.area_fraction)} patch made on {self.s.model}"
-        )
-        transfer_figure({self.s.model: {n: r.targeted_success for n, r in grid.items()}}, self.out / "transfer.png")
-        main = grid[self.s.model]
+        clean = {n: accuracy(m, self.clean_set, s.device) for n, m in self.models.items()}
+        return grid, sweeps, clean
+
+    def _measure_findings(self, patch: Patch, grid: dict[str, PatchSuccess]) -> None:
+        model = self.settings.model
+        main = grid[model]
         self.findings.append(
-            f"{an(pct(patch.area_fraction)).capitalize()} patch ({patch.side}x{patch.side} px) made on {self.s.model} "
+            f"{an(pct(patch.area_fraction)).capitalize()} patch ({patch.side}x{patch.side} px) made on {model} "
             f"turned Stop into Yield on <b>{pct(main.targeted_success)}</b> of unseen Stop images across the "
             "viewing grid (rotation and tilt up to 15 deg, distance, light, blur); "
             f"untargeted success {pct(main.untargeted_success)}."
         )
-        others = {n: r.targeted_success for n, r in grid.items() if n != self.s.model}
+        others = {n: r.targeted_success for n, r in grid.items() if n != model}
         if others:
             self.findings.append(
                 "Transfer to other networks: " + ", ".join(f"{n} {pct(v)}" for n, v in others.items()) + "."
             )
+
+    def _attack_command(self, model: str, steps: int, out: str, **options: Any) -> str:
+        """The ``patchscope attack`` command line that makes an on-object patch like the demo's."""
+        s = self.settings
+        return command_line(
+            "attack",
+            {
+                "model": model,
+                "data": "demo",
+                "source": s.source,
+                "target": s.target,
+                "size": s.size,
+                "placement": "on-object",
+                "steps": steps,
+                **options,
+                "out": out,
+            },
+        )
+
+    def _patch_section(self, patch: Patch) -> Section:
+        s = self.settings
+        return Section(
+            "The patch",
+            f"Optimised on {s.model} with EOT, placed on the sign at (top, left) = {patch.location}.",
+            [
+                (
+                    self.out / "patch" / "patch-large.png",
+                    f"{patch.side}x{patch.side} px, {pct(patch.area_fraction)} of the image",
+                )
+            ],
+            patch_figure=True,
+            commands=[
+                self._attack_command(
+                    s.model,
+                    s.steps,
+                    "runs/demo-patch",
+                    batch_size=s.batch_size,
+                    candidates=s.candidates,
+                    seed=s.seed,
+                )
+            ],
+        )
+
+    def _grid_section(self, grid: dict[str, PatchSuccess], clean: dict[str, float]) -> Section:
+        s = self.settings
         rows = [
             [
                 n,
@@ -210,74 +268,41 @@ class Demo:
                 "patch": self.out / "patch",
                 "models": list(self.models),
                 "data": "demo",
-                "source": self.s.source,
-                "target": self.s.target,
+                "source": s.source,
+                "target": s.target,
                 "as_json": True,
             },
         )
-        self.sections.append(
-            Section(
-                "The patch",
-                f"Optimised on {self.s.model} with EOT, placed on the sign at (top, left) = {patch.location}.",
-                [
-                    (
-                        self.out / "patch" / "patch-large.png",
-                        f"{patch.side}x{patch.side} px, {pct(patch.area_fraction)} of the image",
-                    )
+        return Section(
+            "Across viewing conditions and networks",
+            f"Success over the default viewing grid ({len(self.test_set)} held-out Stop images on "
+            f"{s.model}, the first {min(s.transfer_images, len(self.test_set))} on the other "
+            "networks), with each network's clean accuracy under the same conditions.",
+            [
+                (
+                    self.out / "curves.png",
+                    "One factor at a time: solid lines the patch's targeted success, dashed the clean accuracy",
+                ),
+                (self.out / "transfer.png", "The patch on every bundled network"),
+            ],
+            {
+                "columns": [
+                    "model",
+                    f"accuracy ({len(self.clean_set)} demo images)",
+                    "clean acc. (grid)",
+                    "targeted",
+                    "untargeted",
+                    "target conf.",
                 ],
-                patch_figure=True,
-                commands=[
-                    command_line(
-                        "attack",
-                        {
-                            "model": self.s.model,
-                            "data": "demo",
-                            "source": self.s.source,
-                            "target": self.s.target,
-                            "size": self.s.size,
-                            "placement": "on-object",
-                            "steps": self.s.steps,
-                            "batch_size": self.s.batch_size,
-                            "candidates": self.s.candidates,
-                            "seed": self.s.seed,
-                            "out": "runs/demo-patch",
-                        },
-                    )
-                ],
-            )
-        )
-        self.sections.append(
-            Section(
-                "Across viewing conditions and networks",
-                f"Success over the default viewing grid ({len(self.test_set)} held-out Stop images on "
-                f"{self.s.model}, the first {min(self.s.transfer_images, len(self.test_set))} on the other "
-                "networks), with each network's clean accuracy under the same conditions.",
-                [
-                    (
-                        self.out / "curves.png",
-                        "One factor at a time: solid lines the patch's targeted success, dashed the clean accuracy",
-                    ),
-                    (self.out / "transfer.png", "The patch on every bundled network"),
-                ],
-                {
-                    "columns": [
-                        "model",
-                        f"accuracy ({len(self.clean_set)} demo images)",
-                        "clean acc. (grid)",
-                        "targeted",
-                        "untargeted",
-                        "target conf.",
-                    ],
-                    "rows": rows,
-                },
-                [cmd],
-            )
+                "rows": rows,
+            },
+            [cmd],
         )
 
     def explain(self, patch: Patch) -> None:
         self.stage("explaining: attention, propagation through the layers, abnormal activations")
-        x, y = self.test_set.float_images(self.s.device), self.test_set.labels.to(self.s.device)
-        k = self.s.explain_images
+        x, y = self.test_set.float_images(self.settings.device), self.test_set.labels.to(self.settings.device)
+        k = self.settings.explain_images
         index, confidence = self._headline_image(patch, x[:k])
         self.results["explain_image"] = {"index": index, "target_confidence": confidence}
         figures: list[tuple[Path, str]] = []
@@ -286,30 +311,8 @@ class Demo:
         for name, model in self.models.items():
             res = explain_patch(model, x[:k], y[:k], patch, index)
             save_explanation(res, self.out / f"explain-{name}")
-            layers = res.layers
-            first, last, mass = (
-                layers[0]["adversarial_share"],
-                layers[-1]["adversarial_share"],
-                res.attention_in_patch,
-            )
-            amplification = last / first if first else None
-            self.results.setdefault("explain", {})[name] = {
-                "first": layers[0],
-                "last": layers[-1],
-                "amplification": amplification,
-                "attention_in_patch": mass,
-            }
-            table.append(
-                [
-                    name,
-                    f"{first:.3f}",
-                    f"{last:.3f}",
-                    "-" if amplification is None else f"{amplification:.1f}x",
-                    f"{layers[-1]['natural_ratio']:.2f}",
-                    f"{max((r['max_z'] or 0) for r in layers):.1f}",
-                    f"{pct(mass['clean'])} -> {pct(mass['patched'])}",
-                ]
-            )
+            table.append(self._explain_row(name, res))
+            mass = res.attention_in_patch
             attention.append(
                 (
                     self.out / f"explain-{name}" / "attention.png",
@@ -324,57 +327,76 @@ class Demo:
                     "layer by layer",
                 )
             )
+        self.sections.insert(0, self._attention_section(attention, confidence))
+        self.sections.append(self._propagation_section(patch, figures, table))
+
+    def _explain_row(self, name: str, res: Explanation) -> list[str]:
+        """Keep one network's explanation numbers in the results and return its row of the report's table."""
+        layers = res.layers
+        first, last, mass = layers[0]["adversarial_share"], layers[-1]["adversarial_share"], res.attention_in_patch
+        amplification = last / first if first else None
+        self.results.setdefault("explain", {})[name] = {
+            "first": layers[0],
+            "last": layers[-1],
+            "amplification": amplification,
+            "attention_in_patch": mass,
+        }
+        return [
+            name,
+            f"{first:.3f}",
+            f"{last:.3f}",
+            "-" if amplification is None else f"{amplification:.1f}x",
+            f"{layers[-1]['natural_ratio']:.2f}",
+            f"{max((r['max_z'] or 0) for r in layers):.1f}",
+            f"{pct(mass['clean'])} -> {pct(mass['patched'])}",
+        ]
+
+    def _attention_section(self, attention: list[tuple[Path, str]], confidence: float) -> Section:
+        s = self.settings
         masses = {n: r["attention_in_patch"] for n, r in self.results["explain"].items()}
-        main_first = sorted(attention, key=lambda f: f[0].parent.name != f"explain-{self.s.model}")
-        self.sections.insert(
-            0,
-            Section(
-                attention_heading(masses),
-                f"Heat maps on a clean and a patched Stop sign, and the top-5 probabilities, on every network: the "
-                f"held-out image on which the patch makes {self.s.model} most confident of {self.s.target} "
-                f"({pct(confidence)}). The share of the heat map that falls on the patch, averaged over {k} images, "
-                "says whether the network's attention moves to it.",
-                main_first,
-            ),
+        main_first = sorted(attention, key=lambda f: f[0].parent.name != f"explain-{s.model}")
+        return Section(
+            attention_heading(masses),
+            f"Heat maps on a clean and a patched Stop sign, and the top-5 probabilities, on every network: the "
+            f"held-out image on which the patch makes {s.model} most confident of {s.target} "
+            f"({pct(confidence)}). The share of the heat map that falls on the patch, averaged over "
+            f"{s.explain_images} images, says whether the network's attention moves to it.",
+            main_first,
         )
+
+    def _propagation_section(self, patch: Patch, figures: list[tuple[Path, str]], table: list[list[str]]) -> Section:
+        s = self.settings
         why = (
             "The same patch through every network (CNNs and the ViT side by side): the share of each layer's "
             "activation energy that the patch causes, how much of the natural features' energy is left, the "
             "largest activation's z-score against clean images, and the share of the heat map on the patch, "
             f"which covers {pct(patch.area_fraction)} of the image."
         )
-        self.sections.append(
-            Section(
-                "Why: the patch's signal through the layers",
-                why,
-                figures,
+        columns = [
+            "model",
+            "adversarial share, first layer",
+            "last layer",
+            "amplification",
+            "natural features kept, last layer",
+            "max z",
+            "heat-map mass on the patch, clean -> patched",
+        ]
+        commands = [
+            command_line(
+                "explain",
                 {
-                    "columns": [
-                        "model",
-                        "adversarial share, first layer",
-                        "last layer",
-                        "amplification",
-                        "natural features kept, last layer",
-                        "max z",
-                        "heat-map mass on the patch, clean -> patched",
-                    ],
-                    "rows": table,
+                    "model": n,
+                    "patch": self.out / "patch",
+                    "data": "demo",
+                    "source": s.source,
+                    "limit": s.explain_images,
+                    "out": f"explain-{n}",
                 },
-                [
-                    command_line(
-                        "explain",
-                        {
-                            "model": n,
-                            "patch": self.out / "patch",
-                            "data": "demo",
-                            "source": self.s.source,
-                            "limit": self.s.explain_images,
-                            "out": f"explain-{n}",
-                        },
-                    )
-                    for n in self.models
-                ],
             )
+            for n in self.models
+        ]
+        return Section(
+            "Why: the patch's signal through the layers", why, figures, {"columns": columns, "rows": table}, commands
         )
 
     def _headline_image(self, patch: Patch, x: torch.Tensor) -> tuple[int, float]:
@@ -387,8 +409,10 @@ class Demo:
 
     def defend(self, patch: Patch) -> None:
         names = list_defenses()
-        self.stage(f"defenses on {self.s.model}: {', '.join(names)}; adaptive attacks through {', '.join(ADAPTIVE)}")
-        s, dev = self.s, self.s.device
+        self.stage(
+            f"defenses on {self.settings.model}: {', '.join(names)}; adaptive attacks through {', '.join(ADAPTIVE)}"
+        )
+        s, dev = self.settings, self.settings.device
         grid = DEFAULT_GRID[: s.defense_conditions]
         rows, out = [], {}
         trained = f"{s.model}-at"
@@ -418,19 +442,7 @@ class Demo:
         ]
         if trained in out:
             commands += [
-                command_line(
-                    "attack",
-                    {
-                        "model": trained,
-                        "data": "demo",
-                        "source": s.source,
-                        "target": s.target,
-                        "size": s.size,
-                        "placement": "on-object",
-                        "steps": s.adaptive_steps,
-                        "out": "runs/at-patch",
-                    },
-                ),
+                self._attack_command(trained, s.adaptive_steps, "runs/at-patch"),
                 command_line("evaluate", {**common, "patch": "runs/at-patch", "models": trained, "as_json": True}),
             ]
         self.sections.append(
@@ -449,7 +461,7 @@ class Demo:
         self, name: str, trained: str, patch: Patch, grid: list[dict[str, float | None]]
     ) -> dict[str, float | None]:
         """Clean accuracy and patch success through one registered defense (or the adversarially trained model)."""
-        s, dev = self.s, self.s.device
+        s, dev = self.settings, self.settings.device
         x, y = self.test_set.float_images(dev), self.test_set.labels
         if name == trained:  # adversarial patch training: a model, not a wrapper
             d: torch.nn.Module = create_model(trained, dev)
@@ -481,7 +493,7 @@ class Demo:
         return r
 
     def certify(self) -> None:
-        s, dev = self.s, self.s.device
+        s, dev = self.settings, self.settings.device
         subset = self.data.subset(
             torch.randperm(len(self.data), generator=torch.Generator().manual_seed(0))[: s.certify_images]
         )

@@ -242,7 +242,7 @@ def test_defend_takes_the_defense_options_as_typed_key_values(tmp_path, tiny_mod
         env={"PATCHSCOPE_STORE": str(store)},
     )  # fmt: skip
     assert _json(r)["defense"] == "jpeg"
-    (run,) = RunStore(store).list()
+    (run,) = RunStore(store).runs()
     assert run.config["options"] == {"quality": 75.0} and isinstance(run.config["options"]["quality"], float)
     for bad in ("nope=1", "quality=high", "quality=0"):
         proc = run_cli("defend", "--defense", "jpeg", "--option", bad, *args)
@@ -305,7 +305,7 @@ def test_defend_certify_and_explain_runs_are_stored(tmp_path, tiny_model_path, p
         env=env,
     )
     assert r.returncode == 0, r.stderr
-    runs = {run.kind: run for run in RunStore(store).list()}
+    runs = {run.kind: run for run in RunStore(store).runs()}
     assert set(runs) == {"defend", "certify", "explain"} and all(run.status == "done" for run in runs.values())
     assert runs["certify"].metrics["certified_accuracy"] == cert["certified_accuracy"]
     assert runs["defend"].metrics["patch.defended.targeted_success"] is not None

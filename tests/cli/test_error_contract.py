@@ -540,7 +540,7 @@ def test_an_interrupt_says_what_was_kept_and_exits_128_plus_the_signal(
 
     end = time.time() + 120
     while time.time() < end and proc.poll() is None:  # wait until the run is recorded: the work has begun
-        if store.exists() and RunStore(store).list(limit=1):
+        if store.exists() and RunStore(store).runs(limit=1):
             break
         time.sleep(0.1)
     time.sleep(1.0)
@@ -553,7 +553,7 @@ def test_an_interrupt_says_what_was_kept_and_exits_128_plus_the_signal(
     assert f"{command} interrupted by {sig.name}" in lines[0] and "recorded as interrupted" in lines[0], lines[0]
     assert "None" not in lines[0] and "--resume" not in lines[0]  # nothing claims a checkpoint that does not exist
     assert out == ""
-    run = RunStore(store).list(limit=1)[0]
+    run = RunStore(store).runs(limit=1)[0]
     assert run.status == "interrupted" and run.kind == command.split()[0]
     assert not (tmp_path / "models").exists() and not (tmp_path / "curve" / "curve.json").exists()
 

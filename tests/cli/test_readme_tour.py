@@ -57,7 +57,7 @@ def test_the_tour_runs_as_written_and_its_report_holds_its_runs(tmp_path: Path, 
         assert result.code == 0, f"{shlex.join(command)}: exit {result.code}\n{result.err[-2000:]}"
         made += [args[0]] if args[0] in RECORDED else []
 
-    runs = store.list(limit=None)[::-1]
+    runs = store.runs(limit=None)[::-1]
     assert [r.kind for r in runs] == ["demo", *made] and all(r.status == "done" for r in runs)
     page = (tmp_path / "report" / "report.html").read_text()
     reported = re.findall(r"<h2>Run (\d+): (\w+)", page)

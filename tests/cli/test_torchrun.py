@@ -63,7 +63,7 @@ def two(tmp_path: Path, kind: str | None, *args: str) -> dict[str, Any]:
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Traceback" not in r.stderr and "abort" not in r.stderr.lower(), r.stderr[-3000:]
-    runs = RunStore(store).list()
+    runs = RunStore(store).runs()
     assert [(run.kind, run.status) for run in runs] == ([(kind, "done")] if kind else [])  # rank 0 alone records
     return json.loads(r.stdout)  # one JSON document: rank 0 alone prints
 

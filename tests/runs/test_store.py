@@ -76,11 +76,11 @@ def test_round_trip(store: RunStore, tmp_path: Path) -> None:
     other = store.start("train", {"seed": 1}, seed=2, models=["a"], data_hash="h")
     again = RunStore(store.path)
     assert (again.get(other).seed, again.get(other).models, again.get(other).data_hash) == (2, ["a"], "h")
-    assert [r.id for r in again.list()] == [other, rid]
-    assert [r.id for r in again.list(kind="attack")] == [rid]
-    assert [r.id for r in again.list(limit=1)] == [other]
-    assert [r.id for r in again.list(status="done")] == [rid]
-    assert again.list(kind="certify") == []
+    assert [r.id for r in again.runs()] == [other, rid]
+    assert [r.id for r in again.runs(kind="attack")] == [rid]
+    assert [r.id for r in again.runs(limit=1)] == [other]
+    assert [r.id for r in again.runs(status="done")] == [rid]
+    assert again.runs(kind="certify") == []
 
 
 def test_store_settings(store: RunStore) -> None:
@@ -190,9 +190,9 @@ def test_sigkilled_run_reads_as_interrupted(tmp_path: Path) -> None:
     run = store.get(rid)
     assert run.status == "interrupted" and "ended without recording" in run.message
     assert run.metrics == {"epoch": 1}
-    assert {r.id: r.status for r in store.list()} == {alive: "running", rid: "interrupted"}
-    assert [r.id for r in store.list(status="interrupted")] == [rid]
-    assert [r.id for r in store.list(status="running")] == [alive]
+    assert {r.id: r.status for r in store.runs()} == {alive: "running", rid: "interrupted"}
+    assert [r.id for r in store.runs(status="interrupted")] == [rid]
+    assert [r.id for r in store.runs(status="running")] == [alive]
     assert _raw_status(db, rid) == "interrupted"  # written back
 
 

@@ -37,7 +37,7 @@ WORKER = textwrap.dedent("""
         else:
             store.finish(rid, {"worker": worker, "i": i, "success": i / RUNS}, {"patch": "w%d/%d.png" % (worker, i)})
         if i % 10 == 0:
-            store.list(limit=5)
+            store.runs(limit=5)
     print("ok")
 """)
 
@@ -82,8 +82,8 @@ def test_processes_write_at_once(tmp_path: Path) -> None:
     assert seen == {(w, i) for w in range(WORKERS) for i in range(RUNS)}
 
     store = RunStore(db)
-    assert len(store.list(limit=None)) == WORKERS * RUNS
-    assert len(store.list(status="failed", limit=None)) == WORKERS * RUNS // 10
+    assert len(store.runs(limit=None)) == WORKERS * RUNS
+    assert len(store.runs(status="failed", limit=None)) == WORKERS * RUNS // 10
 
 
 def test_threads_share_a_store(tmp_path: Path) -> None:
@@ -103,6 +103,6 @@ def test_threads_share_a_store(tmp_path: Path) -> None:
     for th in threads:
         th.join()
     assert not errors
-    runs = store.list(limit=None)
+    runs = store.runs(limit=None)
     assert len(runs) == 100 and {r.status for r in runs} == {"done"}
     assert {(r.config["thread"], r.config["i"]) for r in runs} == {(t, i) for t in range(4) for i in range(25)}
