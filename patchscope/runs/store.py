@@ -536,7 +536,6 @@ class RunStore:
         """:func:`compare` of two stored runs."""
         return compare(self.get(a), self.get(b))
 
-
     def _settle(self, rows: builtins.list[sqlite3.Row]) -> builtins.list[Run]:  # ``list`` is a method here
         """Rows as runs; a ``running`` row whose process is gone reads (and is written back) as ``interrupted``."""
         runs, dead = [], []
