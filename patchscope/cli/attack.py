@@ -141,6 +141,15 @@ AttackOptionOpt = Annotated[
 ]
 
 
+InitOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="--per-image: start every image's patch from this universal patch (run folder or zoo:NAME), at its "
+        "place, shape and size"
+    ),
+]
+
+
 @app.command(cls=RegistryHelp)
 @data_group("gtsrb:train", limit="use at most N source images")
 @recipe_group
@@ -171,13 +180,7 @@ def attack(
         ),
     ] = False,
     views: Annotated[int, typer.Option(help="--per-image: EOT views of each image per place and step")] = 8,
-    init: Annotated[
-        str | None,
-        typer.Option(
-            help="--per-image: start every image's patch from this universal "
-            "patch (run folder or zoo:NAME), at its place, shape and size"
-        ),
-    ] = None,
+    init: InitOpt = None,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
@@ -202,8 +205,8 @@ def attack(
     config: dict[str, Any] = {"command": "attack", "model": model, "models": split_names(model, "--model")}
     config |= {"data": data_opts.data, "data_hash": images.data_hash, "device": dev, "attack": name}
     config |= data_opts.recorded() | cfg.as_dict() | images.named_classes()
-    run = {"init": init, "views": views, "limit": data_opts.limit, "resume": resume, "out": out}
-    options = _attack_options(name, option, config, run | {"checkpoint_every": checkpoint_every, "images": images})
+    run = {"init": init, "views": views, "limit": data_opts.limit, "resume": resume, "out": out, "images": images}
+    options = _attack_options(name, option, config, run | {"checkpoint_every": checkpoint_every})
     try:
         _run_attack(net, images, cfg, config, out, rank, options, as_json)
     finally:
