@@ -439,18 +439,6 @@ def data_group(
     return options_group("data_opts", DataOptions, params)
 
 
-def same_named(options: Mapping[str, Any], fn: Callable[..., Any], skip: Iterable[str] = ()) -> dict[str, Any]:
-    """The command's ``options`` that ``fn`` takes under the same name (the CLI's flags are the library's parameters),
-    except those in ``skip`` (passed another way).
-
-    >>> def f(steps, seed=0, device="cpu"): ...
-    >>> same_named({"steps": 3, "seed": 1, "out": "x", "device": "auto"}, f, skip=["device"])
-    {'steps': 3, 'seed': 1}
-    """
-    names = set(inspect.signature(fn).parameters) - set(skip)
-    return {k: v for k, v in options.items() if k in names}
-
-
 def check_name(name: str) -> str:
     """A plain file name (``--name``): no folders, no leading dot."""
     if not name or name.startswith(".") or Path(name).name != name or "\x00" in name:

@@ -202,10 +202,7 @@ def train(
         ckpt.path.unlink(missing_ok=True)  # the model is written: the state that led to it is no longer needed
         run.log(summary)
         run.artifact("weights", summary["weights"])
-    if as_json:
-        print_json(summary, indent=None)
-    else:
-        key_value_table(summary)
+    print_json(summary, indent=None) if as_json else key_value_table(summary)
 
 
 def _parts(initial: Any, perturb: Any, teacher: Any, checkpoint: Any) -> dict[str, Any]:
