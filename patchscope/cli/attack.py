@@ -2,33 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from patchscope.cli.common import (
-    ClassMapOpt,
     DataCache,
-    DataOpt,
+    DataOptions,
     DeviceOpt,
     JsonOpt,
     LossOpt,
     RegistryHelp,
-    RootOpt,
     ShapeOpt,
-    SkipBadOpt,
     check_out,
-    data_options,
+    data_group,
+    entry_options,
     load_models,
     note,
+    option_errors,
+    option_param,
+    options_group,
     parse_floats,
     recorded,
     registry,
     resolve_device,
     resume_hint,
-    same_named,
     split_names,
     warn_bf16,
 )
@@ -38,7 +38,7 @@ from patchscope.formatting import class_label, pct, value_text
 from patchscope.validate import check_fraction
 
 if TYPE_CHECKING:
-    from patchscope.attacks import Patch
+    from patchscope.attacks import AttackConfig, Patch
     from patchscope.workflows.attack import AttackImages
 
 app = typer.Typer()
@@ -46,61 +46,133 @@ app = typer.Typer()
 RUN = ("config.json", "metrics.json")
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """How an attack optimises (its step options), as :func:`recipe_group` passes them."""
+
+    steps: int = 300
+    batch_size: int = 64
+    candidates: int = 5
+    restarts: int = 1
+    lr: float = 0.3
+    loss: str = "sigmoid"
+    kappa: float = 5.0
+    optimizer: str = "adam"
+    tv: float = 0.0
+    nps: float = 0.0
+    seed: int = 0
+    compile: bool = False
+    precision: str = "fp32"
+
+    def config(self, **patch: Any) -> AttackConfig:
+        """The library's settings: this recipe with the patch's (``size``, ``shape``, ``placement``, ...)."""
+        from patchscope.attacks import AttackConfig
+
+        steps = {k: v for k, v in asdict(self).items() if k not in ("tv", "nps")}
+        return AttackConfig(**patch, **steps, tv_weight=self.tv, nps_weight=self.nps)
+
+
+recipe_group = options_group(
+    "recipe",
+    Recipe,
+    [
+        option_param("steps", int, 300),
+        option_param("batch_size", Annotated[int, typer.Option(help="global batch (split across torchrun ranks)")], 64),
+        option_param(
+            "candidates",
+            Annotated[int, typer.Option(help="places (on-object) or starts (sticker) optimised side by side")],
+            5,
+        ),
+        option_param(
+            "restarts",
+            Annotated[
+                int,
+                typer.Option(
+                    help="random starts per place, side by side; the best is kept when the search ends (a bad "
+                    "start can lose much of the success)"
+                ),
+            ],
+            1,
+        ),
+        option_param("lr", float, 0.3),
+        option_param("loss", LossOpt, "sigmoid"),
+        option_param(
+            "kappa",
+            Annotated[float, typer.Option(help="margin loss: the logit gap at which an image counts as won")],
+            5.0,
+        ),
+        option_param("optimizer", Annotated[str, typer.Option(help="adam | sign")], "adam"),
+        option_param("tv", Annotated[float, typer.Option(help="total-variation weight")], 0.0),
+        option_param("nps", Annotated[float, typer.Option(help="non-printability weight")], 0.0),
+        option_param("seed", int, 0),
+        option_param(
+            "compile",
+            Annotated[
+                bool,
+                typer.Option(
+                    "--compile",
+                    help="torch.compile each step (CUDA graphs on a GPU): faster steps there, after a one-off "
+                    "compilation",
+                ),
+            ],
+            False,
+        ),
+        option_param(
+            "precision",
+            Annotated[
+                str,
+                typer.Option(
+                    help="fp32 | bf16 (the model under bf16 autocast: faster CNN steps on a GPU or a CPU with AMX; "
+                    "slower than fp32 on a CPU without bf16 units)"
+                ),
+            ],
+            "fp32",
+        ),
+    ],
+)
+
+AttackOptionOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--option",
+        "-o",
+        metavar="KEY=VALUE",
+        help="an option of --attack, e.g. queries=500 for sparse-rs; `patchscope list attacks` shows each option "
+        "with its default (repeatable)",
+    ),
+]
+
+
+InitOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="--per-image: start every image's patch from this universal patch (run folder or zoo:NAME), at its "
+        "place, shape and size"
+    ),
+]
+
+
 @app.command(cls=RegistryHelp)
+@data_group("gtsrb:train", limit="use at most N source images")
+@recipe_group
 def attack(
+    *,
     model: Annotated[
         str, typer.Option(help="model name; several joined by commas attack their ensemble")
     ] = "gtsrb-cnn",
-    data: DataOpt = "gtsrb:train",
+    data_opts: DataOptions,
     source: Annotated[str, typer.Option(help="class to attack (name or id)")] = "stop",
     target: Annotated[str | None, typer.Option(help="class to turn it into; '' for an untargeted patch")] = "yield",
     size: Annotated[float, typer.Option(help="patch area as a fraction of the image")] = 0.05,
     shape: ShapeOpt = "square",
     placement: Annotated[str, typer.Option(help="on-object | sticker")] = "on-object",
     location: Annotated[str | None, typer.Option(help="TOP,LEFT of an on-object patch (default: searched)")] = None,
-    steps: int = 300,
-    batch_size: Annotated[int, typer.Option(help="global batch (split across torchrun ranks)")] = 64,
-    candidates: Annotated[int, typer.Option(help="places (on-object) or starts (sticker) optimised side by side")] = 5,
-    restarts: Annotated[
-        int,
-        typer.Option(
-            help="random starts per place, side by side; the best is kept "
-            "when the search ends (a bad start can cost 50 points)"
-        ),
-    ] = 1,
-    lr: float = 0.3,
-    loss: LossOpt = "sigmoid",
-    kappa: Annotated[float, typer.Option(help="margin loss: the logit gap at which an image counts as won")] = 5.0,
-    optimizer: Annotated[str, typer.Option(help="adam | sign")] = "adam",
-    tv: Annotated[float, typer.Option(help="total-variation weight")] = 0.0,
-    nps: Annotated[float, typer.Option(help="non-printability weight")] = 0.0,
-    seed: int = 0,
+    attack: Annotated[str, typer.Option("--attack", help="the attack: {attacks}")] = "universal",
+    option: AttackOptionOpt = None,
+    recipe: Recipe,
     out: Annotated[Path, typer.Option(help="run folder")] = Path("runs/attack"),
     resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.pt")] = False,
     checkpoint_every: int = 50,
-    limit: Annotated[int | None, typer.Option(help="use at most N source images")] = None,
-    compile: Annotated[
-        bool,
-        typer.Option(
-            "--compile",
-            help="torch.compile each step (CUDA graphs on a GPU): steps 2-5x faster there after 20-60 s of compiling",
-        ),
-    ] = False,
-    precision: Annotated[
-        str,
-        typer.Option(
-            help="fp32 | bf16 (the model under bf16 autocast: CNN steps ~2-3x faster on "
-            "a GPU or a CPU with AMX; slower than fp32 on a CPU without bf16 units)"
-        ),
-    ] = "fp32",
-    attack_name: Annotated[
-        str,
-        typer.Option(
-            "--attack",
-            help="the attack: {attacks}. per-image and sparse-rs make one patch per source image (sparse-rs: a "
-            "gradient-free search, --steps is its query budget per image)",
-        ),
-    ] = "universal",
     per_image: Annotated[
         bool,
         typer.Option(
@@ -110,106 +182,92 @@ def attack(
         ),
     ] = False,
     views: Annotated[int, typer.Option(help="--per-image: EOT views of each image per place and step")] = 8,
-    init: Annotated[
-        str | None,
-        typer.Option(
-            help="--per-image: start every image's patch from this universal "
-            "patch (run folder or zoo:NAME), at its place, shape and size"
-        ),
-    ] = None,
-    data_root: RootOpt = None,
-    class_map: ClassMapOpt = None,
-    skip_bad: SkipBadOpt = False,
+    init: InitOpt = None,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
-    """Make a patch with a registered attack, saved in a run folder.
+    """Optimise a patch with EOT and save it in a run folder.
 
-    A universal patch optimised with EOT by default: patch.png, patch.safetensors, config.json, metrics.json (with
-    --per-image or --attack sparse-rs: one patch per image, patches.safetensors and patches.png)."""
-    from patchscope.attacks import AttackConfig
+    A universal patch by default: patch.png, patch.safetensors, config.json, metrics.json (with --per-image or
+    another per-image attack such as --attack sparse-rs: one patch per image, patches.safetensors and patches.png)."""
     from patchscope.distributed import join, leave
     from patchscope.workflows.attack import AttackImages
 
-    args = dict(locals())
-    name = _attack_name(attack_name, per_image)
+    name = _attack_name(attack, per_image)
     many = name != "universal"
     check_out(out, *(["patches.safetensors", "patches.png"] if many else ["patch.safetensors", "patch.png"]), *RUN)
     dev = resolve_device(device)
     rank = join(dev)
     net = load_models(model, dev)
-    cache = DataCache(data, data_root, class_map=class_map, skip_bad=skip_bad)
-    images = AttackImages.select(cache.get(net), source, target, limit)
-    taken = ("location", "target", "tv_weight", "nps_weight")
-    cfg = AttackConfig(
-        **same_named(args, AttackConfig, taken),
-        location=_location(location, placement),
-        target=images.target,
-        tv_weight=tv,
-        nps_weight=nps,
+    images = AttackImages.select(data_opts.cache().get(net), source, target, data_opts.limit)
+    cfg = recipe.config(
+        size=size, shape=shape, placement=placement, location=_location(location, placement), target=images.target
     )
-    if precision == "bf16" and rank == 0:
+    if recipe.precision == "bf16" and rank == 0:
         warn_bf16(dev)
     if (out / "patch.safetensors").exists() and not resume and rank == 0:
         note(f"note: overwriting the patch in {out}")
-    config: dict[str, Any] = dict(command="attack", model=model, models=split_names(model, "--model"), data=data)
-    config |= {"data_hash": images.data_hash, "device": dev}
-    config |= data_options(class_map, skip_bad) | cfg.as_dict() | images.named_classes()
-    options = _attack_options(name, config, args, images, net)
+    config: dict[str, Any] = {"command": "attack", "model": model, "models": split_names(model, "--model")}
+    config |= {"data": data_opts.data, "data_hash": images.data_hash, "device": dev, "attack": name}
+    config |= data_opts.recorded() | cfg.as_dict() | images.named_classes()
+    run = {
+        "init": init,
+        "views": views,
+        "limit": data_opts.limit,
+        "resume": resume,
+        "out": out,
+        "images": images,
+        "net": net,
+    }
+    options = _attack_options(name, option, config, run | {"checkpoint_every": checkpoint_every})
     try:
         _run_attack(net, images, cfg, config, out, rank, options, as_json)
     finally:
         leave()
 
 
-def _attack_name(name: str, per_image: bool) -> str:
-    """The chosen attack, once it is registered; ``--per-image`` is ``--attack per-image``."""
-    if per_image and name not in ("universal", "per-image"):
-        raise PatchscopeError(f"--per-image is --attack per-image: give one of them, not --attack {name} as well")
-    name = "per-image" if per_image else name
-    registry("attacks").spec(name)  # an unknown name: one line that lists the registered ones
+def _attack_name(attack: str, per_image: bool) -> str:
+    """The registered attack ``--attack`` and ``--per-image`` name (an unknown one: one line naming the choices)."""
+    if per_image and attack not in ("universal", "per-image"):
+        raise PatchscopeError(f"--per-image is --attack per-image: drop one of them (--attack {attack})")
+    name = "per-image" if per_image else attack
+    registry("attacks").spec(name)  # an unknown one: "unknown --attack 'x': choose from ..."
     return name
 
 
-def _attack_options(
-    name: str, config: dict[str, Any], args: dict[str, Any], images: AttackImages, net: Any
-) -> dict[str, Any]:
-    """The options of attack ``name`` from the command's ``args``; ``config`` records what it will do."""
-    init, resume, limit = args["init"], args["resume"], args["limit"]
-    if name == "per-image":
-        return _per_image_options(config, init, args["views"], limit, resume)
-    if init is not None:
+def _attack_options(name: str, texts: list[str] | None, config: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """The attack's own options: ``--option`` values over what the flags give (a universal attack: its checkpoint;
+    a per-image one: its views and start patch); ``config`` records them."""
+    given = entry_options("attacks", name, texts)
+    if given:
+        config["options"] = given
+    if not registry("attacks").spec(name).takes("checkpoint"):
+        return _per_image_options(name, config, run) | given
+    if run["init"] is not None:
         raise PatchscopeError("--init starts per-image patches: add --per-image")
-    if name != "universal":  # a registered attack of its own: its settings are the shared ones
-        _one_process(f"--attack {name}", resume)
-        config.update(attack=name, limit=limit)
-        return {}
-    identity = {"model": args["model"], "data_hash": images.data_hash, "images": len(images.images)}  # resume: same
-    options = {"checkpoint": args["out"] / "checkpoint.pt", "checkpoint_every": args["checkpoint_every"]}
-    return options | {"resume": resume, "identity": identity | {"weights": _weights(net)}}
+    images = run["images"]
+    identity = {"model": config["model"], "data_hash": images.data_hash, "images": len(images.images)}  # resume: same
+    out, every, resume = run["out"], run["checkpoint_every"], run["resume"]
+    return {
+        "checkpoint": out / "checkpoint.pt",
+        "checkpoint_every": every,
+        "resume": resume,
+        "identity": identity | {"weights": _weights(run["net"])},  # the same name, other weights: another model
+    } | given
 
 
-def _one_process(what: str, resume: bool) -> None:
-    """Refuse ``--resume`` and torchrun for an attack that has neither checkpoints nor ranks."""
+def _per_image_options(name: str, config: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """A per-image attack's options (its views and start patch, where it takes them); ``config`` records what it
+    will do."""
+    from patchscope.attacks import load_patch
     from patchscope.distributed import active
 
-    if resume or active():
+    spec, init = registry("attacks").spec(name), run["init"]
+    what = "--per-image" if name == "per-image" else f"--attack {name}"
+    if run["resume"] or active():
         raise PatchscopeError(f"{what} runs in one process and has no checkpoints: drop --resume and torchrun")
-
-
-def _weights(net: Any) -> str:
-    from patchscope.models.checkpoint import weights_fingerprint
-
-    return weights_fingerprint(net)
-
-
-def _per_image_options(
-    config: dict[str, Any], init: str | None, views: int, limit: int | None, resume: bool
-) -> dict[str, Any]:
-    """The per-image attack's options (its start patch, if any); ``config`` records what it will do."""
-    from patchscope.attacks import load_patch
-
-    _one_process("--per-image", resume)
+    if init is not None and not spec.takes("start"):
+        raise PatchscopeError(f"--init: {what} takes no start patch")
     start: Patch | None = load_patch(init) if init is not None else None
     if start is not None:
         start.meta["name"] = init  # its shape, size and place replace the options': record those
@@ -220,8 +278,11 @@ def _per_image_options(
             candidates=1,
             restarts=1,
         )
-    config.update(per_image=True, views=views, limit=limit, init=init)
-    return {"views": views, "start": start}
+    config.update(per_image=True, limit=run["limit"])
+    if not spec.takes("views"):
+        return {}
+    config.update(views=run["views"], init=init)
+    return {"views": run["views"], "start": start}
 
 
 def _run_attack(
@@ -238,14 +299,16 @@ def _run_attack(
     Prints the run's summary (``as_json``: as JSON)."""
     from patchscope.workflows.attack import run_attack
 
-    name = config.get("attack") or ("per-image" if config.get("per_image") else "universal")
     with recorded("attack", config) as run:
-        with resume_hint():  # main() prints the interrupt's line and exits 130 or 143; the store marks the run
+        with (
+            resume_hint(),
+            option_errors(config.get("options", {})),
+        ):  # main() prints the interrupt's line and exits 130 or 143; the store marks the run
             result = run_attack(
                 net,
                 images,
                 cfg,
-                attack=name,
+                attack=config["attack"],
                 device=config["device"],
                 meta={"model": config["model"], "data": config["data"]},
                 **options,
@@ -255,15 +318,12 @@ def _run_attack(
         summary = result.save(out, config)
         if config.get("skip_bad"):
             summary["skipped_images"] = len(images.images.skipped)
-        if "queries" in result.patch.meta:  # a query-based attack: what it spent per image
-            queries = result.patch.meta["queries"]
-            summary["mean_queries"] = round(sum(queries) / len(queries), 1)
         run.log(summary)
         per_image = result.per_image
         run.artifact(
             "patches" if per_image else "patch", out / ("patches.safetensors" if per_image else "patch.safetensors")
         )
-    title = f"{name + ' patches' if per_image else 'patch'} on {config['model']} ({_goal(config)})"
+    title = f"{'per-image patches' if per_image else 'patch'} on {config['model']} ({_goal(config)})"
     show(summary, as_json, lambda: key_value_table(summary, title))
 
 
@@ -274,6 +334,12 @@ def _goal(config: dict[str, Any]) -> str:
     return (
         f"{source} -> {class_label(target, config.get('target_id'))}" if target is not None else f"{source}, untargeted"
     )
+
+
+def _weights(net: Any) -> str:
+    from patchscope.models.checkpoint import weights_fingerprint
+
+    return weights_fingerprint(net)
 
 
 def _location(text: str | None, placement: str = "on-object") -> tuple[int, int] | None:
@@ -295,16 +361,14 @@ def _location(text: str | None, placement: str = "on-object") -> tuple[int, int]
 
 
 @app.command()
+@data_group("gtsrb:test", limit="use at most N source images")
 def transfer(
+    *,
     patches: Annotated[str, typer.Option(help="comma-separated patch folders")],
     models: Annotated[str, typer.Option(help="comma-separated model names")] = "gtsrb-cnn,gtsrb-resnet,gtsrb-vit",
-    data: DataOpt = "gtsrb:test",
+    data_opts: DataOptions,
     source: str = "stop",
     target: Annotated[str | None, typer.Option()] = "yield",
-    limit: int | None = None,
-    data_root: RootOpt = None,
-    class_map: ClassMapOpt = None,
-    skip_bad: SkipBadOpt = False,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
@@ -322,10 +386,12 @@ def transfer(
     join(dev)  # under torchrun: each rank measures a share of the images; rank 0 prints
     loaded = {n: create_model(n, dev) for n in split_names(models)}
     ps = {p: load_patch(p) for p in split_names(patches, "--patches")}
-    cache = DataCache(data, data_root, None, class_map, skip_bad)
+    cache = data_opts.cache()
     for m in loaded.values():
         cache.check_classes(m)  # a folder is labelled by the first model's classes: the others must share them
-    mine = {n: cache.get(m).of_class(source).head(limit).load() for n, m in loaded.items()}  # each at its own size
+    mine = {
+        n: cache.get(m).of_class(source).head(data_opts.limit).load() for n, m in loaded.items()
+    }  # each at its own size
     victims = next(iter(mine.values()))
     t = resolve_class(target, victims.classes) if target else None
     images = {n: v.float_images() for n, v in mine.items()}
@@ -342,9 +408,13 @@ def _matrix_table(matrix: dict[str, dict[str, float]], models: list[str], title:
 
 
 @app.command()
+@data_group(
+    "gtsrb:train", data_help="images the patches are made on", limit="at most N images to make and to measure on"
+)
 def curve(
+    *,
     model: Annotated[str, typer.Option(help="model name (several joined by commas: their ensemble)")] = "gtsrb-cnn",
-    data: Annotated[str, typer.Option(help="images the patches are made on")] = "gtsrb:train",
+    data_opts: DataOptions,
     eval_data: Annotated[str, typer.Option(help="images the patches are measured on")] = "gtsrb:test",
     sizes: Annotated[str, typer.Option(help="comma-separated area fractions")] = "0.02,0.04,0.06,0.08,0.1,0.12",
     placements: Annotated[str, typer.Option(help="on-object, sticker or both")] = "on-object,sticker",
@@ -355,12 +425,8 @@ def curve(
     candidates: int = 5,
     loss: LossOpt = "sigmoid",
     shape: ShapeOpt = "square",
-    limit: Annotated[int | None, typer.Option(help="at most N images to make and to measure on")] = None,
     seed: int = 0,
     out: Annotated[Path, typer.Option(help="folder for curve.json and area.png")] = Path("runs/curve"),
-    data_root: RootOpt = None,
-    class_map: ClassMapOpt = None,
-    skip_bad: SkipBadOpt = False,
     device: DeviceOpt = "auto",
     resume: Annotated[
         bool, typer.Option(help="continue from OUT/checkpoints (kept until the curve is written)")
@@ -380,12 +446,12 @@ def curve(
     size_list = [check_fraction("sizes", v) for v in parse_floats(sizes, "--sizes", "0.02,0.05")]
     cfg = _curve_config(placements, shape=shape, loss=loss, steps=steps, batch_size=batch_size, candidates=candidates)
     net = load_models(model, dev)
-    caches = _curve_data((data, eval_data), data_root, class_map, skip_bad)
-    make, test = (AttackImages.select(c.get(net), source, target, limit) for c in caches)
+    caches = [data_opts.other(d).cache() for d in (data_opts.data, eval_data)]
+    make, test = (AttackImages.select(c.get(net), source, target, data_opts.limit) for c in caches)
     cfg = replace(cfg, target=make.target, seed=seed)
-    head: dict[str, Any] = {"model": model, "data": data, "eval_data": eval_data, "source": make.source_name}
+    head: dict[str, Any] = {"model": model, "data": data_opts.data, "eval_data": eval_data, "source": make.source_name}
     head |= {"target": make.target_name, "steps": steps, "loss": loss, "shape": shape}
-    head |= data_options(class_map, skip_bad)
+    head |= data_opts.recorded()
     with recorded("curve", {**head, "sizes": size_list, "placements": placements, "seed": seed, "device": dev}) as run:
         with resume_hint():
             where = split_names(placements, "--placements")
@@ -396,7 +462,7 @@ def curve(
         result = found.as_dict()
         run.log({p: {"a90": r["a90"], "points": r["points"]} for p, r in result.items()})
         run.artifact("curve", out / "curve.json")
-    show({**head, **result, **_skipped(caches, skip_bad)}, as_json, lambda: _curve_table(head, result))
+    show({**head, **result, **_skipped(caches, data_opts.skip_bad)}, as_json, lambda: _curve_table(head, result))
 
 
 def _curve_table(head: dict[str, Any], result: dict[str, Any]) -> None:
@@ -432,11 +498,6 @@ def _curve_table(head: dict[str, Any], result: dict[str, Any]) -> None:
 def _skipped(caches: list[DataCache], skip_bad: bool) -> dict[str, int]:
     """``skipped_images`` over all of ``caches``, with ``--skip-bad``."""
     return {"skipped_images": sum(c.skipped() for c in caches)} if skip_bad else {}
-
-
-def _curve_data(specs: tuple[str, str], root: Path | None, class_map: Path | None, skip_bad: bool) -> list[DataCache]:
-    """The data the patches are made on and measured on (a class map applies to the folders among them)."""
-    return [DataCache(d, root, None, class_map if d.startswith("folder:") else None, skip_bad) for d in specs]
 
 
 def _curve_config(placements: str, **settings: Any) -> Any:

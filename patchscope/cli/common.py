@@ -8,12 +8,13 @@ so ``patchscope runs`` and ``--help`` start fast.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
 from typer.core import TyperCommand
@@ -23,6 +24,8 @@ from patchscope.errors import PatchscopeError
 
 if TYPE_CHECKING:
     from patchscope.registry import Registry
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 DataOpt = Annotated[
     str,
@@ -347,16 +350,92 @@ def data_options(class_map: Path | None, skip_bad: bool) -> dict[str, Any]:
     return {k: v for k, v in (("class_map", str(class_map) if class_map else None), ("skip_bad", skip_bad)) if v}
 
 
-def same_named(options: Mapping[str, Any], fn: Callable[..., Any], skip: Iterable[str] = ()) -> dict[str, Any]:
-    """The command's ``options`` that ``fn`` takes under the same name (the CLI's flags are the library's parameters),
-    except those in ``skip`` (passed another way).
+@dataclass(frozen=True)
+class DataOptions:
+    """The data options of a command (``--data``, ``--limit``, ``--data-root``, ``--class-map``, ``--skip-bad``), as
+    :func:`data_group` passes them."""
 
-    >>> def f(steps, seed=0, device="cpu"): ...
-    >>> same_named({"steps": 3, "seed": 1, "out": "x", "device": "auto"}, f, skip=["device"])
-    {'steps': 3, 'seed': 1}
+    data: str
+    limit: int | None = None
+    data_root: Path | None = None
+    class_map: Path | None = None
+    skip_bad: bool = False
+
+    def cache(self, limit: int | None = None) -> DataCache:
+        """A :class:`DataCache` of ``--data`` keeping the first ``limit`` images (None: all)."""
+        return DataCache(self.data, self.data_root, limit, self.class_map, self.skip_bad)
+
+    def other(self, spec: str) -> DataOptions:
+        """Other data read the same way (the class map applies to a folder only).
+
+        >>> DataOptions("folder:a", class_map=Path("m.json")).other("demo").class_map is None
+        True
+        """
+        return replace(self, data=spec, class_map=self.class_map if spec.startswith("folder:") else None)
+
+    def recorded(self) -> dict[str, Any]:
+        """The data options a run records besides ``data``: only those given."""
+        return data_options(self.class_map, self.skip_bad)
+
+
+#: ``--limit``'s help where a command says nothing of its own
+LIMIT_HELP = "use only the first N images"
+
+
+def options_group(name: str, build: Callable[..., Any], params: list[inspect.Parameter]) -> Callable[[F], F]:
+    """Decorator: replace a command's parameter ``name`` by the typer options ``params`` (declared once, shared by
+    many commands) and call the command with ``build(**their values)`` in its place. ``--help`` lists each option.
+
+    >>> p = inspect.Parameter("steps", inspect.Parameter.KEYWORD_ONLY, default=3, annotation=int)
+    >>> @options_group("opts", dict, [p])
+    ... def cmd(opts: dict, seed: int = 0) -> None:
+    ...     print(opts, seed)
+    >>> list(inspect.signature(cmd).parameters), cmd(steps=5, seed=1)
+    {'steps': 5} 1
+    (['steps', 'seed'], None)
     """
-    names = set(inspect.signature(fn).parameters) - set(skip)
-    return {k: v for k, v in options.items() if k in names}
+
+    def decorate(fn: F) -> F:
+        signature = inspect.signature(fn, eval_str=True)
+        if name not in signature.parameters:
+            raise TypeError(f"{fn.__name__} has no parameter {name!r}")
+        flat: list[inspect.Parameter] = []
+        for p in signature.parameters.values():
+            flat += params if p.name == name else [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)]
+        own = [p.name for p in params]
+
+        @functools.wraps(fn)
+        def command(**kwargs: Any) -> Any:
+            group = build(**{k: kwargs.pop(k) for k in own})
+            return fn(**kwargs, **{name: group})
+
+        command.__signature__ = signature.replace(parameters=flat)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in flat} | {"return": signature.return_annotation}
+        return cast(F, command)
+
+    return decorate
+
+
+def option_param(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    """One typer option of an :func:`options_group`: ``name`` (``--name`` unless ``annotation`` says otherwise)."""
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def data_group(
+    default: str, *, data_help: str | None = None, limit: str | None = LIMIT_HELP, class_map: bool = True
+) -> Callable[[F], F]:
+    """Decorator: the command's ``DataOptions`` parameter becomes ``--data`` (default ``default``; ``data_help``: its
+    own help), ``--limit`` (``limit``: its help; None: no such option), ``--data-root``, ``--class-map`` (unless
+    ``class_map`` is False) and ``--skip-bad``."""
+    data_opt = DataOpt if data_help is None else Annotated[str, typer.Option("--data", help=data_help)]
+    params = [option_param("data", data_opt, default)]
+    if limit is not None:
+        params.append(option_param("limit", Annotated[int | None, typer.Option(help=limit)], None))
+    params.append(option_param("data_root", RootOpt, None))
+    if class_map:
+        params.append(option_param("class_map", ClassMapOpt, None))
+    params.append(option_param("skip_bad", SkipBadOpt, False))
+    return options_group("data_opts", DataOptions, params)
 
 
 def check_name(name: str) -> str:

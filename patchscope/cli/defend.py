@@ -10,23 +10,18 @@ import typer
 
 from patchscope.cli.common import (
     STATE,
-    ClassMapOpt,
-    DataCache,
-    DataOpt,
+    DataOptions,
     DeviceOpt,
     JsonOpt,
     OptionOpt,
     RegistryHelp,
-    RootOpt,
-    SkipBadOpt,
     check_out,
-    data_options,
+    data_group,
     entry_options,
     option_errors,
     recorded,
     resolve_device,
     resume_hint,
-    same_named,
     warn_bf16,
 )
 from patchscope.cli.output import key_value_table, show
@@ -37,11 +32,13 @@ app = typer.Typer()
 
 
 @app.command(cls=RegistryHelp)
+@data_group("gtsrb:test", limit="use the first N images (and at most N source images)")
 def defend(
+    *,
     defense: Annotated[str, typer.Option(help="the defense: {defenses}")],
     patch: Annotated[Path, typer.Option(help="a patch folder (from attack) or zoo:MODEL/NAME")],
     model: Annotated[str, typer.Option(help="model name or checkpoint")] = "gtsrb-cnn",
-    data: DataOpt = "gtsrb:test",
+    data_opts: DataOptions,
     source: Annotated[str | None, typer.Option(help="class the patch attacks (default: the patch's)")] = None,
     target: Annotated[str | None, typer.Option(help="class the patch aims for (default: the patch's)")] = None,
     adaptive: Annotated[
@@ -54,15 +51,11 @@ def defend(
     ] = "sigmoid",
     out: Annotated[Path | None, typer.Option(help="save the adaptive patch into this folder")] = None,
     conditions: Annotated[str, typer.Option(help="default (the viewing grid) | none | sweep")] = "default",
-    limit: Annotated[int | None, typer.Option(help="use the first N images (and at most N source images)")] = None,
     option: OptionOpt = None,
     fit_data: Annotated[str | None, typer.Option(help="clip: clean data to measure bounds on (default --data)")] = None,
     fit_limit: Annotated[int, typer.Option(help="clip: at most this many clean images for the bounds")] = 1024,
     batch_size: int = 1024,
     seed: int = 0,
-    data_root: RootOpt = None,
-    class_map: ClassMapOpt = None,
-    skip_bad: SkipBadOpt = False,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
@@ -76,25 +69,25 @@ def defend(
     from patchscope.models import create_model
     from patchscope.workflows.defend import defend_patch
 
-    args = dict(locals())
     options, spec = entry_options("defenses", defense, option), defense_spec(defense)
     check_positive("fit_limit", fit_limit)
     check_out(out, "patch.safetensors", "patch.png")
     dev = resolve_device(device)
     join(dev)  # under torchrun: measurements split the images, the adaptive attack its batch; rank 0 writes
     net = create_model(model, dev)
-    cache = DataCache(data, data_root, class_map=class_map, skip_bad=skip_bad)
+    cache = data_opts.cache()
     ds = cache.get(net)
-    fit = _fit_images(spec.takes("clean_images"), fit_data, cache, net, fit_limit, dev)
-    config = {k: args[k] for k in ("model", "defense", "data", "adaptive", "steps", "attack_loss", "seed")}
-    config |= {"models": [model], "patch": str(patch), "device": dev, "options": options}
-    config |= data_options(class_map, skip_bad)
-    config["data_hash"] = ds.head(limit).data_hash()
-    extra = {"options": options, "fit_images": fit, "device": dev, "meta": {"model": model}, "progress": True}
+    fit = _fit_images(spec.takes("clean_images"), fit_data, data_opts, net, fit_limit, dev)
+    config = {"model": model, "defense": defense, "data": data_opts.data, "adaptive": adaptive, "steps": steps}
+    config |= {"attack_loss": attack_loss, "seed": seed, "models": [model], "patch": str(patch), "device": dev}
+    config |= {"options": options} | data_opts.recorded() | {"data_hash": ds.head(data_opts.limit).data_hash()}
+    given: dict[str, Any] = {"options": options, "fit_images": fit, "adaptive": adaptive, "limit": data_opts.limit}
+    given |= {"steps": steps, "attack_batch_size": attack_batch_size, "attack_loss": attack_loss, "seed": seed}
+    given |= {"source": source, "target": target, "conditions": conditions, "batch_size": batch_size}
+    given["meta"] = {"model": model}
     with option_errors(spec.defaults), recorded("defend", config) as run:
-        kwargs = same_named(args, defend_patch, ("model", "data", "patch", "defense", *extra)) | extra
-        result = defend_patch(net, ds, load_patch(patch), defense, **kwargs)
-        summary = cache.note_skipped(_defense_summary(result, model, data, patch, out))
+        result = defend_patch(net, ds, load_patch(patch), defense, device=dev, progress=True, **given)
+        summary = cache.note_skipped(_defense_summary(result, model, data_opts.data, patch, out))
         if out is not None and result.adaptive is not None and is_main():
             result.adaptive.patch.save(out)
             run.artifact("adaptive_patch", out)
@@ -102,15 +95,12 @@ def defend(
     show(summary, as_json, lambda: key_value_table(summary))
 
 
-def _fit_images(needed: bool, fit_data: str | None, cache: DataCache, net: Any, limit: int, device: str) -> Any:
+def _fit_images(needed: bool, fit_data: str | None, data: DataOptions, net: Any, limit: int, device: str) -> Any:
     """The clean images a fitted defense measures itself on: the first ``limit`` of ``--fit-data`` (or ``--data``),
     read for ``net`` as ``--data`` is."""
     if not needed:
         return None
-    if fit_data:
-        class_map = cache.class_map if fit_data.startswith("folder:") else None
-        cache = DataCache(fit_data, cache.root, None, class_map, cache.skip_bad)
-    return cache.get(net).head(limit).float_images(device)
+    return data.other(fit_data or data.data).cache().get(net).head(limit).float_images(device)
 
 
 def _defense_summary(result: Any, model: str, data: str, patch: Path, out: Path | None) -> dict[str, Any]:
@@ -130,12 +120,13 @@ def _flat(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 @app.command(cls=RegistryHelp)
+@data_group("gtsrb:test")
 def certify(
+    *,
     defense: Annotated[str, typer.Option(help="the certifier: {certifiers}")],
     model: Annotated[str, typer.Option(help="model name or checkpoint")] = "gtsrb-cnn",
     patch_size: Annotated[float, typer.Option(help="square patch area as a fraction of the image")] = 0.05,
-    data: DataOpt = "gtsrb:test",
-    limit: Annotated[int | None, typer.Option(help="use only the first N images")] = None,
+    data_opts: DataOptions,
     option: OptionOpt = None,
     batch_size: Annotated[
         int | None,
@@ -152,9 +143,6 @@ def certify(
             "CPU with bf16 units; near-ties are redone in float32",
         ),
     ] = False,
-    data_root: RootOpt = None,
-    class_map: ClassMapOpt = None,
-    skip_bad: SkipBadOpt = False,
     device: DeviceOpt = "auto",
     resume: Annotated[
         bool, typer.Option(help="continue an interrupted certification (its counts are kept after every chunk)")
@@ -173,30 +161,21 @@ def certify(
     spec = certifier_spec(defense)
     with option_errors(spec.defaults):  # --bf16 on a certifier without the option: its options are --option KEY
         options = spec.check({**entry_options("certifiers", defense, option), **({"bf16": True} if bf16 else {})})
-    check_optional_positive("limit", limit)
+    check_optional_positive("limit", data_opts.limit)
     dev = resolve_device(device)
     join(dev)  # under torchrun: each rank certifies a share of the images; rank 0 prints and records
     if options.get("bf16"):
         warn_bf16(dev)
     net = create_model(model, dev)
-    cache = DataCache(data, data_root, limit, class_map, skip_bad)
+    cache = data_opts.cache(data_opts.limit)
     ds = cache.get(net)
-    config = {
-        "model": model,
-        "models": [model],
-        "defense": defense,
-        "patch_size": patch_size,
-        "data": data,
-        "limit": limit,
-        "device": dev,
-        "data_hash": ds.data_hash(),
-        "options": options,
-        **data_options(class_map, skip_bad),
-    }
+    config = {"model": model, "models": [model], "defense": defense, "patch_size": patch_size, "data": data_opts.data}
+    config |= {"limit": data_opts.limit, "device": dev, "data_hash": ds.data_hash(), "options": options}
+    config |= data_opts.recorded()
     ckpt = _certify_checkpoint(config, resume)
     with option_errors(spec.defaults), recorded("certify", config) as run, resume_hint():
         done = certify_data(net, ds, defense, patch_size, batch_size=batch_size, device=dev, checkpoint=ckpt, **options)
-        result = {"model": model, "data": data, **done.as_dict()}
+        result = {"model": model, "data": data_opts.data, **done.as_dict()}
         run.log(_flat(result))
     if ckpt is not None:
         ckpt.path.unlink(missing_ok=True)  # the result is recorded: the counts that led to it are no longer needed

@@ -9,14 +9,10 @@ from typing import Annotated, Any
 import typer
 
 from patchscope.cli.common import (
-    ClassMapOpt,
-    DataCache,
-    DataOpt,
+    DataOptions,
     DeviceOpt,
     JsonOpt,
-    RootOpt,
-    SkipBadOpt,
-    data_options,
+    data_group,
     recorded,
     resolve_device,
     split_names,
@@ -113,9 +109,11 @@ def _zoo_patches() -> list[dict[str, Any]]:
 
 
 @app.command()
+@data_group("gtsrb:test")
 def evaluate(
+    *,
     models: Annotated[str, typer.Option(help="comma-separated model names")] = "gtsrb-cnn",
-    data: DataOpt = "gtsrb:test",
+    data_opts: DataOptions,
     patch: Annotated[Path | None, typer.Option(help="a patch folder (from attack) or zoo:MODEL/NAME")] = None,
     source: Annotated[
         str | None, typer.Option(help="class the patch attacks (name or id; default: the patch's)")
@@ -125,11 +123,7 @@ def evaluate(
         typer.Option(help="class the patch aims for (name or id; default: the patch's own target); '' for untargeted"),
     ] = None,
     conditions: Annotated[str, typer.Option(help="default (the viewing grid) | none | sweep")] = "default",
-    limit: Annotated[int | None, typer.Option(help="use only the first N images")] = None,
     batch_size: int = 1024,
-    data_root: RootOpt = None,
-    class_map: ClassMapOpt = None,
-    skip_bad: SkipBadOpt = False,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
@@ -143,23 +137,23 @@ def evaluate(
 
     dev = resolve_device(device)
     join(dev)  # under torchrun: each rank measures a share of the images; rank 0 prints and records
-    check_optional_positive("limit", limit)
+    check_optional_positive("limit", data_opts.limit)
     check_batch("batch_size", batch_size)
     names = split_names(models)
     loaded = {n: create_model(n, dev) for n in names}
-    cache = DataCache(data, data_root, limit, class_map, skip_bad)
+    cache = data_opts.cache(data_opts.limit)
     the_patch = load_patch(patch, per_image=True) if patch is not None else None
     result: dict[str, dict[str, object]] = {}
     config = {
         "models": names,
-        "data": data,
+        "data": data_opts.data,
         "patch": str(patch) if patch else None,
         "source": source,
         "target": target,
         "conditions": conditions,
-        "limit": limit,
+        "limit": data_opts.limit,
         "device": dev,
-        **data_options(class_map, skip_bad),
+        **data_opts.recorded(),
     }
     for model in loaded.values():
         cache.check_classes(model)  # a folder is labelled by the first model's classes: the others must share them
@@ -169,7 +163,7 @@ def evaluate(
                 model, cache.get(model), the_patch, source, target, conditions, batch_size, dev
             )
         run.log({"models": result})
-    printed = cache.note_skipped({"data": data, "models": result})
+    printed = cache.note_skipped({"data": data_opts.data, "models": result})
     show(printed, as_json, lambda: _evaluate_table(result, the_patch is not None))
 
 

@@ -11,14 +11,10 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 from patchscope.cli.common import (
-    ClassMapOpt,
-    DataCache,
-    DataOpt,
+    DataOptions,
     DeviceOpt,
-    RootOpt,
-    SkipBadOpt,
     check_out,
-    data_options,
+    data_group,
     recorded,
     resolve_device,
 )
@@ -34,21 +30,19 @@ app = typer.Typer()
 
 
 @app.command()
+@data_group("gtsrb:test", limit="use at most N source-class images")
 def explain(
+    *,
     patch: Annotated[Path, typer.Option(help="a patch folder (from attack) or zoo:MODEL/NAME")],
     model: Annotated[str, typer.Option(help="model name or checkpoint path")] = "gtsrb-cnn",
-    data: DataOpt = "gtsrb:test",
+    data_opts: DataOptions,
     source: Annotated[
         str | None, typer.Option(help="class the patch attacks (default: the patch's, else stop)")
     ] = None,
     index: Annotated[int, typer.Option(help="the source-class image shown in attention.png")] = 0,
-    limit: Annotated[int | None, typer.Option(help="use at most N source-class images")] = None,
     method: Annotated[str, typer.Option(help="heatmaps: auto (Grad-CAM) | gradcam | rollout (ViT)")] = "auto",
     out: Annotated[Path, typer.Option(help="folder for the figures and explain.json")] = Path("runs/explain"),
     batch_size: int = 256,
-    data_root: RootOpt = None,
-    class_map: ClassMapOpt = None,
-    skip_bad: SkipBadOpt = False,
     device: DeviceOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="print the full JSON instead of a table")] = False,
 ) -> None:
@@ -63,31 +57,20 @@ def explain(
     if method not in ("auto", "gradcam", "rollout"):
         raise PatchscopeError(f"--method {method!r}: use auto, gradcam or rollout")
     check_batch("batch_size", batch_size)
-    check_optional_positive("limit", limit)
+    check_optional_positive("limit", data_opts.limit)
     check_out(out, "explain.json", "attention.png", "propagation.png", "anomaly.png")
     dev = resolve_device(device)
     the_patch = load_patch(patch)
     net = create_model(model, dev)
     check_patch(net, the_patch, net.input_size)
-    cache = DataCache(data, data_root, class_map=class_map, skip_bad=skip_bad)
+    cache = data_opts.cache()
     ds = cache.get(net)
-    victims = _victims(ds, source if source is not None else the_patch.meta.get("source") or "stop", limit, index, data)
-    head = {
-        "patch": str(patch),
-        "data": data,
-        "data_hash": victims.data_hash(),
-        "source": ds.classes[int(victims.labels[0])],
-    }
-    config = {
-        "model": model,
-        "models": [model],
-        **head,
-        "index": index,
-        "limit": limit,
-        "method": method,
-        "device": dev,
-        **data_options(class_map, skip_bad),
-    }
+    source = source if source is not None else the_patch.meta.get("source") or "stop"
+    victims = _victims(ds, source, data_opts.limit, index, data_opts.data)
+    head = {"patch": str(patch), "data": data_opts.data, "data_hash": victims.data_hash()}
+    head["source"] = ds.classes[int(victims.labels[0])]
+    config = {"model": model, "models": [model], **head, "index": index, "limit": data_opts.limit, "method": method}
+    config |= {"device": dev, **data_opts.recorded()}
     with recorded("explain", config) as run:
         result = _explain(net, victims, the_patch, index, out, cast("Method", method), batch_size, dev, head)
         run.log(_headline(result))

@@ -11,18 +11,14 @@ from typing import Annotated, Any
 import typer
 
 from patchscope.cli.common import (
-    ClassMapOpt,
-    DataCache,
-    DataOpt,
+    DataOptions,
     DeviceOpt,
     LossOpt,
-    RootOpt,
-    SkipBadOpt,
     check_out,
+    data_group,
     parse_floats,
     recorded,
     resolve_device,
-    same_named,
     split_names,
 )
 from patchscope.cli.output import Col, print_table, show
@@ -32,11 +28,13 @@ app = typer.Typer(name="study", no_args_is_help=True, help="Experiments that com
 
 
 @app.command()
+@data_group("gtsrb:test", limit=None)
 def robustness(
+    *,
     models: Annotated[
         str, typer.Option(help="comma-separated model names or checkpoints")
     ] = "gtsrb-cnn,gtsrb-resnet,gtsrb-vit,gtsrb-vit-ssl,gtsrb-cnn-at",
-    data: DataOpt = "gtsrb:test",
+    data_opts: DataOptions,
     source: str = "stop",
     target: str = "yield",
     sizes: Annotated[str, typer.Option(help="patch areas, comma-separated")] = "0.02,0.05",
@@ -50,9 +48,6 @@ def robustness(
         "runs/study"
     ),
     seed: int = 0,
-    data_root: RootOpt = None,
-    class_map: ClassMapOpt = None,
-    skip_bad: SkipBadOpt = False,
     device: DeviceOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
 ) -> None:
@@ -66,42 +61,42 @@ def robustness(
     from patchscope.models import create_model
     from patchscope.workflows.study import RobustnessStudy, StudySettings, save_study, study_metrics, study_table
 
-    args = dict(locals())
     areas = tuple(parse_floats(sizes, "--sizes", "0.02,0.05"))
     _check_settings(areas, conditions, steps, batch_size, candidates, certify_images)
     check_out(out, "study.json", "study.png", "report.html")
     dev = resolve_device(device)
     names = split_names(models)
     loaded = {n: create_model(n, dev) for n in names}
-    images = _study_images(data, data_root, loaded, class_map, skip_bad)
+    images = _study_images(data_opts, loaded)
     for area in areas:
         patch_side(area, images.image_size)
-    chosen = same_named(args, StudySettings, ("sizes", "certify_images", "device"))
+    chosen: dict[str, Any] = {"source": source, "target": target, "steps": steps, "batch_size": batch_size}
+    chosen |= {"candidates": candidates, "loss": loss, "conditions": conditions, "seed": seed}
     settings = StudySettings(
         areas, **chosen, certify_images=min(certify_images, len(images)), transfer_size=max(areas), device=dev
     )
     console = Console(stderr=True)
     with recorded(
-        "study", {"models": names, "data": data, "data_hash": images.data_hash(), **settings.__dict__}
+        "study", {"models": names, "data": data_opts.data, "data_hash": images.data_hash(), **settings.__dict__}
     ) as run:
         results = RobustnessStudy(
             loaded, images, settings, lambda t: console.print(f"[bold cyan]>[/] {t}", soft_wrap=True)
         )()
-        report = save_study(results, out, data)
+        report = save_study(results, out, data_opts.data)
         run.log(study_metrics(results))
         run.artifact("study", out / "study.json")
         run.artifact("report", report)
     show(results.as_dict(), as_json, lambda: _table(study_table(results), report))
 
 
-def _study_images(data: str, root: Path | None, models: dict[str, Any], class_map: Path | None, skip_bad: bool) -> Any:
+def _study_images(data: DataOptions, models: dict[str, Any]) -> Any:
     """The study's images in memory: a folder labelled by the first model's classes (the others must share them)
     and prepared for it; other data as it is stored."""
     from patchscope.data import load_data
 
-    if not data.startswith("folder:"):
-        return load_data(data, root)
-    cache = DataCache(data, root, class_map=class_map, skip_bad=skip_bad)
+    if not data.data.startswith("folder:"):
+        return load_data(data.data, data.data_root)
+    cache = data.cache()
     for model in models.values():
         cache.check_classes(model)
     return cache.get(next(iter(models.values()))).load()

@@ -5,25 +5,26 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, cast
 
 import typer
 
 from patchscope.cli.common import (
-    DataOpt,
+    DataOptions,
     DeviceOpt,
     JsonOpt,
     RegistryHelp,
-    RootOpt,
-    SkipBadOpt,
     check_name,
     check_out,
+    data_group,
+    option_param,
+    options_group,
     parse_floats,
     recorded,
     resolve_device,
     resume_hint,
-    same_named,
     warn_bf16,
 )
 from patchscope.cli.output import key_value_table, print_json
@@ -33,10 +34,79 @@ from patchscope.validate import check_batch, check_positive
 app = typer.Typer()
 
 
+@dataclass(frozen=True)
+class Hardening:
+    """The training perturbation's options (patches, masks or ablations), as :data:`hardening_group` passes them."""
+
+    patch_training: float = 0.0
+    patch_steps: int = 5
+    mask_training: str | None = None
+    mask_tries: int = 1
+    ablation_training: str | None = None
+
+    def perturbation(self, image_size: int) -> Any:
+        """The batch perturbation these options ask for, or None."""
+        from patchscope.defenses.patch_training import training_perturbation
+
+        masks = self.mask_training
+        areas = tuple(parse_floats(masks, "--mask-training", "0.024,0.048")) if masks else ()
+        return training_perturbation(
+            image_size,
+            patch_training=self.patch_training,
+            patch_steps=self.patch_steps,
+            mask_training=areas,
+            mask_tries=self.mask_tries,
+            ablation_training=self.ablation_training,
+        )
+
+
+hardening_group = options_group(
+    "hardening",
+    Hardening,
+    [
+        option_param(
+            "patch_training",
+            Annotated[float, typer.Option(help="adversarial patch training: patch area (0 = off), Rao et al. 2020")],
+            0.0,
+        ),
+        option_param("patch_steps", Annotated[int, typer.Option(help="signed-gradient steps per training patch")], 5),
+        option_param(
+            "mask_training",
+            Annotated[
+                str | None,
+                typer.Option(help="grey out two PatchCleanser masks (p=0.75) for these patch areas, e.g. 0.024,0.048"),
+            ],
+            None,
+        ),
+        option_param(
+            "mask_tries",
+            Annotated[
+                int, typer.Option(help="with --mask-training: train on the worst of N random mask pairs per image")
+            ],
+            1,
+        ),
+        option_param(
+            "ablation_training",
+            Annotated[
+                str | None,
+                typer.Option(
+                    help="derandomized smoothing's ablations: keep one random column band "
+                    "(column:B) or block (block:B) of each image, e.g. column:4"
+                ),
+            ],
+            None,
+        ),
+    ],
+)
+
+
 @app.command(cls=RegistryHelp)
+@data_group("gtsrb:train", limit=None, class_map=False)
+@hardening_group
 def train(
+    *,
     arch: Annotated[str | None, typer.Option(help="{archs} (taken from --init when fine-tuning)")] = None,
-    data: DataOpt = "gtsrb:train",
+    data_opts: DataOptions,
     out: Annotated[Path, typer.Option(help="folder for NAME.safetensors and NAME.json")] = Path("models"),
     epochs: int = 20,
     batch_size: int = 128,
@@ -48,8 +118,6 @@ def train(
         str,
         typer.Option(help="JSON of architecture options, e.g. '{\"width\": 24}'; `patchscope list archs` shows them"),
     ] = "{}",
-    data_root: RootOpt = None,
-    skip_bad: SkipBadOpt = False,
     device: DeviceOpt = "auto",
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch")] = None,
     ema_decay: Annotated[
@@ -58,24 +126,7 @@ def train(
     init: Annotated[
         str | None, typer.Option(help="fine-tune this model (zoo name or checkpoint) instead of a fresh network")
     ] = None,
-    patch_training: Annotated[
-        float, typer.Option(help="adversarial patch training: patch area (0 = off), Rao et al. 2020")
-    ] = 0.0,
-    patch_steps: Annotated[int, typer.Option(help="signed-gradient steps per training patch")] = 5,
-    mask_training: Annotated[
-        str | None,
-        typer.Option(help="grey out two PatchCleanser masks (p=0.75) for these patch areas, e.g. 0.024,0.048"),
-    ] = None,
-    mask_tries: Annotated[
-        int, typer.Option(help="with --mask-training: train on the worst of N random mask pairs per image")
-    ] = 1,
-    ablation_training: Annotated[
-        str | None,
-        typer.Option(
-            help="derandomized smoothing's ablations: keep one random column band "
-            "(column:B) or block (block:B) of each image, e.g. column:4"
-        ),
-    ] = None,
+    hardening: Hardening,
     ssl: Annotated[
         str | None, typer.Option(help="self-supervised pretraining before fine-tuning: mae (ViT only)")
     ] = None,
@@ -88,8 +139,8 @@ def train(
     precision: Annotated[
         str,
         typer.Option(
-            help="fp32 | bf16 (forward passes under bf16 autocast: a ViT trains ~1.7x "
-            "faster on a CPU with AVX512-BF16; slower where bf16 is emulated)"
+            help="fp32 | bf16 (forward passes under bf16 autocast: a ViT trains faster on a CPU with "
+            "AVX512-BF16; slower where bf16 is emulated)"
         ),
     ] = "fp32",
     augment: Annotated[
@@ -118,7 +169,6 @@ def train(
     from patchscope.models import create_model
     from patchscope.models.train import train_model
 
-    args = dict(locals())
     if name is not None:
         check_out(out, f"{check_name(name)}.safetensors", f"{name}.json")
     _check_recipe(ssl, init, arch, epochs, batch_size, distill_weight)
@@ -127,18 +177,22 @@ def train(
     if threads is not None:
         torch.set_num_threads(check_positive("threads", threads, 1024))
     dev = resolve_device(device)
-    train_data = load_data(data, data_root, skip_bad=skip_bad)  # a new model's classes: the folder names, sorted
-    held_out = _held_out(eval_data, data_root, skip_bad, train_data)
+    root, skip_bad = data_opts.data_root, data_opts.skip_bad
+    train_data = load_data(data_opts.data, root, skip_bad=skip_bad)  # a new model's classes: the folder names, sorted
+    held_out = _held_out(eval_data, root, skip_bad, train_data)
     name = name or f"gtsrb-{arch}"
     check_out(out, f"{name}.safetensors", f"{name}.json")
-    perturb = _perturbation(args, train_data.image_size)
-    recipe = _recipe(args, arch, kwargs, perturb)
+    perturb = hardening.perturbation(train_data.image_size)
+    options: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "ema_decay": ema_decay}
+    options |= {"seed": seed, "init": init, "teacher": teacher, "precision": precision}
+    recipe = _recipe(options, arch, kwargs, perturb, distill_weight if teacher else None, augment)
     if precision == "bf16":
         warn_bf16(dev)
-    config = {"name": name, "data": data, "device": dev, "data_hash": train_data.data_hash(), "models": [name]}
+    config = {"name": name, "data": data_opts.data, "device": dev, "models": [name]}
+    config["data_hash"] = train_data.data_hash()
     with recorded("train", config | {"ssl": ssl} | recipe.__dict__) as run:
         if ssl:
-            pretraining_data = load_data(ssl_data, data_root) if ssl_data else train_data
+            pretraining_data = load_data(ssl_data, root) if ssl_data else train_data
             initial, pretraining = _pretrain_mae(pretraining_data, train_data, kwargs, ssl_epochs, seed, dev, name)
         ckpt = _checkpoint(out / f"{name}.ckpt", resume, {"data_hash": config["data_hash"], "init": init, "ssl": ssl})
         with _kept_on_failure(ckpt):
@@ -148,10 +202,7 @@ def train(
         ckpt.path.unlink(missing_ok=True)  # the model is written: the state that led to it is no longer needed
         run.log(summary)
         run.artifact("weights", summary["weights"])
-    if as_json:
-        print_json(summary, indent=None)
-    else:
-        key_value_table(summary)
+    print_json(summary, indent=None) if as_json else key_value_table(summary)
 
 
 def _parts(initial: Any, perturb: Any, teacher: Any, checkpoint: Any) -> dict[str, Any]:
@@ -180,29 +231,20 @@ def _kept_on_failure(ckpt: Any) -> Iterator[None]:
         raise
 
 
-def _perturbation(args: dict[str, Any], image_size: int) -> Any:
-    """The batch perturbation the options ask for (patches, masks, ablations), or None."""
-    from patchscope.defenses.patch_training import training_perturbation
-
-    masks = (
-        tuple(parse_floats(args["mask_training"], "--mask-training", "0.024,0.048")) if args["mask_training"] else ()
-    )
-    skip = ("image_size", "mask_training")
-    return training_perturbation(image_size, mask_training=masks, **same_named(args, training_perturbation, skip))
-
-
-def _recipe(args: dict[str, Any], arch: str, kwargs: dict[str, Any], perturb: Any) -> Any:
-    """The training recipe: the arch's defaults, the command's options of the same name, the augmentation overrides."""
+def _recipe(
+    options: dict[str, Any], arch: str, kwargs: dict[str, Any], perturb: Any, distill: float | None, augment: str | None
+) -> Any:
+    """The training recipe: the arch's defaults, the command's ``options``, the augmentation overrides."""
     from patchscope.models.train import Recipe, parse_augment
 
-    skip = ("arch", "arch_kwargs", "patch_training", "distill_weight")
+    described = perturb.describe() if perturb else None
     return Recipe.for_arch(
         arch,
-        **same_named(args, Recipe, skip),
+        **options,
         arch_kwargs=kwargs,
-        patch_training=perturb.describe() if perturb else None,
-        distill_weight=args["distill_weight"] if args["teacher"] else None,
-        **parse_augment(args["augment"] or ""),
+        patch_training=described,
+        distill_weight=distill,
+        **parse_augment(augment or ""),
     )
 
 

@@ -3,12 +3,15 @@ wins where the decision hangs on a region a patch can cover, also when the gradi
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
 
-from patchscope.attacks import AttackConfig, PerImagePatches, attack_loss, create_attack
+from patchscope.attacks import AttackConfig, PerImagePatches, attack_loss, create_attack, load_patch
 from patchscope.errors import PatchscopeError
+from tests.conftest import run_cli
 
 SIZE = 16  # px images
 REGION = (slice(6, 10), slice(9, 13))  # the 4x4 region the hand-built model looks at
@@ -161,3 +164,29 @@ def test_it_refuses_sticker_placement_and_the_universal_attack_s_settings():
         _attack(RedRegion(), placement="sticker")
     with pytest.raises(PatchscopeError, match="tv_weight, nps_weight and compile"):
         _attack(RedRegion(), tv_weight=0.1)
+
+
+def test_attack_cli_runs_sparse_rs_with_its_options_and_writes_per_image_patches(tmp_path, tiny_model_path):
+    out = tmp_path / "sr"
+    common = ("attack", "--model", str(tiny_model_path), "--data", "demo", "--limit", "3", "--attack", "sparse-rs")
+    r = run_cli(*common, "--option", "queries=6", "--batch-size", "8", "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",
+        "metrics.json",
+        "patches.png",
+        "patches.safetensors",
+    ]
+    config, summary = json.loads((out / "config.json").read_text()), json.loads(r.stdout)
+    assert config["attack"] == "sparse-rs" and config["options"] == {"queries": 6} and config["per_image"] is True
+    assert summary["attack_images"] == 3 and summary["per_image"] is True
+    patches = load_patch(out, per_image=True)
+    assert isinstance(patches, PerImagePatches) and all(q <= 6 for q in patches.meta["queries"])
+    for args, says in (
+        (("--option", "querys=6"), "--option querys: attack 'sparse-rs' has no such option"),
+        (("--option", "queries=0"), "--option queries"),
+        (("--per-image",), "--per-image is --attack per-image"),
+        (("--resume",), "--attack sparse-rs runs in one process and has no checkpoints"),
+    ):
+        bad = run_cli(*common, *args, "--out", str(tmp_path / "bad"))
+        assert bad.returncode == 2 and says in bad.stderr and "Traceback" not in bad.stderr, (args, bad.stderr)

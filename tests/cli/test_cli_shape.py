@@ -225,3 +225,45 @@ def test_flags_show_no_value_placeholder_in_help(monkeypatch):
     assert "<int>" in lines["--steps"]  # options that take a value still say which
     listed = invoke("--help").out
     assert "<bool>" not in listed and all(len(line) <= 200 for line in listed.splitlines())
+
+
+#: functions still over the limit, each to be split (the test fails once one is short enough: then drop it here)
+LONG_FOR_NOW = {("train.py", "train")}
+
+
+def _cli_functions() -> list[tuple[str, str, int]]:
+    """(file, function, lines including the signature) of every function in patchscope/cli."""
+    found = []
+    for path in sorted(Path(cli.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                found.append((path.name, node.name, node.end_lineno - node.lineno + 1))  # type: ignore[operator]
+    return found
+
+
+def test_no_function_in_the_cli_is_over_60_lines():
+    functions = _cli_functions()
+    assert len(functions) > 50
+    long = {(f, n): lines for f, n, lines in functions if lines > 60}
+    assert set(long) == LONG_FOR_NOW, long
+
+
+def test_cli_help_states_no_measured_numbers():
+    """Help says what an option does, not how much faster it measured (such numbers go stale)."""
+    import re
+
+    from typer.main import get_command
+
+    root = get_command(cli.app)
+    stale = re.compile(r"\d\s*x\b|\d+\s*%|\d\s*s of|\bpoints\b")
+    texts = []
+    for command in _walk(root):
+        texts += [(command.name, getattr(p, "help", None) or "") for p in command.params]
+    assert len(texts) > 100
+    assert [(n, t) for n, t in texts if stale.search(t)] == []
+
+
+def _walk(command):
+    yield command
+    for sub in getattr(command, "commands", {}).values():
+        yield from _walk(sub)
