@@ -194,8 +194,7 @@ def attack(
     from patchscope.workflows.attack import AttackImages
 
     name = _attack_name(attack, per_image)
-    many = name != "universal"
-    check_out(out, *(["patches.safetensors", "patches.png"] if many else ["patch.safetensors", "patch.png"]), *RUN)
+    check_out(out, *_outputs(name))
     dev = resolve_device(device)
     rank = join(dev)
     net = load_models(model, dev)
@@ -205,20 +204,12 @@ def attack(
     )
     if recipe.precision == "bf16" and rank == 0:
         warn_bf16(dev)
-    if (out / "patch.safetensors").exists() and not resume and rank == 0:
-        note(f"note: overwriting the patch in {out}")
+    _note_overwrite(out, quiet=resume or rank != 0)
     config: dict[str, Any] = {"command": "attack", "model": model, "models": split_names(model, "--model")}
     config |= {"data": data_opts.data, "data_hash": images.data_hash, "device": dev, "attack": name}
     config |= data_opts.recorded() | cfg.as_dict() | images.named_classes()
-    run = {
-        "init": init,
-        "views": views,
-        "limit": data_opts.limit,
-        "resume": resume,
-        "out": out,
-        "images": images,
-        "net": net,
-    }
+    run: dict[str, Any] = {"init": init, "views": views, "limit": data_opts.limit, "resume": resume, "out": out}
+    run |= {"images": images, "net": net}
     options = _attack_options(name, option, config, run | {"checkpoint_every": checkpoint_every})
     try:
         _run_attack(net, images, cfg, config, out, rank, options, as_json)
@@ -334,6 +325,17 @@ def _goal(config: dict[str, Any]) -> str:
     return (
         f"{source} -> {class_label(target, config.get('target_id'))}" if target is not None else f"{source}, untargeted"
     )
+
+
+def _note_overwrite(out: Path, quiet: bool) -> None:
+    if (out / "patch.safetensors").exists() and not quiet:
+        note(f"note: overwriting the patch in {out}")
+
+
+def _outputs(name: str) -> tuple[str, ...]:
+    """The files attack ``name`` writes into its --out folder."""
+    patch = ("patch.safetensors", "patch.png") if name == "universal" else ("patches.safetensors", "patches.png")
+    return (*patch, *RUN)
 
 
 def _weights(net: Any) -> str:

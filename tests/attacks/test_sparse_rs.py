@@ -184,7 +184,7 @@ def test_attack_cli_runs_sparse_rs_with_its_options_and_writes_per_image_patches
     assert isinstance(patches, PerImagePatches) and all(q <= 6 for q in patches.meta["queries"])
     for args, says in (
         (("--option", "querys=6"), "--option querys: attack 'sparse-rs' has no such option"),
-        (("--option", "queries=0"), "--option queries"),
+        (("--option", "queries=-1"), "--option queries"),
         (("--per-image",), "--per-image is --attack per-image"),
         (("--resume",), "--attack sparse-rs runs in one process and has no checkpoints"),
     ):

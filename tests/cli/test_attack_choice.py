@@ -55,7 +55,7 @@ def test_attack_sparse_rs_runs_end_to_end_and_is_recorded(tmp_path: Path, tiny_m
         (("--attack", "sparse-rs", "--per-image"), "--per-image is --attack per-image"),
         (("--attack", "sparse-rs", "--resume"), "--attack sparse-rs runs in one process"),
         (("--attack", "sparse-rs", "--placement", "sticker"), "placement must be on-object"),
-        (("--attack", "sparse-rs", "--init", "zoo:gtsrb-cnn/stop-yield"), "add --per-image"),
+        (("--attack", "sparse-rs", "--init", "zoo:gtsrb-cnn/stop-yield"), "takes no start patch"),
     ],
 )
 def test_bad_attack_choices_are_one_line(tmp_path: Path, args: tuple[str, ...], words: str):
