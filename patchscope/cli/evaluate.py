@@ -123,7 +123,13 @@ def evaluate(
         typer.Option(help="class the patch aims for (name or id; default: the patch's own target); '' for untargeted"),
     ] = None,
     conditions: Annotated[str, typer.Option(help="default (the viewing grid) | none | sweep")] = "default",
-    batch_size: int = 1024,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="images per forward pass (default: as many as fit the memory budget, 1 GiB on a CPU and half the "
+            "free GPU memory; PATCHSCOPE_BATCH_BUDGET_MB sets it)"
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
@@ -138,7 +144,8 @@ def evaluate(
     dev = resolve_device(device)
     join(dev)  # under torchrun: each rank measures a share of the images; rank 0 prints and records
     check_optional_positive("limit", data_opts.limit)
-    check_batch("batch_size", batch_size)
+    if batch_size is not None:
+        check_batch("batch_size", batch_size)
     names = split_names(models)
     loaded = {n: create_model(n, dev) for n in names}
     cache = data_opts.cache(data_opts.limit)
@@ -174,7 +181,7 @@ def _evaluate_one(
     source: str | None,
     target: str | None,
     conditions: str,
-    batch_size: int,
+    batch_size: int | None,
     device: str,
 ) -> dict[str, Any]:
     """One model's clean accuracy on ``ds`` (streamed when it is a stream) and, with a patch, its success."""

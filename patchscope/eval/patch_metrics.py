@@ -15,9 +15,9 @@ from patchscope.data import ImageSet, ImageStream, resolve_class
 from patchscope.distributed import all_sum, merge_rows, my_blocks
 from patchscope.errors import PatchscopeError
 from patchscope.eval.conditions import DEFAULT_GRID, Condition, condition_grid
+from patchscope.models.batching import resolve_batch_size
 from patchscope.models.wrapper import check_finite, nonfinite_rows
 from patchscope.progress import progress_bar
-from patchscope.validate import check_batch
 
 
 def condition_views(
@@ -96,7 +96,7 @@ def patch_success(
     patch: Patch | PerImagePatches,
     target: int | None,
     conditions: Sequence[Condition] = DEFAULT_GRID,
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     device: str | torch.device = "cpu",
     by_image: bool = False,
     progress: bool = False,
@@ -123,7 +123,7 @@ def patch_success(
     """
     n, c = len(images), len(conditions)
     _check_request(model, images, labels, patch, target, c)
-    batch_size = check_batch("batch_size", batch_size)
+    batch_size = resolve_batch_size(model, batch_size, int(images.shape[-1]), device)
     own = isinstance(patch, PerImagePatches)
     images, labels = images.to(device), labels.to(device)
     views = condition_views(conditions, n, patch).to(device)
@@ -299,7 +299,7 @@ def measure_patch(
     source: str | int | None = None,
     target: str | int | None = None,
     conditions: str | Sequence[Condition] = "default",
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     device: str | torch.device = "cpu",
 ) -> PatchMeasurement:
     """Success of ``patch`` on the ``source`` images of ``data`` over viewing ``conditions``.
@@ -312,7 +312,7 @@ def measure_patch(
         source: the attacked class (name or id); default: the patch's own (``meta["source"]``).
         target: the class the patch aims for; default: the patch's own; ``""``, or None on both: untargeted.
         conditions: ``default``, ``none``, ``sweep`` (:func:`condition_grid`) or a list of conditions.
-        batch_size: rendered images per forward pass.
+        batch_size: rendered images per forward pass (None: as many as the memory budget holds).
         device: where to run.
 
     Returns:

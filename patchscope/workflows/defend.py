@@ -134,7 +134,7 @@ def defend_patch(
     attack_batch_size: int = 64,
     attack_loss: str = "sigmoid",
     seed: int = 0,
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     device: str | torch.device = "cpu",
     meta: Mapping[str, Any] | None = None,
     progress: bool = False,
@@ -158,7 +158,7 @@ def defend_patch(
         attack_batch_size: the adaptive attack's batch.
         attack_loss: the adaptive attack's objective (:data:`~patchscope.attacks.losses.LOSSES`).
         seed: the adaptive attack's seed.
-        batch_size: images per forward pass when measuring.
+        batch_size: images per forward pass when measuring (None: as many as the memory budget holds).
         device: where to run.
         meta: extra facts for the adaptive patch's ``meta`` (e.g. the model's name).
         progress: show the adaptive attack's progress bar.
@@ -186,7 +186,7 @@ def _measure(
     source: str | int,
     target: int | None,
     conditions: str | list[Condition],
-    batch_size: int,
+    batch_size: int | None,
     device: str | torch.device,
     model: nn.Module,
     patch: Patch,
@@ -231,7 +231,7 @@ def _defense_result(
     models: tuple[nn.Module, nn.Module],
     measure: Measure,
     patch: Patch,
-    batch_size: int,
+    batch_size: int | None,
     device: str | torch.device,
 ) -> DefenseResult:
     """Clean accuracy and ``patch`` measured on the bare and the defended model (``models``)."""
@@ -275,10 +275,10 @@ def _adaptive_result(
 
 
 def _check_defend_options(
-    patch: Patch, steps: int, attack_batch_size: int, attack_loss: str, batch_size: int, limit: int | None
+    patch: Patch, steps: int, attack_batch_size: int, attack_loss: str, batch_size: int | None, limit: int | None
 ) -> None:
     """Raise :class:`PatchscopeError` (naming the option) on what :func:`defend_patch` cannot measure."""
-    if min(steps, attack_batch_size, batch_size) < 1:
+    if min(steps, attack_batch_size, 1 if batch_size is None else batch_size) < 1:
         raise PatchscopeError(
             "steps, attack_batch_size and batch_size must be at least 1",
             params=("steps", "attack_batch_size", "batch_size"),
@@ -286,7 +286,8 @@ def _check_defend_options(
     check_positive("steps", steps, 10**7)
     check_batch("attack_batch_size", attack_batch_size)
     check_choice("attack_loss", attack_loss, LOSSES)
-    check_batch("batch_size", batch_size)
+    if batch_size is not None:
+        check_batch("batch_size", batch_size)
     check_optional_positive("limit", limit)
     if isinstance(patch, PerImagePatches):
         raise PatchscopeError(
