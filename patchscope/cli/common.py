@@ -122,6 +122,14 @@ def translate(error: PatchscopeError, flags: Mapping[str, str] | None = None) ->
 #: the kinds of registered entries (``patchscope list KIND``)
 REGISTRY_KINDS = ("archs", "attacks", "defenses", "certifiers")
 
+BatchOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="images per forward pass (default: as many as fit the memory budget, 1 GiB on a CPU and half the free "
+        "GPU memory; PATCHSCOPE_BATCH_BUDGET_MB sets it)"
+    ),
+]
+
 OptionOpt = Annotated[
     list[str] | None,
     typer.Option(

@@ -10,6 +10,7 @@ import typer
 
 from patchscope.cli.common import (
     STATE,
+    BatchOpt,
     DataOptions,
     DeviceOpt,
     JsonOpt,
@@ -54,13 +55,7 @@ def defend(
     option: OptionOpt = None,
     fit_data: Annotated[str | None, typer.Option(help="clip: clean data to measure bounds on (default --data)")] = None,
     fit_limit: Annotated[int, typer.Option(help="clip: at most this many clean images for the bounds")] = 1024,
-    batch_size: Annotated[
-        int | None,
-        typer.Option(
-            help="images per forward pass (default: as many as fit the memory budget, 1 GiB on a CPU and half the "
-            "free GPU memory; PATCHSCOPE_BATCH_BUDGET_MB sets it)"
-        ),
-    ] = None,
+    batch_size: BatchOpt = None,
     seed: int = 0,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from patchscope.cli.common import (
+    BatchOpt,
     DataOptions,
     DeviceOpt,
     JsonOpt,
@@ -123,13 +124,7 @@ def evaluate(
         typer.Option(help="class the patch aims for (name or id; default: the patch's own target); '' for untargeted"),
     ] = None,
     conditions: Annotated[str, typer.Option(help="default (the viewing grid) | none | sweep")] = "default",
-    batch_size: Annotated[
-        int | None,
-        typer.Option(
-            help="images per forward pass (default: as many as fit the memory budget, 1 GiB on a CPU and half the "
-            "free GPU memory; PATCHSCOPE_BATCH_BUDGET_MB sets it)"
-        ),
-    ] = None,
+    batch_size: BatchOpt = None,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
