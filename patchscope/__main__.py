@@ -7,12 +7,23 @@ ends with one line and exit status 130 or 143.
 import signal
 import sys
 
-from patchscope.errors import Interrupted, note_interrupt
+from patchscope.errors import Interrupted, interrupt_pending, note_interrupt
 
 
 def _on_signal(signum: int, frame: object) -> None:
-    note_interrupt(signum)
-    raise Interrupted("", signum)
+    """The first signal stops the start-up; a repeat is only noted (raised inside the import machinery's clean-up,
+    it would be printed there as an ignored exception)."""
+    if interrupt_pending() is None:
+        note_interrupt(signum)
+        raise Interrupted("", signum)
+
+
+def _leave(signum: int) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)  # the exit is under way: a second signal must not kill it
+    name = signal.Signals(signum).name
+    print(f"patchscope: interrupted by {name} while starting: no results were written", file=sys.stderr)
+    sys.exit(128 + signum)
 
 
 if __name__ == "__main__":
@@ -21,6 +32,8 @@ if __name__ == "__main__":
     try:
         from patchscope.cli import main
     except Interrupted as e:
-        print(f"patchscope: interrupted by {e.signal_name} while starting: no results were written", file=sys.stderr)
-        sys.exit(e.exit_status)
+        _leave(e.signum)
+    pending = interrupt_pending()
+    if pending is not None:  # a signal whose raise the import machinery swallowed
+        _leave(pending)
     main()

@@ -480,8 +480,10 @@ def command_name(argv: list[str]) -> str:
 def on_signal(signum: int, frame: object) -> None:
     """SIGINT/SIGTERM handler: raise :class:`~patchscope.errors.Interrupted` (and note it, so that long loops raise
     again if this raise is swallowed inside a finaliser)."""
-    from patchscope.errors import Interrupted, note_interrupt
+    from patchscope.errors import Interrupted, interrupt_pending, note_interrupt
 
+    if interrupt_pending() is not None:  # a repeat while the first unwinds: raised inside a clean-up it would only
+        return  # be printed as an ignored exception; long loops raise the first again (raise_if_interrupted)
     note_interrupt(signum)
     raise Interrupted("", signum)
 

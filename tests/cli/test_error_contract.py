@@ -407,29 +407,25 @@ def test_train_name_cannot_leave_out(name: str, tmp_path: Path) -> None:
 
 
 # -- resume with other settings is refused ----------------------------------------------------------------------------
-@pytest.fixture
-def checkpoint(tmp_path: Path) -> Path:
-    """An attack checkpoint at step 3 of 6, made as ``attack --data demo --steps 6 --limit 8 ...`` makes it."""
+def interrupted_attack(model_name: str, folder: Path, steps: int, limit: int, every: int) -> Path:
+    """An attack checkpoint in ``folder`` at step 3 of ``steps``, made as ``attack --model MODEL --data demo --steps
+    STEPS --limit LIMIT --batch-size LIMIT --candidates 1 --checkpoint-every EVERY`` makes it."""
     from patchscope.attacks import AttackConfig, AttackInterrupted, PatchAttack
     from patchscope.data import load_data
     from patchscope.models import create_model
     from patchscope.models.checkpoint import weights_fingerprint
 
     full = load_data("demo")
-    stops = full.of_class("stop").head(8)
-    model = create_model("gtsrb-cnn")
+    stops = full.of_class("stop").head(limit)
+    model = create_model(model_name)
+    identity = {"model": model_name, "data_hash": full.data_hash(), "images": limit}
     runner = PatchAttack(
         model,
-        AttackConfig(steps=6, batch_size=8, candidates=1, target=13),
-        checkpoint=tmp_path / "run" / "checkpoint.pt",
-        checkpoint_every=2,
+        AttackConfig(steps=steps, batch_size=limit, candidates=1, target=13),
+        checkpoint=folder / "checkpoint.pt",
+        checkpoint_every=every,
         progress=False,
-        identity={
-            "model": "gtsrb-cnn",
-            "data_hash": full.data_hash(),
-            "images": 8,
-            "weights": weights_fingerprint(model),
-        },
+        identity=identity | {"weights": weights_fingerprint(model)},
     )
     lr = runner._lr
 
@@ -438,9 +434,15 @@ def checkpoint(tmp_path: Path) -> Path:
         return lr(step)
 
     runner._lr = stop_at_3  # type: ignore[method-assign]
-    with pytest.raises(AttackInterrupted, match="step 3 of 6"):
+    with pytest.raises(AttackInterrupted, match=f"step 3 of {steps}"):
         runner(stops.float_images(), stops.labels)
-    return tmp_path / "run"
+    return folder
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> Path:
+    """An attack checkpoint at step 3 of 6, made as ``attack --data demo --steps 6 --limit 8 ...`` makes it."""
+    return interrupted_attack("gtsrb-cnn", tmp_path / "run", 6, 8, 2)
 
 
 RESUME = [

@@ -163,38 +163,14 @@ def test_one_json_encoder_writes_null_for_every_non_finite_number(tmp_path: Path
 
 def test_attack_resume_refuses_a_model_whose_weights_were_replaced(tmp_path: Path, tiny_model_path: Path) -> None:
     """The checkpoint records the weights, not only the model's name."""
-    from patchscope.attacks import AttackConfig, AttackInterrupted, PatchAttack
     from patchscope.models import create_model, save_checkpoint
-    from patchscope.models.checkpoint import weights_fingerprint
+    from tests.cli.test_error_contract import interrupted_attack
 
     weights = tmp_path / "m.safetensors"
     weights.write_bytes(tiny_model_path.read_bytes())
     weights.with_suffix(".json").write_text(tiny_model_path.with_suffix(".json").read_text())
+    interrupted_attack(str(weights), tmp_path / "run", 4, 4, 1)
     model = create_model(str(weights))
-    full = load_data("demo")
-    stops = full.of_class("stop").head(4)
-    runner = PatchAttack(
-        model,
-        AttackConfig(steps=4, batch_size=4, candidates=1, target=13),
-        checkpoint=tmp_path / "run" / "checkpoint.pt",
-        checkpoint_every=1,
-        progress=False,
-        identity={
-            "model": str(weights),
-            "data_hash": full.data_hash(),
-            "images": 4,
-            "weights": weights_fingerprint(model),
-        },
-    )
-    lr = runner._lr
-
-    def stop_at_2(step: int) -> float:
-        runner._stop = step >= 1
-        return lr(step)
-
-    runner._lr = stop_at_2  # type: ignore[method-assign]
-    with pytest.raises(AttackInterrupted):
-        runner(stops.float_images(), stops.labels)
     with torch.no_grad():
         for p in model.net.parameters():
             p.add_(0.01)
@@ -244,7 +220,7 @@ def signal_run(args: list[str], sig: signal.Signals, delays: list[float], tmp_pa
 def assert_interrupted(status: int, out: str, err: str, sig: signal.Signals) -> None:
     assert status in (128 + sig, 0), (status, err[-2000:])  # 0: the command finished before the signal came
     assert "Traceback" not in err, err[-3000:]
-    lines = messages(err)
+    lines = [line for line in messages(err) if not line.startswith("> ")]  # demo's stage lines: its narration
     if status:
         assert len(lines) == 1 and lines[0].startswith("patchscope: ") and sig.name in lines[0], err
         assert out == ""
