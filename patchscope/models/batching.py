@@ -54,7 +54,8 @@ def memory_budget(device: str | torch.device) -> int:
 
 def bytes_per_image(model: nn.Module, image_size: int, device: str | torch.device = "cpu") -> int:
     """What one ``image_size``-px image costs ``model`` in a forward pass: the input plus every module's output
-    (an upper bound: a pass frees most of them before the end), measured on two blank images."""
+    (an upper bound: a pass frees most of them before the end), measured on two blank images in evaluation mode;
+    the model is left as it was (its mode, its statistics, the random generators untouched)."""
     total = 0
 
     def add(_: nn.Module, __: object, out: object) -> None:
@@ -64,11 +65,14 @@ def bytes_per_image(model: nn.Module, image_size: int, device: str | torch.devic
 
     leaves = [m for m in model.modules() if not list(m.children())]
     handles = [m.register_forward_hook(add) for m in leaves]
+    training = model.training  # measured in evaluation mode: no dropout draw, no batch-norm statistics updated
     try:
         x = torch.zeros(2, 3, image_size, image_size, device=device)
+        model.eval()
         with torch.no_grad():
             model(x)
     finally:
+        model.train(training)
         for h in handles:
             h.remove()
     return max(1, (total + x.numel() * x.element_size()) // 2)

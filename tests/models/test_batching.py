@@ -99,3 +99,13 @@ def test_certification_batches_stay_within_the_budget(net: nn.Module, monkeypatc
     assert default_batch_size("cpu", net, 32) == 256
     monkeypatch.setenv("PATCHSCOPE_BATCH_BUDGET_MB", str(bytes_per_image(net, 64) * 10 / 2**20))
     assert default_batch_size("cpu", net, 64) == 10
+
+
+def test_measuring_leaves_the_model_and_the_random_generator_alone() -> None:
+    torch.manual_seed(0)
+    net = cnn(num_classes=3, width=4).train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    state = torch.get_rng_state()
+    bytes_per_image(net, 32)
+    assert net.training and torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
