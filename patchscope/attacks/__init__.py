@@ -8,6 +8,7 @@ and per-image patches; every registered attack is listed by :func:`list_attacks`
 from patchscope.attacks.base import Attack
 from patchscope.attacks.config import AttackConfig
 from patchscope.attacks.eot import (
+    NEUTRAL,
     NO_CHANGE,
     PLACEMENTS,
     ViewParams,
@@ -39,6 +40,7 @@ from patchscope.attacks.registry import create_attack, list_attacks, register_at
 from patchscope.attacks.universal import AttackInterrupted, PatchAttack, attack_settings
 
 __all__ = [
+    "NEUTRAL",
     "NO_CHANGE",
     "PLACEMENTS",
     "SHAPES",

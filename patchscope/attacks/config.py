@@ -8,82 +8,42 @@ target makes sense for the model and the images.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
 from patchscope.attacks.eot import PLACEMENTS, ViewRanges
-from patchscope.attacks.losses import LOSSES
 from patchscope.errors import PatchscopeError
-from patchscope.validate import (
-    MAX_BATCH,
-    check_batch,
-    check_choice,
-    check_fraction,
-    check_int,
-    check_non_negative,
-    check_positive,
-    check_range,
-)
-
-PRECISIONS = ("fp32", "bf16")
+from patchscope.recipe import AttackRecipe
+from patchscope.validate import check_choice, check_fraction, check_int, check_range
 
 
 @dataclass
-class AttackConfig:
-    """Everything that decides a patch. ``target`` None means untargeted."""
+class AttackConfig(AttackRecipe):
+    """Everything that decides a patch: how it is optimised (the :class:`~patchscope.recipe.AttackRecipe` fields)
+    and what it is: its ``size`` (area share), ``shape``, ``placement``, a fixed ``location`` (None: searched),
+    ``target`` (None: untargeted), the viewing ``ranges`` of EOT and the share of steps spent searching places."""
 
     size: float = 0.05
     shape: str = "square"
     placement: str = "on-object"
     location: tuple[int, int] | None = None
     target: int | None = None
-    loss: str = "sigmoid"
-    kappa: float = 5.0
-    optimizer: str = "adam"
-    lr: float = 0.3
-    steps: int = 300
-    batch_size: int = 64
-    candidates: int = 5
-    restarts: int = 1  # random starts per place, optimised side by side until the search keeps the best one
     search_fraction: float = 0.3
-    tv_weight: float = 0.0
-    nps_weight: float = 0.0
     ranges: ViewRanges = field(default_factory=ViewRanges)
-    seed: int = 0
-    compile: bool = (
-        False  # torch.compile the render+model+loss step (CUDA graphs on a GPU); same patch up to float rounding
-    )
-    precision: str = (
-        "fp32"  # "bf16": the model runs under bf16 autocast (channels-last on a CPU); a nearby patch, not the same one
-    )
+
+    @classmethod
+    def of(cls, recipe: AttackRecipe, **patch: Any) -> AttackConfig:
+        """``recipe`` for the patch ``patch`` describes (``size``, ``placement``, ``target``, ...)."""
+        return cls(**recipe.recipe(), **patch)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_fraction("size", self.size)
         check_choice("placement", self.placement, PLACEMENTS)
-        check_choice("loss", self.loss, tuple(LOSSES))
-        check_choice("optimizer", self.optimizer, ("adam", "sign"))
-        check_choice("precision", self.precision, PRECISIONS)
-        if isinstance(self.kappa, (int, float)) and self.kappa < 0:
-            raise PatchscopeError(f"kappa {self.kappa}: the margin to win by cannot be negative", params=("kappa",))
-        check_range("kappa", self.kappa, 0.0, 1e6)  # neither NaN nor inf, nor past what a float32 logit gap holds
-        check_range("lr", self.lr, 0.0, 1e3)
-        self.steps = check_positive("steps", self.steps, 10**7)
-        self.batch_size = check_batch("batch_size", self.batch_size)
-        self.candidates = check_positive("candidates", self.candidates, 1024)
-        self.restarts = check_positive("restarts", self.restarts, 1024)
-        if self.candidates * self.restarts * self.batch_size > MAX_BATCH * 16:
-            raise PatchscopeError(
-                f"batch_size x candidates x restarts must be <= {MAX_BATCH * 16} images per step, "
-                f"got {self.batch_size} x {self.candidates} x {self.restarts}",
-                params=("batch_size", "candidates", "restarts"),
-            )
         check_range("search_fraction", self.search_fraction, 0.0, 1.0)
-        check_non_negative("tv_weight", self.tv_weight)
-        check_non_negative("nps_weight", self.nps_weight)
-        self.seed = check_int("seed", self.seed, 0, 2**63 - 1)
         if self.target is not None:
             self.target = check_int("target", self.target, 0)
         if self.location is not None:
@@ -105,9 +65,6 @@ class AttackConfig:
                     f"(top and left in 0..{free}), got {top},{left}",
                     params=("location",),
                 )
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def candidate_locations(n: int, free: int) -> torch.Tensor:

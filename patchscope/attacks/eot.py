@@ -3,7 +3,7 @@
 `sample_view` draws a :class:`ViewParams` (one row per image) from :class:`ViewRanges` with a seeded
 generator; `render` applies them: paste the patch (``sticker``: its own random place, rotation and
 scale; ``on-object``: a fixed place on the sign), then the camera (perspective tilt, rotation,
-distance, shift) and the light (brightness, contrast, colour, blur, JPEG-like loss, noise).
+distance, shift) and the light (brightness, contrast, per-channel gain, blur, JPEG-like loss, noise).
 Replaying the same parameters reproduces the output exactly; everything is batched and differentiable.
 
 >>> import torch
@@ -31,15 +31,18 @@ PLACEMENTS = ("sticker", "on-object")
 
 @dataclass(frozen=True)
 class ViewRanges:
-    """Ranges the EOT samples from (angles in degrees; ``jpeg`` a quality range or None for off)."""
+    """Ranges the EOT samples each :class:`ViewParams` factor from, by the same names: a float is a half-width
+    around the factor's :data:`NEUTRAL` value (``rotation=15``: -15..15 degrees; ``gain=0.05``: 0.95..1.05 per
+    channel; ``shift``: a fraction of the image side), a pair is (low, high); ``jpeg`` a quality range or None."""
 
     rotation: float = 15.0
-    tilt: float = 15.0
+    yaw: float = 15.0
+    pitch: float = 15.0
     scale: tuple[float, float] = (0.85, 1.0)
     shift: float = 0.0
     brightness: tuple[float, float] = (0.7, 1.3)
     contrast: tuple[float, float] = (0.9, 1.1)
-    colour: float = 0.05
+    gain: float = 0.05
     blur: tuple[float, float] = (0.0, 0.6)
     noise: float = 0.01
     jpeg: tuple[float, float] | None = None
@@ -52,11 +55,46 @@ class ViewRanges:
         input up to float rounding, and an attack may skip it (stickers alone, as in Brown et al. and ART)."""
         identity = (tuple(self.scale), tuple(self.brightness), tuple(self.contrast)) == ((1.0, 1.0),) * 3
         return identity and not (
-            self.rotation or self.tilt or self.shift or self.colour or self.blur[1] or self.noise or self.jpeg
+            self.rotation
+            or self.yaw
+            or self.pitch
+            or self.shift
+            or self.gain
+            or self.blur[1]
+            or self.noise
+            or self.jpeg
         )
 
 
-NO_CHANGE = ViewRanges(0.0, 0.0, (1.0, 1.0), 0.0, (1.0, 1.0), (1.0, 1.0), 0.0, (0.0, 0.0), 0.0, None, 0.0, (1.0, 1.0))
+#: the neutral view: each factor's value where it changes nothing (a condition names only the factors away from it)
+NEUTRAL: dict[str, float] = {
+    "rotation": 0.0,
+    "yaw": 0.0,
+    "pitch": 0.0,
+    "scale": 1.0,
+    "brightness": 1.0,
+    "contrast": 1.0,
+    "gain": 1.0,
+    "blur": 0.0,
+    "noise": 0.0,
+    "patch_rotation": 0.0,
+    "patch_scale": 1.0,
+}
+
+#: ranges that draw only the :data:`NEUTRAL` view (a sticker placed as drawn, nothing else changed)
+NO_CHANGE = ViewRanges(
+    rotation=0.0,
+    yaw=0.0,
+    pitch=0.0,
+    scale=(1.0, 1.0),
+    brightness=(1.0, 1.0),
+    contrast=(1.0, 1.0),
+    gain=0.0,
+    blur=(0.0, 0.0),
+    noise=0.0,
+    patch_rotation=0.0,
+    patch_scale=(1.0, 1.0),
+)
 
 
 @dataclass
@@ -182,15 +220,15 @@ def _view_bounds(r: ViewRanges, free: int, sticker: bool) -> tuple[tuple[float, 
     )
     bounds += (
         (-r.rotation, r.rotation),
-        (-r.tilt, r.tilt),
-        (-r.tilt, r.tilt),
+        (-r.yaw, r.yaw),
+        (-r.pitch, r.pitch),
         r.scale,
         (-r.shift, r.shift),
         (-r.shift, r.shift),
         r.brightness,
         r.contrast,
     )
-    bounds += ((1 - r.colour, 1 + r.colour),) * 3 + (r.blur,)
+    bounds += ((1 - r.gain, 1 + r.gain),) * 3 + (r.blur,)
     return tuple((float(lo), float(hi)) for lo, hi in bounds)
 
 

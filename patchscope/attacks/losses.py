@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-#: the objectives :func:`attack_loss` knows
-LOSSES = ("ce", "margin", "sigmoid")
+from patchscope.recipe import LOSSES  # the objectives :func:`attack_loss` knows
+
+__all__ = ["LOSSES", "attack_loss", "non_printability", "printable_colours", "total_variation"]
 
 
 def attack_loss(

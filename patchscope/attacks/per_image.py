@@ -37,9 +37,8 @@ class PerImageAttack(Attack):
     Checkpoints and ``torch.distributed`` are the universal attack's alone.
 
     >>> import torch
-    >>> from patchscope.models.archs import cnn
-    >>> from patchscope.models.wrapper import Classifier
-    >>> model = Classifier(cnn(num_classes=3, width=4), ["a", "b", "c"]).eval()
+    >>> from patchscope.models import create_model
+    >>> model = create_model("gtsrb-cnn")
     >>> cfg = AttackConfig(size=0.1, target=1, steps=4, batch_size=32, candidates=2)
     >>> attack = PerImageAttack(model, cfg, views=2, progress=False)
     >>> out = attack(torch.rand(5, 3, 32, 32), torch.zeros(5, dtype=torch.long))

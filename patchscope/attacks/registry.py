@@ -46,9 +46,8 @@ def create_attack(name: str, model: Any, config: Any, device: str = "cpu", **opt
 
     >>> import torch
     >>> from patchscope.attacks.config import AttackConfig
-    >>> from patchscope.models.archs import cnn
-    >>> from patchscope.models.wrapper import Classifier
-    >>> model = Classifier(cnn(num_classes=2, width=4), ["a", "b"]).eval()
+    >>> from patchscope.models import create_model
+    >>> model = create_model("gtsrb-cnn")
     >>> config = AttackConfig(size=0.1, target=1, steps=2, batch_size=4, candidates=1)
     >>> attack = create_attack("universal", model, config, progress=False)
     >>> attack(torch.rand(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)).side

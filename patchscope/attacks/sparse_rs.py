@@ -62,9 +62,8 @@ class SparseRSAttack(Attack):
 
     After a call, :attr:`queries_used` (N,) holds each image's queries; the result's ``meta["queries"]`` as well.
 
-    >>> from patchscope.models.archs import cnn
-    >>> from patchscope.models.wrapper import Classifier
-    >>> model = Classifier(cnn(num_classes=3, width=4), ["a", "b", "c"]).eval()
+    >>> from patchscope.models import create_model
+    >>> model = create_model("gtsrb-cnn")
     >>> attack = SparseRSAttack(model, AttackConfig(size=0.1, target=1), queries=20, progress=False)
     >>> out = attack(torch.rand(5, 3, 32, 32), torch.zeros(5, dtype=torch.long))
     >>> out.pixels.shape, out.location.shape, bool((attack.queries_used <= 20).all())

@@ -88,9 +88,8 @@ class PatchAttack(Attack):
     """Universal adversarial patch with EOT. The caller's model is left as it was (see :func:`frozen`).
 
     >>> import torch
-    >>> from patchscope.models.archs import cnn
-    >>> from patchscope.models.wrapper import Classifier
-    >>> model = Classifier(cnn(num_classes=3, width=4), ["a", "b", "c"]).eval()
+    >>> from patchscope.models import create_model
+    >>> model = create_model("gtsrb-cnn")
     >>> cfg = AttackConfig(size=0.1, target=1, steps=3, batch_size=4, candidates=2)
     >>> attack = PatchAttack(model, cfg, progress=False)
     >>> patch = attack(torch.rand(8, 3, 32, 32), torch.zeros(8, dtype=torch.long))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+import inspect
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -35,10 +36,11 @@ from patchscope.cli.common import (
 from patchscope.cli.output import Col, key_value_table, print_table, show
 from patchscope.errors import PatchscopeError
 from patchscope.formatting import class_label, pct, value_text
+from patchscope.recipe import AttackRecipe, recipe_default
 from patchscope.validate import check_fraction
 
 if TYPE_CHECKING:
-    from patchscope.attacks import AttackConfig, Patch
+    from patchscope.attacks import Patch
     from patchscope.workflows.attack import AttackImages
 
 app = typer.Typer()
@@ -46,44 +48,28 @@ app = typer.Typer()
 RUN = ("config.json", "metrics.json")
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """How an attack optimises (its step options), as :func:`recipe_group` passes them."""
+def _recipe(tv: float, nps: float, **steps: Any) -> AttackRecipe:
+    """The recipe flags as the library's :class:`~patchscope.recipe.AttackRecipe` (``--tv``, ``--nps``: weights)."""
+    return AttackRecipe(tv_weight=tv, nps_weight=nps, **steps)
 
-    steps: int = 300
-    batch_size: int = 64
-    candidates: int = 5
-    restarts: int = 1
-    lr: float = 0.3
-    loss: str = "sigmoid"
-    kappa: float = 5.0
-    optimizer: str = "adam"
-    tv: float = 0.0
-    nps: float = 0.0
-    seed: int = 0
-    compile: bool = False
-    precision: str = "fp32"
 
-    def config(self, **patch: Any) -> AttackConfig:
-        """The library's settings: this recipe with the patch's (``size``, ``shape``, ``placement``, ...)."""
-        from patchscope.attacks import AttackConfig
-
-        steps = {k: v for k, v in asdict(self).items() if k not in ("tv", "nps")}
-        return AttackConfig(**patch, **steps, tv_weight=self.tv, nps_weight=self.nps)
+def _step(name: str, annotation: Any = None) -> inspect.Parameter:
+    """The option of the recipe setting ``name``, with the recipe's default."""
+    default = recipe_default({"tv": "tv_weight", "nps": "nps_weight"}.get(name, name))
+    return option_param(name, annotation or type(default), default)
 
 
 recipe_group = options_group(
     "recipe",
-    Recipe,
+    _recipe,
     [
-        option_param("steps", int, 300),
-        option_param("batch_size", Annotated[int, typer.Option(help="global batch (split across torchrun ranks)")], 64),
-        option_param(
+        _step("steps"),
+        _step("batch_size", Annotated[int, typer.Option(help="global batch (split across torchrun ranks)")]),
+        _step(
             "candidates",
             Annotated[int, typer.Option(help="places (on-object) or starts (sticker) optimised side by side")],
-            5,
         ),
-        option_param(
+        _step(
             "restarts",
             Annotated[
                 int,
@@ -92,20 +78,18 @@ recipe_group = options_group(
                     "start can lose much of the success)"
                 ),
             ],
-            1,
         ),
-        option_param("lr", float, 0.3),
-        option_param("loss", LossOpt, "sigmoid"),
-        option_param(
+        _step("lr"),
+        _step("loss", LossOpt),
+        _step(
             "kappa",
             Annotated[float, typer.Option(help="margin loss: the logit gap at which an image counts as won")],
-            5.0,
         ),
-        option_param("optimizer", Annotated[str, typer.Option(help="adam | sign")], "adam"),
-        option_param("tv", Annotated[float, typer.Option(help="total-variation weight")], 0.0),
-        option_param("nps", Annotated[float, typer.Option(help="non-printability weight")], 0.0),
-        option_param("seed", int, 0),
-        option_param(
+        _step("optimizer", Annotated[str, typer.Option(help="adam | sign")]),
+        _step("tv", Annotated[float, typer.Option(help="total-variation weight")]),
+        _step("nps", Annotated[float, typer.Option(help="non-printability weight")]),
+        _step("seed"),
+        _step(
             "compile",
             Annotated[
                 bool,
@@ -115,9 +99,8 @@ recipe_group = options_group(
                     "compilation",
                 ),
             ],
-            False,
         ),
-        option_param(
+        _step(
             "precision",
             Annotated[
                 str,
@@ -126,7 +109,6 @@ recipe_group = options_group(
                     "slower than fp32 on a CPU without bf16 units)"
                 ),
             ],
-            "fp32",
         ),
     ],
 )
@@ -169,7 +151,7 @@ def attack(
     location: Annotated[str | None, typer.Option(help="TOP,LEFT of an on-object patch (default: searched)")] = None,
     attack: Annotated[str, typer.Option("--attack", help="the attack: {attacks}")] = "universal",
     option: AttackOptionOpt = None,
-    recipe: Recipe,
+    recipe: AttackRecipe,
     out: Annotated[Path, typer.Option(help="run folder")] = Path("runs/attack"),
     resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.pt")] = False,
     checkpoint_every: int = 50,
@@ -190,6 +172,7 @@ def attack(
 
     A universal patch by default: patch.png, patch.safetensors, config.json, metrics.json (with --per-image or
     another per-image attack such as --attack sparse-rs: one patch per image, patches.safetensors and patches.png)."""
+    from patchscope.attacks import AttackConfig
     from patchscope.distributed import join, leave
     from patchscope.workflows.attack import AttackImages
 
@@ -199,9 +182,8 @@ def attack(
     rank = join(dev)
     net = load_models(model, dev)
     images = AttackImages.select(data_opts.cache().get(net), source, target, data_opts.limit)
-    cfg = recipe.config(
-        size=size, shape=shape, placement=placement, location=_location(location, placement), target=images.target
-    )
+    where = {"size": size, "shape": shape, "placement": placement, "location": _location(location, placement)}
+    cfg = AttackConfig.of(recipe, **where, target=images.target)
     if recipe.precision == "bf16" and rank == 0:
         warn_bf16(dev)
     _note_overwrite(out, quiet=resume or rank != 0)

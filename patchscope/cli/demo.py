@@ -29,14 +29,16 @@ def demo(
     Attack, measure, explain, defend and certify, then write the HTML report."""
     from dataclasses import replace
 
+    from patchscope.recipe import flat_settings
     from patchscope.workflows.demo import DemoSettings, demo_metrics, quick_settings, run_demo
 
     check_out(out, "results.json", "report.html", "curves.png", "transfer.png")
     dev = resolve_device(device)
     check_fraction("size", size)
     check_positive("steps", steps, 10**6)
-    settings = quick_settings(dev) if quick else replace(DemoSettings(device=dev), steps=steps, size=size)
-    with recorded("demo", {"out": str(out), **settings.__dict__}) as run:
+    recipe = replace(DemoSettings().recipe, steps=steps)
+    settings = quick_settings(dev) if quick else DemoSettings(size=size, recipe=recipe, device=dev)
+    with recorded("demo", {"out": str(out), **flat_settings(settings)}) as run:
         path = run_demo(out, settings)
         run.log(demo_metrics(json.loads((out / "results.json").read_text())))
         run.artifact("report", path)

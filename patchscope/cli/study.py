@@ -5,6 +5,7 @@ Writes OUT/study.json, OUT/study.png, OUT/report.html and every patch under OUT/
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +23,8 @@ from patchscope.cli.common import (
     split_names,
 )
 from patchscope.cli.output import Col, print_table, show
-from patchscope.validate import check_batch, check_fraction, check_int, check_positive
+from patchscope.recipe import AttackRecipe, flat_settings
+from patchscope.validate import check_fraction, check_int, check_positive
 
 app = typer.Typer(name="study", no_args_is_help=True, help="Experiments that compare models.")
 
@@ -62,7 +64,8 @@ def robustness(
     from patchscope.workflows.study import RobustnessStudy, StudySettings, save_study, study_metrics, study_table
 
     areas = tuple(parse_floats(sizes, "--sizes", "0.02,0.05"))
-    _check_settings(areas, conditions, steps, batch_size, candidates, certify_images)
+    recipe = AttackRecipe(steps=steps, batch_size=batch_size, candidates=candidates, loss=loss, seed=seed)
+    _check_settings(areas, conditions, certify_images)
     check_out(out, "study.json", "study.png", "report.html")
     dev = resolve_device(device)
     names = split_names(models)
@@ -70,14 +73,11 @@ def robustness(
     images = _study_images(data_opts, loaded)
     for area in areas:
         patch_side(area, images.image_size)
-    chosen: dict[str, Any] = {"source": source, "target": target, "steps": steps, "batch_size": batch_size}
-    chosen |= {"candidates": candidates, "loss": loss, "conditions": conditions, "seed": seed}
-    settings = StudySettings(
-        areas, **chosen, certify_images=min(certify_images, len(images)), transfer_size=max(areas), device=dev
-    )
+    settings = StudySettings(areas, source=source, target=target, recipe=recipe, transfer_size=max(areas), device=dev)
+    settings = replace(settings, conditions=conditions, certify_images=min(certify_images, len(images)))
     console = Console(stderr=True)
     with recorded(
-        "study", {"models": names, "data": data_opts.data, "data_hash": images.data_hash(), **settings.__dict__}
+        "study", {"models": names, "data": data_opts.data, "data_hash": images.data_hash(), **flat_settings(settings)}
     ) as run:
         results = RobustnessStudy(
             loaded, images, settings, lambda t: console.print(f"[bold cyan]>[/] {t}", soft_wrap=True)
@@ -102,16 +102,11 @@ def _study_images(data: DataOptions, models: dict[str, Any]) -> Any:
     return cache.get(next(iter(models.values()))).load()
 
 
-def _check_settings(
-    areas: tuple[float, ...], conditions: int, steps: int, batch_size: int, candidates: int, certify_images: int
-) -> None:
+def _check_settings(areas: tuple[float, ...], conditions: int, certify_images: int) -> None:
     """Refuse, before any model loads, settings the study would refuse later."""
     from patchscope.eval.conditions import DEFAULT_GRID
 
     check_int("conditions", conditions, 1, len(DEFAULT_GRID))
-    check_positive("steps", steps, 10**7)
-    check_batch("batch_size", batch_size)
-    check_positive("candidates", candidates, 1024)
     check_positive("certify_images", certify_images)
     for area in areas:
         check_fraction("sizes", area)

@@ -6,12 +6,11 @@ bounds, pass unchanged. :func:`fit_bounds` measures, :class:`ActivationClipping`
 hooks on ``model.stages()`` that exist only while the defended model runs.
 
 >>> import torch
->>> from patchscope.models.archs import cnn
->>> from patchscope.models.wrapper import Classifier
->>> model = Classifier(cnn(num_classes=2, width=4), ["a", "b"]).eval()
+>>> from patchscope.models import create_model
+>>> model = create_model("gtsrb-cnn")
 >>> defended = ActivationClipping.fit(model, torch.rand(16, 3, 32, 32), stages=2)
 >>> sorted(defended.bounds), defended(torch.rand(3, 3, 32, 32)).shape
-(['stage0', 'stage1'], torch.Size([3, 2]))
+(['stage0', 'stage1'], torch.Size([3, 43]))
 """
 
 from __future__ import annotations
@@ -67,11 +66,10 @@ def fit_bounds(
     Each image gives its per-channel maximum and minimum; the bound is their ``quantile`` over images
     (1.0: the largest seen). Lower quantile ``1 - quantile`` for the lower bound.
 
-    >>> from patchscope.models.archs import cnn
-    >>> from patchscope.models.wrapper import Classifier
-    >>> b = fit_bounds(Classifier(cnn(num_classes=2, width=4), ["a", "b"]).eval(), torch.rand(8, 3, 32, 32), stages=1)
+    >>> from patchscope.models import create_model
+    >>> b = fit_bounds(create_model("gtsrb-cnn"), torch.rand(8, 3, 32, 32), stages=1)
     >>> b["stage0"].shape
-    torch.Size([2, 4])
+    torch.Size([2, 24])
     """
     check_range("quantile", quantile, 0.0, 1.0, low_open=True)
     batch_size = check_batch("batch_size", batch_size)

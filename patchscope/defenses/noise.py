@@ -3,11 +3,10 @@ preprocessing defense that drowns a patch's fine structure). Differentiable: ada
 attacker averages over the noise.
 
 >>> import torch
->>> from patchscope.models.archs import cnn
->>> from patchscope.models.wrapper import Classifier
->>> model = Classifier(cnn(num_classes=2, width=4), ["a", "b"]).eval()
+>>> from patchscope.models import create_model
+>>> model = create_model("gtsrb-cnn")
 >>> GaussianNoiseDefense(model, sigma=0.1)(torch.rand(2, 3, 32, 32)).shape
-torch.Size([2, 2])
+torch.Size([2, 43])
 """
 
 from __future__ import annotations

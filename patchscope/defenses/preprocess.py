@@ -7,11 +7,10 @@ step (Backward Pass Differentiable Approximation, Athalye et al. 2018), so an ad
 optimise through rounding, medians and masks: ``x + (f(x) - x).detach()``.
 
 >>> import torch
->>> from patchscope.models.archs import cnn
->>> from patchscope.models.wrapper import Classifier
->>> model = Classifier(cnn(num_classes=2, width=4), ["a", "b"]).eval()
+>>> from patchscope.models import create_model
+>>> model = create_model("gtsrb-cnn")
 >>> MedianDefense(model, kernel=3)(torch.rand(2, 3, 32, 32)).shape
-torch.Size([2, 2])
+torch.Size([2, 43])
 """
 
 from __future__ import annotations

@@ -6,11 +6,12 @@ from typing import Any
 
 import torch
 
+from patchscope.attacks.eot import NEUTRAL
 from patchscope.errors import PatchscopeError
 
 Condition = dict[str, Any]  # factor -> value (floats); a sweep's points also name their "factor"
 
-#: the ranges of the default grid: rotation and tilt up to +-15 deg, distance (scale) 0.85-1.0,
+#: the ranges of the default grid: rotation, yaw and pitch up to +-15 deg, distance (scale) 0.85-1.0,
 #: brightness 0.7-1.3, mild blur
 GRID_RANGES: dict[str, tuple[float, float]] = {
     "rotation": (-15.0, 15.0),
@@ -33,7 +34,7 @@ def stratified_grid(
         strata = (torch.randperm(n, generator=g) + torch.rand(n, generator=g)) / n
         cols[k] = (lo + strata * (hi - lo)).tolist()
     grid = [{k: round(cols[k][i], 3) for k in ranges} for i in range(n)]
-    return [{"rotation": 0.0, "yaw": 0.0, "pitch": 0.0, "scale": 1.0, "brightness": 1.0, "blur": 0.0}, *grid]
+    return [{k: NEUTRAL[k] for k in ranges}, *grid]
 
 
 #: the default viewing grid: 33 conditions (no change, then 32 stratified draws over GRID_RANGES)
@@ -57,8 +58,7 @@ def sweep_conditions() -> list[Condition]:
 
 def condition_label(c: dict[str, Any]) -> str:
     """A short human label: ``rotation=15 yaw=-15 ...`` (only factors away from no change)."""
-    neutral = {"rotation": 0.0, "yaw": 0.0, "pitch": 0.0, "scale": 1.0, "brightness": 1.0, "blur": 0.0, "noise": 0.0}
-    parts = [f"{k}={v:g}" for k, v in c.items() if k in neutral and v != neutral[k]]
+    parts = [f"{k}={v:g}" for k, v in c.items() if k in NEUTRAL and v != NEUTRAL[k]]
     return " ".join(parts) or "no change"
 
 

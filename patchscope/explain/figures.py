@@ -137,27 +137,21 @@ def propagation_figure(rows: Rows, path: Path, single: Rows | None = None, title
     ax = fig.add_subplot()
     x = list(range(len(rows)))
     ax.axhline(1.0, color=GREY, linewidth=0.8, linestyle=":")
-    ax.plot(x, _values(rows, "adversarial_share"), "o-", color=RED, linewidth=2, label="adversarial share (all images)")
-    ax.plot(x, _values(rows, "natural_ratio"), "s-", color=BLUE, linewidth=2, label="natural ratio (all images)")
-    if single:
-        ax.plot(
-            x,
-            _values(single, "adversarial_share"),
-            "o--",
-            color=RED,
-            alpha=0.5,
-            linewidth=1,
-            label="adversarial share (one image)",
-        )
-        ax.plot(
-            x,
-            _values(single, "natural_ratio"),
-            "s--",
-            color=BLUE,
-            alpha=0.5,
-            linewidth=1,
-            label="natural ratio (one image)",
-        )
+    lines = (("adversarial_share", "o", RED, "adversarial share"), ("natural_ratio", "s", BLUE, "natural ratio"))
+    for which, style, width, alpha, data in (
+        ("all images", "-", 2, 1.0, rows),
+        ("one image", "--", 1, 0.5, single or []),
+    ):
+        for key, marker, colour, label in lines if data else ():
+            ax.plot(
+                x,
+                _values(data, key),
+                marker + style,
+                color=colour,
+                alpha=alpha,
+                linewidth=width,
+                label=f"{label} ({which})",
+            )
     ax.set_xticks(x, _names(rows))
     ax.set_xlabel("layer")
     ax.set_ylabel("energy ratio")

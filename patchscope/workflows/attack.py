@@ -2,10 +2,9 @@
 
 >>> from patchscope.attacks import AttackConfig
 >>> from patchscope.data import load_data
->>> from patchscope.models.archs import cnn
->>> from patchscope.models.wrapper import Classifier
+>>> from patchscope.models import create_model
 >>> data = load_data("demo")
->>> model = Classifier(cnn(num_classes=len(data.classes), width=4), data.classes).eval()
+>>> model = create_model("gtsrb-cnn")
 >>> images = AttackImages.select(data, "stop", "yield", limit=8)
 >>> config = AttackConfig(size=0.05, steps=2, batch_size=8, candidates=1)
 >>> result = run_attack(model, images, config, progress=False)

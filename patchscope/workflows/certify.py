@@ -1,10 +1,9 @@
 """Certified accuracy of a model on a data set against any square patch of a given area, with a registered certifier.
 
 >>> from patchscope.data import load_data
->>> from patchscope.models.archs import cnn
->>> from patchscope.models.wrapper import Classifier
+>>> from patchscope.models import create_model
 >>> data = load_data("demo").head(4)
->>> model = Classifier(cnn(num_classes=len(data.classes), width=4), data.classes).eval()
+>>> model = create_model("gtsrb-cnn")
 >>> r = certify(model, data, "ds-column", 0.05, progress=False)
 >>> r.images, r.patch_side, r.certified_accuracy <= r.defended_accuracy <= 1
 (4, 7, True)

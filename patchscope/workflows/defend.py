@@ -3,10 +3,9 @@ adaptive attacker who optimises a new patch through the defense (BPDA where the 
 
 >>> from patchscope.attacks import Patch
 >>> from patchscope.data import load_data
->>> from patchscope.models.archs import cnn
->>> from patchscope.models.wrapper import Classifier
+>>> from patchscope.models import create_model
 >>> data = load_data("demo")
->>> model = Classifier(cnn(num_classes=len(data.classes), width=4), data.classes).eval()
+>>> model = create_model("gtsrb-cnn")
 >>> meta = {"source": "stop", "target": "yield"}
 >>> patch = Patch(torch.rand(3, 7, 7), torch.ones(7, 7), "on-object", (12, 12), 32, meta)
 >>> r = defend_patch(model, data, patch, "median", conditions="none", limit=8)

@@ -7,7 +7,7 @@ sweeps, on every bundled model), explain, defend, certify, and write ``OUT/repor
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from patchscope.formatting import an, pct
 from patchscope.io import write_json
 from patchscope.models import create_model, list_models
 from patchscope.models.train import accuracy
+from patchscope.recipe import AttackRecipe, flat_settings
 from patchscope.runs.report import Section, render_report
 from patchscope.runs.reproduce import command_line
 from patchscope.workflows.certify import certify
@@ -43,9 +44,7 @@ class DemoSettings:
     source: str = "stop"
     target: str = "yield"
     size: float = 0.08
-    steps: int = 150
-    batch_size: int = 32
-    candidates: int = 4
+    recipe: AttackRecipe = field(default_factory=lambda: AttackRecipe(steps=150, batch_size=32, candidates=4))
     certify_images: int = 24
     explain_images: int = 32
     defense_conditions: int = 9
@@ -53,16 +52,18 @@ class DemoSettings:
     transfer_images: int = 24
     defense_clean_images: int = 256
     adaptive_steps: int = 60
-    seed: int = 0
     device: str = "cpu"
     models: list[str] = field(default_factory=list)
+
+    def attack_config(self, target: int, **changes: Any) -> AttackConfig:
+        """The demo's on-object patch attack towards ``target``, with ``changes`` to the recipe or the patch."""
+        return replace(AttackConfig.of(self.recipe, size=self.size, placement="on-object", target=target), **changes)
 
 
 def quick_settings(device: str = "cpu") -> DemoSettings:
     """A tiny budget for tests: every stage runs, nothing is expected to succeed."""
-    return DemoSettings(
-        steps=8, batch_size=16, candidates=2, certify_images=8, explain_images=8, adaptive_steps=3, device=device
-    )
+    recipe = AttackRecipe(steps=8, batch_size=16, candidates=2)
+    return DemoSettings(recipe=recipe, certify_images=8, explain_images=8, adaptive_steps=3, device=device)
 
 
 class Demo:
@@ -70,7 +71,7 @@ class Demo:
 
     def __init__(self, out: Path, settings: DemoSettings, console: Console) -> None:
         self.out, self.settings, self.console = out, settings, console
-        self.results: dict[str, Any] = {"settings": settings.__dict__}
+        self.results: dict[str, Any] = {"settings": flat_settings(settings)}
         self._last: tuple[str, float] | None = None  # the stage running and when it began
         self.sections: list[Section] = []
         self.findings: list[str] = []
@@ -120,17 +121,10 @@ class Demo:
     def attack(self) -> Patch:
         s = self.settings
         self.stage(
-            f"optimising {an(pct(s.size))} on-object {s.source}->{s.target} patch on {s.model} ({s.steps} steps, EOT)"
+            f"optimising {an(pct(s.size))} on-object {s.source}->{s.target} patch on {s.model} "
+            f"({s.recipe.steps} steps, EOT)"
         )
-        cfg = AttackConfig(
-            size=s.size,
-            placement="on-object",
-            target=self.tgt,
-            steps=s.steps,
-            batch_size=s.batch_size,
-            candidates=s.candidates,
-            seed=s.seed,
-        )
+        cfg = s.attack_config(self.tgt)
         t = time.time()
         patch = create_attack("universal", self.main, cfg, s.device)(self.make_set.float_images(), self.make_set.labels)
         patch.meta.update({"model": s.model, "source": s.source, "target": s.target, "data": "demo"})
@@ -240,11 +234,11 @@ class Demo:
             commands=[
                 self._attack_command(
                     s.model,
-                    s.steps,
+                    s.recipe.steps,
                     "runs/demo-patch",
-                    batch_size=s.batch_size,
-                    candidates=s.candidates,
-                    seed=s.seed,
+                    batch_size=s.recipe.batch_size,
+                    candidates=s.recipe.candidates,
+                    seed=s.recipe.seed,
                 )
             ],
         )
@@ -476,16 +470,7 @@ class Demo:
             "patch": patch_success(d, x, y, patch, self.tgt, grid, device=dev).targeted_success,
         }
         if name in (*ADAPTIVE, trained):
-            cfg = AttackConfig(
-                size=s.size,
-                placement="on-object",
-                location=patch.location,
-                target=self.tgt,
-                steps=s.adaptive_steps,
-                batch_size=s.batch_size,
-                candidates=1,
-                seed=s.seed,
-            )
+            cfg = s.attack_config(self.tgt, location=patch.location, steps=s.adaptive_steps, candidates=1)
             adaptive = create_attack("universal", d, cfg, dev, progress=False)(
                 self.make_set.float_images(dev), self.make_set.labels
             )

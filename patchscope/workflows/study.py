@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from patchscope.attacks import AttackConfig, Patch, create_attack
-from patchscope.attacks.losses import LOSSES
 from patchscope.data import ImageSet, resolve_class
 from patchscope.errors import PatchscopeError
 from patchscope.eval.conditions import DEFAULT_GRID
@@ -35,7 +34,8 @@ from patchscope.explain.propagation import apply_patch, patch_footprint, trace_l
 from patchscope.formatting import an, pct
 from patchscope.models import Classifier
 from patchscope.models.train import accuracy
-from patchscope.validate import check_batch, check_choice, check_fraction, check_int, check_positive
+from patchscope.recipe import AttackRecipe, flat_settings
+from patchscope.validate import check_fraction, check_positive
 from patchscope.workflows.certify import certify
 
 
@@ -47,16 +47,12 @@ class StudySettings:
     placements: tuple[str, ...] = ("sticker", "on-object")
     source: str = "stop"
     target: str = "yield"
-    steps: int = 150
-    batch_size: int = 32
-    candidates: int = 2
-    loss: str = "sigmoid"
+    recipe: AttackRecipe = field(default_factory=lambda: AttackRecipe(steps=150, batch_size=32, candidates=2))
     conditions: int = 9
     certify_size: float = 0.05
     certify_images: int = 256
     explain_images: int = 64
     transfer_size: float = 0.05
-    seed: int = 0
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -64,14 +60,9 @@ class StudySettings:
             raise PatchscopeError("sizes must hold at least one patch area", params=("sizes",))
         for v in (*self.sizes, self.certify_size, self.transfer_size):
             check_fraction("sizes", v)
-        check_positive("steps", self.steps, 10**7)
-        check_batch("batch_size", self.batch_size)
-        check_positive("candidates", self.candidates, 1024)
-        check_choice("loss", self.loss, LOSSES)
         check_positive("conditions", self.conditions)
         check_positive("certify_images", self.certify_images)
         check_positive("explain_images", self.explain_images)
-        check_int("seed", self.seed, 0, 2**63 - 1)
 
 
 @dataclass
@@ -101,7 +92,7 @@ class StudyResult:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (what ``study.json`` holds): everything but the patches."""
         return {
-            "settings": asdict(self.settings),
+            "settings": flat_settings(self.settings),
             "data": self.data,
             "source_images": dict(self.source_images),
             "models": self.models,
@@ -166,18 +157,9 @@ class RobustnessStudy:
     def _attack(self, name: str, model: Classifier, size: float, placement: str) -> Patch:
         self.log(
             f"{name}: optimising {an(pct(size))} {placement} {self.s.source}->{self.s.target} patch "
-            f"({self.s.steps} steps)"
+            f"({self.s.recipe.steps} steps)"
         )
-        cfg = AttackConfig(
-            size=size,
-            placement=placement,
-            target=self.tgt,
-            steps=self.s.steps,
-            batch_size=self.s.batch_size,
-            candidates=self.s.candidates,
-            loss=self.s.loss,
-            seed=self.s.seed,
-        )
+        cfg = AttackConfig.of(self.s.recipe, size=size, placement=placement, target=self.tgt)
         patch = create_attack("universal", model, cfg, self.s.device, progress=False)(
             self.make.float_images(self.s.device), self.make.labels
         )
@@ -207,7 +189,9 @@ class RobustnessStudy:
             f"{name}: clean accuracy on {len(self.data)} images; "
             f"PatchCleanser against {pct(s.certify_size)} patches on {s.certify_images}"
         )
-        pick = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(s.seed))[: s.certify_images]
+        pick = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(s.recipe.seed))[
+            : s.certify_images
+        ]
         result = certify(
             model,
             self.data.subset(pick),
@@ -325,7 +309,7 @@ def save_study(results: StudyResult, out: Path, data: str) -> Path:
             patch.save(out / "patches" / model_name.replace("/", "_") / key.replace("@", "-"))
     write_json(out / "study.json", results.as_dict())
     study_figure(results, out / "study.png")
-    s, names = asdict(results.settings), list(results.models)
+    s, names = flat_settings(results.settings), list(results.models)
     cmd = command_line(
         "study robustness",
         {

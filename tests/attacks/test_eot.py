@@ -83,12 +83,13 @@ def test_no_change_view_is_the_identity_and_conditions_change_the_image():
     "field, value",
     [
         ("rotation", 5.0),
-        ("tilt", 5.0),
+        ("yaw", 5.0),
+        ("pitch", 5.0),
         ("scale", (0.9, 1.0)),
         ("shift", 0.1),
         ("brightness", (0.9, 1.0)),
         ("contrast", (1.0, 1.1)),
-        ("colour", 0.05),
+        ("gain", 0.05),
         ("blur", (0.0, 0.5)),
         ("noise", 0.01),
         ("jpeg", (50.0, 90.0)),
@@ -110,7 +111,7 @@ def test_only_ranges_that_change_nothing_are_still_and_their_views_are_the_ident
 def test_sampled_values_stay_in_their_ranges():
     r = ViewRanges()
     p = sample_view(500, r, 32, 7, "sticker", None, torch.Generator().manual_seed(0))
-    assert p.rotation.abs().max() <= r.rotation and p.yaw.abs().max() <= r.tilt
+    assert p.rotation.abs().max() <= r.rotation and p.yaw.abs().max() <= r.yaw and p.pitch.abs().max() <= r.pitch
     assert p.scale.min() >= r.scale[0] and p.scale.max() <= r.scale[1]
     assert p.location.min() >= 0 and p.location.max() <= 32 - 7
     q = sample_view(5, NO_CHANGE, 32, 7, "on-object", (1, 2), torch.Generator())
@@ -163,7 +164,13 @@ def test_homography_warp_is_kornias_up_to_rounding():
     p = ViewParams.cat(
         [
             sample_view(
-                20, ViewRanges(shift=0.1, scale=(0.3, 1.5), tilt=40.0, rotation=60.0), 32, 7, "on-object", None, g
+                20,
+                ViewRanges(shift=0.1, scale=(0.3, 1.5), yaw=40.0, pitch=40.0, rotation=60.0),
+                32,
+                7,
+                "on-object",
+                None,
+                g,
             ),
             fixed_view(4, 32, 7),
         ]
@@ -199,7 +206,7 @@ def test_hoisted_blur_is_kornias_bit_for_bit():
         [
             sample_view(
                 20,
-                ViewRanges(shift=0.1, scale=(0.3, 1.5), tilt=40.0),
+                ViewRanges(shift=0.1, scale=(0.3, 1.5), yaw=40.0, pitch=40.0),
                 32,
                 7,
                 "on-object",
@@ -211,3 +218,19 @@ def test_hoisted_blur_is_kornias_bit_for_bit():
     )
     sigma = p.blur.clamp_min(1e-2)
     assert torch.equal(_blur(x, 5, sigma), gaussian_blur2d(x, 5, torch.stack([sigma, sigma], 1)))
+
+
+def test_no_change_draws_the_neutral_view_of_every_factor():
+    """One neutral view: the ranges that change nothing draw each factor's :data:`NEUTRAL` value, and the default
+    grid's first condition and a fixed view with no factor named are that view."""
+    from patchscope.attacks.eot import NEUTRAL, fixed_view
+    from patchscope.eval.conditions import DEFAULT_GRID, condition_label
+
+    drawn = sample_view(3, NO_CHANGE, 32, 5, "sticker", None, torch.Generator().manual_seed(0))
+    fixed = fixed_view(3, 32, 5)
+    for factor, value in NEUTRAL.items():
+        for p in (drawn, fixed):
+            assert torch.all(getattr(p, factor) == value), factor
+    assert all(DEFAULT_GRID[0][k] == NEUTRAL[k] for k in DEFAULT_GRID[0])
+    assert condition_label(DEFAULT_GRID[0]) == "no change"
+    assert condition_label({"yaw": 10.0, "gain": 1.0}) == "yaw=10"

@@ -23,6 +23,7 @@ BASE = {
     "patchscope.validate",
     "patchscope.formatting",
     "patchscope.registry",
+    "patchscope.recipe",
 }
 
 

@@ -7,11 +7,16 @@ import sqlite3
 
 import pytest
 
+from patchscope.recipe import AttackRecipe
 from patchscope.workflows.study import RobustnessStudy, StudyResult, StudySettings, study_table
 from tests.conftest import run_cli
 
 TINY = StudySettings(
-    sizes=(0.05, 0.1), steps=2, batch_size=16, candidates=1, conditions=2, certify_images=8, explain_images=8
+    sizes=(0.05, 0.1),
+    recipe=AttackRecipe(steps=2, batch_size=16, candidates=1),
+    conditions=2,
+    certify_images=8,
+    explain_images=8,
 )
 
 
