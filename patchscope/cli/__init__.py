@@ -9,6 +9,7 @@ line on stderr and exit status 2; SIGINT and SIGTERM one line saying what was ke
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import sys
 from typing import Any
@@ -45,7 +46,21 @@ app = typer.Typer(
     help="Attack, explain, defend and certify image classifiers against adversarial patches.",
 )
 
+
+def _reflow_help(group: typer.Typer) -> None:
+    """Give every command of ``group`` (and its sub-groups) its docstring with each paragraph on one line, so the
+    help re-flows to the terminal's width instead of keeping the source's line breaks."""
+    for command in group.registered_commands:
+        if command.help is None and command.callback is not None and command.callback.__doc__:
+            paragraphs = inspect.cleandoc(command.callback.__doc__).split("\n\n")
+            command.help = "\n\n".join(" ".join(p.split()) for p in paragraphs)
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _reflow_help(sub.typer_instance)
+
+
 for _module in (train, evaluate, attack, demo, report, explain, defend, listing, study, runs):
+    _reflow_help(_module.app)
     app.add_typer(_module.app)
 
 

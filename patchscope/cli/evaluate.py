@@ -186,7 +186,8 @@ def _evaluate_one(
     row: dict[str, Any] = {"clean_accuracy": accuracy(model, ds, device, batch_size)}
     row |= {"clean_images": len(ds) - len(getattr(ds, "skipped", ())), "data_hash": ds.data_hash()}
     if patch is not None:
-        row.update(measure_patch(model, ds, patch, source, target, conditions, batch_size, device).as_dict())
+        measured = measure_patch(model, ds, patch, source, target, conditions, batch_size, device, progress=True)
+        row.update(measured.as_dict())
     return row
 
 

@@ -301,6 +301,7 @@ def measure_patch(
     conditions: str | Sequence[Condition] = "default",
     batch_size: int | None = None,
     device: str | torch.device = "cpu",
+    progress: bool = False,
 ) -> PatchMeasurement:
     """Success of ``patch`` on the ``source`` images of ``data`` over viewing ``conditions``.
 
@@ -314,6 +315,7 @@ def measure_patch(
         conditions: ``default``, ``none``, ``sweep`` (:func:`condition_grid`) or a list of conditions.
         batch_size: rendered images per forward pass (None: as many as the memory budget holds).
         device: where to run.
+        progress: a progress line on stderr while the rendered images are classified.
 
     Returns:
         A :class:`PatchMeasurement`.
@@ -331,7 +333,8 @@ def measure_patch(
     tgt = resolve_class(tgt_name, data.classes) if tgt_name not in (None, "") else None
     victims = _victims(data, src, patch)
     grid = condition_grid(conditions) if isinstance(conditions, str) else list(conditions)
-    m = patch_success(model, victims.float_images(), victims.labels, patch, tgt, grid, batch_size, device)
+    x, y = victims.float_images(), victims.labels
+    m = patch_success(model, x, y, patch, tgt, grid, batch_size, device, progress=progress)
     return PatchMeasurement(
         data.classes[int(victims.labels[0])],
         data.classes[tgt] if tgt is not None else None,

@@ -120,9 +120,10 @@ class Demo:
     # -- stages ---------------------------------------------------------------------------------------
     def attack(self) -> Patch:
         s = self.settings
+        size, side = self.make_set.image_size, patch_side(s.size, self.make_set.image_size)
         self.stage(
-            f"optimising {an(pct(s.size))} on-object {s.source}->{s.target} patch on {s.model} "
-            f"({s.recipe.steps} steps, EOT)"
+            f"optimising {an(pct(side**2 / size**2))} ({side}x{side} px) on-object {s.source}->{s.target} patch "
+            f"on {s.model} ({s.recipe.steps} steps, EOT)"
         )
         cfg = s.attack_config(self.tgt)
         t = time.time()

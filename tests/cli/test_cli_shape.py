@@ -227,6 +227,20 @@ def test_flags_show_no_value_placeholder_in_help(monkeypatch):
     assert "<bool>" not in listed and all(len(line) <= 200 for line in listed.splitlines())
 
 
+def test_a_help_body_reflows_to_the_terminal_instead_of_keeping_the_source_line_breaks(monkeypatch):
+    """A docstring's later paragraphs are wrapped at the terminal's width: at 80 columns no help line ends short
+    while the next line of the same paragraph goes on, and at 300 columns each paragraph is one line."""
+    from tests.cli._contract import invoke
+
+    paragraph = " ".join((inspect.getdoc(cli.attack.attack) or "").split("\n\n")[1].split())
+    monkeypatch.setenv("COLUMNS", "300")
+    assert any(line.strip() == paragraph for line in invoke("attack", "--help").out.splitlines())
+    monkeypatch.setenv("COLUMNS", "80")
+    body = invoke("attack", "--help").out.split("╭─")[0].splitlines()
+    words = [line.strip() for line in body if line.strip()]
+    assert " ".join(words[2:]) == paragraph and all(len(w) > 50 for w in words[2:-1]), words
+
+
 #: functions still over the limit, each to be split (the test fails once one is short enough: then drop it here)
 LONG_FOR_NOW = {("train.py", "train")}
 
