@@ -58,9 +58,18 @@ def tiny_model(tiny_model_path: Path) -> Classifier:
     return create_model(str(tiny_model_path))
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m patchscope ARGS`` as a user would; returns the finished process."""
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, fresh: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run ``patchscope ARGS`` as a user would; returns the finished process (its exit status, stdout and stderr).
 
+    In this process, through the same entry point (:func:`patchscope.cli.main`), unless the run needs its own
+    environment, working folder or interpreter (``fresh``): then ``python -m patchscope`` in a new one."""
+    if env is None and cwd is None and not fresh:
+        from tests.cli._contract import invoke
+
+        r = invoke(*args)
+        return subprocess.CompletedProcess(["patchscope", *args], r.code, r.out, r.err)
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "patchscope", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600
