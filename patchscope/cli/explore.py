@@ -25,7 +25,7 @@ def _check_extra() -> None:
     import importlib
 
     try:
-        for name in ("fastapi", "uvicorn", "multipart"):  # multipart: python-multipart, the page's uploads
+        for name in ("fastapi", "uvicorn", "python_multipart"):  # python-multipart: the page's uploads
             importlib.import_module(name)
     except ImportError:
         raise PatchscopeError(EXTRA) from None

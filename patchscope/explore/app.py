@@ -255,6 +255,7 @@ def create_app(settings: ExploreSettings) -> FastAPI:
 
     app = FastAPI(title="patchscope explore", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.workspace = ws
+    app.state.settings = settings
     hosts = ["*"] if "*" in settings.hosts else [h.strip("[]") for h in settings.hosts] + list(settings.hosts)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
     _errors(app)
