@@ -6,8 +6,8 @@ One update is what the page's server does when the patch moves: render the clean
 (:func:`render_scene`), then the top-5, the heatmaps and the layer shares of both (:func:`look`); "http" is
 the same through the page's own endpoint (FastAPI's test client: JSON in, four PNGs and the numbers out),
 when the ``explore`` extra is installed. The certificate (PatchCleanser on both views) is its own request
-and timed apart. The patch moves by one pixel each repetition, on the first bundled Stop sign, with the
-model's first zoo patch. Run by hand; never part of the unit suite.
+and timed apart. The patch moves by one pixel each repetition (the view tilted 10 degrees), on the first bundled
+Stop sign, with the model's zoo Stop -> Yield patch. Run by hand; never part of the unit suite.
 """
 
 from __future__ import annotations
@@ -41,15 +41,15 @@ def _summary(ms: list[float]) -> dict[str, float]:
     return {"median_ms": round(statistics.median(ms), 1), "p90_ms": round(ordered[int(0.9 * (len(ms) - 1))], 1)}
 
 
-def _http(name: str, patch: str, reps: int) -> dict[str, float] | None:
+def _http(name: str, patch: str, image: int, reps: int) -> dict[str, float] | None:
     try:
         from fastapi.testclient import TestClient
 
         from patchscope.explore.app import ExploreSettings, create_app
     except ImportError:
         return None
-    client = TestClient(create_app(ExploreSettings(model=name, data="demo")))
-    body = {"model": name, "image": "data:0", "patch": f"zoo:{patch}", "camera": {}}
+    client = TestClient(create_app(ExploreSettings(model=name, data="demo")), base_url="http://127.0.0.1")
+    body = {"model": name, "image": f"data:{image}", "patch": f"zoo:{patch}", "camera": {"tilt": 10.0}}
 
     def one(i: int) -> None:
         placed = {"row": 0.5, "col": 0.3 + 0.01 * (i % 20), "scale": 1.0, "rotation": 0.0}
@@ -61,9 +61,11 @@ def _http(name: str, patch: str, reps: int) -> dict[str, float] | None:
 
 def bench(name: str, reps: int) -> dict[str, object]:
     model = create_model(name)
-    stop = load_data("demo", size=model.input_size).of_class("stop")
-    image = stop.float_images()[0]
-    patch_name = next(p for p in list_patches() if p.startswith(f"{name}/"))
+    data = load_data("demo", size=model.input_size)
+    first_stop = int((data.labels == 14).nonzero()[0])
+    image = data.float_images()[first_stop]
+    own = [p for p in list_patches() if p.startswith(f"{name}/")]
+    patch_name = f"{name}/stop-yield" if f"{name}/stop-yield" in own else own[0]
     patch = load_patch(f"zoo:{patch_name}").resized(model.input_size)
     size = model.input_size
 
@@ -80,7 +82,7 @@ def bench(name: str, reps: int) -> dict[str, object]:
             _times(lambda i: render_scene(image, patch, Placement.of(patch, size), Camera()), reps)
         ),
         "certify": _summary(_times(lambda i: certify_scene(model, scene, 14), max(3, reps // 5), warm=1)),
-        "http": _http(name, patch_name, reps),
+        "http": _http(name, patch_name, first_stop, reps),
     }
 
 

@@ -222,17 +222,16 @@ def _errors(app: FastAPI) -> None:
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         return _error(422, f"bad request: {where or 'body'}: {first.get('msg', 'invalid')}")
 
-    @app.exception_handler(Exception)
-    async def internal(r: Request, e: Exception) -> JSONResponse:
-        print(f"patchscope explore: {r.url.path}: {type(e).__name__}: {e}", file=sys.stderr)
-        return _error(500, f"internal error: {type(e).__name__}: {e}")
-
     @app.middleware("http")
-    async def limit(r: Request, call: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def guard(r: Request, call: Callable[[Request], Awaitable[Response]]) -> Response:
         size = r.headers.get("content-length", "0")
         if size.isdigit() and int(size) > MAX_UPLOAD + 64 * 1024:
             return _error(413, f"the upload is {int(size) / 2**20:.1f} MB, over the limit of {MAX_UPLOAD // 2**20} MB")
-        return await call(r)
+        try:
+            return await call(r)
+        except Exception as e:  # noqa: BLE001  one request failed; the page hears why, the server goes on
+            print(f"patchscope explore: {r.url.path}: {type(e).__name__}: {e}", file=sys.stderr)
+            return _error(500, f"internal error: {type(e).__name__}: {e}")
 
 
 async def _read(file: UploadFile) -> bytes:

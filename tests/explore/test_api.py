@@ -118,6 +118,22 @@ def test_an_uploaded_image_and_patch_are_used_by_reference(client: TestClient):
     assert shown.headers["content-type"] == "image/png" and Image.open(io.BytesIO(shown.content)).size == (32, 32)
 
 
+def test_an_unexpected_failure_is_a_json_error_and_the_server_goes_on(
+    client: TestClient, stop_index: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    import patchscope.explore.app as app_module
+
+    def broken(*_a: object, **_k: object) -> None:
+        raise RuntimeError("a model that breaks")
+
+    monkeypatch.setattr(app_module, "look", broken)
+    r = client.post("/api/look", json=scene(stop_index))
+    assert r.status_code == 500 and r.json() == {"error": "internal error: RuntimeError: a model that breaks"}
+    assert capsys.readouterr().err.strip() == "patchscope explore: /api/look: RuntimeError: a model that breaks"
+    monkeypatch.undo()
+    assert client.post("/api/look", json=scene(stop_index)).json()["flipped"]
+
+
 def test_another_host_name_is_refused(client: TestClient):
     assert client.get("/api/options", headers={"host": "attacker.example"}).status_code == 400
 

@@ -23,6 +23,7 @@ from patchscope.explore import (
 )
 from patchscope.explore.verdict import certify_view, defend_view
 from patchscope.runs.store import RunStore
+from tests.cli._contract import invoke
 from tests.explore.conftest import STOP, YIELD
 
 
@@ -102,3 +103,5 @@ def test_a_saved_optimisation_is_an_attack_run_with_its_folder(tiny_model, stop_
     assert json.loads((saved.folder / "config.json").read_text())["target"] == "yield"
     assert saved.commands[0] == f"patchscope explore --model m.safetensors --data demo --patch {saved.folder}"
     assert saved.commands[1].startswith("patchscope evaluate --models m.safetensors --data demo --patch ")
+    listed = invoke("--store", str(store.path), "runs", "list", "--json")
+    assert listed.code == 0 and [(r["id"], r["kind"]) for r in json.loads(listed.out)["runs"]] == [(saved.id, "attack")]

@@ -207,6 +207,7 @@ function fillTop(table, top) {
     if (i === 0) tr.className = "first";
     tr.innerHTML = `<td></td><td>${(100 * g.prob).toFixed(1)}%</td><td class="bar"><div style="width:${(100 * g.prob).toFixed(1)}%"></div></td>`;
     tr.firstChild.textContent = `${g.name} (${g.id})`;
+    tr.firstChild.title = tr.firstChild.textContent;
     body.appendChild(tr);
   });
 }
