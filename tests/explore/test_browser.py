@@ -4,12 +4,15 @@ the server keeps answering."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from patchscope.runs.store import RunStore
 from tests.explore.conftest import get_json, served
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("chromium-headless-shell")
@@ -91,4 +94,22 @@ def test_a_file_that_is_not_a_picture_shows_a_message_and_the_server_goes_on(pag
     tab.keyboard.press("ArrowLeft")  # the page still asks, and the server still answers
     tab.wait_for_function(f"Number(document.body.dataset.looks) > {before}", timeout=WAIT_MS)
     assert get_json(url + "api/options")["model"] == "gtsrb-vit"
+    assert errors == []
+
+
+def test_optimise_here_runs_from_the_page_and_is_saved_as_a_run(page):
+    tab, _url, errors = page
+    tab.select_option("#patch", "blank")
+    tab.fill("#steps", "20")
+    tab.select_option("#target", "13")  # yield
+    tab.click("#optimise")
+    tab.wait_for_selector("body[data-optimised='1']", timeout=WAIT_MS)
+    assert tab.input_value("#patch").startswith("job:") and "done after 20 steps" in tab.inner_text("#opt-state")
+    tab.click("#save")
+    tab.wait_for_selector("#reproduce:not([hidden])", timeout=WAIT_MS)
+    lines = tab.inner_text("#reproduce").splitlines()
+    folder = Path(lines[0].split(" in ", 1)[1])
+    assert (folder / "patch.safetensors").exists() and folder.parent.name == "explore"
+    assert lines[1] == f"patchscope explore --model gtsrb-vit --data demo --patch {folder}"
+    assert RunStore(os.environ["PATCHSCOPE_STORE"]).runs()[0].config["command"] == "explore"
     assert errors == []
