@@ -104,6 +104,10 @@ def test_bad_uploads_are_refused_and_the_server_keeps_serving(client: TestClient
     Image.new("1", (20_000, 20_000)).save(bomb, format="PNG")  # a few kB that decode to 400 million pixels
     refused = client.post("/api/upload/image", files={"file": ("bomb.png", bomb.getvalue(), "image/png")})
     assert refused.status_code == 400 and "limit" in refused.json()["error"], refused.json()
+    large = io.BytesIO()
+    Image.new("1", (8_000, 6_000)).save(large, format="PNG")  # 48 million pixels: under Pillow's limit, over ours
+    refused = client.post("/api/upload/image", files={"file": ("large.png", large.getvalue(), "image/png")})
+    assert refused.status_code == 400 and "8000x6000 pixels, over the explorer's limit" in refused.json()["error"]
     assert client.post("/api/upload/image", files={"file": ("e.png", b"", "image/png")}).status_code == 400
     assert client.post("/api/upload/other", files={"file": ("a.png", png((4, 4)), "image/png")}).status_code == 400
     assert client.post("/api/look", json=scene(stop_index)).json()["flipped"]  # still serving
