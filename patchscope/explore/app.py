@@ -165,6 +165,7 @@ def certify_json(ws: Workspace, staged: Staged, req: CertifyIn) -> dict[str, Any
         with torch.no_grad():
             label = staged.label if staged.label is not None else int(model(s.clean).argmax(1)[0])
         key = (loaded.name, req.image, tuple(req.camera.model_dump().values()), side, req.k, label)
+        kept = ws.certificates.get(key) is not None
         cert = ws.certificate(key, lambda: certify_view(model, s.clean, label, side, req.k))
         defended = defend_view(model, s.patched, side, req.k)
     starts, mask_side, _ = mask_positions(loaded.size, side, req.k)
@@ -180,7 +181,8 @@ def certify_json(ws: Workspace, staged: Staged, req: CertifyIn) -> dict[str, Any
         "recovered": v.defended == v.label,
         "case": v.case,
         "deciding": asdict(v.deciding) if v.deciding is not None else None,
-        "passes": v.passes,
+        "passes": defended.passes if kept else v.passes,
+        "kept": kept,
     }
 
 

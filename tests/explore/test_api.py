@@ -64,6 +64,9 @@ def test_the_certificate_comes_from_its_own_request(client: TestClient, stop_ind
     assert r["label"]["name"] == "stop" and r["patch_side"] == 12 and r["masks"] == 9
     assert r["certified"] in (True, False) and (r["broken_by"] is None) == r["certified"]
     assert r["case"] in ("agree", "one mask", "majority") and r["recovered"] == (r["defended"]["id"] == 14)
+    moved = client.post("/api/certify", json=scene(stop_index, placement={"row": 0.4, "col": 0.5}) | {"k": 3}).json()
+    assert moved["kept"] and not r["kept"] and moved["certified"] == r["certified"]  # the clean view did not change
+    assert moved["passes"] < r["passes"]
 
 
 def test_two_pages_with_two_models_do_not_mix(client: TestClient, stop_index: int):

@@ -291,7 +291,8 @@ function showCertificate(r) {
   }[r.case];
   const broken = r.broken_by ? ` Under the mask${r.broken_by[0].top === r.broken_by[1].top && r.broken_by[0].left === r.broken_by[1].left ? "" : "s"} drawn on the clean view it reads another class.` : "";
   $("cert-text").textContent = `${r.masks} masks of ${r.mask_side} px.${broken} On the patched view PatchCleanser answers ${name(r.defended)}` +
-    ` (${r.recovered ? "right" : "wrong"}): ${how}. ${r.passes} forward passes, ${r.ms} ms.`;
+    ` (${r.recovered ? "right" : "wrong"}): ${how}. ${r.passes} forward passes, ${r.ms} ms` +
+    (r.kept ? " (the clean view's certificate was kept from before)." : ".");
   document.body.dataset.certified = String(r.certified);
 }
 
