@@ -30,20 +30,28 @@ WAIT_MS = 240_000  # a loaded 2-core machine takes its time over the first reque
 
 
 @pytest.fixture(scope="module")
-def page() -> Iterator[tuple[Any, str, list[str]]]:
-    """The explorer's page (default model, data and patch) in headless Chromium, its server in its own process;
-    yields the page, the server's address and the page's script errors."""
+def browser() -> Iterator[tuple[Any, str]]:
+    """Headless Chromium and the explorer's server (default model, data and patch) in its own process."""
     assert sync_playwright is not None and CHROMIUM is not None
     with served() as (_proc, url), sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors: list[str] = []
-        tab.on("pageerror", lambda e: errors.append(str(e)))
-        tab.goto(url)
-        tab.wait_for_selector("body[data-ready=true]", timeout=WAIT_MS)
-        tab.wait_for_selector("body[data-looks]", timeout=WAIT_MS)
-        yield tab, url, errors
-        browser.close()
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield chromium, url
+        chromium.close()
+
+
+@pytest.fixture()
+def page(browser: tuple[Any, str]) -> Iterator[tuple[Any, str, list[str]]]:
+    """A fresh tab on the page, once it has shown its first view; yields it, the server's address and the page's
+    script errors."""
+    chromium, url = browser
+    tab = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    tab.on("pageerror", lambda e: errors.append(str(e)))
+    tab.goto(url)
+    tab.wait_for_selector("body[data-ready=true]", timeout=WAIT_MS)
+    tab.wait_for_selector("body[data-looks]", timeout=WAIT_MS)
+    yield tab, url, errors
+    tab.close()
 
 
 def _top(tab: Any, which: str) -> str:
