@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-PACKAGES = ("data", "models", "attacks", "defenses", "explain", "eval", "runs", "workflows")
+PACKAGES = ("data", "models", "attacks", "defenses", "explain", "eval", "runs", "workflows", "explore")
 #: exported functions whose dict is the thing itself, not a measurement: a file's contents, settings, a lookup
 NOT_RESULTS = {
     "load_class_map": "a class map file's contents",

@@ -79,6 +79,11 @@ class Attack:
         """The attack itself, on checked ``images`` and ``labels`` on the device, with ``self.model`` frozen."""
         raise NotImplementedError
 
+    def stopped(self) -> bool:
+        """Whether the caller asked the attack to end now, keeping what it has made so far: attacks that can (the
+        per-image attack) read it once a step. Never, unless a subclass says otherwise (an interactive front end)."""
+        return False
+
     def generator(self) -> torch.Generator:
         """A fresh generator on the device, seeded with the config's ``seed``: the same seed makes the same patch."""
         return torch.Generator(device=self.device).manual_seed(self.cfg.seed)

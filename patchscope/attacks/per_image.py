@@ -163,6 +163,8 @@ class PerImageAttack(Attack):
         switch = 0 if chosen else max(1, round(cfg.search_fraction * cfg.steps))
         with self.bar(cfg.steps) as update:
             for step in range(cfg.steps):
+                if self.stopped():
+                    break
                 if not chosen and step == switch:
                     patches, places = self._choose(images, labels, patches.detach(), mask, places, g)
                     opt, chosen = optimiser(patches.requires_grad_(), cfg), True

@@ -20,7 +20,7 @@ import contextlib
 import os
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -47,8 +47,10 @@ def shown(path: str | os.PathLike[str]) -> str:
 
 
 @contextlib.contextmanager
-def open_image(path: str | os.PathLike[str]) -> Iterator[Any]:
-    """Open an image file lazily (Pillow), its warnings silenced; raises :class:`ImageTooLarge` over the limit."""
+def open_image(path: str | os.PathLike[str] | IO[bytes]) -> Iterator[Any]:
+    """Open an image file lazily (Pillow), its warnings silenced; raises :class:`ImageTooLarge` over the limit.
+
+    ``path`` may also be a binary file object (an upload held in memory, ``io.BytesIO``)."""
     from PIL import Image
 
     with warnings.catch_warnings():
@@ -84,8 +86,9 @@ def to_rgb8(image: Any) -> Any:
         return image.convert("RGB")
 
 
-def read_rgb8(path: str | os.PathLike[str]) -> Any:
-    """The image file at ``path`` as an 8-bit RGB PIL image (fully decoded, the file closed)."""
+def read_rgb8(path: str | os.PathLike[str] | IO[bytes]) -> Any:
+    """The image file at ``path`` (or a binary file object) as an 8-bit RGB PIL image (fully decoded, the file
+    closed)."""
     with open_image(path) as im:
         rgb = to_rgb8(im)
         rgb.load()

@@ -43,6 +43,31 @@ def test_per_image_patches_win_where_no_universal_patch_can():
     assert own.pixels.min() >= 0 and own.pixels.max() <= 1
 
 
+class _StopsAfter(PerImageAttack):
+    """The per-image attack, asked to stop once ``steps_allowed`` steps are done."""
+
+    steps_allowed = 0
+
+    def stopped(self) -> bool:
+        self.asked = getattr(self, "asked", 0) + 1
+        return self.asked > self.steps_allowed
+
+
+def test_a_stopped_attack_keeps_the_patches_it_made_so_far():
+    x, y = _red_and_green(4)
+    cfg = AttackConfig(size=0.15, target=1, steps=500, batch_size=64, candidates=1, ranges=NO_CHANGE, location=(4, 4))
+    made = {}
+    for allowed in (0, 3, 3):
+        attack = type("Stops", (_StopsAfter,), {"steps_allowed": allowed})(
+            BalanceDetector(), cfg, views=2, progress=False
+        )
+        made.setdefault(allowed, []).append(attack(x, y))
+        assert [h["step"] for h in attack.history] == ([0] if allowed else [])
+    assert torch.equal(made[3][0].pixels, made[3][1].pixels)  # the same steps, the same patches
+    assert not torch.allclose(made[3][0].pixels, made[0][0].pixels)  # three steps moved them from their start
+    assert made[3][0].location.tolist() == [[4.0, 4.0]] * 4 and float(made[3][0].pixels.max()) <= 1
+
+
 def test_each_patch_depends_on_its_own_image_only(tiny_model, demo):
     """Same seed, one image swapped for another: every other image keeps its patch and place."""
     stop = demo.of_class("stop").head(7)
