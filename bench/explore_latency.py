@@ -49,7 +49,7 @@ def _http(name: str, patch: str, image: int, reps: int) -> dict[str, float] | No
     except ImportError:
         return None
     client = TestClient(create_app(ExploreSettings(model=name, data="demo")), base_url="http://127.0.0.1")
-    body = {"model": name, "image": f"data:{image}", "patch": f"zoo:{patch}", "camera": {"tilt": 10.0}}
+    body = {"model": name, "image": f"data:{image}", "patch": f"zoo:{patch}", "camera": {"yaw": 10.0}}
 
     def one(i: int) -> None:
         placed = {"row": 0.5, "col": 0.3 + 0.01 * (i % 20), "scale": 1.0, "rotation": 0.0}
@@ -71,7 +71,7 @@ def bench(name: str, reps: int) -> dict[str, object]:
 
     def update(i: int) -> None:
         placed = Placement(size / 2, size * 0.3 + i % 20, 1.0, 0.0)
-        look(model, render_scene(image, patch, placed, Camera(tilt=10.0)))
+        look(model, render_scene(image, patch, placed, Camera(yaw=10.0)))
 
     scene = render_scene(image, patch, Placement.of(patch, size), Camera())
     return {

@@ -73,7 +73,7 @@ class PlacementIn(BaseModel):
 
 class CameraIn(BaseModel):
     rotation: float = 0.0
-    tilt: float = 0.0
+    yaw: float = 0.0
     distance: float = 1.0
     brightness: float = 1.0
     blur: float = 0.0

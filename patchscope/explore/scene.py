@@ -28,7 +28,7 @@ from patchscope.validate import check_range
 #: (low, high) of every camera setting the explorer offers; angles in degrees, ``blur`` a Gaussian sigma in pixels
 CAMERA_LIMITS: dict[str, tuple[float, float]] = {
     "rotation": (-180.0, 180.0),
-    "tilt": (-75.0, 75.0),
+    "yaw": (-75.0, 75.0),
     "distance": (0.5, 4.0),
     "brightness": (0.2, 2.0),
     "blur": (0.0, 3.0),
@@ -65,12 +65,12 @@ class Placement:
 
 @dataclass(frozen=True)
 class Camera:
-    """How the patched sign is seen: in-plane ``rotation`` and ``tilt`` (the sign turned about its upright axis) in
-    degrees, ``distance`` (1: as the image was taken; 2: twice as far, half the size), ``brightness`` (a factor) and
+    """How the patched sign is seen: in-plane ``rotation`` and ``yaw`` (tilt: the sign turned about its upright axis),
+    in degrees, ``distance`` (1: as the image was taken; 2: twice as far, half the size), ``brightness`` (a factor) and
     ``blur`` (a Gaussian sigma in pixels). Limits: :data:`CAMERA_LIMITS`."""
 
     rotation: float = 0.0
-    tilt: float = 0.0
+    yaw: float = 0.0
     distance: float = 1.0
     brightness: float = 1.0
     blur: float = 0.0
@@ -110,7 +110,7 @@ def view_params(image_size: int, side: int, placement: Placement, camera: Camera
         patch_rotation=placement.rotation,
         patch_scale=placement.scale,
         rotation=camera.rotation,
-        yaw=camera.tilt,
+        yaw=camera.yaw,
         scale=1 / camera.distance,
         brightness=camera.brightness,
         blur=camera.blur,

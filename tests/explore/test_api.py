@@ -90,7 +90,7 @@ def test_two_pages_with_two_models_do_not_mix(client: TestClient, stop_index: in
         ({"patch": "zoo:nope/nope"}, 400, "unknown zoo patch"),
         ({"patch": "upload:image-0000"}, 400, "upload it again"),
         ({"placement": {"scale": 100}}, 400, "scale must be in [0.1, 8]"),
-        ({"camera": {"tilt": "steep"}}, 422, "bad request: camera.tilt"),
+        ({"camera": {"yaw": "steep"}}, 422, "bad request: camera.yaw"),
     ],
 )
 def test_bad_requests_get_one_line_json_errors(client: TestClient, stop_index: int, change, status, words):

@@ -46,7 +46,7 @@ def test_a_patch_out_of_view_moves_no_layer(tiny_model, stop_image):
 
 def test_the_verdict_is_the_full_prediction_maps(tiny_model, stop_image, small_patch):
     for placement in (Placement.of(small_patch, 32), Placement(8, 24, 1.5, 30)):
-        scene = render_scene(stop_image, small_patch, placement, Camera(tilt=10))
+        scene = render_scene(stop_image, small_patch, placement, Camera(yaw=10))
         side = scene.box_side()
         v = certify_scene(tiny_model, scene, STOP, k=4)
         full, _ = pc_prediction_map(tiny_model, torch.cat([scene.clean, scene.patched]), mask_set(32, side, 4))

@@ -36,7 +36,7 @@ def test_the_footprint_follows_rotation_scale_and_distance(stop_image):
 def test_the_camera_changes_both_views_alike(stop_image, small_patch):
     dark = render_scene(stop_image, small_patch, Placement(3, 3), Camera(brightness=0.5))
     assert float(dark.clean.mean()) < 0.6 * float(stop_image.mean())
-    tilted = render_scene(stop_image, small_patch, Placement(16, 16), Camera(tilt=30))
+    tilted = render_scene(stop_image, small_patch, Placement(16, 16), Camera(yaw=30))
     near = torch.nn.functional.max_pool2d(tilted.footprint[None, None].float(), 3, 1, 1)[0, 0] > 0  # and its edge
     assert torch.allclose(tilted.clean[0][:, ~near], tilted.patched[0][:, ~near], atol=1e-5)  # only the patch differs
     assert not torch.allclose(tilted.clean[0][:, tilted.footprint], tilted.patched[0][:, tilted.footprint], atol=1e-2)
@@ -45,7 +45,7 @@ def test_the_camera_changes_both_views_alike(stop_image, small_patch):
 @pytest.mark.parametrize(
     ("make", "words"),
     [
-        (lambda: Camera(tilt=80), "tilt"),
+        (lambda: Camera(yaw=80), "yaw"),
         (lambda: Camera(distance=0), "distance"),
         (lambda: Camera(blur=float("nan")), "blur"),
         (lambda: Placement(1, 1, scale=0), "scale"),

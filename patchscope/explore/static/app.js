@@ -16,7 +16,7 @@ const state = {
   patchImg: null,
   sourceImg: null,
   place: { row: 0.5, col: 0.5, scale: 1, rotation: 0 },  // row, col: fractions of the image side
-  camera: { rotation: 0, tilt: 0, distance: 1, brightness: 1, blur: 0 },
+  camera: { rotation: 0, yaw: 0, distance: 1, brightness: 1, blur: 0 },
   lookSeq: 0,
   looks: 0,
   job: null,
@@ -161,7 +161,7 @@ function syncSliders() {
   for (const input of document.querySelectorAll("[data-camera]")) {
     const key = input.dataset.camera, v = state.camera[key];
     input.value = v;
-    input.nextElementSibling.textContent = key === "rotation" || key === "tilt" ? `${v}°` : key === "blur" ? `${v} px` : `${v}x`;
+    input.nextElementSibling.textContent = key === "rotation" || key === "yaw" ? `${v}°` : key === "blur" ? `${v} px` : `${v}x`;
   }
 }
 $("scale").addEventListener("input", (ev) => { setScale(+ev.target.value); changed(); });
@@ -169,7 +169,7 @@ $("rotation").addEventListener("input", (ev) => { setRotation(+ev.target.value);
 for (const input of document.querySelectorAll("[data-camera]")) {
   input.addEventListener("input", () => { state.camera[input.dataset.camera] = +input.value; changed(); });
 }
-$("reset-camera").onclick = () => { state.camera = { rotation: 0, tilt: 0, distance: 1, brightness: 1, blur: 0 }; changed(); };
+$("reset-camera").onclick = () => { state.camera = { rotation: 0, yaw: 0, distance: 1, brightness: 1, blur: 0 }; changed(); };
 $("reset-place").onclick = () => { placeAtHome(); changed(); };
 
 // ---------------------------------------------------------------- updates: the view now, the certificate when idle
