@@ -46,7 +46,8 @@ class Certifier(Protocol):
         ...
 
     def outcomes(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> CertOutcomes:
-        """The same per image, with the defended prediction (what ``patchscope bench`` judges patched images by)."""
+        """The same per image, with the defended prediction (what ``patchscope bench`` judges patched images by). A
+        label of -1 (unknown) certifies nothing and spends no forward pass on certificates."""
         ...
 
 
