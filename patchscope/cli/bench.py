@@ -43,7 +43,10 @@ def bench(
     option: OptionOpt = None,
     data_opts: DataOptions,
     profile: Annotated[
-        str, typer.Option(help="quick (16 images, small budgets: a smoke test) | standard (500 images)")
+        str,
+        typer.Option(
+            help="quick (16 images, small budgets: a smoke test) | standard (500 images, the budgets to compare)"
+        ),
     ] = "quick",
     seed: int = 0,
     shares: Annotated[
@@ -53,12 +56,12 @@ def bench(
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
-    """Measure patch robustness under protocol v1 and write a robustness card.
+    """Measure patch robustness under protocol v1 as a card.
 
-    At each share (1, 2, 5 and 10% of the image) a cascade of attacks (white-box per-image patches with a place
-    search, a universal patch, gradient-free sparse-rs) runs on the images still standing; the budgets come from
-    --profile. A certified image that an attack breaks fails the run (exit 1); gradient masking and robust accuracy
-    rising with the share are flagged."""
+    At each share of the image area (0.01, 0.02, 0.05 and 0.1) a cascade of attacks (white-box per-image patches
+    with a place search, a universal patch, gradient-free sparse-rs) runs on the images still standing; the budgets
+    come from --profile. A certified image that an attack breaks fails the run (exit 1); gradient masking and robust
+    accuracy rising with the share are flagged."""
     from patchscope.models import create_model
     from patchscope.workflows.bench import run_bench
     from patchscope.workflows.bench_checks import SelfCheckFailed

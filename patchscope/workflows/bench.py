@@ -38,6 +38,7 @@ from patchscope.errors import Interrupted, PatchscopeError
 from patchscope.formatting import pct
 from patchscope.models.checkpoint import weights_fingerprint
 from patchscope.progress import Update, progress_bar
+from patchscope.validate import check_int
 from patchscope.workflows.bench_card import (
     AttackOutcome,
     DataIdentity,
@@ -184,6 +185,7 @@ def run_bench(
     """
     started, clock = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter()
     prof = profile(profile_name)
+    seed = check_int("seed", seed, 0, 2**63 - 1)
     shares = check_shares(tuple(shares), data.image_size)
     picked = select_images(data, prof.images).load()
     if len(picked) == 0:
