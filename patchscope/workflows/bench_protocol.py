@@ -2,8 +2,8 @@
 each profile. A card names the protocol version and profile it was measured under; what is here decides it, not the
 user.
 
->>> [share_side(s, 32) for s in SHARES]
-[3, 5, 7, 10]
+>>> tuple(share_side(s, 32) for s in SHARES)
+(3, 5, 7, 10)
 >>> profile("quick").images, profile("standard").sparse_rs_queries
 (16, 1000)
 """
