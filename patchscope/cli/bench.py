@@ -22,6 +22,7 @@ from patchscope.cli.common import (
     recorded,
     registry,
     resolve_device,
+    resume_hint,
     translate,
 )
 from patchscope.cli.output import Col, print_table, show
@@ -53,6 +54,9 @@ def bench(
         str | None, typer.Option(help="patch shares of the image area (default the protocol's: 0.01,0.02,0.05,0.1)")
     ] = None,
     out: Annotated[Path, typer.Option(help="the robustness card (JSON)")] = Path("card.json"),
+    resume: Annotated[
+        bool, typer.Option(help="continue an interrupted bench from OUT.progress (the shares it had finished)")
+    ] = False,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
@@ -63,7 +67,7 @@ def bench(
     come from --profile. A certified image that an attack breaks fails the run (exit 1); gradient masking and robust
     accuracy rising with the share are flagged."""
     from patchscope.models import create_model
-    from patchscope.workflows.bench import run_bench
+    from patchscope.workflows.bench import BenchCheckpoint, run_bench
     from patchscope.workflows.bench_checks import SelfCheckFailed
     from patchscope.workflows.bench_protocol import SHARES
     from patchscope.workflows.bench_protocol import profile as check_profile
@@ -80,10 +84,12 @@ def bench(
     config |= {"device": dev, "out": str(out), "data_hash": data.data_hash()} | data_opts.recorded()
     given: dict[str, Any] = {"defense": defense, "certifier": certifier, "options": options, "seed": seed}
     given |= {"profile_name": profile, "shares": share_list, "device": dev, "progress": not as_json, "out": str(out)}
+    given["checkpoint"] = ckpt = BenchCheckpoint(out.with_name(out.name + ".progress"), resume)
     try:
-        with option_errors(keys), recorded("bench", config) as run:
+        with option_errors(keys), recorded("bench", config) as run, resume_hint():
             card = run_bench(net, data, model_name=model, data_spec=data_opts.data, **given)
             _write(card, out)
+            ckpt.path.unlink(missing_ok=True)  # the card holds what it kept
             run.log(_metrics(card))
             run.artifact("card", out)
     except SelfCheckFailed as e:
@@ -117,7 +123,7 @@ def _check_card_path(out: Path) -> None:
 
     if out.name in ("", ".", ".."):
         raise PatchscopeError(f"--out {out}: give a file name for the card, e.g. card.json")
-    check_output(out.parent, (out.name,), "out")
+    check_output(out.parent, (out.name, out.name + ".progress"), "out")
 
 
 def _write(card: Any, out: Path) -> None:

@@ -17,12 +17,14 @@ the profile, not from the user; the same seed gives the same card, ``run`` aside
 
 from __future__ import annotations
 
+import json
 import platform
 import shlex
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,9 +38,10 @@ from patchscope.defenses import create_certifier, create_defense, defense_spec
 from patchscope.defenses.registry import Certifier, certifier_spec
 from patchscope.errors import Interrupted, PatchscopeError
 from patchscope.formatting import pct
+from patchscope.io import dumps, write_json
 from patchscope.models.checkpoint import weights_fingerprint
 from patchscope.progress import Update, progress_bar
-from patchscope.validate import check_int
+from patchscope.validate import check_int, check_same_settings
 from patchscope.workflows.bench_card import (
     AttackOutcome,
     DataIdentity,
@@ -49,6 +52,8 @@ from patchscope.workflows.bench_card import (
     RobustnessCard,
     RunInfo,
     ShareResult,
+    flag_from_dict,
+    share_from_dict,
 )
 from patchscope.workflows.bench_checks import check_certified, masking_flag, monotone_flags
 from patchscope.workflows.bench_protocol import (
@@ -161,6 +166,7 @@ def run_bench(
     device: str | torch.device = "cpu",
     progress: bool = False,
     out: str = "card.json",
+    checkpoint: BenchCheckpoint | None = None,
 ) -> RobustnessCard:
     """Measure ``model`` under protocol v1 and return its robustness card.
 
@@ -178,6 +184,7 @@ def run_bench(
         device: where to run.
         progress: show one progress bar over the shares' attacks.
         out: the card's file, for the reproduce command.
+        checkpoint: keep each finished share there; with its ``resume``, skip the shares it holds (same card).
 
     Returns:
         A :class:`~patchscope.workflows.bench_card.RobustnessCard`. A self-check that finds a certified image broken
@@ -193,18 +200,24 @@ def run_bench(
     subject = make_subject(model, data, defense, certifier, dict(options or {}), device)
     x, y = picked.float_images(device), picked.labels.to(device)
     subject.randomized = is_randomized(subject.defended, x, seed)
-    rows = _all_shares(subject, x, y, shares, prof, seed, device, progress)
+    kept = Kept(checkpoint, _identity(prof, seed, subject, picked.data_hash()))
+    rows = _all_shares(subject, x, y, shares, prof, seed, device, progress, kept)
     flags = tuple(f for _, found in rows for f in found) + tuple(monotone_flags([r for r, _ in rows]))
-    results = Results(tuple(r for r, _ in rows), flags)
-    run = RunInfo(round(time.perf_counter() - clock, 3), started, hardware(device), versions())
     return RobustnessCard(
         protocol=ProtocolInfo(PROTOCOL_VERSION, prof.name, seed, shares, prof.budgets(), attacks=CASCADE),
         model=model_identity(model, model_name, subject),
         data=DataIdentity(data_spec, picked.name, picked.data_hash(), len(picked), picked.image_size, SELECTION),
-        results=results,
-        run=run,
+        results=Results(tuple(r for r, _ in rows), flags),
+        run=RunInfo(round(time.perf_counter() - clock, 3), started, hardware(device), versions()),
         reproduce=reproduce_command(model_name, data_spec, subject, prof.name, seed, shares, out),
     )
+
+
+def _identity(prof: Profile, seed: int, subject: Subject, data_hash: str) -> dict[str, Any]:
+    """What a bench checkpoint must match to be resumed: the protocol, profile, seed, weights, data and defense."""
+    found = {"protocol": PROTOCOL_VERSION, "profile": prof.name, "seed": seed}
+    found |= {"weights": weights_fingerprint(subject.model), "data_hash": data_hash, "defense": subject.defense}
+    return found | {"certifier": subject.certifier, "options": json.loads(dumps(subject.options))}
 
 
 def make_subject(
@@ -240,6 +253,55 @@ def is_randomized(model: nn.Module, x: torch.Tensor, seed: int) -> bool:
     return not torch.equal(model(probe), model(probe))
 
 
+@dataclass(frozen=True)
+class BenchCheckpoint:
+    """Where :func:`run_bench` keeps the shares it has finished (a small JSON file, written atomically after each
+    share), so that an interrupted bench resumes at the share where it stopped, to the card an uninterrupted one
+    gives.
+
+    Args:
+        path: the checkpoint file.
+        resume: continue from ``path`` if it exists (refused if the model, data, profile, seed or defense changed).
+    """
+
+    path: Path
+    resume: bool = False
+
+
+@dataclass
+class Kept:
+    """The shares a :class:`BenchCheckpoint` holds for one bench (``identity``: what must match to resume)."""
+
+    checkpoint: BenchCheckpoint | None
+    identity: dict[str, Any]
+
+    def load(self) -> dict[float, tuple[ShareResult, list[Flag]]]:
+        """The finished shares, by share (none when not resuming or nothing is kept)."""
+        ckpt = self.checkpoint
+        if ckpt is None or not (ckpt.resume and ckpt.path.exists()):
+            return {}
+        try:
+            saved = json.loads(ckpt.path.read_text())
+            check_same_settings(saved["identity"], self.identity)
+            rows = [(share_from_dict(r["result"]), [flag_from_dict(f) for f in r["flags"]]) for r in saved["shares"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise PatchscopeError(f"resume: {ckpt.path} is not a bench checkpoint", params=("resume",)) from None
+        return {r.share: (r, flags) for r, flags in rows}
+
+    def keep(self, done: list[tuple[ShareResult, list[Flag]]]) -> None:
+        """Write the finished shares ``done`` (nothing without a checkpoint)."""
+        if self.checkpoint is not None:
+            rows = [{"result": asdict(r), "flags": [asdict(f) for f in flags]} for r, flags in done]
+            write_json(self.checkpoint.path, {"identity": self.identity, "shares": rows})
+
+    def interrupted(self, share: float, done: int, total: int, signum: int) -> Interrupted:
+        """The interrupt to raise at ``share`` with ``done`` of ``total`` shares finished: what was kept."""
+        what = f"bench interrupted at share {pct(share)} ({done} of {total} shares done)"
+        if self.checkpoint is None or done == 0:
+            return Interrupted(f"{what}; no card was written", signum)
+        return Interrupted(f"{what}; no card was written; checkpoint saved to {self.checkpoint.path}", signum)
+
+
 def _all_shares(
     subject: Subject,
     x: torch.Tensor,
@@ -249,18 +311,23 @@ def _all_shares(
     seed: int,
     device: str | torch.device,
     progress: bool,
+    kept: Kept,
 ) -> list[tuple[ShareResult, list[Flag]]]:
-    """Every share's result and flags, in order; an interrupt says how many shares were done (no card is written).
-    ``progress``: one bar over the shares' attacks (the attacks' own bars stay off)."""
-    done: list[tuple[ShareResult, list[Flag]]] = []
+    """Every share's result and flags, in order (those ``kept`` holds read back, each new one kept); an interrupt
+    says how many shares were done. ``progress``: one bar over the shares' attacks (the attacks' own bars stay
+    off)."""
+    before, done = kept.load(), []
     with progress_bar(len(shares) * len(CASCADE), "bench", progress) as update:
         for share in shares:
+            if share in before:
+                done.append(before[share])
+                update(advance=len(CASCADE))
+                continue
             try:
                 done.append(bench_share(subject, x, y, share, prof, seed, device, update))
             except Interrupted as e:
-                kept = f"{len(done)} of {len(shares)} shares done"
-                note = f"bench interrupted at share {pct(share)} ({kept}); no card was written"
-                raise Interrupted(note, e.signum) from None
+                raise kept.interrupted(share, len(done), len(shares), e.signum) from None
+            kept.keep(done)
     return done
 
 
@@ -470,4 +537,13 @@ def versions() -> dict[str, Any]:
 
 
 #: what the workflow exports
-__all__ = ["CertifiedPrediction", "Judge", "Subject", "bench_share", "make_subject", "pasted", "run_bench"]
+__all__ = [
+    "BenchCheckpoint",
+    "CertifiedPrediction",
+    "Judge",
+    "Subject",
+    "bench_share",
+    "make_subject",
+    "pasted",
+    "run_bench",
+]

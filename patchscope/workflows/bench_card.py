@@ -282,6 +282,17 @@ def _share(data: dict[str, Any]) -> ShareResult:
     return _build(ShareResult, {**data, "attacks": tuple(_build(AttackOutcome, a) for a in data["attacks"])})
 
 
+def share_from_dict(data: dict[str, Any]) -> ShareResult:
+    """A :class:`ShareResult` from its JSON (``asdict`` of one, read back)."""
+    return _share(data)
+
+
+def flag_from_dict(data: dict[str, Any]) -> Flag:
+    """A :class:`Flag` from its JSON."""
+    flag: Flag = _build(Flag, data)
+    return flag
+
+
 def _shares(items: list[dict[str, Any]]) -> tuple[ShareResult, ...]:
     return tuple(_share(s) for s in items)
 
