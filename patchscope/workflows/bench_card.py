@@ -200,7 +200,7 @@ class DataIdentity:
     Attributes:
         spec: ``--data`` as given.
         name: the data set's name.
-        hash: sha256 (16 hex digits) of the measured images and labels.
+        hash: 16 hex digits naming every image measured, with its label (the seeded setting's too).
         images: how many.
         image_size: their side in pixels.
         selection: how they were picked from the data.

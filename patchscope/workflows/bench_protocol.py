@@ -31,6 +31,24 @@ CASCADE = ("per-image", "universal", "sparse-rs")
 KINDS = {"per-image": "white-box", "universal": "white-box", "sparse-rs": "black-box"}
 #: how a card says its images were picked
 SELECTION = "round-robin over classes in data order (each class's first image, then each class's second, ...)"
+#: the data's own seeded settings: (name, source class, target class), measured where the data has both classes
+SEEDED = (("gtsrb-stop-to-yield", "stop", "yield"),)
+#: how a card says the seeded setting's images were picked
+SEEDED_SELECTION = "; seeded setting: the source class's first images in data order, as many"
+
+
+def seeded_setting(classes: tuple[str, ...] | list[str]) -> tuple[str, int, int] | None:
+    """The seeded setting the data's ``classes`` have (its name, source and target class ids), else None.
+
+    >>> from patchscope.data.classes import gtsrb_classes
+    >>> seeded_setting(gtsrb_classes()), seeded_setting(("cat", "dog"))
+    (('gtsrb-stop-to-yield', 14, 13), None)
+    """
+    names = [c.lower() for c in classes]
+    for name, source, target in SEEDED:
+        if source in names and target in names:
+            return name, names.index(source), names.index(target)
+    return None
 
 
 @dataclass(frozen=True)
@@ -150,9 +168,13 @@ def select_images(data: ImageSet | ImageStream, n: int) -> ImageSet | ImageStrea
     return data.subset(picked)
 
 
-def attack_config(name: str, prof: Profile, share: float, seed: int) -> tuple[AttackConfig, dict[str, Any]]:
-    """The :class:`AttackConfig` and constructor options of cascade attack ``name`` at ``share``."""
+def attack_config(
+    name: str, prof: Profile, share: float, seed: int, target: int | None = None
+) -> tuple[AttackConfig, dict[str, Any]]:
+    """The :class:`AttackConfig` and constructor options of cascade attack ``name`` at ``share`` (``target``: the
+    class a targeted attack aims for; None: untargeted)."""
     base = AttackConfig(size=share, loss=LOSS, ranges=NO_CHANGE, seed=seed, batch_size=ROWS, candidates=1)
+    base = replace(base, target=target)
     if name == "per-image":
         cfg = replace(base, steps=prof.per_image_steps, candidates=prof.per_image_places)
         return replace(cfg, restarts=prof.per_image_restarts), {}

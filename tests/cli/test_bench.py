@@ -98,21 +98,22 @@ def test_an_interrupt_keeps_the_finished_shares_and_resume_gives_the_same_card(
 ):
     import patchscope.workflows.bench as bench
 
-    real, calls = bench.bench_share, []
+    real, calls, stopped = bench.bench_share, [], []
 
     def stop_at_the_second(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         calls.append(args[3])
-        if len(calls) == 2:
+        if len(calls) == 2 and not stopped:
+            stopped.append(True)
             raise Interrupted("", int(signal.SIGINT))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(bench, "bench_share", stop_at_the_second)
     out, progress = tmp_path / "card.json", tmp_path / "card.json.progress"
-    args = ("bench", "--data", "demo", "--shares", "0.05,0.1", "--out", str(out))
+    args = ("bench", "--data", "demo", "--shares", "0.1", "--out", str(out))
     r = invoke(*args)
     assert r.code == 130, r.err
     line = r.err_lines[-1]
-    assert "bench interrupted at share 10.0% (1 of 2 shares done); no card was written" in line, line
+    assert "at share 10.0% of the gtsrb-stop-to-yield setting (1 of 2 shares done); no card was written" in line
     assert f"checkpoint saved to {progress}; rerun with --resume" in line and "recorded as interrupted" in line
     assert not out.exists() and progress.exists()
 
@@ -122,7 +123,7 @@ def test_an_interrupt_keeps_the_finished_shares_and_resume_gives_the_same_card(
     calls.clear()
     resumed = invoke(*args, "--resume", "--json")
     assert resumed.code == 0, resumed.err
-    assert calls == [0.1] and not progress.exists()  # the 5% share was read back, not measured again
+    assert calls == [0.1] and not progress.exists()  # the protocol's share was read back, not measured again
     monkeypatch.setattr(bench, "bench_share", real)
-    whole = invoke("bench", "--data", "demo", "--shares", "0.05,0.1", "--out", str(tmp_path / "whole.json"), "--json")
+    whole = invoke("bench", "--data", "demo", "--shares", "0.1", "--out", str(tmp_path / "whole.json"), "--json")
     assert json.loads(resumed.out)["results"] == json.loads(whole.out)["results"]
