@@ -31,6 +31,18 @@ from patchscope.formatting import pct
 
 app = typer.Typer()
 
+CertifierOpt = Annotated[str | None, typer.Option(help="a certifier instead (certified accuracy too): {certifiers}")]
+ProfileOpt = Annotated[
+    str,
+    typer.Option(help="quick (16 images, small budgets: a smoke test) | standard (500 images, the budgets to compare)"),
+]
+SharesOpt = Annotated[
+    str | None, typer.Option(help="patch shares of the image area (default the protocol's: 0.01,0.02,0.05,0.1)")
+]
+ResumeOpt = Annotated[
+    bool, typer.Option(help="continue an interrupted bench from OUT.progress (the shares it had finished)")
+]
+
 
 @app.command(cls=RegistryHelp)
 @data_group("gtsrb:test", limit=None)
@@ -38,25 +50,14 @@ def bench(
     *,
     model: Annotated[str, typer.Option(help="model name or checkpoint")] = "gtsrb-cnn",
     defense: Annotated[str | None, typer.Option(help="an empirical defense around the model: {defenses}")] = None,
-    certifier: Annotated[
-        str | None, typer.Option(help="a certifier instead (certified accuracy too): {certifiers}")
-    ] = None,
+    certifier: CertifierOpt = None,
     option: OptionOpt = None,
     data_opts: DataOptions,
-    profile: Annotated[
-        str,
-        typer.Option(
-            help="quick (16 images, small budgets: a smoke test) | standard (500 images, the budgets to compare)"
-        ),
-    ] = "quick",
+    profile: ProfileOpt = "quick",
     seed: int = 0,
-    shares: Annotated[
-        str | None, typer.Option(help="patch shares of the image area (default the protocol's: 0.01,0.02,0.05,0.1)")
-    ] = None,
+    shares: SharesOpt = None,
     out: Annotated[Path, typer.Option(help="the robustness card (JSON)")] = Path("card.json"),
-    resume: Annotated[
-        bool, typer.Option(help="continue an interrupted bench from OUT.progress (the shares it had finished)")
-    ] = False,
+    resume: ResumeOpt = False,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
