@@ -148,18 +148,27 @@ def _metrics(card: Any) -> dict[str, Any]:
 
 
 def _table(card: Any, out: Path) -> None:
-    """One row per share: the accuracies and what each attack broke."""
-    names = [a.name for a in card.results.shares[0].attacks]
-    certified = card.model.certifier is not None
-    columns: list[Col | str] = [Col(h, justify="right") for h in ("share", "side", "clean", "robust")]
-    columns += [Col("certified", justify="right")] if certified else []
-    columns += [Col(f"{n} broke", justify="right", drop=1) for n in names]
-    rows = []
-    for r in card.results.shares:
-        row = [pct(r.share), f"{r.side}px", pct(r.clean), pct(r.robust)] + ([pct(r.certified)] if certified else [])
-        rows.append(row + [f"{a.broken}/{a.attacked}" for a in r.attacks])
+    """The protocol's shares, then the seeded setting's (where there is one): one row per share, the accuracies and
+    what each attack broke."""
     behind = card.model.defense or card.model.certifier
     what = card.model.name + (f" + {behind}" if behind else "")
     protocol = f"protocol {card.protocol.version}, {card.protocol.profile}"
     title = f"{what} on {card.data.images} images of {card.data.spec} ({protocol})"
-    print_table(columns, rows, title, caption=f"card written to {out}")
+    seeded = card.results.seeded
+    _share_table(card.results.shares, card.model.certifier is not None, title, None if seeded else out)
+    if seeded is not None:
+        typer.echo()
+        title = f"{seeded.setting}: class {seeded.source} turned into {seeded.target} (targeted; robust: not turned)"
+        _share_table(seeded.shares, card.model.certifier is not None, title, out)
+
+
+def _share_table(shares: Any, certified: bool, title: str, out: Path | None) -> None:
+    """One row per share of ``shares``: the accuracies and what each attack broke (``out``: say where the card is)."""
+    columns: list[Col | str] = [Col(h, justify="right") for h in ("share", "side", "clean", "robust")]
+    columns += [Col("certified", justify="right")] if certified else []
+    columns += [Col(f"{a.name} broke", justify="right", drop=1) for a in shares[0].attacks]
+    rows = []
+    for r in shares:
+        row = [pct(r.share), f"{r.side}px", pct(r.clean), pct(r.robust)] + ([pct(r.certified)] if certified else [])
+        rows.append(row + [f"{a.broken}/{a.attacked}" for a in r.attacks])
+    print_table(columns, rows, title, caption=f"card written to {out}" if out is not None else None)
