@@ -40,6 +40,7 @@ from patchscope.defenses.registry import Certifier, certifier_spec
 from patchscope.errors import Interrupted, PatchscopeError
 from patchscope.formatting import pct
 from patchscope.io import dumps, write_json
+from patchscope.models.batching import auto_batch_size
 from patchscope.models.checkpoint import weights_fingerprint
 from patchscope.progress import Update, progress_bar
 from patchscope.validate import check_int, check_same_settings
@@ -62,6 +63,7 @@ from patchscope.workflows.bench_protocol import (
     CASCADE,
     KINDS,
     PROTOCOL_VERSION,
+    ROWS,
     SEEDED_SELECTION,
     SELECTION,
     SHARES,
@@ -111,6 +113,7 @@ class Judge:
     cert: Certifier | None
     draws: int
     batch: int
+    rows: int = ROWS
 
     @torch.no_grad()
     def right(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -472,12 +475,14 @@ def bench_share(
 
 
 def _judge(subject: Subject, size: int, side: int, prof: Profile, device: str | torch.device) -> Judge:
-    """The judge at one patch side (a certifier is made for it)."""
+    """The judge at one patch side (a certifier is made for it), and the attacks' rows per forward pass: at most
+    :data:`ROWS`, fewer where the memory budget holds fewer (a pass with gradients takes about four times as much)."""
     cert = None
     batch = default_batch_size(device, subject.model, size)
     if subject.certifier is not None:
         cert = create_certifier(subject.certifier, size, side, device, **subject.options)
-    return Judge(subject, cert, prof.draws, batch)
+    rows = max(1, auto_batch_size(subject.model, size, device, most=4 * ROWS) // 4)
+    return Judge(subject, cert, prof.draws, batch, rows)
 
 
 def _cascade_step(
@@ -517,7 +522,7 @@ def run_attack_on(
     target: int | None = None,
 ) -> tuple[torch.Tensor, int, int]:
     """The images ``x`` with attack ``name``'s patches pasted on, its steps and its single-image forward passes."""
-    cfg, options = attack_config(name, prof, share, seed, target)
+    cfg, options = attack_config(name, prof, share, seed, target, judge.rows)
     victim = _attacked(name, subject, judge)
     views = prof.eot_views if subject.randomized else 1
     if name == "per-image":

@@ -94,7 +94,8 @@ class Profile:
 
 #: the attacks' objective: the logit margin (capped at kappa 5), untargeted
 LOSS = "margin"
-#: rows per forward pass inside the attacks (memory, not the objective)
+#: the most rows per forward pass inside the per-image attacks (memory, not the objective; fewer where the memory
+#: budget holds fewer for a pass with gradients)
 ROWS = 512
 
 PROFILES = {
@@ -169,11 +170,11 @@ def select_images(data: ImageSet | ImageStream, n: int) -> ImageSet | ImageStrea
 
 
 def attack_config(
-    name: str, prof: Profile, share: float, seed: int, target: int | None = None
+    name: str, prof: Profile, share: float, seed: int, target: int | None = None, rows: int = ROWS
 ) -> tuple[AttackConfig, dict[str, Any]]:
     """The :class:`AttackConfig` and constructor options of cascade attack ``name`` at ``share`` (``target``: the
-    class a targeted attack aims for; None: untargeted)."""
-    base = AttackConfig(size=share, loss=LOSS, ranges=NO_CHANGE, seed=seed, batch_size=ROWS, candidates=1)
+    class a targeted attack aims for, None: untargeted; ``rows``: rows per forward pass of a per-image attack)."""
+    base = AttackConfig(size=share, loss=LOSS, ranges=NO_CHANGE, seed=seed, batch_size=rows, candidates=1)
     base = replace(base, target=target)
     if name == "per-image":
         cfg = replace(base, steps=prof.per_image_steps, candidates=prof.per_image_places)
