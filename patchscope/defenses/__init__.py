@@ -8,7 +8,7 @@ Both kinds are registered by name (:mod:`patchscope.defenses.registry`):
 """
 
 from patchscope.defenses.clipping import ActivationClipping, clip_defense, fit_bounds
-from patchscope.defenses.counts import CertCounts
+from patchscope.defenses.counts import CertCounts, CertOutcomes
 from patchscope.defenses.patchcleanser import (
     FILL,
     UNKNOWN,
@@ -23,6 +23,7 @@ from patchscope.defenses.patchcleanser import (
     pc_decision_map,
     pc_infer,
     pc_needed,
+    pc_outcomes,
     pc_prediction_map,
     predict_masked,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "BitDepthDefense",
     "BlurDefense",
     "CertCounts",
+    "CertOutcomes",
     "Certifier",
     "DerandomizedSmoothing",
     "FILL",
@@ -100,6 +102,7 @@ __all__ = [
     "pc_decision_map",
     "pc_infer",
     "pc_needed",
+    "pc_outcomes",
     "pc_prediction_map",
     "predict_masked",
     "register_certifier",

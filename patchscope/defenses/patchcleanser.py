@@ -26,7 +26,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from patchscope.defenses.counts import CertCounts
+from patchscope.defenses.counts import CertCounts, CertOutcomes
 from patchscope.defenses.registry import register_certifier
 from patchscope.errors import PatchscopeError
 from patchscope.validate import check_int
@@ -352,6 +352,32 @@ def _certificate_pairs(
 
 
 @torch.inference_mode()
+def pc_outcomes(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    masks: torch.Tensor,
+    batch_size: int = 512,
+    bf16: bool = False,
+    num_classes: int | None = None,
+) -> CertOutcomes:
+    """Per image: right without defense, right under double masking, certified, the double-masking prediction; and
+    the forward passes it took (one :func:`pc_decision_map`: the same decisions as the full map, fewer passes).
+
+    >>> from patchscope.models.archs import cnn
+    >>> from patchscope.models.wrapper import Classifier
+    >>> m = Classifier(cnn(num_classes=2, width=4), ["a", "b"]).eval()
+    >>> o = pc_outcomes(m, torch.rand(3, 3, 32, 32), torch.zeros(3, dtype=torch.long), mask_set(32, 7, k=2))
+    >>> o.prediction.shape, bool((o.certified <= o.robust).all())
+    (torch.Size([3]), True)
+    """
+    labels = labels.to(images.device)
+    pred_map, passes = pc_decision_map(model, images, labels, masks, batch_size, bf16=bf16, num_classes=num_classes)
+    prediction, certified = pc_infer(pred_map, num_classes), pc_certify(pred_map, labels)
+    clean = model(images).argmax(1) == labels
+    return CertOutcomes(clean, prediction == labels, certified, prediction, passes)
+
+
 def pc_counts(
     model: nn.Module,
     images: torch.Tensor,
@@ -363,8 +389,8 @@ def pc_counts(
 ) -> CertCounts:
     """Images right without defense, right under double masking, certified, and the forward passes it took.
 
-    One :func:`pc_decision_map` per call (the same decisions as the full map, fewer passes). This is the per-batch
-    piece: :func:`patchscope.workflows.certify.certify` sums it over a whole data set (chunks, progress, resume).
+    :func:`pc_outcomes` counted. This is the per-batch piece: :func:`patchscope.workflows.certify.certify` sums it
+    over a whole data set (chunks, progress, resume).
 
     Returns:
         A :class:`~patchscope.defenses.counts.CertCounts` (counts on the device; passes of all images together).
@@ -376,11 +402,7 @@ def pc_counts(
     >>> 3 * 4 <= c.passes <= 3 * 10, bool(c.certified <= c.robust <= 3), c.stacked().shape
     (True, True, torch.Size([3]))
     """
-    labels = labels.to(images.device)
-    pred_map, passes = pc_decision_map(model, images, labels, masks, batch_size, bf16=bf16, num_classes=num_classes)
-    robust, certified = pc_infer(pred_map, num_classes), pc_certify(pred_map, labels)
-    clean = model(images).argmax(1) == labels
-    return CertCounts.of(clean, robust == labels, certified, passes)
+    return pc_outcomes(model, images, labels, masks, batch_size, bf16, num_classes).counts()
 
 
 @register_certifier("patchcleanser")
@@ -420,6 +442,10 @@ class PatchCleanser:
 
     def counts(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> CertCounts:
         """Counts (clean right, defended right, certified) and the forward passes, for images (N,3,H,W)."""
-        return pc_counts(
+        return self.outcomes(model, images, labels, batch_size).counts()
+
+    def outcomes(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> CertOutcomes:
+        """Per image: right, defended right, certified, the defended prediction; and the forward passes."""
+        return pc_outcomes(
             model, images, labels, self.masks, batch_size, self.bf16, len(getattr(model, "classes", ())) or None
         )

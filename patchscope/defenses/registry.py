@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 import torch
 from torch import nn
 
-from patchscope.defenses.counts import CertCounts
+from patchscope.defenses.counts import CertCounts, CertOutcomes
 from patchscope.errors import PatchscopeError
 from patchscope.registry import Registry, Spec
 
@@ -43,6 +43,11 @@ class Certifier(Protocol):
 
     def counts(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> CertCounts:
         """Counts on the device (right without defense, right with it, certified) and the forward passes."""
+        ...
+
+    def outcomes(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> CertOutcomes:
+        """The same per image, with the defended prediction (what ``patchscope bench`` judges patched images by). A
+        label of -1 (unknown) certifies nothing and spends no forward pass on certificates."""
         ...
 
 

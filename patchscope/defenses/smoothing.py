@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from patchscope.defenses.counts import CertCounts
+from patchscope.defenses.counts import CertCounts, CertOutcomes
 from patchscope.defenses.patchcleanser import FILL
 from patchscope.defenses.registry import register_certifier
 from patchscope.errors import PatchscopeError
@@ -180,14 +180,18 @@ class DerandomizedSmoothing:
         if stride > 1:
             self.settings["stride"] = stride
 
-    @torch.inference_mode()
     def counts(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> CertCounts:
         """Counts (clean right, defended right, certified) and the forward passes, for images (N,3,H,W)."""
+        return self.outcomes(model, images, labels, batch_size).counts()
+
+    @torch.inference_mode()
+    def outcomes(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> CertOutcomes:
+        """Per image: right, defended right, certified, the smoothed prediction; and the forward passes."""
         labels = labels.to(images.device)
         votes, per_image = ds_prediction_map(model, images, self.kept, batch_size)
-        robust, certified = ds_predict(votes), ds_certify(votes, labels, self.delta)
+        prediction, certified = ds_predict(votes), ds_certify(votes, labels, self.delta)
         clean = model(images).argmax(1) == labels
-        return CertCounts.of(clean, robust == labels, certified, per_image * len(labels))
+        return CertOutcomes(clean, prediction == labels, certified, prediction, per_image * len(labels))
 
 
 @register_certifier("ds-column")

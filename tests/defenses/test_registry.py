@@ -108,3 +108,24 @@ def test_the_patchcleanser_certifier_counts_as_pc_counts():
     expected = pc_counts(model, x, y, mask_set(32, 7, 3), 64, num_classes=3)
     assert torch.equal(counts.stacked(), expected.stacked()) and counts.passes == expected.passes
     assert pc.settings["masks"] == 9
+
+
+@pytest.mark.parametrize(("name", "options"), [("patchcleanser", {"k": 2}), ("ds-column", {})])
+def test_a_certifiers_outcomes_are_its_counts_per_image(name, options):
+    model, x = small_cnn(), torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    y = model(x).argmax(1).detach()  # right on most images: some are certified, some not
+    cert = create_certifier(name, 32, 5, **options)
+    outcomes = cert.outcomes(model, x, y, 64)
+    assert torch.equal(outcomes.counts().stacked(), cert.counts(model, x, y, 64).stacked())
+    assert torch.equal(outcomes.robust, outcomes.prediction == y)
+    assert bool((outcomes.certified <= outcomes.robust).all())
+
+
+@pytest.mark.parametrize(("name", "options"), [("patchcleanser", {"k": 2}), ("ds-column", {})])
+def test_unknown_labels_give_the_prediction_without_certificates(name, options):
+    model, x = small_cnn(), torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    y = model(x).argmax(1).detach()
+    cert = create_certifier(name, 32, 5, **options)
+    known, unknown = cert.outcomes(model, x, y, 64), cert.outcomes(model, x, torch.full_like(y, -1), 64)
+    assert torch.equal(known.prediction, unknown.prediction) and not unknown.certified.any()
+    assert unknown.passes <= known.passes
