@@ -20,7 +20,19 @@ from patchscope.errors import PatchscopeError
 from patchscope.runs.reproduce import command_line
 from tests.conftest import run_cli
 
-COMMAND_MODULES = ("attack", "defend", "demo", "evaluate", "explain", "list", "report", "runs", "study", "train")
+COMMAND_MODULES = (
+    "attack",
+    "defend",
+    "demo",
+    "evaluate",
+    "explain",
+    "leaderboard",
+    "list",
+    "report",
+    "runs",
+    "study",
+    "train",
+)
 
 
 def _commands() -> list[tuple[str, object]]:
