@@ -35,6 +35,7 @@ RESULTS = {
     "patchscope.workflows.certify": "CertifyResult",
     "patchscope.workflows.run_attack": "AttackResult",
     "patchscope.workflows.defend_patch": "DefenseResult",
+    "patchscope.workflows.run_bench": "RobustnessCard",
 }
 
 

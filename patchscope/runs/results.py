@@ -32,6 +32,7 @@ HEADLINE: dict[str, tuple[str, ...]] = {
     "explain": ("patched_accuracy", "clean_accuracy", "adversarial_share_last"),
     "defend": ("patch.defended.targeted_success", "adaptive.defended.targeted_success", "defended_clean_accuracy"),
     "certify": ("certified_accuracy", "defended_accuracy", "clean_accuracy"),
+    "bench": ("*.robust_accuracy", "*.certified_accuracy", "*.clean_accuracy"),
     "study": ("*.white_box.*", "*.certified_accuracy"),
     "demo": ("targeted_success", "certified.*", "transfer_success.*"),
 }

@@ -53,7 +53,7 @@ __all__ = [
     "store_for",
 ]
 
-KINDS = ("train", "attack", "evaluate", "transfer", "explain", "defend", "certify", "demo")
+KINDS = ("train", "attack", "evaluate", "transfer", "explain", "defend", "certify", "bench", "demo")
 """The kinds the package records; :meth:`RunStore.start` accepts any other short name too."""
 STATUSES = ("running", "done", "failed", "interrupted")
 SCHEMA_VERSION = 1

@@ -1,5 +1,6 @@
 """Workflows: the library calls behind the commands, each on a whole data set with progress, checkpoints and a
-typed result (an attack on a data set, defend, certify, the demo, the study, the leaderboard of robustness cards).
+typed result (an attack on a data set, defend, certify, the bench's robustness card, the demo, the study, the
+leaderboard of robustness cards).
 
 They sit on top of data, models, attacks, defenses, explain and eval; the CLI and the demo call the same ones.
 The demo's and the study's names load on first use (they draw figures: matplotlib would slow every command's start).
@@ -24,21 +25,29 @@ __all__ = [
     "DemoSettings",
     "Leaderboard",
     "LeaderboardPage",
+    "RobustnessCard",
     "RobustnessStudy",
     "StudyResult",
     "StudySettings",
     "build_leaderboard",
     "certify",
     "defend_patch",
+    "load_card",
     "load_cards",
     "quick_settings",
     "run_attack",
+    "run_bench",
     "run_demo",
     "save_study",
+    "validate_card",
     "write_leaderboard",
 ]
 
 _LAZY = {
+    "run_bench": "bench",
+    "RobustnessCard": "bench_card",
+    "load_card": "bench_card",
+    "validate_card": "bench_card",
     "DemoSettings": "demo",
     "quick_settings": "demo",
     "run_demo": "demo",

@@ -37,6 +37,8 @@ from patchscope.defenses.registry import Certifier, certifier_spec
 from patchscope.errors import Interrupted, PatchscopeError
 from patchscope.formatting import pct
 from patchscope.models.checkpoint import weights_fingerprint
+from patchscope.progress import Update, progress_bar
+from patchscope.validate import check_int
 from patchscope.workflows.bench_card import (
     AttackOutcome,
     DataIdentity,
@@ -174,7 +176,7 @@ def run_bench(
         seed: the seed of every attack and random draw.
         shares: the patch shares (default: the protocol's).
         device: where to run.
-        progress: show the attacks' progress bars.
+        progress: show one progress bar over the shares' attacks.
         out: the card's file, for the reproduce command.
 
     Returns:
@@ -183,6 +185,7 @@ def run_bench(
     """
     started, clock = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter()
     prof = profile(profile_name)
+    seed = check_int("seed", seed, 0, 2**63 - 1)
     shares = check_shares(tuple(shares), data.image_size)
     picked = select_images(data, prof.images).load()
     if len(picked) == 0:
@@ -247,16 +250,17 @@ def _all_shares(
     device: str | torch.device,
     progress: bool,
 ) -> list[tuple[ShareResult, list[Flag]]]:
-    """Every share's result and flags, in order; an interrupt says how many shares were done (no card is written)."""
+    """Every share's result and flags, in order; an interrupt says how many shares were done (no card is written).
+    ``progress``: one bar over the shares' attacks (the attacks' own bars stay off)."""
     done: list[tuple[ShareResult, list[Flag]]] = []
-    for share in shares:
-        try:
-            done.append(bench_share(subject, x, y, share, prof, seed, device, progress))
-        except Interrupted as e:
-            kept = f"{len(done)} of {len(shares)} shares done"
-            raise Interrupted(
-                f"bench interrupted at share {pct(share)} ({kept}); no card was written", e.signum
-            ) from None
+    with progress_bar(len(shares) * len(CASCADE), "bench", progress) as update:
+        for share in shares:
+            try:
+                done.append(bench_share(subject, x, y, share, prof, seed, device, update))
+            except Interrupted as e:
+                kept = f"{len(done)} of {len(shares)} shares done"
+                note = f"bench interrupted at share {pct(share)} ({kept}); no card was written"
+                raise Interrupted(note, e.signum) from None
     return done
 
 
@@ -268,7 +272,8 @@ def bench_share(
     prof: Profile,
     seed: int,
     device: str | torch.device,
-    progress: bool = False,
+    update: Update | None = None,
+    attacks: tuple[str, ...] = CASCADE,
 ) -> tuple[ShareResult, list[Flag]]:
     """One share: clean (and certified) images, then the cascade on what stands; the self-checks' flags.
 
@@ -279,7 +284,8 @@ def bench_share(
         prof: the budgets.
         seed: every attack's seed; the global generator (a randomised defense's draws) starts from it too.
         device: where to run.
-        progress: show the attacks' progress bars.
+        update: a progress bar's update, advanced once per attack.
+        attacks: the cascade (a part of it measures what each attack does alone).
 
     Returns:
         The :class:`ShareResult` and its flags. Raises :class:`SelfCheckFailed` where a certified image was broken.
@@ -290,12 +296,14 @@ def bench_share(
     judge = _judge(subject, size, side, prof, device)
     clean, certified = judge.right(x, y), judge.certified(x, y)
     standing, broken_by, outcomes = clean.clone(), {}, []
-    for name in CASCADE:
+    for name in attacks:
         idx = standing.nonzero().flatten()
-        broke, outcome = _cascade_step(name, subject, judge, x[idx], y[idx], share, prof, seed, device, progress)
+        broke, outcome = _cascade_step(name, subject, judge, x[idx], y[idx], share, prof, seed, device)
         broken_by[name] = torch.zeros(n, dtype=torch.bool, device=x.device).index_fill_(0, idx[broke], True)
         standing &= ~broken_by[name]
         outcomes.append(outcome)
+        if update is not None:
+            update(advance=1, share=pct(share), robust=pct(float(standing.float().mean())))
     check_certified(certified, clean & ~standing, share)
     flag = masking_flag(broken_by, share)
     c_count, r_count = int(clean.sum()), int(standing.sum())
@@ -335,7 +343,6 @@ def _cascade_step(
     prof: Profile,
     seed: int,
     device: str | torch.device,
-    progress: bool,
 ) -> tuple[torch.Tensor, AttackOutcome]:
     """Attack ``name`` on the standing images ``x`` (labels ``y``): which it broke (as the judge says) and its part."""
     if len(x) == 0:
@@ -343,7 +350,7 @@ def _cascade_step(
             name, KINDS[name], subject.through(name), 0, 0, 0, 0
         )
     torch.manual_seed(seed)
-    patched, steps, queries = run_attack_on(name, subject, judge, x, y, share, prof, seed, device, progress)
+    patched, steps, queries = run_attack_on(name, subject, judge, x, y, share, prof, seed, device)
     broke = ~judge.right(patched, y)
     return broke, AttackOutcome(name, KINDS[name], subject.through(name), len(x), int(broke.sum()), steps, queries)
 
@@ -358,7 +365,6 @@ def run_attack_on(
     prof: Profile,
     seed: int,
     device: str | torch.device,
-    progress: bool,
 ) -> tuple[torch.Tensor, int, int]:
     """The images ``x`` with attack ``name``'s patches pasted on, its steps and its single-image forward passes."""
     cfg, options = attack_config(name, prof, share, seed)
@@ -366,7 +372,7 @@ def run_attack_on(
     views = prof.eot_views if subject.randomized else 1
     if name == "per-image":
         options["views"] = views
-    attacker = create_attack(name, target, cfg, device=str(device), progress=progress, **options)
+    attacker = create_attack(name, target, cfg, device=str(device), progress=False, **options)
     patch = attacker(x, y)
     if name == "sparse-rs":
         queries = int(attacker.queries_used.sum())

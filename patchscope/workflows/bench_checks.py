@@ -76,8 +76,8 @@ def monotone_flags(results: Sequence[ShareResult]) -> list[Flag]:
 
     >>> from patchscope.workflows.bench_card import ShareResult
     >>> rows = [ShareResult(s, 1, s, 4, 1.0, r, None, 4, int(4 * r), None, ()) for s, r in ((0.01, 0.5), (0.02, 0.75))]
-    >>> [f.share for f in monotone_flags(rows)]
-    [0.02]
+    >>> tuple(f.share for f in monotone_flags(rows))
+    (0.02,)
     """
     flags, lowest = [], None
     for r in sorted(results, key=lambda r: r.share):

@@ -2,8 +2,8 @@
 each profile. A card names the protocol version and profile it was measured under; what is here decides it, not the
 user.
 
->>> [share_side(s, 32) for s in SHARES]
-[3, 5, 7, 10]
+>>> tuple(share_side(s, 32) for s in SHARES)
+(3, 5, 7, 10)
 >>> profile("quick").images, profile("standard").sparse_rs_queries
 (16, 1000)
 """
@@ -20,7 +20,6 @@ from patchscope.attacks import AttackConfig
 from patchscope.attacks.eot import NO_CHANGE
 from patchscope.data import ImageSet, ImageStream
 from patchscope.errors import PatchscopeError
-from patchscope.formatting import pct
 
 #: the protocol's version, in every card
 PROTOCOL_VERSION = "v1"
@@ -103,28 +102,32 @@ def share_side(share: float, image_size: int) -> int:
     """
     if not (isinstance(share, (int, float)) and 0 < share < 1):
         raise PatchscopeError(
-            f"share {share!r} must be a fraction of the image area, 0 < share < 1", params=("shares",)
+            f"shares {share!r}: a share must be a fraction of the image area, 0 < share < 1", params=("shares",)
         )
-    side = round(math.sqrt(share * image_size * image_size))
+    exact = math.sqrt(share * image_size * image_size)
+    side = round(exact)
     if side < 1:
         raise PatchscopeError(
-            f"share {pct(share)} is no patch on a {image_size}px image (under half a pixel wide); "
-            f"the smallest share is {pct(0.25 / image_size**2)}",
+            f"shares {share:g}: no patch on a {image_size}px image (a side of {exact:.2f}px rounds to 0px); "
+            f"a share must be above {0.25 / image_size**2:.3g} there",
             params=("shares",),
         )
     if side > image_size:
-        raise PatchscopeError(f"share {pct(share)} is larger than the {image_size}px image", params=("shares",))
+        raise PatchscopeError(
+            f"shares {share:g}: a {side}px patch is larger than the {image_size}px image", params=("shares",)
+        )
     return side
 
 
 def check_shares(shares: tuple[float, ...], image_size: int) -> tuple[float, ...]:
     """``shares`` sorted, each one a patch on ``image_size``-px images and none twice."""
     if not shares:
-        raise PatchscopeError("give at least one share", params=("shares",))
+        raise PatchscopeError("shares: give at least one", params=("shares",))
     for s in shares:
         share_side(s, image_size)
-    if len(set(shares)) != len(shares):
-        raise PatchscopeError("a share is given twice", params=("shares",))
+    twice = sorted({s for s in shares if shares.count(s) > 1})
+    if twice:
+        raise PatchscopeError(f"shares {twice[0]:g} is given twice", params=("shares",))
     return tuple(sorted(float(s) for s in shares))
 
 

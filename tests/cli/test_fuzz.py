@@ -447,7 +447,19 @@ SLOW = {
             "--out": ["{f}/afile", "{f}/afile/sub"],
             "--device": ["cuda", "tpu", ""],
         },
-    )
+    ),
+    "bench": (
+        ["bench", "--model", "{m}", "--data", "{d}", "--out", "{o}/card.json"],
+        {
+            "--profile": ["", "x", "QUICK"],
+            "--shares": ["0", "1", "nan", "-0.1", "", "x", "0.0001", "0.05,0.05", "0.05,,2"],
+            "--seed": ["-1", "x", "", "1e3", "9223372036854775808"],
+            "--defense": ["", "x", "median,bits"],
+            "--certifier": ["", "x"],
+            "--out": ["{f}/afile/card.json", "{f}", ""],
+            "--device": ["cuda", "tpu", ""],
+        },
+    ),
 }
 
 FLAGS_WITHOUT_VALUE = {"--per-image", "--resume", "--adaptive", "--bf16", "--json"}

@@ -37,6 +37,10 @@ METRICS: dict[str, tuple[dict[str, Any], tuple[str, str]]] = {
         ("patch defended targeted success", "0.1%"),
     ),
     "certify": ({"images": 2, "certified_accuracy": 0.625, "patch_size": 0.024}, ("certified accuracy", "62.5%")),
+    "bench": (
+        {"1.0%": {"robust_accuracy": 0.6875, "clean_accuracy": 1.0}, "flags": 0, "profile": "quick"},
+        ("1.0% robust accuracy", "68.8%"),
+    ),
     "study": (
         {"gtsrb-cnn.clean_accuracy": 0.99, "gtsrb-cnn.white_box.on-object@0.05": 0.312},
         ("gtsrb-cnn white box on-object@0.05", "31.2%"),
