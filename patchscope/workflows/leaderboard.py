@@ -438,7 +438,8 @@ def _row_view(row: BoardRow, i: int, group: BoardGroup, headline: float) -> dict
         "guard": guard,
         "color": _style(i)[0],
         "cells": cells,
-        "flags": [_flag_view(f) for f in row.flags],
+        "flags": _flags_view(row.flags),
+        "flag_count": len(row.flags),
         "href": quote(row.link),
         "link": Path(row.link).name,
         "reproduce": row.reproduce,
@@ -446,12 +447,19 @@ def _row_view(row: BoardRow, i: int, group: BoardGroup, headline: float) -> dict
     }
 
 
-def _flag_view(flag: Flag) -> dict[str, str]:
-    return {
-        "code": flag.code,
-        "where": "" if flag.share is None else f"@{_share_text(flag.share)}",
-        "message": flag.message,
-    }
+def _flags_view(flags: Sequence[Flag]) -> list[dict[str, str]]:
+    """One badge per flag code, naming the shares it was raised at; its messages as the badge's tooltip."""
+    codes: dict[str, list[Flag]] = {}
+    for flag in flags:
+        codes.setdefault(flag.code, []).append(flag)
+    return [
+        {
+            "code": code,
+            "where": ", ".join(_share_text(f.share) for f in found if f.share is not None),
+            "message": "\n".join(f.message for f in found),
+        }
+        for code, found in codes.items()
+    ]
 
 
 def _png(fig: Any) -> str:
@@ -486,7 +494,7 @@ def share_figure(group: BoardGroup) -> Any:
     ax.set_ylabel("accuracy (robust solid, certified dashed)")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    fig.legend(loc="outside lower center", ncols=min(3, max(1, len(group.rows))), fontsize=8, frameon=False)
     return fig
 
 
@@ -502,12 +510,18 @@ def scatter_figure(group: BoardGroup, headline: float) -> Any:
     fig = Figure(figsize=(5.6, 4.0), layout="constrained")
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    points: dict[tuple[float, float], list[str]] = {}
     for i, row in enumerate(group.rows):
-        if row.headline is None:
-            continue
-        color, marker = _style(i)
-        ax.scatter([row.clean], [row.headline], color=color, marker=marker, s=50, zorder=3)
-        ax.annotate(row.label, (row.clean, row.headline), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        if row.headline is not None:
+            color, marker = _style(i)
+            ax.scatter([row.clean], [row.headline], color=color, marker=marker, s=50, zorder=3)
+            points.setdefault((row.clean, row.headline), []).append(row.label)
+    for (x, y), labels in points.items():  # rows on the same point share one label, on the side with room
+        right = x > 0.6
+        ax.annotate(
+            ", ".join(labels), (x, y), textcoords="offset points", xytext=(-6 if right else 6, 5), fontsize=7,
+            ha="right" if right else "left",
+        )  # fmt: skip
     ax.set_xlabel("clean accuracy")
     ax.set_ylabel(f"robust accuracy at {_share_text(headline)}")
     ax.set_xlim(-0.02, 1.05)
