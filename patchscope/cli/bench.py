@@ -22,6 +22,7 @@ from patchscope.cli.common import (
     recorded,
     registry,
     resolve_device,
+    resume_hint,
     translate,
 )
 from patchscope.cli.output import Col, print_table, show
@@ -30,6 +31,18 @@ from patchscope.formatting import pct
 
 app = typer.Typer()
 
+CertifierOpt = Annotated[str | None, typer.Option(help="a certifier instead (certified accuracy too): {certifiers}")]
+ProfileOpt = Annotated[
+    str,
+    typer.Option(help="quick (16 images, small budgets: a smoke test) | standard (500 images, the budgets to compare)"),
+]
+SharesOpt = Annotated[
+    str | None, typer.Option(help="patch shares of the image area (default the protocol's: 0.01,0.02,0.05,0.1)")
+]
+ResumeOpt = Annotated[
+    bool, typer.Option(help="continue an interrupted bench from OUT.progress (the shares it had finished)")
+]
+
 
 @app.command(cls=RegistryHelp)
 @data_group("gtsrb:test", limit=None)
@@ -37,22 +50,14 @@ def bench(
     *,
     model: Annotated[str, typer.Option(help="model name or checkpoint")] = "gtsrb-cnn",
     defense: Annotated[str | None, typer.Option(help="an empirical defense around the model: {defenses}")] = None,
-    certifier: Annotated[
-        str | None, typer.Option(help="a certifier instead (certified accuracy too): {certifiers}")
-    ] = None,
+    certifier: CertifierOpt = None,
     option: OptionOpt = None,
     data_opts: DataOptions,
-    profile: Annotated[
-        str,
-        typer.Option(
-            help="quick (16 images, small budgets: a smoke test) | standard (500 images, the budgets to compare)"
-        ),
-    ] = "quick",
+    profile: ProfileOpt = "quick",
     seed: int = 0,
-    shares: Annotated[
-        str | None, typer.Option(help="patch shares of the image area (default the protocol's: 0.01,0.02,0.05,0.1)")
-    ] = None,
+    shares: SharesOpt = None,
     out: Annotated[Path, typer.Option(help="the robustness card (JSON)")] = Path("card.json"),
+    resume: ResumeOpt = False,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
@@ -63,7 +68,7 @@ def bench(
     come from --profile. A certified image that an attack breaks fails the run (exit 1); gradient masking and robust
     accuracy rising with the share are flagged."""
     from patchscope.models import create_model
-    from patchscope.workflows.bench import run_bench
+    from patchscope.workflows.bench import BenchCheckpoint, run_bench
     from patchscope.workflows.bench_checks import SelfCheckFailed
     from patchscope.workflows.bench_protocol import SHARES
     from patchscope.workflows.bench_protocol import profile as check_profile
@@ -80,10 +85,12 @@ def bench(
     config |= {"device": dev, "out": str(out), "data_hash": data.data_hash()} | data_opts.recorded()
     given: dict[str, Any] = {"defense": defense, "certifier": certifier, "options": options, "seed": seed}
     given |= {"profile_name": profile, "shares": share_list, "device": dev, "progress": not as_json, "out": str(out)}
+    given["checkpoint"] = ckpt = BenchCheckpoint(out.with_name(out.name + ".progress"), resume)
     try:
-        with option_errors(keys), recorded("bench", config) as run:
+        with option_errors(keys), recorded("bench", config) as run, resume_hint():
             card = run_bench(net, data, model_name=model, data_spec=data_opts.data, **given)
             _write(card, out)
+            ckpt.path.unlink(missing_ok=True)  # the card holds what it kept
             run.log(_metrics(card))
             run.artifact("card", out)
     except SelfCheckFailed as e:
@@ -117,7 +124,7 @@ def _check_card_path(out: Path) -> None:
 
     if out.name in ("", ".", ".."):
         raise PatchscopeError(f"--out {out}: give a file name for the card, e.g. card.json")
-    check_output(out.parent, (out.name,), "out")
+    check_output(out.parent, (out.name, out.name + ".progress"), "out")
 
 
 def _write(card: Any, out: Path) -> None:
@@ -141,18 +148,27 @@ def _metrics(card: Any) -> dict[str, Any]:
 
 
 def _table(card: Any, out: Path) -> None:
-    """One row per share: the accuracies and what each attack broke."""
-    names = [a.name for a in card.results.shares[0].attacks]
-    certified = card.model.certifier is not None
-    columns: list[Col | str] = [Col(h, justify="right") for h in ("share", "side", "clean", "robust")]
-    columns += [Col("certified", justify="right")] if certified else []
-    columns += [Col(f"{n} broke", justify="right", drop=1) for n in names]
-    rows = []
-    for r in card.results.shares:
-        row = [pct(r.share), f"{r.side}px", pct(r.clean), pct(r.robust)] + ([pct(r.certified)] if certified else [])
-        rows.append(row + [f"{a.broken}/{a.attacked}" for a in r.attacks])
+    """The protocol's shares, then the seeded setting's (where there is one): one row per share, the accuracies and
+    what each attack broke."""
     behind = card.model.defense or card.model.certifier
     what = card.model.name + (f" + {behind}" if behind else "")
     protocol = f"protocol {card.protocol.version}, {card.protocol.profile}"
     title = f"{what} on {card.data.images} images of {card.data.spec} ({protocol})"
-    print_table(columns, rows, title, caption=f"card written to {out}")
+    seeded = card.results.seeded
+    _share_table(card.results.shares, card.model.certifier is not None, title, None if seeded else out)
+    if seeded is not None:
+        typer.echo()
+        title = f"{seeded.setting}: class {seeded.source} turned into {seeded.target} (targeted; robust: not turned)"
+        _share_table(seeded.shares, card.model.certifier is not None, title, out)
+
+
+def _share_table(shares: Any, certified: bool, title: str, out: Path | None) -> None:
+    """One row per share of ``shares``: the accuracies and what each attack broke (``out``: say where the card is)."""
+    columns: list[Col | str] = [Col(h, justify="right") for h in ("share", "side", "clean", "robust")]
+    columns += [Col("certified", justify="right")] if certified else []
+    columns += [Col(f"{a.name} broke", justify="right", drop=1) for a in shares[0].attacks]
+    rows = []
+    for r in shares:
+        row = [pct(r.share), f"{r.side}px", pct(r.clean), pct(r.robust)] + ([pct(r.certified)] if certified else [])
+        rows.append(row + [f"{a.broken}/{a.attacked}" for a in r.attacks])
+    print_table(columns, rows, title, caption=f"card written to {out}" if out is not None else None)

@@ -17,12 +17,15 @@ the profile, not from the user; the same seed gives the same card, ``run`` aside
 
 from __future__ import annotations
 
+import hashlib
+import json
 import platform
 import shlex
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,9 +39,11 @@ from patchscope.defenses import create_certifier, create_defense, defense_spec
 from patchscope.defenses.registry import Certifier, certifier_spec
 from patchscope.errors import Interrupted, PatchscopeError
 from patchscope.formatting import pct
+from patchscope.io import dumps, write_json
+from patchscope.models.batching import auto_batch_size
 from patchscope.models.checkpoint import weights_fingerprint
 from patchscope.progress import Update, progress_bar
-from patchscope.validate import check_int
+from patchscope.validate import check_int, check_same_settings
 from patchscope.workflows.bench_card import (
     AttackOutcome,
     DataIdentity,
@@ -48,13 +53,18 @@ from patchscope.workflows.bench_card import (
     Results,
     RobustnessCard,
     RunInfo,
+    SeededResult,
     ShareResult,
+    flag_from_dict,
+    share_from_dict,
 )
 from patchscope.workflows.bench_checks import check_certified, masking_flag, monotone_flags
 from patchscope.workflows.bench_protocol import (
     CASCADE,
     KINDS,
     PROTOCOL_VERSION,
+    ROWS,
+    SEEDED_SELECTION,
     SELECTION,
     SHARES,
     Profile,
@@ -62,6 +72,7 @@ from patchscope.workflows.bench_protocol import (
     check_shares,
     optimiser_queries,
     profile,
+    seeded_setting,
     select_images,
     share_side,
 )
@@ -102,13 +113,23 @@ class Judge:
     cert: Certifier | None
     draws: int
     batch: int
+    rows: int = ROWS
 
     @torch.no_grad()
     def right(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(N,) bool for images ``x`` (N, 3, H, W) in [0,1] with labels ``y`` (N,)."""
+        """(N,) bool for images ``x`` (N, 3, H, W) in [0,1] with labels ``y`` (N,): classified right."""
+        return self.prediction(x) == y
+
+    def holds(self, x: torch.Tensor, y: torch.Tensor, target: int | None) -> torch.Tensor:
+        """(N,) bool: the (patched) images still stand: classified right, or (``target`` given) not as ``target``."""
+        return self.right(x, y) if target is None else self.prediction(x) != target
+
+    @torch.no_grad()
+    def prediction(self, x: torch.Tensor) -> torch.Tensor:
+        """(N,) long: the classifier's verdict on images ``x``."""
         if self.cert is not None:
-            return self.cert.outcomes(self.subject.model, x, unknown(x), self.batch).prediction == y
-        return torch.cat([self._predict(x[i : i + JUDGE_BATCH]) for i in range(0, len(x), JUDGE_BATCH)]) == y
+            return self.cert.outcomes(self.subject.model, x, unknown(x), self.batch).prediction
+        return torch.cat([self._predict(x[i : i + JUDGE_BATCH]) for i in range(0, len(x), JUDGE_BATCH)])
 
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
         model = self.subject.defended
@@ -161,6 +182,8 @@ def run_bench(
     device: str | torch.device = "cpu",
     progress: bool = False,
     out: str = "card.json",
+    checkpoint: BenchCheckpoint | None = None,
+    seeded: bool = True,
 ) -> RobustnessCard:
     """Measure ``model`` under protocol v1 and return its robustness card.
 
@@ -178,6 +201,8 @@ def run_bench(
         device: where to run.
         progress: show one progress bar over the shares' attacks.
         out: the card's file, for the reproduce command.
+        checkpoint: keep each finished share there; with its ``resume``, skip the shares it holds (same card).
+        seeded: also measure the data's seeded setting where it has one (GTSRB: stop to yield, targeted).
 
     Returns:
         A :class:`~patchscope.workflows.bench_card.RobustnessCard`. A self-check that finds a certified image broken
@@ -187,24 +212,60 @@ def run_bench(
     prof = profile(profile_name)
     seed = check_int("seed", seed, 0, 2**63 - 1)
     shares = check_shares(tuple(shares), data.image_size)
-    picked = select_images(data, prof.images).load()
-    if len(picked) == 0:
-        raise PatchscopeError(f"data {data.name} holds no images", params=("data",))
+    picked, settings, data_hash, selection = _settings(data, prof, seeded, device)
     subject = make_subject(model, data, defense, certifier, dict(options or {}), device)
-    x, y = picked.float_images(device), picked.labels.to(device)
-    subject.randomized = is_randomized(subject.defended, x, seed)
-    rows = _all_shares(subject, x, y, shares, prof, seed, device, progress)
-    flags = tuple(f for _, found in rows for f in found) + tuple(monotone_flags([r for r, _ in rows]))
-    results = Results(tuple(r for r, _ in rows), flags)
-    run = RunInfo(round(time.perf_counter() - clock, 3), started, hardware(device), versions())
+    subject.randomized = is_randomized(subject.defended, settings[0].x, seed)
+    kept = Kept(checkpoint, _identity(prof, seed, subject, data_hash))
+    rows = _all_shares(subject, settings, shares, prof, seed, device, progress, kept)
     return RobustnessCard(
         protocol=ProtocolInfo(PROTOCOL_VERSION, prof.name, seed, shares, prof.budgets(), attacks=CASCADE),
         model=model_identity(model, model_name, subject),
-        data=DataIdentity(data_spec, picked.name, picked.data_hash(), len(picked), picked.image_size, SELECTION),
-        results=results,
-        run=run,
+        data=DataIdentity(data_spec, picked.name, data_hash, len(picked), picked.image_size, selection),
+        results=_results(rows, settings),
+        run=RunInfo(round(time.perf_counter() - clock, 3), started, hardware(device), versions()),
         reproduce=reproduce_command(model_name, data_spec, subject, prof.name, seed, shares, out),
     )
+
+
+def _settings(
+    data: ImageSet | ImageStream, prof: Profile, seeded: bool, device: str | torch.device
+) -> tuple[ImageSet | ImageStream, list[Setting], str, str]:
+    """The protocol's images (:func:`select_images`) and, where the data has one and ``seeded``, the seeded setting's
+    (its source class's first images): the protocol's images, the settings, the hash of all the images measured and
+    how they were picked."""
+    picked = select_images(data, prof.images).load()
+    if len(picked) == 0:
+        raise PatchscopeError(f"data {data.name} holds no images", params=("data",))
+    settings = [Setting(None, picked.float_images(device), picked.labels.to(device))]
+    found = seeded_setting(data.classes) if seeded else None
+    own = data.of_class(found[1]).head(prof.images).load() if found is not None else None
+    if found is None or own is None or len(own) == 0:
+        return picked, settings, picked.data_hash(), SELECTION
+    name, source, target = found
+    settings.append(Setting(name, own.float_images(device), own.labels.to(device), target, source))
+    digest = hashlib.sha256(f"{picked.data_hash()}+{own.data_hash()}".encode()).hexdigest()[:16]
+    return picked, settings, digest, SELECTION + SEEDED_SELECTION
+
+
+def _results(rows: dict[str | None, list[Row]], settings: list[Setting]) -> Results:
+    """The card's results: the protocol's shares, every flag (the shares' own, then the monotonicity checks'), and
+    the seeded setting's shares where there is one."""
+    flags: list[Flag] = []
+    seeded = None
+    for s in settings:
+        own = rows[s.name]
+        rising = monotone_flags([r for r, _ in own])
+        flags += [f for _, found in own for f in found] + [f if s.name is None else _named(f, s.name) for f in rising]
+        if s.name is not None and s.source is not None and s.target is not None:
+            seeded = SeededResult(s.name, s.source, s.target, tuple(r for r, _ in own))
+    return Results(tuple(r for r, _ in rows[None]), tuple(flags), seeded)
+
+
+def _identity(prof: Profile, seed: int, subject: Subject, data_hash: str) -> dict[str, Any]:
+    """What a bench checkpoint must match to be resumed: the protocol, profile, seed, weights, data and defense."""
+    found = {"protocol": PROTOCOL_VERSION, "profile": prof.name, "seed": seed}
+    found |= {"weights": weights_fingerprint(subject.model), "data_hash": data_hash, "defense": subject.defense}
+    return found | {"certifier": subject.certifier, "options": json.loads(dumps(subject.options))}
 
 
 def make_subject(
@@ -240,28 +301,115 @@ def is_randomized(model: nn.Module, x: torch.Tensor, seed: int) -> bool:
     return not torch.equal(model(probe), model(probe))
 
 
+@dataclass(frozen=True)
+class BenchCheckpoint:
+    """Where :func:`run_bench` keeps the shares it has finished (a small JSON file, written atomically after each
+    share), so that an interrupted bench resumes at the share where it stopped, to the card an uninterrupted one
+    gives.
+
+    Args:
+        path: the checkpoint file.
+        resume: continue from ``path`` if it exists (refused if the model, data, profile, seed or defense changed).
+    """
+
+    path: Path
+    resume: bool = False
+
+
+@dataclass
+class Setting:
+    """Images measured at every share: the protocol's (``name`` None, untargeted) or the data's seeded setting
+    (``target``: the class its attacks aim for). ``x`` (N, 3, H, W) in [0,1] and ``y`` (N,) on the device."""
+
+    name: str | None
+    x: torch.Tensor
+    y: torch.Tensor
+    target: int | None = None
+    source: int | None = None
+
+
+Row = tuple[ShareResult, list[Flag]]
+
+
+@dataclass
+class Kept:
+    """The shares a :class:`BenchCheckpoint` holds for one bench (``identity``: what must match to resume)."""
+
+    checkpoint: BenchCheckpoint | None
+    identity: dict[str, Any]
+
+    def load(self) -> dict[tuple[str | None, float], Row]:
+        """The finished shares, by setting and share (none when not resuming or nothing is kept)."""
+        ckpt = self.checkpoint
+        if ckpt is None or not (ckpt.resume and ckpt.path.exists()):
+            return {}
+        try:
+            saved = json.loads(ckpt.path.read_text())
+            check_same_settings(saved["identity"], self.identity)
+            return {
+                (r["setting"], float(r["result"]["share"])): (
+                    share_from_dict(r["result"]),
+                    [flag_from_dict(f) for f in r["flags"]],
+                )
+                for r in saved["shares"]
+            }
+        except (OSError, ValueError, KeyError, TypeError):
+            raise PatchscopeError(f"resume: {ckpt.path} is not a bench checkpoint", params=("resume",)) from None
+
+    def keep(self, done: dict[tuple[str | None, float], Row]) -> None:
+        """Write the finished shares ``done`` (nothing without a checkpoint)."""
+        if self.checkpoint is not None:
+            rows = [
+                {"setting": setting, "result": asdict(r), "flags": [asdict(f) for f in flags]}
+                for (setting, _), (r, flags) in done.items()
+            ]
+            write_json(self.checkpoint.path, {"identity": self.identity, "shares": rows})
+
+    def interrupted(self, at: tuple[str | None, float], done: int, total: int, signum: int) -> Interrupted:
+        """The interrupt to raise at ``at`` (setting, share) with ``done`` of ``total`` shares finished: what was
+        kept."""
+        setting, share = at
+        where = f"share {pct(share)}" + (f" of the {setting} setting" if setting else "")
+        what = f"bench interrupted at {where} ({done} of {total} shares done)"
+        if self.checkpoint is None or done == 0:
+            return Interrupted(f"{what}; no card was written", signum)
+        return Interrupted(f"{what}; no card was written; checkpoint saved to {self.checkpoint.path}", signum)
+
+
 def _all_shares(
     subject: Subject,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    settings: list[Setting],
     shares: tuple[float, ...],
     prof: Profile,
     seed: int,
     device: str | torch.device,
     progress: bool,
-) -> list[tuple[ShareResult, list[Flag]]]:
-    """Every share's result and flags, in order; an interrupt says how many shares were done (no card is written).
-    ``progress``: one bar over the shares' attacks (the attacks' own bars stay off)."""
-    done: list[tuple[ShareResult, list[Flag]]] = []
-    with progress_bar(len(shares) * len(CASCADE), "bench", progress) as update:
-        for share in shares:
-            try:
-                done.append(bench_share(subject, x, y, share, prof, seed, device, update))
-            except Interrupted as e:
-                kept = f"{len(done)} of {len(shares)} shares done"
-                note = f"bench interrupted at share {pct(share)} ({kept}); no card was written"
-                raise Interrupted(note, e.signum) from None
-    return done
+    kept: Kept,
+) -> dict[str | None, list[Row]]:
+    """Every setting's share results and flags, in order (those ``kept`` holds read back, each new one kept); an
+    interrupt says how many were done. ``progress``: one bar over all the attacks (their own bars stay off)."""
+    before, done = kept.load(), {}
+    total = len(shares) * len(settings)
+    with progress_bar(total * len(CASCADE), "bench", progress) as update:
+        for s in settings:
+            for share in shares:
+                key = (s.name, share)
+                if key in before:
+                    done[key] = before[key]
+                    update(advance=len(CASCADE))
+                    continue
+                try:
+                    row = bench_share(subject, s.x, s.y, share, prof, seed, device, update, target=s.target)
+                except Interrupted as e:
+                    raise kept.interrupted(key, len(done), total, e.signum) from None
+                done[key] = row if s.name is None else (row[0], [_named(f, s.name) for f in row[1]])
+                kept.keep(done)
+    return {s.name: [done[(s.name, share)] for share in shares] for s in settings}
+
+
+def _named(flag: Flag, setting: str) -> Flag:
+    """``flag`` of a seeded setting: its message names the setting."""
+    return Flag(flag.code, flag.share, f"{setting}: {flag.message}")
 
 
 def bench_share(
@@ -274,6 +422,7 @@ def bench_share(
     device: str | torch.device,
     update: Update | None = None,
     attacks: tuple[str, ...] = CASCADE,
+    target: int | None = None,
 ) -> tuple[ShareResult, list[Flag]]:
     """One share: clean (and certified) images, then the cascade on what stands; the self-checks' flags.
 
@@ -286,6 +435,7 @@ def bench_share(
         device: where to run.
         update: a progress bar's update, advanced once per attack.
         attacks: the cascade (a part of it measures what each attack does alone).
+        target: a targeted setting's class: an image is broken once classified as it (None: untargeted).
 
     Returns:
         The :class:`ShareResult` and its flags. Raises :class:`SelfCheckFailed` where a certified image was broken.
@@ -298,7 +448,7 @@ def bench_share(
     standing, broken_by, outcomes = clean.clone(), {}, []
     for name in attacks:
         idx = standing.nonzero().flatten()
-        broke, outcome = _cascade_step(name, subject, judge, x[idx], y[idx], share, prof, seed, device)
+        broke, outcome = _cascade_step(name, subject, judge, x[idx], y[idx], share, prof, seed, device, target)
         broken_by[name] = torch.zeros(n, dtype=torch.bool, device=x.device).index_fill_(0, idx[broke], True)
         standing &= ~broken_by[name]
         outcomes.append(outcome)
@@ -325,12 +475,14 @@ def bench_share(
 
 
 def _judge(subject: Subject, size: int, side: int, prof: Profile, device: str | torch.device) -> Judge:
-    """The judge at one patch side (a certifier is made for it)."""
+    """The judge at one patch side (a certifier is made for it), and the attacks' rows per forward pass: at most
+    :data:`ROWS`, fewer where the memory budget holds fewer (a pass with gradients takes about four times as much)."""
     cert = None
     batch = default_batch_size(device, subject.model, size)
     if subject.certifier is not None:
         cert = create_certifier(subject.certifier, size, side, device, **subject.options)
-    return Judge(subject, cert, prof.draws, batch)
+    rows = max(1, auto_batch_size(subject.model, size, device, most=4 * ROWS) // 4)
+    return Judge(subject, cert, prof.draws, batch, rows)
 
 
 def _cascade_step(
@@ -343,15 +495,17 @@ def _cascade_step(
     prof: Profile,
     seed: int,
     device: str | torch.device,
+    target: int | None = None,
 ) -> tuple[torch.Tensor, AttackOutcome]:
-    """Attack ``name`` on the standing images ``x`` (labels ``y``): which it broke (as the judge says) and its part."""
+    """Attack ``name`` on the standing images ``x`` (labels ``y``; ``target``: a targeted setting's class): which it
+    broke (as the judge says) and its part."""
     if len(x) == 0:
         return torch.zeros(0, dtype=torch.bool, device=x.device), AttackOutcome(
             name, KINDS[name], subject.through(name), 0, 0, 0, 0
         )
     torch.manual_seed(seed)
-    patched, steps, queries = run_attack_on(name, subject, judge, x, y, share, prof, seed, device)
-    broke = ~judge.right(patched, y)
+    patched, steps, queries = run_attack_on(name, subject, judge, x, y, share, prof, seed, device, target)
+    broke = ~judge.holds(patched, y, target)
     return broke, AttackOutcome(name, KINDS[name], subject.through(name), len(x), int(broke.sum()), steps, queries)
 
 
@@ -365,14 +519,15 @@ def run_attack_on(
     prof: Profile,
     seed: int,
     device: str | torch.device,
+    target: int | None = None,
 ) -> tuple[torch.Tensor, int, int]:
     """The images ``x`` with attack ``name``'s patches pasted on, its steps and its single-image forward passes."""
-    cfg, options = attack_config(name, prof, share, seed)
-    target = _attacked(name, subject, judge)
+    cfg, options = attack_config(name, prof, share, seed, target, judge.rows)
+    victim = _attacked(name, subject, judge)
     views = prof.eot_views if subject.randomized else 1
     if name == "per-image":
         options["views"] = views
-    attacker = create_attack(name, target, cfg, device=str(device), progress=False, **options)
+    attacker = create_attack(name, victim, cfg, device=str(device), progress=False, **options)
     patch = attacker(x, y)
     if name == "sparse-rs":
         queries = int(attacker.queries_used.sum())
@@ -470,4 +625,13 @@ def versions() -> dict[str, Any]:
 
 
 #: what the workflow exports
-__all__ = ["CertifiedPrediction", "Judge", "Subject", "bench_share", "make_subject", "pasted", "run_bench"]
+__all__ = [
+    "BenchCheckpoint",
+    "CertifiedPrediction",
+    "Judge",
+    "Subject",
+    "bench_share",
+    "make_subject",
+    "pasted",
+    "run_bench",
+]

@@ -200,7 +200,7 @@ class DataIdentity:
     Attributes:
         spec: ``--data`` as given.
         name: the data set's name.
-        hash: sha256 (16 hex digits) of the measured images and labels.
+        hash: 16 hex digits naming every image measured, with its label (the seeded setting's too).
         images: how many.
         image_size: their side in pixels.
         selection: how they were picked from the data.
@@ -280,6 +280,17 @@ class RobustnessCard:
 
 def _share(data: dict[str, Any]) -> ShareResult:
     return _build(ShareResult, {**data, "attacks": tuple(_build(AttackOutcome, a) for a in data["attacks"])})
+
+
+def share_from_dict(data: dict[str, Any]) -> ShareResult:
+    """A :class:`ShareResult` from its JSON (``asdict`` of one, read back)."""
+    return _share(data)
+
+
+def flag_from_dict(data: dict[str, Any]) -> Flag:
+    """A :class:`Flag` from its JSON."""
+    flag: Flag = _build(Flag, data)
+    return flag
 
 
 def _shares(items: list[dict[str, Any]]) -> tuple[ShareResult, ...]:

@@ -31,6 +31,24 @@ CASCADE = ("per-image", "universal", "sparse-rs")
 KINDS = {"per-image": "white-box", "universal": "white-box", "sparse-rs": "black-box"}
 #: how a card says its images were picked
 SELECTION = "round-robin over classes in data order (each class's first image, then each class's second, ...)"
+#: the data's own seeded settings: (name, source class, target class), measured where the data has both classes
+SEEDED = (("gtsrb-stop-to-yield", "stop", "yield"),)
+#: how a card says the seeded setting's images were picked
+SEEDED_SELECTION = "; seeded setting: the source class's first images in data order, as many"
+
+
+def seeded_setting(classes: tuple[str, ...] | list[str]) -> tuple[str, int, int] | None:
+    """The seeded setting the data's ``classes`` have (its name, source and target class ids), else None.
+
+    >>> from patchscope.data.classes import gtsrb_classes
+    >>> seeded_setting(gtsrb_classes()), seeded_setting(("cat", "dog"))
+    (('gtsrb-stop-to-yield', 14, 13), None)
+    """
+    names = [c.lower() for c in classes]
+    for name, source, target in SEEDED:
+        if source in names and target in names:
+            return name, names.index(source), names.index(target)
+    return None
 
 
 @dataclass(frozen=True)
@@ -76,7 +94,8 @@ class Profile:
 
 #: the attacks' objective: the logit margin (capped at kappa 5), untargeted
 LOSS = "margin"
-#: rows per forward pass inside the attacks (memory, not the objective)
+#: the most rows per forward pass inside the per-image attacks (memory, not the objective; fewer where the memory
+#: budget holds fewer for a pass with gradients)
 ROWS = 512
 
 PROFILES = {
@@ -150,9 +169,13 @@ def select_images(data: ImageSet | ImageStream, n: int) -> ImageSet | ImageStrea
     return data.subset(picked)
 
 
-def attack_config(name: str, prof: Profile, share: float, seed: int) -> tuple[AttackConfig, dict[str, Any]]:
-    """The :class:`AttackConfig` and constructor options of cascade attack ``name`` at ``share``."""
-    base = AttackConfig(size=share, loss=LOSS, ranges=NO_CHANGE, seed=seed, batch_size=ROWS, candidates=1)
+def attack_config(
+    name: str, prof: Profile, share: float, seed: int, target: int | None = None, rows: int = ROWS
+) -> tuple[AttackConfig, dict[str, Any]]:
+    """The :class:`AttackConfig` and constructor options of cascade attack ``name`` at ``share`` (``target``: the
+    class a targeted attack aims for, None: untargeted; ``rows``: rows per forward pass of a per-image attack)."""
+    base = AttackConfig(size=share, loss=LOSS, ranges=NO_CHANGE, seed=seed, batch_size=rows, candidates=1)
+    base = replace(base, target=target)
     if name == "per-image":
         cfg = replace(base, steps=prof.per_image_steps, candidates=prof.per_image_places)
         return replace(cfg, restarts=prof.per_image_restarts), {}

@@ -93,21 +93,37 @@ def test_a_broken_certificate_fails_the_run_without_a_card(tmp_path: Path):
     assert not out.exists()
 
 
-def test_an_interrupt_says_what_was_done_and_writes_no_card(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_an_interrupt_keeps_the_finished_shares_and_resume_gives_the_same_card(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     import patchscope.workflows.bench as bench
 
-    real = bench.bench_share
-    calls: list[float] = []
+    real, calls, stopped = bench.bench_share, [], []
 
     def stop_at_the_second(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         calls.append(args[3])
-        if len(calls) == 2:
+        if len(calls) == 2 and not stopped:
+            stopped.append(True)
             raise Interrupted("", int(signal.SIGINT))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(bench, "bench_share", stop_at_the_second)
-    out = tmp_path / "card.json"
-    r = invoke("bench", "--data", "demo", "--shares", "0.05,0.1", "--out", str(out))
+    out, progress = tmp_path / "card.json", tmp_path / "card.json.progress"
+    args = ("bench", "--data", "demo", "--shares", "0.1", "--out", str(out))
+    r = invoke(*args)
     assert r.code == 130, r.err
-    assert "bench interrupted at share 10.0% (1 of 2 shares done); no card was written" in r.err_lines[-1]
-    assert not out.exists()
+    line = r.err_lines[-1]
+    assert "at share 10.0% of the gtsrb-stop-to-yield setting (1 of 2 shares done); no card was written" in line
+    assert f"checkpoint saved to {progress}; rerun with --resume" in line and "recorded as interrupted" in line
+    assert not out.exists() and progress.exists()
+
+    changed = invoke(*args, "--seed", "1", "--resume")
+    assert changed.code == 2 and "--resume: the checkpoint was made with seed 0, not 1" in changed.err_lines[0]
+
+    calls.clear()
+    resumed = invoke(*args, "--resume", "--json")
+    assert resumed.code == 0, resumed.err
+    assert calls == [0.1] and not progress.exists()  # the protocol's share was read back, not measured again
+    monkeypatch.setattr(bench, "bench_share", real)
+    whole = invoke("bench", "--data", "demo", "--shares", "0.1", "--out", str(tmp_path / "whole.json"), "--json")
+    assert json.loads(resumed.out)["results"] == json.loads(whole.out)["results"]

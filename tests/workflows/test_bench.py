@@ -39,9 +39,20 @@ def test_the_card_follows_its_schema_and_names_what_was_measured(card, cnn, demo
     validate_card(card.as_dict())
     assert card.protocol.version == "v1" and card.protocol.profile == "quick" and card.protocol.seed == 3
     assert card.model.weights and card.model.classes == len(cnn.classes) and card.model.defense is None
-    assert card.data.images == profile("quick").images and card.data.hash == select_images(demo, 16).data_hash()
+    assert card.data.images == profile("quick").images
     assert [r.share for r in card.results.shares] == list(SHARES_TESTED)
     assert "--seed 3" in card.reproduce and "--shares 0.02,0.05" in card.reproduce
+
+
+def test_the_seeded_setting_is_measured_where_the_data_has_it(card, cnn, demo):
+    seeded = card.results.seeded
+    assert seeded is not None and (seeded.setting, seeded.source, seeded.target) == ("gtsrb-stop-to-yield", 14, 13)
+    assert [r.share for r in seeded.shares] == list(SHARES_TESTED)
+    for r in seeded.shares:
+        assert r.robust_count <= r.clean_count <= r.images == profile("quick").images
+    assert card.data.hash != select_images(demo, 16).data_hash()  # the hash covers the seeded images too
+    plain = run_bench(cnn, demo.subset(demo.labels != 14), model_name="gtsrb-cnn", shares=(0.1,))
+    assert plain.results.seeded is None  # no stop sign in the data: no seeded setting
 
 
 def test_robust_is_at_most_clean_and_falls_with_the_share(card):
