@@ -1,9 +1,9 @@
 """The `patchscope` command: a thin layer that parses options, calls one library function and prints the result.
 
 Every command module (one per group: train, attack, evaluate, explain, explore, defend, bench, study, runs, demo,
-list) holds a ``typer.Typer`` named ``app`` that this package adds to the root, the same way for all. Every user
-error becomes one line on stderr and exit status 2; SIGINT and SIGTERM one line saying what was kept, and exit
-status 130 or 143 (see :func:`main`).
+report, leaderboard, list) holds a ``typer.Typer`` named ``app`` that this package adds to the root, the same way for
+all. Every user error becomes one line on stderr and exit status 2; SIGINT and SIGTERM one line saying what was kept,
+and exit status 130 or 143 (see :func:`main`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,20 @@ from typing import Any
 
 import typer
 
-from patchscope.cli import attack, bench, defend, demo, evaluate, explain, explore, report, runs, study, train
+from patchscope.cli import (
+    attack,
+    bench,
+    defend,
+    demo,
+    evaluate,
+    explain,
+    explore,
+    leaderboard,
+    report,
+    runs,
+    study,
+    train,
+)
 from patchscope.cli import list as listing
 from patchscope.cli.common import STATE, StoreOpt, command_name, install_signal_handlers, interrupt_line, translate
 from patchscope.cli.paths import FILE_SYSTEM_ERRNOS, file_system_line, name_the_option
@@ -59,7 +72,21 @@ def _reflow_help(group: typer.Typer) -> None:
             _reflow_help(sub.typer_instance)
 
 
-for _module in (train, evaluate, attack, demo, report, explain, explore, defend, bench, listing, study, runs):
+for _module in (
+    train,
+    evaluate,
+    attack,
+    demo,
+    report,
+    leaderboard,
+    explain,
+    explore,
+    defend,
+    bench,
+    listing,
+    study,
+    runs,
+):
     _reflow_help(_module.app)
     app.add_typer(_module.app)
 

@@ -1,5 +1,6 @@
 """Workflows: the library calls behind the commands, each on a whole data set with progress, checkpoints and a
-typed result (an attack on a data set, defend, certify, the bench's robustness card, the demo, the study).
+typed result (an attack on a data set, defend, certify, the bench's robustness card, the demo, the study, the
+leaderboard of robustness cards).
 
 They sit on top of data, models, attacks, defenses, explain and eval; the CLI and the demo call the same ones.
 The demo's and the study's names load on first use (they draw figures: matplotlib would slow every command's start).
@@ -22,19 +23,24 @@ __all__ = [
     "CertifyResult",
     "DefenseResult",
     "DemoSettings",
+    "Leaderboard",
+    "LeaderboardPage",
     "RobustnessCard",
     "RobustnessStudy",
     "StudyResult",
     "StudySettings",
+    "build_leaderboard",
     "certify",
     "defend_patch",
     "load_card",
+    "load_cards",
     "quick_settings",
     "run_attack",
     "run_bench",
     "run_demo",
     "save_study",
     "validate_card",
+    "write_leaderboard",
 ]
 
 _LAZY = {
@@ -49,6 +55,11 @@ _LAZY = {
     "StudyResult": "study",
     "StudySettings": "study",
     "save_study": "study",
+    "Leaderboard": "leaderboard",
+    "LeaderboardPage": "leaderboard",
+    "build_leaderboard": "leaderboard",
+    "load_cards": "leaderboard",
+    "write_leaderboard": "leaderboard",
 }
 
 

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "evaluate",
     "explain",
     "explore",
+    "leaderboard",
     "list",
     "report",
     "runs",
