@@ -110,8 +110,23 @@ def dumps(obj: Any, indent: int | None = None, default: Callable[[Any], Any] | N
     return json.dumps(finite(obj), indent=indent, default=fallback, allow_nan=False)
 
 
+def utf8_text(text: str) -> str:
+    r"""``text`` as UTF-8 can hold it (SQLite, a report page): the bytes of a command-line argument the locale could
+    not decode (Python's surrogate escapes: a UTF-8 name under an ASCII locale, a Latin-1 name) as the UTF-8 they
+    are, else as escapes.
+
+    >>> utf8_text("run\udcc2\udcb2"), utf8_text("p\udcb2")
+    ('run²', 'p\\xb2')
+    """
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as indented strict JSON (see :func:`dumps`), atomically."""
     text = dumps(obj, indent=2) + "\n"
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")

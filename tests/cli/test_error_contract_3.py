@@ -1,0 +1,231 @@
+"""The error contract, third pass: the last found ways to break it, each reproduced as a user meets it (a
+half-downloaded GTSRB, a patch file's metadata beyond ASCII, torch's download line, an image of a layout Pillow
+cannot draw, the fit data's option, a file too large for the file system, an initial model changed under a resumed
+training run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from tests.cli._contract import assert_contract, invoke
+from tests.conftest import messages
+
+ZOO_PATCH = "zoo:gtsrb-cnn/stop-yield"
+
+
+def _error(args: list[str], *needles: str) -> str:
+    """Run ``args``: exit 2, one line holding every needle (case-insensitive); returns the line."""
+    r = invoke(*args)
+    assert_contract(r, tuple(args))
+    assert r.code == 2, (args, r.code, r.out[:300], r.err)
+    line = r.err_lines[-1]
+    for needle in needles:
+        assert needle.lower() in line.lower(), (args, line)
+    return line
+
+
+def _ok(args: list[str]) -> dict:
+    r = invoke(*args)
+    assert_contract(r, tuple(args))
+    assert r.code == 0, (args, r.err)
+    return json.loads(r.out)
+
+
+# -- a half-downloaded GTSRB -------------------------------------------------------------------------------------------
+def _frame(c: int) -> Image.Image:
+    img = np.zeros((36, 40, 3), np.uint8)
+    img[5:31, 6:34] = (c * 5, 100, 200)  # the sign inside its ROI; black margin outside
+    return Image.fromarray(img)
+
+
+HEADER = "Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId\n"
+
+
+def _torchvision_gtsrb(root: Path, split: str) -> Path:
+    """torchvision's on-disk GTSRB layout of ``split`` in miniature (one 40x36 frame a class, the ROI and label
+    sheets), as its download leaves it; returns the ``gtsrb`` folder."""
+    base = root / "gtsrb"
+    if split == "train":
+        for c in range(43):
+            folder = base / "GTSRB" / "Training" / f"{c:05d}"
+            folder.mkdir(parents=True)
+            _frame(c).save(folder / "00007_00001.ppm")
+            (folder / f"GT-{c:05d}.csv").write_text(f"{HEADER}00007_00001.ppm;40;36;6;5;34;31;{c}\n")
+    else:
+        images = base / "GTSRB" / "Final_Test" / "Images"
+        images.mkdir(parents=True)
+        for c in range(43):
+            _frame(c).save(images / f"{c:05d}.ppm")
+        rows = "".join(f"{c:05d}.ppm;40;36;6;5;34;31;{c}\n" for c in range(43))
+        (base / "GT-final_test.csv").write_text(HEADER + rows)
+    return base
+
+
+def _cut(path: Path, keep: int) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+TRAIN = "GTSRB/Training"
+DAMAGE: dict[str, tuple[str, Callable[[Path], None], tuple[str, ...]]] = {
+    "a class folder missing": ("train", lambda b: shutil.rmtree(b / TRAIN / "00005"), ("Training/00005",)),
+    "a class folder empty": ("train", lambda b: (b / TRAIN / "00012" / "00007_00001.ppm").unlink(), ("00012/*.ppm",)),
+    "a frame cut short": ("train", lambda b: _cut(b / TRAIN / "00005" / "00007_00001.ppm", 30), ("00007_00001.ppm",)),
+    "an ROI sheet missing": ("train", lambda b: (b / TRAIN / "00042" / "GT-00042.csv").unlink(), ("GT-00042.csv",)),
+    "an ROI sheet cut short": ("train", lambda b: _cut(b / TRAIN / "00001" / "GT-00001.csv", 80), ("GT-00001.csv",)),
+    "the test labels missing": ("test", lambda b: (b / "GT-final_test.csv").unlink(), ("GT-final_test.csv",)),
+    "the test labels cut short": ("test", lambda b: _cut(b / "GT-final_test.csv", 200), ("GT-final_test.csv",)),
+    "test images missing": (
+        "test",
+        lambda b: [(b / "GTSRB/Final_Test/Images" / f"{c:05d}.ppm").unlink() for c in range(3, 9)],
+        ("00003.ppm", "and 3 more"),
+    ),
+}
+
+
+@pytest.fixture
+def no_download(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """torchvision's GTSRB download, replaced by a note of each attempt (a test never reaches the network)."""
+    import torchvision.datasets.gtsrb as tv
+
+    tried: list[str] = []
+    monkeypatch.setattr(tv, "download_and_extract_archive", lambda url, *a, **k: tried.append(url))
+    return tried
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_half_downloaded_gtsrb_names_its_folder_and_what_is_missing(
+    damage: str, tmp_path: Path, no_download: list[str]
+) -> None:
+    split, spoil, needles = DAMAGE[damage]
+    base = _torchvision_gtsrb(tmp_path, split)
+    spoil(base)
+    args = ["evaluate", "--data", f"gtsrb:{split}", "--data-root", str(tmp_path), "--json"]
+    _error(args, f"gtsrb:{split}", str(base), "incomplete", *needles, "download again")
+    assert no_download == []  # the folder was there: torchvision took it as downloaded, we checked it
+    assert not (tmp_path / f"gtsrb32-{split}.npz").exists()  # no cache of a part of the data
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_a_whole_gtsrb_download_reads(split: str, tmp_path: Path, no_download: list[str]) -> None:
+    _torchvision_gtsrb(tmp_path, split)
+    got = _ok(["evaluate", "--data", f"gtsrb:{split}", "--data-root", str(tmp_path), "--json"])
+    assert got["models"]["gtsrb-cnn"]["clean_images"] == 43 and no_download == []
+
+
+# -- a patch file's metadata beyond ASCII ------------------------------------------------------------------------------
+def _patch_with(folder: Path, **meta: str) -> Path:
+    """The zoo patch written again with ``meta`` merged into its metadata, kept as UTF-8 (not escaped)."""
+    from patchscope.attacks import load_patch
+
+    p = load_patch(ZOO_PATCH)
+    folder.mkdir(parents=True)
+    header = {
+        "placement": p.placement,
+        "location": json.dumps(p.location),
+        "image_size": str(p.image_size),
+        "meta": json.dumps({**p.meta, **meta}, ensure_ascii=False),
+    }
+    tensors = {"pixels": p.pixels.float().contiguous(), "mask": p.mask.float().contiguous()}
+    save_file(tensors, str(folder / "patch.safetensors"), metadata=header)
+    assert "²".encode() in (folder / "patch.safetensors").read_bytes()[:4096]  # the case: raw UTF-8 in the header
+    return folder
+
+
+def test_a_patch_whose_metadata_holds_a_non_ascii_character_loads(tmp_path: Path) -> None:
+    patch = _patch_with(tmp_path / "p", note="area 5 px²", data="gtsrb:train²")
+    got = _ok(["evaluate", "--data", "demo", "--limit", "40", "--patch", str(patch), "--json"])
+    assert got["models"]["gtsrb-cnn"]["untargeted_success"] > 0.5
+    line = _error(["evaluate", "--data", "demo", "--patch", str(_patch_with(tmp_path / "q", source="²"))], "'²'")
+    assert "unknown class" in line  # a superscript two is no class id, and no UnicodeError either
+
+
+def test_non_ascii_names_under_an_ascii_locale_are_recorded_and_reported(tmp_path: Path) -> None:
+    """Under an ASCII locale a UTF-8 argument reaches Python as surrogate escapes: the run store and the report still
+    take it (SQLite and the page hold it as the UTF-8 it is)."""
+    patch = _patch_with(tmp_path / "p²", note="area 5 px²")
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    store = ["--store", str(tmp_path / "runs.db")]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "patchscope", *store, *args], capture_output=True, env=env, text=True
+        )
+
+    made = run("evaluate", "--data", "demo", "--limit", "40", "--patch", str(patch), "--json")
+    assert made.returncode == 0 and messages(made.stderr) == [], made.stderr
+    assert json.loads(made.stdout)["models"]["gtsrb-cnn"]["untargeted_success"] > 0.5
+    shown = run("report", "--last", "1", "--out", str(tmp_path / "report"))
+    assert shown.returncode == 0 and messages(shown.stderr) == [], shown.stderr
+    assert "p²" in (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+
+
+# -- torch's "Downloading:" line ---------------------------------------------------------------------------------------
+TV = "mobilenet_v3_small"
+
+
+@pytest.fixture
+def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """An empty torch hub cache (``TORCH_HOME``) and a download that writes random weights of the model where torch
+    asks (the real ``load_state_dict_from_url`` runs around it, with its ``Downloading:`` line); returns the URLs."""
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    fetched: list[str] = []
+
+    def download(url: str, dst: str, *args: object, **kwargs: object) -> None:
+        fetched.append(url)
+        torch.manual_seed(0)
+        torch.save(torchvision.models.get_model(TV, weights=None).state_dict(), dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    return fetched
+
+
+@pytest.fixture
+def street_signs(tmp_path: Path) -> str:
+    """A folder of two 224-px photos labelled by an ImageNet class's WordNet id (street sign)."""
+    folder = tmp_path / "photos" / "n06794110"
+    folder.mkdir(parents=True)
+    for k in range(2):
+        Image.fromarray(np.random.default_rng(k).integers(0, 255, (224, 224, 3), dtype=np.uint8)).save(
+            folder / f"{k}.png"
+        )
+    return f"folder:{tmp_path / 'photos'}"
+
+
+def test_a_weights_download_keeps_stdout_json_and_stderr_quiet(fake_hub: list[str], street_signs: str) -> None:
+    args = ["evaluate", "--models", f"tv:{TV}", "--data", street_signs, "--batch-size", "2", "--json"]
+    r = invoke(*args)
+    assert_contract(r, tuple(args))
+    assert r.code == 0 and len(fake_hub) == 1, r.err  # the download path ran
+    assert "Downloading" not in r.out + r.err and r.err_lines == []
+    assert json.loads(r.out)["models"][f"tv:{TV}"]["clean_images"] == 2  # stdout is the JSON alone
+    assert len(list(Path(os.environ["TORCH_HOME"]).rglob("*.pth"))) == 1  # kept in torch's cache: not fetched again
+    assert _ok(args) and len(fake_hub) == 1
+
+
+def test_a_failed_weights_download_is_one_line(
+    fake_hub: list[str], street_signs: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from urllib.error import URLError
+
+    def offline(url: str, *args: object, **kwargs: object) -> None:
+        raise URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    args = ["evaluate", "--models", f"tv:{TV}", "--data", street_signs, "--json"]
+    r = invoke(*args)
+    assert r.out == "" and "Downloading" not in r.err
+    _error(args, f"tv:{TV}", "could not be fetched", f"tv:{TV}:random")
