@@ -229,3 +229,74 @@ def test_a_failed_weights_download_is_one_line(
     r = invoke(*args)
     assert r.out == "" and "Downloading" not in r.err
     _error(args, f"tv:{TV}", "could not be fetched", f"tv:{TV}:random")
+
+
+# -- a TIFF of a layout Pillow cannot draw -----------------------------------------------------------------------------
+def _tiff(path: Path, samples: int, side: int = 8) -> None:
+    """An uncompressed 8-bit little-endian TIFF with ``samples`` samples per pixel and no extra-samples tag (Pillow
+    reads 1, 3 and 4; not 2 without the tag, not 5 or more)."""
+    import struct
+
+    pixels = np.random.default_rng(samples).integers(0, 255, (side, side, samples), dtype=np.uint8).tobytes()
+    count = 10
+    ifd_at = 8 + len(pixels)
+    after = ifd_at + 2 + 12 * count + 4  # the bits-per-sample list, past the directory, when it does not fit a tag
+    bits = after if samples > 2 else struct.unpack("<I", struct.pack("<HH", 8, 8 if samples == 2 else 0))[0]
+    short, long_ = 3, 4
+    tags = [
+        (256, short, 1, side),  # width
+        (257, short, 1, side),  # height
+        (258, short, samples, bits),  # bits per sample
+        (259, short, 1, 1),  # no compression
+        (262, short, 1, 1 if samples < 3 else 2),  # grey or RGB
+        (273, long_, 1, 8),  # the strip's offset
+        (277, short, 1, samples),  # samples per pixel
+        (278, short, 1, side),  # rows per strip
+        (279, long_, 1, len(pixels)),  # the strip's bytes
+        (284, short, 1, 1),  # chunky
+    ]
+    ifd = struct.pack("<H", count)
+    for tag, kind, n, value in tags:
+        fits = kind == short and n == 1
+        ifd += struct.pack("<HHIHH", tag, kind, n, value, 0) if fits else struct.pack("<HHII", tag, kind, n, value)
+    tail = struct.pack(f"<{samples}H", *[8] * samples) if samples > 2 else b""
+    path.write_bytes(b"II*\x00" + struct.pack("<I", ifd_at) + pixels + ifd + struct.pack("<I", 0) + tail)
+
+
+@pytest.mark.parametrize("samples", [2, 5, 7])
+@pytest.mark.parametrize("command", ["evaluate", "attack"])
+def test_a_tiff_with_an_unsupported_samples_per_pixel_names_the_file(
+    samples: int, command: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "signs" / "14"
+    folder.mkdir(parents=True)
+    for k in range(3):
+        Image.fromarray(np.full((32, 32, 3), 60 * k, np.uint8)).save(folder / f"{k}.png")
+    _tiff(folder / "odd.tif", samples)
+    with pytest.raises(OSError):  # the case: Pillow cannot read it
+        Image.open(folder / "odd.tif").load()
+    args = ["--data", f"folder:{tmp_path / 'signs'}", "--json"]
+    if command == "attack":
+        args = ["--source", "stop", "--target", "yield", "--steps", "1", "--candidates", "1", *args]
+        args += ["--out", str(tmp_path / "o")]
+    _error([command, *args], "odd.tif", "--skip-bad")
+    assert not (tmp_path / "o").exists()
+    r = invoke(command, *args, "--skip-bad")
+    assert_contract(r, (command, *args))
+    assert r.code == 0 and r.err_lines == [], r.err
+    assert json.loads(r.out)["skipped_images"] == 1
+
+
+def test_pillows_own_note_on_a_tiff_past_its_limit_stays_off_stderr(tmp_path: Path) -> None:
+    """Pillow logs "More samples per pixel than can be decoded" before it refuses such a file: a skipped image is
+    silent (a process of its own: pytest would take the log record)."""
+    (tmp_path / "14").mkdir()
+    Image.fromarray(np.full((32, 32, 3), 60, np.uint8)).save(tmp_path / "14" / "sign.png")
+    _tiff(tmp_path / "14" / "odd.tif", 7)
+    proc = subprocess.run(
+        [sys.executable, "-m", "patchscope", "evaluate", "--data", f"folder:{tmp_path}", "--skip-bad", "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0 and messages(proc.stderr) == [], proc.stderr
+    assert json.loads(proc.stdout)["skipped_images"] == 1
