@@ -17,6 +17,7 @@ from patchscope.cli.common import (
     RegistryHelp,
     ShapeOpt,
     check_out,
+    data_errors,
     data_group,
     entry_options,
     load_models,
@@ -449,7 +450,9 @@ def curve(
     cfg = _curve_config(placements, shape=shape, loss=loss, steps=steps, batch_size=batch_size, candidates=candidates)
     net = load_models(model, dev)
     caches = [data_opts.other(d).cache() for d in (data_opts.data, eval_data)]
-    make, test = (AttackImages.select(c.get(net), source, target, data_opts.limit) for c in caches)
+    make = AttackImages.select(caches[0].get(net), source, target, data_opts.limit)
+    with data_errors("--eval-data"):
+        test = AttackImages.select(caches[1].get(net), source, target, data_opts.limit)
     cfg = replace(cfg, target=make.target, seed=seed)
     head: dict[str, Any] = {"model": model, "data": data_opts.data, "eval_data": eval_data, "source": make.source_name}
     head |= {"target": make.target_name, "steps": steps, "loss": loss, "shape": shape}

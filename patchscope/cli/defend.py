@@ -17,6 +17,7 @@ from patchscope.cli.common import (
     OptionOpt,
     RegistryHelp,
     check_out,
+    data_errors,
     data_group,
     entry_options,
     option_errors,
@@ -101,7 +102,10 @@ def _fit_images(needed: bool, fit_data: str | None, data: DataOptions, net: Any,
     read for ``net`` as ``--data`` is."""
     if not needed:
         return None
-    return data.other(fit_data or data.data).cache().get(net).head(limit).float_images(device)
+    if fit_data is None:
+        return data.cache().get(net).head(limit).float_images(device)
+    with data_errors("--fit-data"):
+        return data.other(fit_data).cache().get(net).head(limit).float_images(device)
 
 
 def _defense_summary(result: Any, model: str, data: str, patch: Path, out: Path | None) -> dict[str, Any]:

@@ -300,3 +300,34 @@ def test_pillows_own_note_on_a_tiff_past_its_limit_stays_off_stderr(tmp_path: Pa
     )
     assert proc.returncode == 0 and messages(proc.stderr) == [], proc.stderr
     assert json.loads(proc.stdout)["skipped_images"] == 1
+
+
+# -- the fit data's option ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def odd_data(tmp_path: Path) -> Path:
+    """Data sets wrong each its own way: an unreadable image, a folder of no class of the model, negative labels."""
+    (tmp_path / "unreadable" / "14").mkdir(parents=True)
+    (tmp_path / "unreadable" / "14" / "x.png").write_bytes(b"not an image")
+    (tmp_path / "strangers" / "cats").mkdir(parents=True)
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "strangers" / "cats" / "a.png")
+    np.savez(tmp_path / "neg.npz", x=np.zeros((4, 32, 32, 3), np.uint8), y=np.array([0, 1, 2, -1]))
+    return tmp_path
+
+
+ODD = ["demo@4", "folder:{d}/unreadable", "folder:{d}/strangers", "npz:{d}/neg.npz", "", "gtsrb:nope"]
+
+
+@pytest.mark.parametrize("spec", ODD)
+def test_errors_about_the_fit_data_name_fit_data(spec: str, odd_data: Path) -> None:
+    spec = spec.format(d=odd_data)
+    args = ["defend", "--defense", "clip", "--patch", ZOO_PATCH, "--data", "demo", "--limit", "8"]
+    line = _error([*args, "--fit-data", spec])
+    assert line.startswith("patchscope: error: --fit-data"), line
+    assert "--data " not in line and "--data:" not in line, line  # not the measured data, which is fine
+
+
+@pytest.mark.parametrize("spec", ODD[:4])
+def test_errors_about_a_curves_eval_data_name_eval_data(spec: str, odd_data: Path, tmp_path: Path) -> None:
+    args = ["curve", "--data", "demo", "--steps", "2", "--limit", "2", "--out", str(tmp_path / "o")]
+    line = _error([*args, "--eval-data", spec.format(d=odd_data)])
+    assert line.startswith("patchscope: error: --eval-data"), line
