@@ -331,3 +331,36 @@ def test_errors_about_a_curves_eval_data_name_eval_data(spec: str, odd_data: Pat
     args = ["curve", "--data", "demo", "--steps", "2", "--limit", "2", "--out", str(tmp_path / "o")]
     line = _error([*args, "--eval-data", spec.format(d=odd_data)])
     assert line.startswith("patchscope: error: --eval-data"), line
+
+
+# -- a file too large for the file system ------------------------------------------------------------------------------
+@pytest.mark.parametrize("hit", ["patch.safetensors", "config.json"])
+def test_a_file_too_large_is_one_line_and_leaves_no_part_of_the_run(
+    hit: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EFBIG (errno 27: past the file-size limit, ``ulimit -f``, or FAT32's 4 GiB) part way through writing one of a
+    run's files: one line naming that file (not its hidden stand-in), exit 2, and none of the run's files kept."""
+    import errno
+
+    import patchscope.attacks.patch as patch_module
+    from patchscope import io as pio
+
+    def too_large(path: object) -> None:
+        Path(str(path)).write_bytes(b"\0" * 100)  # the part that was written before the limit
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(path))
+
+    if hit == "patch.safetensors":
+        monkeypatch.setattr(patch_module, "save_file", lambda tensors, path, metadata=None: too_large(path))
+    else:
+        write_text = pio.Path.write_text
+        monkeypatch.setattr(
+            pio.Path,
+            "write_text",
+            lambda self, text, **kw: (
+                too_large(self) if self.name.startswith(".config") else write_text(self, text, **kw)
+            ),
+        )
+    out = tmp_path / "out"
+    line = _error(["attack", "--data", "demo", "--limit", "2", "--steps", "2", "--out", str(out)], "--out", hit)
+    assert "file too large" in line.lower() and "nothing half-written" in line and ".tmp" not in line, line
+    assert not out.exists() or sorted(p.name for p in out.rglob("*") if p.name != "checkpoint.pt") == []
