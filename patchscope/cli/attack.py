@@ -17,7 +17,6 @@ from patchscope.cli.common import (
     RegistryHelp,
     ShapeOpt,
     check_out,
-    data_errors,
     data_group,
     entry_options,
     load_models,
@@ -34,7 +33,7 @@ from patchscope.cli.common import (
     warn_bf16,
 )
 from patchscope.cli.output import Col, key_value_table, print_table, show
-from patchscope.errors import PatchscopeError
+from patchscope.errors import PatchscopeError, errors_about
 from patchscope.formatting import class_label, pct, value_text
 from patchscope.validate import check_fraction
 
@@ -451,7 +450,7 @@ def curve(
     net = load_models(model, dev)
     caches = [data_opts.other(d).cache() for d in (data_opts.data, eval_data)]
     make = AttackImages.select(caches[0].get(net), source, target, data_opts.limit)
-    with data_errors("--eval-data"):
+    with errors_about("eval_data"):
         test = AttackImages.select(caches[1].get(net), source, target, data_opts.limit)
     cfg = replace(cfg, target=make.target, seed=seed)
     head: dict[str, Any] = {"model": model, "data": data_opts.data, "eval_data": eval_data, "source": make.source_name}

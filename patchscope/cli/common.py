@@ -172,27 +172,6 @@ def option_errors(keys: Iterable[str]) -> Iterator[None]:
         raise PatchscopeError(translate(e, spelt)) from None
 
 
-@contextlib.contextmanager
-def data_errors(flag: str) -> Iterator[None]:
-    """Errors about data read in the block name the option it came from (``--fit-data``, ``--eval-data``): the
-    library's ``data`` spelt as ``flag``, and ``flag`` in front where the message names it nowhere.
-
-    >>> with contextlib.suppress(PatchscopeError), data_errors("--fit-data"):
-    ...     raise PatchscopeError("data 'demo@4': the side after @ must be in 8..1024", params=("data",))
-    >>> try:
-    ...     with data_errors("--fit-data"):
-    ...         raise PatchscopeError("cannot read image a.png; skip_bad skips it", params=("skip_bad",))
-    ... except PatchscopeError as e:
-    ...     print(e)
-    --fit-data: cannot read image a.png; --skip-bad skips it
-    """
-    try:
-        yield
-    except PatchscopeError as e:
-        text = translate(e, {"data": flag})
-        raise PatchscopeError(text if flag in text else f"{flag}: {text}") from None
-
-
 class RegistryHelp(TyperCommand):
     """A command whose option help may name a registry's entries as ``{defenses}`` (``{archs}``, ``{attacks}``,
     ``{certifiers}``): filled in from the registry when the help is shown, so a new entry appears there with no

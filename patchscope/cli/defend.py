@@ -17,7 +17,6 @@ from patchscope.cli.common import (
     OptionOpt,
     RegistryHelp,
     check_out,
-    data_errors,
     data_group,
     entry_options,
     option_errors,
@@ -27,7 +26,7 @@ from patchscope.cli.common import (
     warn_bf16,
 )
 from patchscope.cli.output import key_value_table, show
-from patchscope.errors import PatchscopeError
+from patchscope.errors import PatchscopeError, errors_about
 from patchscope.validate import check_optional_positive, check_positive
 
 app = typer.Typer()
@@ -104,7 +103,7 @@ def _fit_images(needed: bool, fit_data: str | None, data: DataOptions, net: Any,
         return None
     if fit_data is None:
         return data.cache().get(net).head(limit).float_images(device)
-    with data_errors("--fit-data"):
+    with errors_about("fit_data"):
         return data.other(fit_data).cache().get(net).head(limit).float_images(device)
 
 
