@@ -41,8 +41,8 @@ def _sheet(sheet: Path, numbers: tuple[str, ...], name: str, base: Path) -> list
     except (OSError, UnicodeError, csv.Error) as e:
         raise _incomplete(name, base, f"{shown(sheet)} cannot be read ({e.__class__.__name__})") from None
     for line, row in enumerate(rows, 2):
-        fields = [row.get(k) for k in ("Filename", *numbers)]
-        if any(not f for f in fields) or not all(f.strip().isascii() and f.strip().isdigit() for f in fields[1:]):
+        fields = [(row.get(k) or "").strip() for k in ("Filename", *numbers)]
+        if not all(fields) or not all(f.isascii() and f.isdigit() for f in fields[1:]):
             raise _incomplete(name, base, f"{shown(sheet)} line {line} is cut short") from None
     return rows
 

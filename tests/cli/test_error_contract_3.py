@@ -364,3 +364,44 @@ def test_a_file_too_large_is_one_line_and_leaves_no_part_of_the_run(
     line = _error(["attack", "--data", "demo", "--limit", "2", "--steps", "2", "--out", str(out)], "--out", hit)
     assert "file too large" in line.lower() and "nothing half-written" in line and ".tmp" not in line, line
     assert not out.exists() or sorted(p.name for p in out.rglob("*") if p.name != "checkpoint.pt") == []
+
+
+# -- an initial model changed under a resumed training run -------------------------------------------------------------
+def test_resuming_a_fine_tune_whose_initial_weights_changed_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint of ``train --init MODEL`` records the initial weights' fingerprint, not only MODEL's name: a
+    resume after those weights changed (the file retrained in place) would mix two runs, and is refused."""
+    import signal
+
+    from safetensors.torch import load_file
+
+    from patchscope.errors import Interrupted
+    from patchscope.models.resume import TrainCheckpoint
+
+    small = ["--data", "demo", "--batch-size", "64", "--device", "cpu", "--out", str(tmp_path)]
+    _ok(
+        ["train", "--arch", "cnn", "--arch-kwargs", '{"width": 4}', "--epochs", "1", "--name", "base", *small, "--json"]
+    )
+    base = tmp_path / "base.safetensors"
+    tune = ["train", "--init", str(base), "--epochs", "2", "--name", "tuned", *small]
+    save = TrainCheckpoint.save
+
+    def save_then_stop(self, *args, **kwargs) -> None:
+        save(self, *args, **kwargs)
+        raise Interrupted("", int(signal.SIGINT))
+
+    with monkeypatch.context() as m:
+        m.setattr(TrainCheckpoint, "save", save_then_stop)
+        stopped = invoke(*tune)
+    assert stopped.code == 130 and "checkpoint saved" in stopped.err, stopped.err
+    kept = base.read_bytes()
+    weights = load_file(str(base))
+    first = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[first] = weights[first] + 0.01  # the initial model trained a little more, under the same name
+    save_file(weights, str(base))
+    line = _error([*tune, "--resume"], "--resume", "init_weights")
+    assert "start afresh" in line
+    base.write_bytes(kept)  # the weights it started from: the run goes on
+    assert _ok([*tune, "--resume", "--json"])["weights"] == str(tmp_path / "tuned.safetensors")
+    assert not (tmp_path / "tuned.ckpt").exists()
