@@ -94,6 +94,8 @@ hardening_group = options_group(
 )
 
 
+#: what to train and how: these options, by name, are the library's TrainSpec (built once the command runs, so that
+#: the command line starts without importing the library)
 spec_group = options_group(
     "spec",
     dict,
