@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 import signal
+from collections.abc import Iterator
 
 
 class PatchscopeError(Exception):
@@ -27,6 +30,30 @@ class PatchscopeError(Exception):
 
 def _rebuild(cls: type[PatchscopeError], message: str, params: tuple[str, ...]) -> PatchscopeError:
     return cls(message, params=params)
+
+
+@contextlib.contextmanager
+def errors_about(param: str) -> Iterator[None]:
+    """Errors raised in the block are about the value of ``param``, data given as ``eval_data`` rather than as
+    ``data``: the message names ``param`` where it named ``data``, else starts with it (a front end spells it as its
+    own option, ``--eval-data``).
+
+    >>> try:
+    ...     with errors_about("eval_data"):
+    ...         raise PatchscopeError("data 'demo@4': the side must be in 8..1024", params=("data",))
+    ... except PatchscopeError as e:
+    ...     print(e, e.params)
+    eval_data 'demo@4': the side must be in 8..1024 ('eval_data',)
+    """
+    try:
+        yield
+    except PatchscopeError as e:
+        named = 0
+        text = str(e)
+        if "data" in e.params:
+            text, named = re.subn(r"(?<![\w'\"./-])data(?![\w'\"-])", param, text, count=1)
+        params = tuple(p for p in e.params if p != "data")
+        raise PatchscopeError(text if named else f"{param}: {text}", params=(param, *params)) from None
 
 
 class Interrupted(BaseException):

@@ -34,8 +34,49 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the file ordinary permissions
         os.replace(tmp_path, path)
+    except OSError as e:
+        if e.filename is not None and os.fsdecode(e.filename) == tmp:
+            e.filename = str(path)  # a full disk says which file could not be written, not its hidden stand-in
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def written_together(folder: str | os.PathLike[str], names: tuple[str, ...]) -> Iterator[None]:
+    """The files ``names`` in ``folder`` are written whole or not at all: where the block fails (a full disk after
+    the first of them), those it wrote are removed again, so a failed run leaves none of its files behind.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> try:
+    ...     with written_together(d, ("a.txt", "b.txt")):
+    ...         _ = (d / "a.txt").write_text("a")
+    ...         raise OSError("disk full")
+    ... except OSError:
+    ...     pass
+    >>> sorted(p.name for p in d.iterdir())
+    []
+    """
+    folder = Path(folder)
+    before = {name: _stamp(folder / name) for name in names}
+    try:
+        yield
+    except BaseException:
+        for name in names:
+            stamp = _stamp(folder / name)
+            if stamp is not None and stamp != before[name]:
+                (folder / name).unlink(missing_ok=True)
+        raise
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """The file's identity and change time (a file replaced by :func:`atomic_path` is a new inode); None if none."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 def check_path_names(path: Path, option: str) -> None:
@@ -110,8 +151,23 @@ def dumps(obj: Any, indent: int | None = None, default: Callable[[Any], Any] | N
     return json.dumps(finite(obj), indent=indent, default=fallback, allow_nan=False)
 
 
+def utf8_text(text: str) -> str:
+    r"""``text`` as UTF-8 can hold it (SQLite, a report page): the bytes of a command-line argument the locale could
+    not decode (Python's surrogate escapes: a UTF-8 name under an ASCII locale, a Latin-1 name) as the UTF-8 they
+    are, else as escapes.
+
+    >>> utf8_text("run\udcc2\udcb2"), utf8_text("p\udcb2")
+    ('run²', 'p\\xb2')
+    """
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as indented strict JSON (see :func:`dumps`), atomically."""
     text = dumps(obj, indent=2) + "\n"
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")

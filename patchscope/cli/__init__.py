@@ -133,8 +133,8 @@ def _run(command: str) -> object:
     keep_freed_memory()  # reuse freed host memory: page faults were half of a CPU mask-training step
     warnings.filterwarnings("ignore", category=UserWarning)  # torch's notes would break the one-line contract
     warnings.filterwarnings("ignore", category=FutureWarning)
-    for library in ("matplotlib", "PIL"):  # their notes (a cache folder made elsewhere, a TIFF's tags) on stderr
-        logging.getLogger(library).setLevel(logging.ERROR)
+    logging.getLogger("matplotlib").setLevel(logging.ERROR)  # its notes (a cache folder made elsewhere) on stderr
+    logging.getLogger("PIL").setLevel(logging.CRITICAL)  # a TIFF's tags, its samples per pixel: the error says it
     STATE.recording = False
     try:
         status = app(standalone_mode=False)

@@ -34,7 +34,7 @@ from patchscope.cli.common import (
     warn_bf16,
 )
 from patchscope.cli.output import Col, key_value_table, print_table, show
-from patchscope.errors import PatchscopeError
+from patchscope.errors import PatchscopeError, errors_about
 from patchscope.formatting import class_label, pct, value_text
 from patchscope.recipe import AttackRecipe, recipe_default
 from patchscope.validate import check_fraction
@@ -431,7 +431,9 @@ def curve(
     cfg = _curve_config(placements, shape=shape, loss=loss, steps=steps, batch_size=batch_size, candidates=candidates)
     net = load_models(model, dev)
     caches = [data_opts.other(d).cache() for d in (data_opts.data, eval_data)]
-    make, test = (AttackImages.select(c.get(net), source, target, data_opts.limit) for c in caches)
+    make = AttackImages.select(caches[0].get(net), source, target, data_opts.limit)
+    with errors_about("eval_data"):
+        test = AttackImages.select(caches[1].get(net), source, target, data_opts.limit)
     cfg = replace(cfg, target=make.target, seed=seed)
     head: dict[str, Any] = {"model": model, "data": data_opts.data, "eval_data": eval_data, "source": make.source_name}
     head |= {"target": make.target_name, "steps": steps, "loss": loss, "shape": shape}

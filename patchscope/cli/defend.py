@@ -26,7 +26,7 @@ from patchscope.cli.common import (
     warn_bf16,
 )
 from patchscope.cli.output import key_value_table, show
-from patchscope.errors import PatchscopeError
+from patchscope.errors import PatchscopeError, errors_about
 from patchscope.validate import check_optional_positive, check_positive
 
 app = typer.Typer()
@@ -101,7 +101,10 @@ def _fit_images(needed: bool, fit_data: str | None, data: DataOptions, net: Any,
     read for ``net`` as ``--data`` is."""
     if not needed:
         return None
-    return data.other(fit_data or data.data).cache().get(net).head(limit).float_images(device)
+    if fit_data is None:
+        return data.cache().get(net).head(limit).float_images(device)
+    with errors_about("fit_data"):
+        return data.other(fit_data).cache().get(net).head(limit).float_images(device)
 
 
 def _defense_summary(result: Any, model: str, data: str, patch: Path, out: Path | None) -> dict[str, Any]:

@@ -24,7 +24,7 @@ def load_class_map(path: str | os.PathLike[str]) -> dict[str, str | int]:
     """
     p = Path(path).expanduser()
     try:
-        data = json.loads(p.read_text())
+        data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PatchscopeError(f"class_map: no such file {p}", params=("class_map",)) from None
     except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:

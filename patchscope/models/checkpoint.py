@@ -31,7 +31,7 @@ def card_path(weights: Path) -> Path:
 def _card_json(weights: Path, path: Path) -> Any:
     """The card's JSON, whatever it holds; one line where it cannot be read."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PatchscopeError(
             f"{weights}: no model card {path.name} beside it (JSON with arch, classes, input_size)"

@@ -17,7 +17,7 @@ import jinja2
 
 import patchscope
 from patchscope.errors import PatchscopeError
-from patchscope.io import atomic_path
+from patchscope.io import atomic_path, utf8_text
 
 
 @dataclass
@@ -117,7 +117,7 @@ def render_report(
     )
     path = Path(out) / "report.html"
     with atomic_path(path) as tmp:
-        tmp.write_text(html)
+        tmp.write_text(utf8_text(html), encoding="utf-8")
     return path
 
 

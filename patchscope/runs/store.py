@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, TypeGuard, cast
 
 from patchscope.errors import Interrupted, PatchscopeError
-from patchscope.io import dumps
+from patchscope.io import dumps, utf8_text
 from patchscope.validate import check_int
 
 __all__ = [
@@ -279,7 +279,7 @@ def _command_line() -> str:
     argv = list(sys.argv)
     if argv and Path(argv[0]).name in ("__main__.py", "patchscope"):
         argv[0] = "patchscope"
-    return shlex.join(argv)
+    return utf8_text(shlex.join(argv))
 
 
 def _version() -> str | None:
@@ -483,15 +483,13 @@ class RunStore:
                 **json.loads(row["artifacts"] or "{}"),
                 **{k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in (artifacts or {}).items()},
             }
+            merged = (_dumps(merged_metrics), _dumps(merged_artifacts))
             if status is None:
-                conn.execute(
-                    "UPDATE runs SET metrics = ?, artifacts = ? WHERE id = ?",
-                    (_dumps(merged_metrics), _dumps(merged_artifacts), run_id),
-                )
+                conn.execute("UPDATE runs SET metrics = ?, artifacts = ? WHERE id = ?", (*merged, run_id))
             else:
                 conn.execute(
                     "UPDATE runs SET status = ?, ended = ?, message = ?, metrics = ?, artifacts = ? WHERE id = ?",
-                    (status, _now(), message, _dumps(merged_metrics), _dumps(merged_artifacts), run_id),
+                    (status, _now(), utf8_text(message) if message else message, *merged, run_id),
                 )
 
     # -- reads ------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Workflows: the library calls behind the commands, each on a whole data set with progress, checkpoints and a
-typed result (an attack on a data set, defend, certify, the bench's robustness card, the demo, the study, the
-leaderboard of robustness cards).
+typed result (an attack on a data set, defend, certify, training a model, the bench's robustness card, the demo,
+the study, the leaderboard of robustness cards).
 
 They sit on top of data, models, attacks, defenses, explain and eval; the CLI and the demo call the same ones.
 The demo's and the study's names load on first use (they draw figures: matplotlib would slow every command's start).
@@ -14,6 +14,7 @@ from patchscope import lazy_exports
 from patchscope.workflows.attack import AttackImages, AttackResult, run_attack
 from patchscope.workflows.certify import CertifyCheckpoint, CertifyResult, certify
 from patchscope.workflows.defend import AdaptiveResult, DefenseResult, defend_patch
+from patchscope.workflows.train import TrainPlace, TrainPlan, TrainResult, TrainSpec, plan_training, run_training
 
 __all__ = [
     "AdaptiveResult",
@@ -29,15 +30,21 @@ __all__ = [
     "RobustnessStudy",
     "StudyResult",
     "StudySettings",
+    "TrainPlace",
+    "TrainPlan",
+    "TrainResult",
+    "TrainSpec",
     "build_leaderboard",
     "certify",
     "defend_patch",
     "load_card",
     "load_cards",
+    "plan_training",
     "quick_settings",
     "run_attack",
     "run_bench",
     "run_demo",
+    "run_training",
     "save_study",
     "validate_card",
     "write_leaderboard",

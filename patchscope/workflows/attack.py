@@ -28,7 +28,7 @@ from patchscope.data import ImageSet, ImageStream, resolve_class
 from patchscope.errors import PatchscopeError
 from patchscope.eval.conditions import DEFAULT_GRID
 from patchscope.eval.patch_metrics import patch_success
-from patchscope.io import write_json
+from patchscope.io import write_json, written_together
 
 #: a universal patch is checked on at most this many of its own images when it is made
 CHECK_IMAGES = 256
@@ -124,9 +124,11 @@ class AttackResult:
         Returns:
             The summary: the folder and the metrics without the history.
         """
-        self.patch.save(out)
-        write_json(out / "config.json", dict(config))
-        write_json(out / "metrics.json", self.metrics())
+        patch_files = ("patches.safetensors", "patches.png", "patch.safetensors", "patch.png")
+        with written_together(out, (*patch_files, "config.json", "metrics.json")):
+            self.patch.save(out)
+            write_json(out / "config.json", dict(config))
+            write_json(out / "metrics.json", self.metrics())
         (out / "checkpoint.pt").unlink(missing_ok=True)
         return {"out": str(out), **{k: v for k, v in self.metrics().items() if k != "history"}}
 
