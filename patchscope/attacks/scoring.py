@@ -27,10 +27,11 @@ from patchscope.models.batching import bytes_per_image, rows_within
 Plan = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 #: what the model's part of an attack's step (forward, then backward to the image) costs a row, in units of
-#: :func:`~patchscope.models.batching.bytes_per_image`: measured 0.7 (ResNet-50) to 1.0 (ViT-B/16), with room
+#: :func:`~patchscope.models.batching.bytes_per_image`: 0.45 (a 32-px ResNet) to 1.06 (ViT-B/16 at 224 px) in
+#: ``bench/step_memory.py``, rendering included; the rest is room for the allocator
 BACKWARD_FACTOR = 1.25
 #: what rendering a row costs (the pasted and viewed image and what the backward pass keeps of it), in float32
-#: copies of the image: measured 11.5 on-object and 14 for a sticker, with room
+#: copies of the image: 10 to 11.5 on-object and 12.6 to 14 for a sticker (``bench/step_memory.py``)
 RENDER_COPIES = 16
 
 
