@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,17 @@ from patchscope.models import Classifier, save_checkpoint
 
 # under pytest-xdist each worker takes one core
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
+
+
+@contextlib.contextmanager
+def forward_rows(model: torch.nn.Module) -> Iterator[list[int]]:
+    """The number of rows of every forward pass of ``model`` (or of a copy an attack makes of it) meanwhile."""
+    rows: list[int] = []
+    hook = model.register_forward_pre_hook(lambda _, args: rows.append(len(args[0])))
+    try:
+        yield rows
+    finally:
+        hook.remove()
 
 
 @pytest.fixture(autouse=True, scope="session")

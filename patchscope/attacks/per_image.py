@@ -19,7 +19,7 @@ from patchscope.attacks.eot import on_object_plan, sample_view
 from patchscope.attacks.optim import cosine_lr, optimiser
 from patchscope.attacks.patch import Patch, PerImagePatches, patch_side, shape_mask
 from patchscope.attacks.registry import register_attack
-from patchscope.attacks.scoring import Objective, render_rows, score
+from patchscope.attacks.scoring import Objective, render_rows, score, step_rows
 from patchscope.errors import PatchscopeError
 from patchscope.validate import check_positive
 
@@ -29,8 +29,9 @@ class PerImageAttack(Attack):
     """One EOT patch per image; called as ``attack(images, labels) -> PerImagePatches``. The caller's model is left
     as it was (see :func:`~patchscope.attacks.frozen.frozen`).
 
-    ``config`` is the universal attack's :class:`AttackConfig`; here ``batch_size`` is the number of
-    rendered rows per forward pass (memory, not the objective) and ``views`` the EOT views of each image
+    ``config`` is the universal attack's :class:`AttackConfig`; here ``batch_size`` is the most
+    rendered rows per forward pass (memory, not the objective; fewer where the memory budget of
+    :func:`~patchscope.attacks.scoring.step_rows` holds fewer) and ``views`` the EOT views of each image
     per candidate and step. ``start``: a universal patch every image's patch starts from, at its place
     (its shape, size and place replace the config's; no search). Random starts can stall on hard images
     where a bounded loss is flat; a universal patch's start cannot end below it by much on any image.
@@ -68,6 +69,7 @@ class PerImageAttack(Attack):
                 f"start: a {start.placement} patch cannot start {config.placement} per-image patches", params=("start",)
             )
         self.views, self.start = views, start
+        self._rows = config.batch_size  # rows per pass: at most batch_size, and what the memory budget holds (see run)
 
     def _places(self, n: int, image_size: int, side: int) -> torch.Tensor:
         """(c, n, 2) starting places: every image starts at each candidate place (one where ``location`` fixes it)."""
@@ -103,8 +105,8 @@ class PerImageAttack(Attack):
         )
         flat = patches.view(c * n, *patches.shape[2:])
         losses, hits = torch.zeros(rows, device=self.device), torch.zeros(rows, device=self.device)
-        for start in range(0, rows, cfg.batch_size):  # chunks of rows, for memory: each adds its gradient
-            r = slice(start, min(start + cfg.batch_size, rows))
+        for start in range(0, rows, self._rows):  # chunks of rows, for memory: each adds its gradient
+            r = slice(start, min(start + self._rows, rows))
             vr = views[r]
             plan = None
             if cfg.placement == "on-object":
@@ -141,6 +143,7 @@ class PerImageAttack(Attack):
         """
         cfg, dev = self.cfg, self.device
         size, n = images.shape[-1], len(images)
+        self._rows = step_rows(self.model, size, dev, most=cfg.batch_size)
         g = self.generator()
         if self.start is not None:
             if self.start.image_size != size:

@@ -21,9 +21,18 @@ from torch import nn
 
 from patchscope.attacks.eot import ViewParams, paste, paste_planned, view
 from patchscope.attacks.losses import attack_loss
+from patchscope.models.batching import bytes_per_image, rows_within
 
 #: an on-object paste's plan (see :func:`~patchscope.attacks.eot.on_object_plan`)
 Plan = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+#: what the model's part of an attack's step (forward, then backward to the image) costs a row, in units of
+#: :func:`~patchscope.models.batching.bytes_per_image`: 0.45 (a 32-px ResNet) to 1.06 (ViT-B/16 at 224 px) in
+#: ``bench/step_memory.py``, rendering included; the rest is room for the allocator
+BACKWARD_FACTOR = 1.25
+#: what rendering a row costs (the pasted and viewed image and what the backward pass keeps of it), in float32
+#: copies of the image: 10 to 11.5 on-object and 12.6 to 14 for a sticker (``bench/step_memory.py``)
+RENDER_COPIES = 16
 
 
 def classify(model: nn.Module, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
@@ -64,6 +73,23 @@ def render_rows(
     """
     x = paste_planned(x, pix, plan) if plan is not None else paste(x, pix, mask, views)
     return x if still else view(x, views)
+
+
+def step_row_bytes(model: nn.Module, image_size: int, device: str | torch.device = "cpu") -> float:
+    """What one row of an attack's step (render, classify, backpropagate to the patch) costs on ``image_size``-px
+    images: the model's share (:data:`BACKWARD_FACTOR`) and the rendering's (:data:`RENDER_COPIES`)."""
+    image = 3 * image_size * image_size * 4
+    return bytes_per_image(model, image_size, device) * BACKWARD_FACTOR + RENDER_COPIES * image
+
+
+def step_rows(model: nn.Module, image_size: int, device: str | torch.device, most: int) -> int:
+    """Rows per pass of an attack's step that the memory budget holds (:func:`step_row_bytes`), 1 to ``most``.
+
+    >>> from patchscope.models.archs import cnn
+    >>> step_rows(cnn(num_classes=3, width=4).eval(), 32, "cpu", most=4096) > 320  # a 32-px step in one pass
+    True
+    """
+    return rows_within(step_row_bytes(model, image_size, device), device, most=most)
 
 
 def score(

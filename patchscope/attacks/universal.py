@@ -5,6 +5,9 @@ side by side in one batch for the first ``search_fraction`` of the steps; the be
 Long runs checkpoint atomically (patch, optimiser and generator state) every ``checkpoint_every``
 steps and on SIGINT/SIGTERM, and ``resume`` continues to the same patch an uninterrupted run gives.
 Under ``torch.distributed`` each rank takes its share of the global batch and gradients are summed.
+``batch_size`` is the optimisation's batch (what a step samples, so it decides the patch); the rows go through the
+model in passes of as many as the memory budget holds (:func:`~patchscope.attacks.scoring.step_rows`), whose
+gradients add up before the step: the same patch, up to float rounding, on a laptop and on a GPU.
 """
 
 from __future__ import annotations
@@ -29,11 +32,11 @@ from patchscope.attacks.losses import non_printability, printable_colours, total
 from patchscope.attacks.optim import cosine_lr, optimiser
 from patchscope.attacks.patch import Patch, patch_side, shape_mask
 from patchscope.attacks.registry import register_attack
-from patchscope.attacks.scoring import Objective, render_rows, score
+from patchscope.attacks.scoring import Objective, render_rows, score, step_rows
 from patchscope.distributed import rank_world
 from patchscope.errors import Interrupted, PatchscopeError, interrupt_pending
 from patchscope.io import atomic_path
-from patchscope.validate import check_int, check_same_settings
+from patchscope.validate import MAX_BATCH, check_int, check_same_settings
 
 
 def score_views(
@@ -116,6 +119,7 @@ class PatchAttack(Attack):
         self._stop, self._stop_signal = False, int(signal.SIGINT)
         self._rank, self._world = 0, 1
         self._cache: dict[str, Any] = {}
+        self._rows = MAX_BATCH * 16  # rows per pass through the model: what the memory budget holds (see run)
 
     # -- the pieces of one step ------------------------------------------------------------------
     def _start(self, image_size: int, side: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,38 +172,76 @@ class PatchAttack(Attack):
         views: ViewParams,
         locs: torch.Tensor,
         compiled: bool = True,
+        grad: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """This rank's share of the batch: (loss per candidate, successes per candidate) as sums / global batch."""
-        c, cfg = len(patches), self.cfg
+        """This rank's share of the batch: (loss per candidate, successes per candidate) as sums / global batch, in
+        the passes of :meth:`_passes`. With ``grad`` each pass's loss is backpropagated into the patches' gradient
+        before the next pass runs (its graph freed), and the losses come back detached."""
+        c = len(patches)
         mine = self._cached(f"mine{c}", locs, lambda: self._mine(c))
         rows, views = (idx, views) if mine is None else (idx[mine], views[mine])
+        passes = self._passes(c, len(rows) // c)
+        if len(passes) == 1:  # the whole share at once
+            return self._pass(images, labels, patches, mask, rows, views, locs, (compiled, grad), "")
+        loss = torch.zeros(c, device=self.device)
+        hits = torch.zeros(c, dtype=torch.long, device=self.device)
+        grid = torch.arange(len(rows), device=self.device).view(c, -1)
+        for group, cols in passes:
+            sel = grid[group, cols].reshape(-1)
+            key = f":{group.start}:{cols.stop - cols.start}"  # passes of the same shape share a paste plan
+            part = self._pass(images, labels, patches[group], mask, rows[sel], views[sel], locs, (compiled, grad), key)
+            loss[group] += part[0]
+            hits[group] += part[1]
+        return loss, hits
+
+    def _passes(self, c: int, per: int) -> list[tuple[slice, slice]]:
+        """The passes through the model of a share of ``c`` candidates x ``per`` rows: blocks (candidates, rows) of
+        at most ``self._rows`` rows (one row at least), each candidate's rows in one pass where they fit."""
+        if c * per <= self._rows:
+            return [(slice(0, c), slice(0, per))]
+        group = min(c, self._rows)
+        cols = max(1, self._rows // group)
+        return [
+            (slice(g, min(g + group, c)), slice(j, min(j + cols, per)))
+            for g in range(0, c, group)
+            for j in range(0, per, cols)
+        ]
+
+    def _pass(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        patches: torch.Tensor,
+        mask: torch.Tensor,
+        rows: torch.Tensor,
+        views: ViewParams,
+        locs: torch.Tensor,
+        mode: tuple[bool, bool],
+        key: str,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass: ``rows`` (image indices, candidate-major) with ``patches`` pasted, scored (``mode``: compiled,
+        backpropagated). ``key`` names the pass's shape, for its cached paste plan."""
+        (compiled, grad), c, cfg = mode, len(patches), self.cfg
         x, y, pix = images[rows], labels[rows], patches.repeat_interleave(len(rows) // c, 0)
         plan = None
         if cfg.placement == "on-object":  # the places stay for many steps: gather index and alpha made once
             plan = self._cached(
-                f"plan{c}", locs, lambda: on_object_plan(mask, views.location, x.shape[-2], x.shape[-1])
+                f"plan{c}{key}", locs, lambda: on_object_plan(mask, views.location, x.shape[-2], x.shape[-1])
             )
-        args = (
-            self.model,
-            x,
-            y,
-            pix,
-            mask,
-            plan,
-            views,
-            c,
-            cfg.target,
-            cfg.loss,
-            cfg.kappa,
-            cfg.batch_size,
-            cfg.precision,
-            cfg.ranges.still,
-        )
+        scoring = (cfg.target, cfg.loss, cfg.kappa, cfg.batch_size, cfg.precision, cfg.ranges.still)
+        args = (self.model, x, y, pix, mask, plan, views, c, *scoring)
         if not (compiled and cfg.compile):
-            return score_views(*args)
-        with warnings.catch_warnings():  # the lru_cache'd helpers it traces (pixel grids, constant matrices) are pure
-            warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")
-            return _compiled_score(self.device.type)(*args)
+            loss, hits = score_views(*args)
+        else:
+            if self.device.type == "cuda":
+                torch.compiler.cudagraph_mark_step_begin()  # a new pass: the graphs' outputs of the last one may go
+            with warnings.catch_warnings():  # the lru_cache'd helpers it traces (pixel grids, matrices) are pure
+                warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")
+                loss, hits = _compiled_score(self.device.type)(*args)
+        if grad:
+            loss.sum().backward()
+            loss = loss.detach()
+        return loss, hits
 
     def _regulariser(self, patches: torch.Tensor) -> torch.Tensor | None:
         if not (self.cfg.tv_weight or self.cfg.nps_weight):
@@ -212,6 +254,15 @@ class PatchAttack(Attack):
                 self._cache["colours"] = printable_colours().to(self.device)
             reg = reg + self.cfg.nps_weight * non_printability(patches, self._cache["colours"])
         return reg
+
+    def _regularise(self, patches: torch.Tensor) -> torch.Tensor:
+        """Backpropagate this rank's share of the regulariser into the patches' gradient; its value (0 without)."""
+        reg = self._regulariser(patches)
+        if reg is None:
+            return torch.zeros((), device=self.device)
+        share = reg.sum() / self._world
+        share.backward()
+        return share.detach()
 
     def _optimiser(self, patches: torch.Tensor) -> torch.optim.Optimizer:
         return optimiser(patches, self.cfg, fused=self.device.type == "cuda")  # fused: one kernel a step on a GPU
@@ -300,6 +351,7 @@ class PatchAttack(Attack):
         self._rank, self._world = rank_world()
         self._cache = {}
         size = images.shape[-1]
+        self._rows = step_rows(self.model, size, dev, most=MAX_BATCH * 16)
         side = patch_side(cfg.size, size, cfg.shape)
         cfg.check_fits(size, side)
         mask = shape_mask(cfg.shape, side).to(dev)
@@ -319,15 +371,10 @@ class PatchAttack(Attack):
                 if not chosen and step == switch:
                     patches, locs = self._choose(images, labels, patches.detach(), mask, locs, side, g)
                     opt, chosen = self._optimiser(patches.requires_grad_()), True
-                if cfg.compile and dev.type == "cuda":
-                    torch.compiler.cudagraph_mark_step_begin()  # a new step: the graphs' outputs of the last one may go
                 idx, views = self._views(len(images), locs, size, side, g)
-                loss, hits = self._losses(images, labels, patches, mask, idx, views, locs)
-                total, reg = loss.sum(), self._regulariser(patches)
-                if reg is not None:
-                    total = total + reg.sum() / self._world
                 opt.zero_grad(set_to_none=True)
-                total.backward()
+                loss, hits = self._losses(images, labels, patches, mask, idx, views, locs, grad=True)
+                total = loss.sum() + self._regularise(patches)
                 if self._world > 1:
                     dist.all_reduce(cast(torch.Tensor, patches.grad))  # backward() has just set it
                     dist.all_reduce(hits)

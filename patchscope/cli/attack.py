@@ -64,7 +64,17 @@ recipe_group = options_group(
     _recipe,
     [
         _step("steps"),
-        _step("batch_size", Annotated[int, typer.Option(help="global batch (split across torchrun ranks)")]),
+        _step(
+            "batch_size",
+            Annotated[
+                int,
+                typer.Option(
+                    help="images each step samples (split across torchrun ranks); the model takes them in passes "
+                    "that fit the memory budget, 1 GiB on a CPU and half the free GPU memory "
+                    "(PATCHSCOPE_BATCH_BUDGET_MB sets it), with the same patch"
+                ),
+            ],
+        ),
         _step(
             "candidates",
             Annotated[int, typer.Option(help="places (on-object) or starts (sticker) optimised side by side")],
@@ -160,7 +170,8 @@ def attack(
         typer.Option(
             "--per-image",
             help="--attack per-image: one patch for each source image, made on the images it is measured on (e.g. "
-            "--data gtsrb:test): the strongest attacker; --batch-size is then rows per forward pass",
+            "--data gtsrb:test): the strongest attacker; --batch-size is then the most rows per forward pass "
+            "(fewer where the memory budget holds fewer)",
         ),
     ] = False,
     views: Annotated[int, typer.Option(help="--per-image: EOT views of each image per place and step")] = 8,

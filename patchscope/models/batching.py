@@ -98,8 +98,21 @@ def auto_batch_size(
     Returns:
         The batch size.
     """
+    return rows_within(bytes_per_image(model, image_size, device), device, budget_bytes, most)
+
+
+def rows_within(
+    row_bytes: float, device: str | torch.device = "cpu", budget_bytes: int | None = None, most: int = MAX_BATCH
+) -> int:
+    """How many rows of ``row_bytes`` each ``budget_bytes`` (default :func:`memory_budget`) holds, at least 1 and at
+    most ``most``: the batch of a pass whose cost per row is known (e.g. an attack's step, which also renders and
+    backpropagates).
+
+    >>> rows_within(3 * 2**20, budget_bytes=2**30), rows_within(2**31, budget_bytes=2**30)
+    (341, 1)
+    """
     budget = memory_budget(device) if budget_bytes is None else budget_bytes
-    return int(max(1, min(most, budget // bytes_per_image(model, image_size, device))))
+    return int(max(1, min(most, budget // max(1.0, row_bytes))))
 
 
 def resolve_batch_size(

@@ -9,7 +9,7 @@ import torch
 from patchscope.attacks import NO_CHANGE, AttackConfig, PatchAttack, PerImageAttack, PerImagePatches
 from patchscope.errors import PatchscopeError
 from patchscope.eval import patch_success
-from tests.conftest import run_cli
+from tests.conftest import forward_rows, run_cli
 
 
 class BalanceDetector(torch.nn.Module):
@@ -287,3 +287,22 @@ def test_attack_per_image_from_a_universal_patch_records_its_shape_size_and_plac
         and config["shape"].startswith("from --init")
         and config["init"] == "zoo:gtsrb-cnn/stop-yield"
     )
+
+
+def test_per_image_passes_hold_at_most_the_batch_and_what_the_budget_holds(monkeypatch, tiny_model, demo):
+    """``batch_size`` caps the rows of a pass, and so does the memory budget where it holds fewer: the same patches."""
+    from patchscope.attacks.scoring import step_row_bytes
+
+    stop = demo.of_class("stop").head(4)
+    x, y = stop.float_images(), stop.labels
+    cfg = AttackConfig(size=0.05, target=13, steps=3, batch_size=16, candidates=2, lr=0.05, loss="ce")
+    found = {}
+    for budget_rows in (None, 5):
+        if budget_rows is not None:
+            per_row = step_row_bytes(tiny_model, 32)
+            monkeypatch.setenv("PATCHSCOPE_BATCH_BUDGET_MB", str(per_row * (budget_rows + 0.5) / 2**20))
+        with forward_rows(tiny_model) as passes:
+            found[budget_rows] = PerImageAttack(tiny_model, cfg, views=3, progress=False)(x, y)
+        assert max(passes[1:]) == (budget_rows or cfg.batch_size)  # after the pass measuring an image's cost
+    assert torch.equal(found[None].location, found[5].location)
+    assert torch.allclose(found[None].pixels, found[5].pixels, atol=1e-5)

@@ -11,7 +11,7 @@ import torch
 from patchscope.attacks import AttackConfig, AttackInterrupted, Patch, PatchAttack
 from patchscope.errors import PatchscopeError
 from patchscope.eval import patch_success
-from tests.conftest import run_cli
+from tests.conftest import forward_rows, run_cli
 
 
 def _stop_images(demo, n=64):
@@ -256,7 +256,8 @@ def test_bad_attack_settings_are_clear():
         AttackConfig(loss="margin", kappa=-1.0)
 
 
-def test_torchrun_with_two_cpu_ranks_equals_one_process(tmp_path: Path, tiny_model_path: Path):
+def test_torchrun_with_two_cpu_ranks_equals_one_process(tmp_path: Path, tiny_model_path: Path, tiny_model):
+    """Two ranks, each passing its share through the model 3 rows at a time, make the patch one process makes."""
     common = [
         "attack",
         "--model",
@@ -297,7 +298,7 @@ def test_torchrun_with_two_cpu_ranks_equals_one_process(tmp_path: Path, tiny_mod
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PATCHSCOPE_BATCH_BUDGET_MB": _budget_for_rows(tiny_model, 3.5)},
     )
     assert two.returncode == 0, two.stderr[-2000:]
     p1, p2 = Patch.load(tmp_path / "one"), Patch.load(tmp_path / "two")
@@ -338,3 +339,32 @@ def test_restarts_start_several_patches_at_each_place_and_keep_one(
     assert location is None or tuple(patch.location) == location
     with pytest.raises(PatchscopeError, match="^restarts must be"):
         AttackConfig(restarts=0)
+
+
+def _budget_for_rows(model: torch.nn.Module, rows: float) -> str:
+    """PATCHSCOPE_BATCH_BUDGET_MB for ``rows`` rows per pass of an attack's step on ``model`` at 32 px."""
+    from patchscope.attacks.scoring import step_row_bytes
+
+    return str(step_row_bytes(model, 32) * rows / 2**20)
+
+
+@pytest.mark.parametrize("placement", ["on-object", "sticker"])
+def test_a_small_memory_budget_splits_each_step_into_passes_with_the_same_patch(
+    monkeypatch, demo, tiny_model, placement
+):
+    """The batch decides the patch; the memory budget only how many of its rows go through the model at once: at a
+    budget of 1, 2 or 7 rows a pass (uneven passes, candidates split), every step still sees batch_size rows of
+    every candidate and the patch is the one a single pass makes."""
+    x, y = _stop_images(demo, 16)
+    cfg = AttackConfig(size=0.05, target=13, steps=4, batch_size=8, candidates=2, placement=placement, loss="ce")
+    whole = PatchAttack(tiny_model, cfg, progress=False)(x, y)
+    for rows in (1, 2, 7):
+        monkeypatch.setenv("PATCHSCOPE_BATCH_BUDGET_MB", _budget_for_rows(tiny_model, rows + 0.5))
+        with forward_rows(tiny_model) as seen:
+            patch = PatchAttack(tiny_model, cfg, progress=False)(x, y)
+        measuring, *passes = seen  # the first pass measures what an image costs (two blank images)
+        assert measuring == 2 and max(passes) <= rows
+        # step 0: 2 candidates x 8 rows; the choice between them: as many; steps 1-3: the kept one's 8 rows
+        assert sum(passes) == 2 * 8 + 2 * 8 + 3 * 8
+        assert patch.location == whole.location
+        assert torch.allclose(patch.pixels, whole.pixels, atol=1e-5)
