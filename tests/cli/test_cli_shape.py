@@ -20,7 +20,19 @@ from patchscope.errors import PatchscopeError
 from patchscope.runs.reproduce import command_line
 from tests.conftest import run_cli
 
-COMMAND_MODULES = ("attack", "defend", "demo", "evaluate", "explain", "list", "report", "runs", "study", "train")
+COMMAND_MODULES = (
+    "attack",
+    "defend",
+    "demo",
+    "evaluate",
+    "explain",
+    "list",
+    "print_sheet",
+    "report",
+    "runs",
+    "study",
+    "train",
+)
 
 
 def _commands() -> list[tuple[str, object]]:
@@ -113,6 +125,7 @@ def test_library_messages_name_parameters_not_flags():
             "defenses",
             "explain",
             "eval",
+            "street",
             "runs",
             "workflows",
         ):

@@ -436,6 +436,16 @@ COMMANDS: dict[str, tuple[list[str], dict[str, str | list[str]]]] = {
         {"--runs": ["1", "", ",", "-1", "x", "999999", "1,1", "9223372036854775808"], "--out": "out"},
     ),
     "zoo": (["zoo", "--json"], {"--json": ["--json"]}),
+    "print": (
+        ["print", "{p}", "--width", "3cm", "--dpi", "72", "--out", "{o}/sheet.pdf"],
+        {
+            "--sign-width": ["75cm", "750mm", "30in", "75", "0cm", "-1cm", "nan", "1e9mm", "", "x"],
+            "--width": ["3cm", "1mm", "0.001mm", "5000mm", "", "x", "inf"],
+            "--paper": ["a4", "a3", "letter", "", "x"],
+            "--dpi": "int",
+            "--out": "out",
+        },
+    ),
 }
 # commands whose successful runs are too slow for a fuzz case: only their refusals are fuzzed (values must fail)
 SLOW = {

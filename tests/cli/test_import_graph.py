@@ -12,7 +12,20 @@ import patchscope
 
 ROOT = Path(patchscope.__file__).parent
 #: lowest first; a module may import its own layer and the ones before it
-LAYERS = ("base", "data", "models", "attacks", "defenses", "explain", "eval", "runs", "workflows", "cli", "main")
+LAYERS = (
+    "base",
+    "data",
+    "models",
+    "attacks",
+    "defenses",
+    "explain",
+    "eval",
+    "street",
+    "runs",
+    "workflows",
+    "cli",
+    "main",
+)
 BASE = {
     "patchscope",
     "patchscope.errors",
