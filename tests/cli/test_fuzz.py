@@ -156,6 +156,8 @@ COMMANDS: dict[str, tuple[list[str], dict[str, str | list[str]]]] = {
             "--batch-size": "int",
             "--conditions": ["default", "none", "sweep", "", "x"],
             "--device": ["cpu", "cuda", "tpu", ""],
+            "--per-sign-lighting": "flag",
+            "--lighting-data": "data",
         },
     ),
     "attack": (
@@ -460,7 +462,7 @@ SLOW = {
     )
 }
 
-FLAGS_WITHOUT_VALUE = {"--per-image", "--resume", "--adaptive", "--bf16", "--json"}
+FLAGS_WITHOUT_VALUE = {"--per-image", "--resume", "--adaptive", "--bf16", "--json", "--per-sign-lighting"}
 
 
 @pytest.fixture(scope="module")
