@@ -32,6 +32,7 @@ RESULTS = {
     "patchscope.eval.area_curves": "AreaCurves",
     "patchscope.street.layout_sheet": "SheetLayout",
     "patchscope.street.print_sheet": "PrintedSheet",
+    "patchscope.street.calibrate_printer": "Calibration",
     "patchscope.defenses.pc_counts": "CertCounts",
     "patchscope.explain.explain_patch": "Explanation",
     "patchscope.workflows.certify": "CertifyResult",

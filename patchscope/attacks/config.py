@@ -16,6 +16,7 @@ from torch import nn
 
 from patchscope.attacks.eot import PLACEMENTS, ViewRanges
 from patchscope.attacks.losses import LOSSES
+from patchscope.attacks.printer import PrinterModel
 from patchscope.errors import PatchscopeError
 from patchscope.validate import (
     MAX_BATCH,
@@ -51,6 +52,7 @@ class AttackConfig:
     search_fraction: float = 0.3
     tv_weight: float = 0.0
     nps_weight: float = 0.0
+    printer: PrinterModel | None = None  # a calibrated printer: the patch is seen as printed, kept to its colours
     ranges: ViewRanges = field(default_factory=ViewRanges)
     seed: int = 0
     compile: bool = (

@@ -174,7 +174,8 @@ class PatchAttack(Attack):
         c, cfg = len(patches), self.cfg
         mine = self._cached(f"mine{c}", locs, lambda: self._mine(c))
         rows, views = (idx, views) if mine is None else (idx[mine], views[mine])
-        x, y, pix = images[rows], labels[rows], patches.repeat_interleave(len(rows) // c, 0)
+        printed = cfg.printer.apply(patches) if cfg.printer is not None else patches  # as the printer makes it
+        x, y, pix = images[rows], labels[rows], printed.repeat_interleave(len(rows) // c, 0)
         plan = None
         if cfg.placement == "on-object":  # the places stay for many steps: gather index and alpha made once
             plan = self._cached(
@@ -209,9 +210,13 @@ class PatchAttack(Attack):
         if self.cfg.tv_weight:
             reg = reg + self.cfg.tv_weight * total_variation(patches)
         if self.cfg.nps_weight:
+            printer = self.cfg.printer
             if "colours" not in self._cache:  # made once per attack, not copied to the device every step
-                self._cache["colours"] = printable_colours().to(self.device)
-            reg = reg + self.cfg.nps_weight * non_printability(patches, self._cache["colours"])
+                self._cache["colours"] = (printer.colours() if printer else printable_colours()).to(self.device)
+            printed = (
+                printer.apply(patches) if printer is not None else patches
+            )  # near what the printer was seen to make
+            reg = reg + self.cfg.nps_weight * non_printability(printed, self._cache["colours"])
         return reg
 
     def _optimiser(self, patches: torch.Tensor) -> torch.optim.Optimizer:

@@ -1,9 +1,9 @@
 """The `patchscope` command: a thin layer that parses options, calls one library function and prints the result.
 
-Every command module (one per group: train, attack, evaluate, explain, defend, study, runs, demo, list, print) holds a
-``typer.Typer`` named ``app`` that this package adds to the root, the same way for all. Every user error becomes one
-line on stderr and exit status 2; SIGINT and SIGTERM one line saying what was kept, and exit status 130 or 143
-(see :func:`main`).
+Every command module (one per group: train, attack, evaluate, explain, defend, study, runs, demo, list, print,
+calibrate) holds a ``typer.Typer`` named ``app`` that this package adds to the root, the same way for all. Every user
+error becomes one line on stderr and exit status 2; SIGINT and SIGTERM one line saying what was kept, and exit status
+130 or 143 (see :func:`main`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from patchscope.cli import attack, defend, demo, evaluate, explain, print_sheet, report, runs, study, train
+from patchscope.cli import attack, calibrate, defend, demo, evaluate, explain, print_sheet, report, runs, study, train
 from patchscope.cli import list as listing
 from patchscope.cli.common import STATE, StoreOpt, command_name, install_signal_handlers, interrupt_line, translate
 from patchscope.cli.paths import FILE_SYSTEM_ERRNOS, file_system_line, name_the_option
@@ -45,7 +45,7 @@ app = typer.Typer(
     help="Attack, explain, defend and certify image classifiers against adversarial patches.",
 )
 
-for _module in (train, evaluate, attack, demo, report, explain, defend, listing, study, runs, print_sheet):
+for _module in (train, evaluate, attack, demo, report, explain, defend, listing, study, runs, print_sheet, calibrate):
     app.add_typer(_module.app)
 
 

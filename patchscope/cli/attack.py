@@ -60,6 +60,7 @@ class Recipe:
     optimizer: str = "adam"
     tv: float = 0.0
     nps: float = 0.0
+    printer: Path | None = None
     seed: int = 0
     compile: bool = False
     precision: str = "fp32"
@@ -67,9 +68,11 @@ class Recipe:
     def config(self, **patch: Any) -> AttackConfig:
         """The library's settings: this recipe with the patch's (``size``, ``shape``, ``placement``, ...)."""
         from patchscope.attacks import AttackConfig
+        from patchscope.attacks.printer import PrinterModel
 
-        steps = {k: v for k, v in asdict(self).items() if k not in ("tv", "nps")}
-        return AttackConfig(**patch, **steps, tv_weight=self.tv, nps_weight=self.nps)
+        steps = {k: v for k, v in asdict(self).items() if k not in ("tv", "nps", "printer")}
+        printer = PrinterModel.load(self.printer) if self.printer is not None else None
+        return AttackConfig(**patch, **steps, tv_weight=self.tv, nps_weight=self.nps, printer=printer)
 
 
 recipe_group = options_group(
@@ -104,6 +107,17 @@ recipe_group = options_group(
         option_param("optimizer", Annotated[str, typer.Option(help="adam | sign")], "adam"),
         option_param("tv", Annotated[float, typer.Option(help="total-variation weight")], 0.0),
         option_param("nps", Annotated[float, typer.Option(help="non-printability weight")], 0.0),
+        option_param(
+            "printer",
+            Annotated[
+                Path | None,
+                typer.Option(
+                    help="a printer file from `patchscope calibrate`: the patch is optimised as that printer makes it "
+                    "(and --nps keeps it to the colours it was seen to make)"
+                ),
+            ],
+            None,
+        ),
         option_param("seed", int, 0),
         option_param(
             "compile",

@@ -22,6 +22,7 @@ from tests.conftest import run_cli
 
 COMMAND_MODULES = (
     "attack",
+    "calibrate",
     "defend",
     "demo",
     "evaluate",
