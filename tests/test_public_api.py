@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-PACKAGES = ("data", "models", "attacks", "defenses", "explain", "eval", "runs", "workflows", "explore")
+PACKAGES = ("data", "models", "attacks", "defenses", "explain", "eval", "street", "runs", "workflows", "explore")
 #: exported functions whose dict is the thing itself, not a measurement: a file's contents, settings, a lookup
 NOT_RESULTS = {
     "load_class_map": "a class map file's contents",
@@ -30,6 +30,9 @@ RESULTS = {
     "patchscope.eval.measure_patch": "PatchMeasurement",
     "patchscope.eval.transfer_matrix": "TransferMatrix",
     "patchscope.eval.area_curves": "AreaCurves",
+    "patchscope.street.layout_sheet": "SheetLayout",
+    "patchscope.street.print_sheet": "PrintedSheet",
+    "patchscope.street.calibrate_printer": "Calibration",
     "patchscope.defenses.pc_counts": "CertCounts",
     "patchscope.explain.explain_patch": "Explanation",
     "patchscope.workflows.certify": "CertifyResult",

@@ -16,6 +16,7 @@ from patchscope.attacks.eot import (
     camera_matrix,
     fixed_view,
     paste,
+    relight,
     render,
     render_clean,
     sample_view,
@@ -36,6 +37,7 @@ from patchscope.attacks.patch import (
     shape_mask,
 )
 from patchscope.attacks.per_image import PerImageAttack
+from patchscope.attacks.printer import PrinterModel, fit_printer
 from patchscope.attacks.registry import create_attack, list_attacks, register_attack
 from patchscope.attacks.universal import AttackInterrupted, PatchAttack, attack_settings
 
@@ -51,6 +53,8 @@ __all__ = [
     "PatchAttack",
     "PerImageAttack",
     "PerImagePatches",
+    "PrinterModel",
+    "fit_printer",
     "SignSGD",
     "attack_settings",
     "ViewParams",
@@ -68,6 +72,7 @@ __all__ = [
     "is_named_shape",
     "non_printability",
     "paste",
+    "relight",
     "patch_side",
     "printable_colours",
     "render",

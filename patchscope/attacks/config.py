@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from patchscope.attacks.eot import PLACEMENTS, ViewRanges
+from patchscope.attacks.printer import PrinterModel
 from patchscope.errors import PatchscopeError
 from patchscope.recipe import AttackRecipe
 from patchscope.validate import check_choice, check_fraction, check_int, check_range
@@ -33,6 +34,7 @@ class AttackConfig(AttackRecipe):
     target: int | None = None
     search_fraction: float = 0.3
     ranges: ViewRanges = field(default_factory=ViewRanges)
+    printer: PrinterModel | None = None  # a calibrated printer: the patch is seen as printed, kept to its colours
 
     @classmethod
     def of(cls, recipe: AttackRecipe, **patch: Any) -> AttackConfig:

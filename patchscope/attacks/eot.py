@@ -115,6 +115,8 @@ class ViewParams:
     blur: torch.Tensor  # (N,) Gaussian sigma in pixels
     noise: torch.Tensor  # (N, 3, H, W), already scaled
     jpeg: torch.Tensor | None = None  # (N,) quality
+    patch_gain: torch.Tensor | None = None  # (N, 3) the sign's own lighting on the patch (see relight)
+    patch_offset: torch.Tensor | None = None  # (N, 3)
     placement: str = "sticker"
     blur_kernel: int = 3  # odd kernel side covering the largest sigma the ranges allow
 
@@ -292,12 +294,26 @@ def _to_centre(c: float, device: torch.device, dtype: torch.dtype) -> torch.Tens
     return torch.tensor([[[1.0, 0.0, -c], [0.0, 1.0, -c], [0.0, 0.0, 1.0]]], device=device, dtype=dtype)
 
 
+def relight(pixels: torch.Tensor, gain: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """The patch as a sign's own lighting shows it: ``pixels * gain + offset`` per channel, clipped to [0, 1].
+    ``pixels`` (3,s,s) or (N,3,s,s); ``gain``, ``offset`` (N, 3); returns (N, 3, s, s).
+
+    >>> gain, offset = torch.tensor([[2.0, 1.0, 0.5]]), torch.tensor([[0.0, 0.1, 0.0]])
+    >>> relight(torch.full((3, 2, 2), 0.5), gain, offset)[0, :, 0, 0]
+    tensor([1.0000, 0.6000, 0.2500])
+    """
+    return (pixels * gain[:, :, None, None] + offset[:, :, None, None]).clamp(0, 1)
+
+
 def paste(images: torch.Tensor, pixels: torch.Tensor, mask: torch.Tensor, p: ViewParams) -> torch.Tensor:
-    """Put the patch on each image. ``pixels`` (3,s,s) or (N,3,s,s); ``mask`` (s,s) or (N,s,s).
+    """Put the patch on each image. ``pixels`` (3,s,s) or (N,3,s,s); ``mask`` (s,s) or (N,s,s). With
+    ``p.patch_gain`` and ``p.patch_offset`` the patch is first shown under each sign's own lighting (:func:`relight`).
 
     Where the placed mask is 0 the image is returned unchanged, bit for bit.
     """
     n, _, h, w = images.shape
+    if p.patch_gain is not None and p.patch_offset is not None:
+        pixels = relight(pixels, p.patch_gain, p.patch_offset)
     pix = pixels.expand(n, *pixels.shape[-3:]) if pixels.ndim == 3 else pixels
     msk = (mask.expand(n, *mask.shape[-2:]) if mask.ndim == 2 else mask).unsqueeze(1).to(images.dtype)
     s = pix.shape[-1]

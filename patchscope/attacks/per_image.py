@@ -49,7 +49,7 @@ class PerImageAttack(Attack):
 
     title = "per-image attack"
     makes = "per-image patches"
-    refuses = ("tv_weight", "nps_weight", "compile")
+    refuses = ("tv_weight", "nps_weight", "printer", "compile")
 
     def __init__(
         self,

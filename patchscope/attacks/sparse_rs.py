@@ -72,7 +72,7 @@ class SparseRSAttack(Attack):
 
     title = "sparse-rs attack"
     makes = "sparse-rs patches"
-    refuses = ("tv_weight", "nps_weight", "compile")
+    refuses = ("tv_weight", "nps_weight", "printer", "compile")
 
     def __init__(
         self, model: nn.Module, config: AttackConfig, queries: int = 0, device: Device = "cpu", progress: bool = True

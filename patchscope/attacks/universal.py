@@ -222,7 +222,8 @@ class PatchAttack(Attack):
         """One pass: ``rows`` (image indices, candidate-major) with ``patches`` pasted, scored (``mode``: compiled,
         backpropagated). ``key`` names the pass's shape, for its cached paste plan."""
         (compiled, grad), c, cfg = mode, len(patches), self.cfg
-        x, y, pix = images[rows], labels[rows], patches.repeat_interleave(len(rows) // c, 0)
+        printed = cfg.printer.apply(patches) if cfg.printer is not None else patches  # as the printer makes it
+        x, y, pix = images[rows], labels[rows], printed.repeat_interleave(len(rows) // c, 0)
         plan = None
         if cfg.placement == "on-object":  # the places stay for many steps: gather index and alpha made once
             plan = self._cached(
@@ -250,9 +251,13 @@ class PatchAttack(Attack):
         if self.cfg.tv_weight:
             reg = reg + self.cfg.tv_weight * total_variation(patches)
         if self.cfg.nps_weight:
+            printer = self.cfg.printer
             if "colours" not in self._cache:  # made once per attack, not copied to the device every step
-                self._cache["colours"] = printable_colours().to(self.device)
-            reg = reg + self.cfg.nps_weight * non_printability(patches, self._cache["colours"])
+                self._cache["colours"] = (printer.colours() if printer else printable_colours()).to(self.device)
+            printed = (
+                printer.apply(patches) if printer is not None else patches
+            )  # near what the printer was seen to make
+            reg = reg + self.cfg.nps_weight * non_printability(printed, self._cache["colours"])
         return reg
 
     def _regularise(self, patches: torch.Tensor) -> torch.Tensor:

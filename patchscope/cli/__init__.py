@@ -1,9 +1,9 @@
 """The `patchscope` command: a thin layer that parses options, calls one library function and prints the result.
 
 Every command module (one per group: train, attack, evaluate, explain, explore, defend, bench, study, runs, demo,
-report, leaderboard, list) holds a ``typer.Typer`` named ``app`` that this package adds to the root, the same way for
-all. Every user error becomes one line on stderr and exit status 2; SIGINT and SIGTERM one line saying what was kept,
-and exit status 130 or 143 (see :func:`main`).
+report, leaderboard, list, print, calibrate) holds a ``typer.Typer`` named ``app`` that this package adds to the root,
+the same way for all. Every user error becomes one line on stderr and exit status 2; SIGINT and SIGTERM one line
+saying what was kept, and exit status 130 or 143 (see :func:`main`).
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ import typer
 from patchscope.cli import (
     attack,
     bench,
+    calibrate,
     defend,
     demo,
     evaluate,
     explain,
     explore,
     leaderboard,
+    print_sheet,
     report,
     runs,
     study,
@@ -86,6 +88,8 @@ for _module in (
     listing,
     study,
     runs,
+    print_sheet,
+    calibrate,
 ):
     _reflow_help(_module.app)
     app.add_typer(_module.app)

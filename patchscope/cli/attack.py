@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -40,7 +40,7 @@ from patchscope.recipe import AttackRecipe, recipe_default
 from patchscope.validate import check_fraction
 
 if TYPE_CHECKING:
-    from patchscope.attacks import Patch
+    from patchscope.attacks import AttackConfig, Patch
     from patchscope.workflows.attack import AttackImages
 
 app = typer.Typer()
@@ -48,9 +48,25 @@ app = typer.Typer()
 RUN = ("config.json", "metrics.json")
 
 
-def _recipe(tv: float, nps: float, **steps: Any) -> AttackRecipe:
+@dataclass(frozen=True)
+class Recipe:
+    """How an attack optimises, as the recipe flags give it: the library's recipe and a calibrated printer's file."""
+
+    steps: AttackRecipe
+    printer: Path | None = None
+
+    def config(self, **patch: Any) -> AttackConfig:
+        """The library's settings: this recipe with the patch's (``size``, ``shape``, ``placement``, ...)."""
+        from patchscope.attacks import AttackConfig
+        from patchscope.attacks.printer import PrinterModel
+
+        printer = PrinterModel.load(self.printer) if self.printer is not None else None
+        return AttackConfig.of(self.steps, **patch, printer=printer)
+
+
+def _recipe(tv: float, nps: float, printer: Path | None, **steps: Any) -> Recipe:
     """The recipe flags as the library's :class:`~patchscope.recipe.AttackRecipe` (``--tv``, ``--nps``: weights)."""
-    return AttackRecipe(tv_weight=tv, nps_weight=nps, **steps)
+    return Recipe(AttackRecipe(tv_weight=tv, nps_weight=nps, **steps), printer)
 
 
 def _step(name: str, annotation: Any = None) -> inspect.Parameter:
@@ -98,6 +114,17 @@ recipe_group = options_group(
         _step("optimizer", Annotated[str, typer.Option(help="adam | sign")]),
         _step("tv", Annotated[float, typer.Option(help="total-variation weight")]),
         _step("nps", Annotated[float, typer.Option(help="non-printability weight")]),
+        option_param(
+            "printer",
+            Annotated[
+                Path | None,
+                typer.Option(
+                    help="a printer file from `patchscope calibrate`: the patch is optimised as that printer makes it "
+                    "(and --nps keeps it to the colours it was seen to make)"
+                ),
+            ],
+            None,
+        ),
         _step("seed"),
         _step(
             "compile",
@@ -161,7 +188,7 @@ def attack(
     location: Annotated[str | None, typer.Option(help="TOP,LEFT of an on-object patch (default: searched)")] = None,
     attack: Annotated[str, typer.Option("--attack", help="the attack: {attacks}")] = "universal",
     option: AttackOptionOpt = None,
-    recipe: AttackRecipe,
+    recipe: Recipe,
     out: Annotated[Path, typer.Option(help="run folder")] = Path("runs/attack"),
     resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.pt")] = False,
     checkpoint_every: int = 50,
@@ -183,7 +210,6 @@ def attack(
 
     A universal patch by default: patch.png, patch.safetensors, config.json, metrics.json (with --per-image or
     another per-image attack such as --attack sparse-rs: one patch per image, patches.safetensors and patches.png)."""
-    from patchscope.attacks import AttackConfig
     from patchscope.distributed import join, leave
     from patchscope.workflows.attack import AttackImages
 
@@ -194,8 +220,8 @@ def attack(
     net = load_models(model, dev)
     images = AttackImages.select(data_opts.cache().get(net), source, target, data_opts.limit)
     where = {"size": size, "shape": shape, "placement": placement, "location": _location(location, placement)}
-    cfg = AttackConfig.of(recipe, **where, target=images.target)
-    if recipe.precision == "bf16" and rank == 0:
+    cfg = recipe.config(**where, target=images.target)
+    if recipe.steps.precision == "bf16" and rank == 0:
         warn_bf16(dev)
     _note_overwrite(out, quiet=resume or rank != 0)
     config: dict[str, Any] = {"command": "attack", "model": model, "models": split_names(model, "--model")}

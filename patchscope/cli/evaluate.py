@@ -24,6 +24,22 @@ from patchscope.validate import check_batch, check_optional_positive
 
 app = typer.Typer()
 
+PerSignLightingOpt = Annotated[
+    bool,
+    typer.Option(
+        "--per-sign-lighting",
+        help="also measure the patch under each sign's own lighting (the patch relit per sign, then the same "
+        "conditions), beside its own colours",
+    ),
+]
+LightingDataOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="--per-sign-lighting: the images of the typical sign lighting is fitted against (default --data), "
+        "e.g. gtsrb:train"
+    ),
+]
+
 
 @app.command()
 def zoo(as_json: JsonOpt = False) -> None:
@@ -124,6 +140,8 @@ def evaluate(
         typer.Option(help="class the patch aims for (name or id; default: the patch's own target); '' for untargeted"),
     ] = None,
     conditions: Annotated[str, typer.Option(help="default (the viewing grid) | none | sweep")] = "default",
+    per_sign_lighting: PerSignLightingOpt = False,
+    lighting_data: LightingDataOpt = None,
     batch_size: BatchOpt = None,
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
@@ -131,7 +149,8 @@ def evaluate(
     """Clean accuracy, and a patch's success over viewing conditions.
 
     Clean accuracy of each model; with --patch, the patch's success too, measured on the source class's images
-    only. Folders (and large .npz files) are read batch by batch."""
+    only; with --per-sign-lighting, also under each sign's own lighting. Folders (and large .npz files) are read
+    batch by batch."""
     from patchscope.attacks import load_patch
     from patchscope.distributed import join
     from patchscope.models import create_model
@@ -153,6 +172,7 @@ def evaluate(
         "source": source,
         "target": target,
         "conditions": conditions,
+        **({"per_sign_lighting": True, "lighting_data": lighting_data} if per_sign_lighting else {}),
         "limit": data_opts.limit,
         "device": dev,
         **data_opts.recorded(),
@@ -161,9 +181,9 @@ def evaluate(
         cache.check_classes(model)  # a folder is labelled by the first model's classes: the others must share them
     with recorded("evaluate", config) as run:
         for name, model in loaded.items():
-            result[name] = _evaluate_one(
-                model, cache.get(model), the_patch, source, target, conditions, batch_size, dev
-            )
+            ds = cache.get(model)
+            reference = _lighting_data(data_opts, lighting_data, model, ds) if per_sign_lighting and the_patch else None
+            result[name] = _evaluate_one(model, ds, the_patch, source, target, conditions, batch_size, dev, reference)
         run.log({"models": result})
     printed = cache.note_skipped({"data": data_opts.data, "models": result})
     show(printed, as_json, lambda: _evaluate_table(result, the_patch is not None))
@@ -178,35 +198,45 @@ def _evaluate_one(
     conditions: str,
     batch_size: int | None,
     device: str,
+    reference: Any = None,
 ) -> dict[str, Any]:
-    """One model's clean accuracy on ``ds`` (streamed when it is a stream) and, with a patch, its success."""
-    from patchscope.eval.patch_metrics import measure_patch
+    """One model's clean accuracy on ``ds`` (streamed when it is a stream) and, with a patch, its success; with a
+    lighting ``reference`` (data), also under each sign's own lighting."""
+    from patchscope.eval.patch_metrics import compare_lighting, measure_patch
     from patchscope.models.train import accuracy
 
     row: dict[str, Any] = {"clean_accuracy": accuracy(model, ds, device, batch_size)}
     row |= {"clean_images": len(ds) - len(getattr(ds, "skipped", ())), "data_hash": ds.data_hash()}
-    if patch is not None:
-        measured = measure_patch(model, ds, patch, source, target, conditions, batch_size, device, progress=True)
-        row.update(measured.as_dict())
+    args = (source, target, conditions, batch_size, device)
+    if patch is not None and reference is not None:
+        row.update(compare_lighting(model, ds, patch, reference, *args).as_dict())
+    elif patch is not None:
+        row.update(measure_patch(model, ds, patch, *args, progress=True).as_dict())
     return row
 
 
+def _lighting_data(data_opts: DataOptions, spec: str | None, model: Any, ds: Any) -> Any:
+    """The data the typical sign is measured on: ``spec`` read as --data is, else the evaluated data ``ds``."""
+    return data_opts.other(spec).cache().get(model) if spec else ds
+
+
 def _evaluate_table(result: dict[str, dict[str, Any]], patched: bool) -> None:
-    """One row per model: its clean accuracy and, with a patch, the patch's success on it."""
+    """One row per model: its clean accuracy and, with a patch, the patch's success on it (and under each sign's own
+    lighting, where it was measured)."""
+    lit = patched and any("per_sign_lighting" in e for e in result.values())
     rows = [
         [
             n,
             str(e["clean_images"]),
             pct(e["clean_accuracy"]),
-            *(
-                [pct(e.get("targeted_success")), pct(e["untargeted_success"]), pct(e["target_confidence"])]
-                if patched
-                else []
-            ),
+            *([pct(e.get("targeted_success")), pct(e["untargeted_success"])] if patched else []),
+            *(_lit_cells(e.get("per_sign_lighting", {})) if lit else []),
+            *([pct(e["target_confidence"])] if patched else []),
         ]
         for n, e in result.items()
     ]
     numbers = ["clean accuracy", *(["targeted", "untargeted"] if patched else [])]
+    numbers += ["targeted, per-sign light", "untargeted, per-sign light"] if lit else []
     print_table(
         [
             "model",
@@ -216,3 +246,7 @@ def _evaluate_table(result: dict[str, dict[str, Any]], patched: bool) -> None:
         ],
         rows,
     )
+
+
+def _lit_cells(lit: dict[str, Any]) -> list[str]:
+    return [pct(lit.get("targeted_success")), pct(lit.get("untargeted_success"))]

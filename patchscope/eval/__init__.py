@@ -2,7 +2,8 @@
 
 Submodules load on first use, so `patchscope runs` starts without importing torch. Every measurement returns a typed
 result (``patch_success`` -> :class:`PatchSuccess`, ``measure_patch`` -> :class:`PatchMeasurement`,
-``transfer_matrix`` -> :class:`TransferMatrix`, ``area_curves`` -> :class:`AreaCurves`).
+``transfer_matrix`` -> :class:`TransferMatrix`, ``area_curves`` -> :class:`AreaCurves`, ``compare_lighting`` ->
+:class:`LightingComparison`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ _EXPORTS = {
     "measure_patch": "patch_metrics",
     "patch_success": "patch_metrics",
     "transfer_matrix": "patch_metrics",
+    "LightingComparison": "patch_metrics",
+    "compare_lighting": "patch_metrics",
+    "LightingReference": "lighting",
+    "SignLighting": "lighting",
+    "estimate_lighting": "lighting",
+    "lighting_reference": "lighting",
     "AreaCurves": "curves",
     "CurveCheckpoints": "curves",
     "area_curves": "curves",

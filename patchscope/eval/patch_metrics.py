@@ -15,6 +15,7 @@ from patchscope.data import ImageSet, ImageStream, resolve_class
 from patchscope.distributed import all_sum, merge_rows, my_blocks
 from patchscope.errors import PatchscopeError
 from patchscope.eval.conditions import DEFAULT_GRID, Condition, condition_grid
+from patchscope.eval.lighting import LightingReference, SignLighting, estimate_lighting, lighting_reference
 from patchscope.models.batching import resolve_batch_size
 from patchscope.models.wrapper import check_finite, nonfinite_rows
 from patchscope.progress import progress_bar
@@ -100,9 +101,12 @@ def patch_success(
     device: str | torch.device = "cpu",
     by_image: bool = False,
     progress: bool = False,
+    lighting: SignLighting | None = None,
 ) -> PatchSuccess:
     """Success of ``patch`` on ``images`` under every condition; the means are over (condition, image).
     Per-image patches (N, 3, s, s) go on the N ``images`` in order, patch n on image n.
+    ``lighting``: each image's own lighting (:func:`~patchscope.eval.lighting.estimate_lighting`), put on the patch
+    before it is pasted there, then the same conditions; None: the patch's own colours (the uniform grid alone).
     ``by_image``: also ``image_success``, a list of N shares of the conditions each image was won in
     (targeted, or untargeted without a target), to see which images resist.
     ``progress``: a progress line of its own (the measurement can take longer than the attack).
@@ -123,17 +127,41 @@ def patch_success(
     """
     n, c = len(images), len(conditions)
     _check_request(model, images, labels, patch, target, c)
+    if lighting is not None and tuple(lighting.gain.shape) != (n, 3):
+        raise PatchscopeError(f"lighting for {len(lighting.gain)} images given for {n} images")
     batch_size = resolve_batch_size(model, batch_size, int(images.shape[-1]), device)
-    own = isinstance(patch, PerImagePatches)
-    images, labels = images.to(device), labels.to(device)
     views = condition_views(conditions, n, patch).to(device)
-    pixels, mask = patch.pixels.to(device), patch.mask.to(device)
-    stats = torch.zeros(c * n, 4, device=device)
-    bad = torch.zeros((), dtype=torch.long, device=device)
-    blocks = my_blocks(c * n, batch_size)  # under torch.distributed: this rank's batches, then all of them
-    with progress_bar(len(blocks), f"measuring the patch: {n} images x {c} views", progress) as update:
+    if lighting is not None:  # the same light for an image under every condition
+        views.patch_gain, views.patch_offset = (t.to(device).repeat(c, 1) for t in (lighting.gain, lighting.offset))
+    stats = _measure(model, images.to(device), labels.to(device), patch, views, target, batch_size, progress)
+    per, each = _per_condition(stats.view(c, n, 4), conditions)
+    won = stats.view(c, n, 4)[:, :, 0 if target is not None else 1].mean(0).cpu().tolist() if by_image else None
+    tgt, untgt, conf, clean = (float(per[:, i].mean()) for i in range(4))
+    return PatchSuccess(tgt, untgt, conf, clean, patch.area_fraction, n, each, won)
+
+
+def _measure(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    patch: Patch | PerImagePatches,
+    views: ViewParams,
+    target: int | None,
+    batch_size: int,
+    progress: bool,
+) -> torch.Tensor:
+    """The (C * N, 4) rows of :func:`_batch_stats` for ``views`` (condition-major) of the N ``images``, batch by
+    batch (under torch.distributed: this rank's batches, then all of them); refuses logits that are not finite."""
+    n = len(images)
+    rows_all = len(views)
+    own = isinstance(patch, PerImagePatches)
+    pixels, mask = patch.pixels.to(images.device), patch.mask.to(images.device)
+    stats = torch.zeros(rows_all, 4, device=images.device)
+    bad = torch.zeros((), dtype=torch.long, device=images.device)
+    blocks = my_blocks(rows_all, batch_size)
+    with progress_bar(len(blocks), f"measuring the patch: {n} images x {rows_all // n} views", progress) as update:
         for start in blocks:
-            rows = torch.arange(start, min(start + batch_size, c * n), device=device)
+            rows = torch.arange(start, min(start + batch_size, rows_all), device=images.device)
             x, y = images[rows % n], labels[rows % n]
             stats[rows], wrong = _batch_stats(
                 model, x, y, pixels[rows % n] if own else pixels, mask, views[rows], target
@@ -143,10 +171,7 @@ def patch_success(
     merge_rows(stats)
     all_sum(bad)
     check_finite(bad, getattr(model, "name", "the model"))
-    per, each = _per_condition(stats.view(c, n, 4), conditions)
-    won = stats.view(c, n, 4)[:, :, 0 if target is not None else 1].mean(0).cpu().tolist() if by_image else None
-    tgt, untgt, conf, clean = (float(per[:, i].mean()) for i in range(4))
-    return PatchSuccess(tgt, untgt, conf, clean, patch.area_fraction, n, each, won)
+    return stats
 
 
 def _per_condition(stats: torch.Tensor, conditions: Sequence[Condition]) -> tuple[torch.Tensor, list[dict[str, Any]]]:
@@ -302,6 +327,7 @@ def measure_patch(
     batch_size: int | None = None,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    lighting: LightingReference | None = None,
 ) -> PatchMeasurement:
     """Success of ``patch`` on the ``source`` images of ``data`` over viewing ``conditions``.
 
@@ -315,26 +341,21 @@ def measure_patch(
         conditions: ``default``, ``none``, ``sweep`` (:func:`condition_grid`) or a list of conditions.
         batch_size: rendered images per forward pass (None: as many as the memory budget holds).
         device: where to run.
+        lighting: the class's typical sign (:func:`~patchscope.eval.lighting.lighting_reference`): the patch is
+            then shown under each sign's own lighting, estimated against it; None: in its own colours.
         progress: a progress line on stderr while the rendered images are classified.
 
     Returns:
         A :class:`PatchMeasurement`.
     """
-    name = getattr(model, "name", "the model")
-    if patch.image_size != getattr(model, "input_size", patch.image_size):
-        raise PatchscopeError(
-            f"the patch was made for {patch.image_size}px images but {name} takes {model.input_size}px",
-            params=("patch",),
-        )
-    src = source if source is not None else patch.meta.get("source")
-    if src is None:
-        raise PatchscopeError("source: which class does the patch attack? (name or id)", params=("source",))
+    src = _source(model, patch, source)
     tgt_name = target if target is not None else patch.meta.get("target")
     tgt = resolve_class(tgt_name, data.classes) if tgt_name not in (None, "") else None
     victims = _victims(data, src, patch)
     grid = condition_grid(conditions) if isinstance(conditions, str) else list(conditions)
-    x, y = victims.float_images(), victims.labels
-    m = patch_success(model, x, y, patch, tgt, grid, batch_size, device, progress=progress)
+    x = victims.float_images()
+    lit = estimate_lighting(x, lighting) if lighting is not None else None
+    m = patch_success(model, x, victims.labels, patch, tgt, grid, batch_size, device, lighting=lit, progress=progress)
     return PatchMeasurement(
         data.classes[int(victims.labels[0])],
         data.classes[tgt] if tgt is not None else None,
@@ -346,6 +367,20 @@ def measure_patch(
         m.images,
         m.conditions,
     )
+
+
+def _source(model: nn.Module, patch: Patch | PerImagePatches, source: str | int | None) -> str | int:
+    """The class the patch attacks (``source``, else the patch's own), once the patch fits the model's input."""
+    name = getattr(model, "name", "the model")
+    if patch.image_size != getattr(model, "input_size", patch.image_size):
+        raise PatchscopeError(
+            f"the patch was made for {patch.image_size}px images but {name} takes {model.input_size}px",
+            params=("patch",),
+        )
+    src = source if source is not None else patch.meta.get("source")
+    if src is None:
+        raise PatchscopeError("source: which class does the patch attack? (name or id)", params=("source",))
+    return src
 
 
 def _victims(data: ImageSet | ImageStream, source: str | int, patch: Patch | PerImagePatches) -> ImageSet:
@@ -363,3 +398,51 @@ def _victims(data: ImageSet | ImageStream, source: str | int, patch: Patch | Per
                 params=("data", "source"),
             )
     return victims.load()
+
+
+@dataclass
+class LightingComparison:
+    """A patch's success with its own colours on every sign (``uniform``: the viewing grid alone) and under each
+    sign's own lighting (``per_sign``: the same grid, the patch relit per sign first), side by side; ``lighting``
+    summarises the estimated gains and offsets (:meth:`~patchscope.eval.lighting.SignLighting.summary`)."""
+
+    uniform: PatchMeasurement
+    per_sign: PatchMeasurement
+    lighting: dict[str, float]
+
+    def as_dict(self, conditions: bool = True) -> dict[str, Any]:
+        """JSON-ready: the uniform measurement's fields, with ``per_sign_lighting`` (its own fields and the
+        lighting summary) beside them."""
+        return {
+            **self.uniform.as_dict(conditions),
+            "per_sign_lighting": {**self.per_sign.as_dict(conditions), **self.lighting},
+        }
+
+
+def compare_lighting(
+    model: nn.Module,
+    data: ImageSet | ImageStream,
+    patch: Patch | PerImagePatches,
+    reference: ImageSet | ImageStream,
+    source: str | int | None = None,
+    target: str | int | None = None,
+    conditions: str | Sequence[Condition] = "default",
+    batch_size: int | None = None,
+    device: str | torch.device = "cpu",
+) -> LightingComparison:
+    """:func:`measure_patch` twice on the same signs and conditions: with the patch's own colours, and under each
+    sign's own lighting, estimated against the source class's typical sign in ``reference`` (the training set's
+    images of the class, say; :func:`~patchscope.eval.lighting.lighting_reference`).
+
+    Returns:
+        A :class:`LightingComparison`.
+    """
+    src = _source(model, patch, source)
+    typical = reference.of_class(src)
+    if len(typical) == 0:
+        raise PatchscopeError(f"the lighting reference holds no images of class {src!r}")
+    ref = lighting_reference(typical.load().float_images())
+    uniform = measure_patch(model, data, patch, src, target, conditions, batch_size, device)
+    per_sign = measure_patch(model, data, patch, src, target, conditions, batch_size, device, lighting=ref)
+    victims = _victims(data, src, patch).float_images()
+    return LightingComparison(uniform, per_sign, estimate_lighting(victims, ref).summary())

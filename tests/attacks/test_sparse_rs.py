@@ -162,7 +162,7 @@ def test_it_wins_where_the_gradient_is_zero_everywhere():
 def test_it_refuses_sticker_placement_and_the_universal_attack_s_settings():
     with pytest.raises(PatchscopeError, match="placement must be on-object"):
         _attack(RedRegion(), placement="sticker")
-    with pytest.raises(PatchscopeError, match="tv_weight, nps_weight and compile"):
+    with pytest.raises(PatchscopeError, match="tv_weight, nps_weight, printer and compile"):
         _attack(RedRegion(), tv_weight=0.1)
 
 

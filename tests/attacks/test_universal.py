@@ -368,3 +368,25 @@ def test_a_small_memory_budget_splits_each_step_into_passes_with_the_same_patch(
         assert sum(passes) == 2 * 8 + 2 * 8 + 3 * 8
         assert patch.location == whole.location
         assert torch.allclose(patch.pixels, whole.pixels, atol=1e-5)
+
+
+def test_a_printer_shows_the_model_the_patch_as_printed():
+    """An identity printer changes nothing, bit for bit; a printer that washes colours out gives another patch."""
+    from patchscope.attacks import AttackConfig, PatchAttack
+    from patchscope.attacks.losses import printable_colours
+    from patchscope.attacks.printer import fit_printer
+    from patchscope.models.archs import cnn
+    from patchscope.models.wrapper import Classifier
+
+    torch.manual_seed(0)
+    model = Classifier(cnn(num_classes=3, width=4), ["a", "b", "c"]).eval()
+    x, y = torch.rand(8, 3, 32, 32), torch.zeros(8, dtype=torch.long)
+    colours = printable_colours()
+
+    def made(printer):
+        cfg = AttackConfig(size=0.1, target=1, steps=4, batch_size=4, candidates=1, nps_weight=0.1, printer=printer)
+        return PatchAttack(model, cfg, progress=False)(x, y).pixels
+
+    plain = made(None)
+    assert torch.equal(made(fit_printer(colours, colours)), plain)
+    assert not torch.equal(made(fit_printer(colours, colours * 0.3 + 0.35)), plain)

@@ -23,6 +23,7 @@ from tests.conftest import run_cli
 COMMAND_MODULES = (
     "attack",
     "bench",
+    "calibrate",
     "defend",
     "demo",
     "evaluate",
@@ -30,6 +31,7 @@ COMMAND_MODULES = (
     "explore",
     "leaderboard",
     "list",
+    "print_sheet",
     "report",
     "runs",
     "study",
@@ -127,6 +129,7 @@ def test_library_messages_name_parameters_not_flags():
             "defenses",
             "explain",
             "eval",
+            "street",
             "runs",
             "workflows",
         ):

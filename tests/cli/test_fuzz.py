@@ -156,6 +156,8 @@ COMMANDS: dict[str, tuple[list[str], dict[str, str | list[str]]]] = {
             "--batch-size": "int",
             "--conditions": ["default", "none", "sweep", "", "x"],
             "--device": ["cpu", "cuda", "tpu", ""],
+            "--per-sign-lighting": "flag",
+            "--lighting-data": "data",
         },
     ),
     "attack": (
@@ -436,6 +438,16 @@ COMMANDS: dict[str, tuple[list[str], dict[str, str | list[str]]]] = {
         {"--runs": ["1", "", ",", "-1", "x", "999999", "1,1", "9223372036854775808"], "--out": "out"},
     ),
     "zoo": (["zoo", "--json"], {"--json": ["--json"]}),
+    "print": (
+        ["print", "{p}", "--width", "3cm", "--dpi", "72", "--out", "{o}/sheet.pdf"],
+        {
+            "--sign-width": ["75cm", "750mm", "30in", "75", "0cm", "-1cm", "nan", "1e9mm", "", "x"],
+            "--width": ["3cm", "1mm", "0.001mm", "5000mm", "", "x", "inf"],
+            "--paper": ["a4", "a3", "letter", "", "x"],
+            "--dpi": "int",
+            "--out": "out",
+        },
+    ),
 }
 # commands whose successful runs are too slow for a fuzz case: only their refusals are fuzzed (values must fail)
 SLOW = {
@@ -462,7 +474,7 @@ SLOW = {
     ),
 }
 
-FLAGS_WITHOUT_VALUE = {"--per-image", "--resume", "--adaptive", "--bf16", "--json"}
+FLAGS_WITHOUT_VALUE = {"--per-image", "--resume", "--adaptive", "--bf16", "--json", "--per-sign-lighting"}
 
 
 @pytest.fixture(scope="module")

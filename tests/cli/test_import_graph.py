@@ -20,6 +20,7 @@ LAYERS = (
     "defenses",
     "explain",
     "eval",
+    "street",
     "runs",
     "workflows",
     "explore",
