@@ -139,6 +139,8 @@ def _row_to_run(row: sqlite3.Row, status: str | None = None, message: str | None
             raise DamagedRow(f"its {k} is not readable JSON") from None
         if not isinstance(values[k], list if k == "models" else dict):
             raise DamagedRow(f"its {k} is not a JSON {'list' if k == 'models' else 'object'}")
+    if not all(isinstance(m, str) for m in values["models"]):
+        raise DamagedRow("its models are not a JSON list of names")
     for k in ("started", "ended"):
         try:
             if values[k] is not None or k == "started":

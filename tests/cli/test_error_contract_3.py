@@ -405,3 +405,19 @@ def test_resuming_a_fine_tune_whose_initial_weights_changed_is_refused(
     base.write_bytes(kept)  # the weights it started from: the run goes on
     assert _ok([*tune, "--resume", "--json"])["weights"] == str(tmp_path / "tuned.safetensors")
     assert not (tmp_path / "tuned.ckpt").exists()
+
+
+def test_a_store_row_whose_models_are_not_names_is_reported_and_skipped(tmp_path: Path) -> None:
+    """Found by the fuzzer: a row whose models column holds ``[1]`` took ``runs list`` down with a TypeError."""
+    import sqlite3
+
+    store = str(tmp_path / "runs.db")
+    for _ in range(2):
+        _ok(["--store", store, "evaluate", "--data", "demo", "--limit", "2", "--json"])
+    with sqlite3.connect(store) as conn:
+        conn.execute("UPDATE runs SET models = ? WHERE id = 1", ("[1]",))
+    for args in (["runs", "list"], ["runs", "list", "--json"], ["runs", "show", "1"]):
+        r = invoke("--store", store, *args)
+        assert_contract(r, tuple(args))
+    listed = json.loads(invoke("--store", store, "runs", "list", "--json").out)["runs"]
+    assert [run["id"] for run in listed] == [2]

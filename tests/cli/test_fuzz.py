@@ -727,7 +727,10 @@ def test_an_image_of_any_mode_and_depth_reads_as_rgb_or_refuses_in_one_line(
                 return
         a = np.asarray(rgb)
         assert rgb.mode == "RGB" and a.shape == (size[1], size[0], 3)
-        if mode not in ("1", "LAB", "HSV", "P", "PA", "CMYK", "YCbCr") and ext != "jpg":
+        # Pillow writes 16-bit, 32-bit and float greys to WebP through its 8-bit conversion, which clips (a 16-bit grey
+        # is written white, a float one in [0, 1] black): the file itself holds another grey
+        clipped = ext == "webp" and (mode.startswith("I") or mode == "F")
+        if mode not in ("1", "LAB", "HSV", "P", "PA", "CMYK", "YCbCr") and ext != "jpg" and not clipped:
             assert abs(float(a.mean()) - level) <= 2, (mode, ext, level, float(a.mean()))
 
 
