@@ -74,6 +74,11 @@ def _step(name: str, annotation: Any = None) -> inspect.Parameter:
     default = recipe_default({"tv": "tv_weight", "nps": "nps_weight"}.get(name, name))
     return option_param(name, annotation or type(default), default)
 
+    def recorded(self) -> dict[str, Any]:
+        """What a run records of the recipe beyond the library's settings: the printer file as given (its
+        contents are in the settings), so that the run's command line names the file."""
+        return {"printer": str(self.printer) if self.printer is not None else None}
+
 
 recipe_group = options_group(
     "recipe",
@@ -226,7 +231,7 @@ def attack(
     _note_overwrite(out, quiet=resume or rank != 0)
     config: dict[str, Any] = {"command": "attack", "model": model, "models": split_names(model, "--model")}
     config |= {"data": data_opts.data, "data_hash": images.data_hash, "device": dev, "attack": name}
-    config |= data_opts.recorded() | cfg.as_dict() | images.named_classes()
+    config |= data_opts.recorded() | cfg.as_dict() | images.named_classes() | recipe.recorded()
     run: dict[str, Any] = {"init": init, "views": views, "limit": data_opts.limit, "resume": resume, "out": out}
     run |= {"images": images, "net": net}
     options = _attack_options(name, option, config, run | {"checkpoint_every": checkpoint_every})

@@ -43,3 +43,20 @@ def test_attack_refuses_a_file_that_is_not_a_printer(tmp_path):
     )  # fmt: skip
     assert_contract(r)
     assert r.code == 2 and "--printer" in r.err_lines[0] and "not a printer file" in r.err_lines[0]
+
+
+def test_attack_with_a_printer_records_its_file_and_runs(tmp_path):
+    from patchscope.attacks.losses import printable_colours
+    from patchscope.attacks.printer import fit_printer
+
+    colours = printable_colours()
+    fit_printer(colours, colours * 0.8 + 0.1).save(tmp_path / "printer.json")
+    r = invoke(
+        "attack", "--data", "demo", "--source", "stop", "--target", "yield", "--steps", "2", "--batch-size", "8",
+        "--candidates", "1", "--limit", "16", "--nps", "0.1", "--printer", str(tmp_path / "printer.json"),
+        "--out", str(tmp_path / "run"), "--json",
+    )  # fmt: skip
+    assert_contract(r)
+    assert r.code == 0, r.err
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["printer"] == str(tmp_path / "printer.json")
