@@ -7,7 +7,8 @@ One update is what the page's server does when the patch moves: render the clean
 the same through the page's own endpoint (FastAPI's test client: JSON in, four PNGs and the numbers out),
 when the ``explore`` extra is installed. The certificate (PatchCleanser on both views) is its own request
 and timed apart. The patch moves by one pixel each repetition (the view tilted 10 degrees), on the first bundled
-Stop sign, with the model's zoo Stop -> Yield patch. Run by hand; never part of the unit suite.
+Stop sign, with the model's zoo Stop -> Yield patch (a model without one, e.g. ``tv:resnet50:random``: a random 5%
+patch, the sign resized to the model's input). Run by hand; never part of the unit suite.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable
 
 import torch
 
-from patchscope.attacks import list_patches, load_patch
+from patchscope.attacks import Patch, list_patches, load_patch, patch_side
 from patchscope.data import load_data
 from patchscope.explore import Camera, Placement, certify_scene, look, render_scene
 from patchscope.models import create_model
@@ -65,9 +66,14 @@ def bench(name: str, reps: int) -> dict[str, object]:
     first_stop = int((data.labels == 14).nonzero()[0])
     image = data.float_images()[first_stop]
     own = [p for p in list_patches() if p.startswith(f"{name}/")]
-    patch_name = f"{name}/stop-yield" if f"{name}/stop-yield" in own else own[0]
-    patch = load_patch(f"zoo:{patch_name}").resized(model.input_size)
     size = model.input_size
+    if own:
+        patch_name = f"{name}/stop-yield" if f"{name}/stop-yield" in own else own[0]
+        patch = load_patch(f"zoo:{patch_name}").resized(size)
+    else:  # a model without zoo patches (tv:, timm:): a random 5% patch at its input size
+        patch_name, side = "", patch_side(0.05, size)
+        pixels = torch.rand(3, side, side, generator=torch.Generator().manual_seed(0))
+        patch = Patch(pixels, torch.ones(side, side), "on-object", (0, 0), size, {"source": "stop"})
 
     def update(i: int) -> None:
         placed = Placement(size / 2, size * 0.3 + i % 20, 1.0, 0.0)
@@ -82,7 +88,7 @@ def bench(name: str, reps: int) -> dict[str, object]:
             _times(lambda i: render_scene(image, patch, Placement.of(patch, size), Camera()), reps)
         ),
         "certify": _summary(_times(lambda i: certify_scene(model, scene, 14), max(3, reps // 5), warm=1)),
-        "http": _http(name, patch_name, first_stop, reps),
+        "http": _http(name, patch_name, first_stop, reps) if patch_name else None,
     }
 
 

@@ -63,6 +63,11 @@ class Recipe:
         printer = PrinterModel.load(self.printer) if self.printer is not None else None
         return AttackConfig.of(self.steps, **patch, printer=printer)
 
+    def recorded(self) -> dict[str, Any]:
+        """What a run records of the recipe beyond the library's settings: the printer file as given (its
+        contents are in the settings), so that the run's command line names the file."""
+        return {"printer": str(self.printer) if self.printer is not None else None}
+
 
 def _recipe(tv: float, nps: float, printer: Path | None, **steps: Any) -> Recipe:
     """The recipe flags as the library's :class:`~patchscope.recipe.AttackRecipe` (``--tv``, ``--nps``: weights)."""

@@ -9,6 +9,7 @@ import typer
 
 from patchscope.cli.common import JsonOpt
 from patchscope.cli.output import print_json
+from patchscope.formatting import pct
 
 app = typer.Typer()
 
@@ -48,6 +49,6 @@ def print_patch(
     lay = sheet.layout
     typer.echo(
         f"{sheet.pdf}: {sheet.patch} printed {lay.patch.w:.1f} mm wide ({lay.mm_per_pixel:.2f} mm a pixel, "
-        f"{lay.share:.1%} of the sign), {lay.paper}, {lay.dpi} dpi; print at 100% and check the ruler"
+        f"{pct(lay.share)} of the sign), {lay.paper}, {lay.dpi} dpi; print at 100% and check the ruler"
     )
     typer.echo(f"{sheet.record}: the sheet's record (colour chart and markers) for calibration")

@@ -10,6 +10,7 @@ from typing import Any
 from patchscope.attacks.load import load_patch
 from patchscope.attacks.patch import Patch, patch_zoo_dir
 from patchscope.errors import PatchscopeError
+from patchscope.formatting import pct
 from patchscope.io import check_output, check_path_names, write_json
 from patchscope.street.sheet import SheetLayout, layout_sheet, printed_width
 
@@ -60,7 +61,7 @@ def identity_lines(name: str, digest: str, patch: Patch, width: float, sign_widt
     made = ", ".join(f"{k} {meta[k]}" for k in ("model", "source", "target") if meta.get(k) not in (None, ""))
     return [
         f"patchscope patch {name}   sha256 {digest[:16]}",
-        f"{patch.side} x {patch.side} px of a {patch.image_size} px image: {share:.2%} of the sign's width; "
+        f"{patch.side} x {patch.side} px of a {patch.image_size} px image: {pct(share)} of the sign's width; "
         f"printed {width:.1f} mm wide {sized} ({width / patch.side:.2f} mm a pixel)",
         f"{patch.placement}{' at ' + str(patch.location) if patch.location else ''}{'; ' + made if made else ''}",
         "Print at 100% (no fit to page) and check the ruler: 10 cm must measure 10 cm. Cut along the crop marks.",

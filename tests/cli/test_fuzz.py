@@ -759,8 +759,9 @@ def test_a_damaged_store_row_never_takes_down_the_store(column: str, value: str)
 
 @settings(max_examples=3 if os.environ.get("PATCHSCOPE_FUZZ") != "long" else 30)
 @given(
-    # from 0.1 s: before the interpreter runs any of patchscope (its own start-up), no program can catch a signal
-    delays=st.tuples(st.floats(0.1, 3.0), st.lists(st.floats(0.0, 1.0), max_size=2)).map(lambda t: [t[0], *t[1]]),
+    # from 0.3 s: before the interpreter runs any of patchscope (its own start-up, slower on a busy machine), no
+    # program can catch a signal
+    delays=st.tuples(st.floats(0.3, 3.0), st.lists(st.floats(0.0, 1.0), max_size=2)).map(lambda t: [t[0], *t[1]]),
     sig=st.sampled_from(["SIGINT", "SIGTERM"]),
     command=st.sampled_from(["certify", "evaluate", "demo"]),
 )
